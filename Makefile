@@ -1,0 +1,49 @@
+# dcn — `make help` lists the targets.
+SHELL := /bin/bash
+ROOT := $(abspath .)
+TOOLS_BIN := $(ROOT)/tools/node_modules/.bin
+export PATH := $(TOOLS_BIN):$(PATH)
+# forge compiles with solc-js through this shim (no native solc can be downloaded here).
+export FOUNDRY_SOLC := $(ROOT)/scripts/solc-shim.js
+FORGE := cd contracts && forge
+CARGO ?= cargo
+
+.DEFAULT_GOAL := help
+.PHONY: help setup build test test-contracts check-artifacts test-rust contracts bench lint fmt clean
+
+help: ## List the targets
+	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
+
+setup: ## Install what dcn needs (apt, npm tools, Docker daemon); safe to repeat
+	@bash scripts/setup
+
+build: setup ## Build the dcn binary (target/release/dcn)
+	$(CARGO) build --release --locked
+
+test: setup test-contracts check-artifacts test-rust ## Everything CI runs: contract tests, artifact check, cargo tests
+
+test-contracts: setup ## Contract unit, fuzz and invariant tests (forge, offline)
+	$(FORGE) test --offline
+
+check-artifacts: setup ## Fail if contracts/out differs from a fresh compile
+	node contracts/build.js --check
+
+test-rust: setup ## cargo tests: unit and integration (real anvil)
+	$(CARGO) test --locked --all-targets
+
+contracts: setup ## Recompile the contracts into contracts/out (commit the result)
+	node contracts/build.js
+
+bench: setup ## Print the product metrics (`name value unit` per line)
+	@$(CARGO) bench --locked --bench gas -q 2>/dev/null | grep -E '^[a-z_0-9]+ '
+
+lint: setup ## rustfmt and clippy, warnings are errors
+	$(CARGO) fmt --check
+	$(CARGO) clippy --locked --all-targets -- -D warnings
+
+fmt: ## Format the Rust code
+	$(CARGO) fmt
+
+clean: ## Remove build outputs (a rebuild takes several minutes)
+	$(CARGO) clean
+	rm -rf contracts/build contracts/cache

@@ -1,0 +1,151 @@
+// SPDX-License-Identifier: Apache-2.0
+pragma solidity ^0.8.24;
+
+import {IERC20} from "@openzeppelin/contracts/token/ERC20/IERC20.sol";
+import {SafeERC20} from "@openzeppelin/contracts/token/ERC20/utils/SafeERC20.sol";
+import {Ownable} from "@openzeppelin/contracts/access/Ownable.sol";
+
+/// @notice What a contract implements to receive job results from `DcnJobBoard`.
+interface IDcnJobClient {
+    /// @notice Called by the board when the result of request `requestId` is delivered.
+    function onJobResult(uint256 requestId, bytes32 dealId, bytes32 resultHash) external;
+}
+
+/// @title DcnJobBoard
+/// @notice Lets contracts ask for off-chain jobs. A contract calls `requestJob` with a
+///         module, its inputs and a payment in tokens; the board's operator (a dcn
+///         service) runs the job as a job creator on the network and calls
+///         `deliverResult`, which pays the operator and calls the requester back. A request
+///         not delivered by its deadline can be refunded to the requester.
+contract DcnJobBoard is Ownable {
+    using SafeERC20 for IERC20;
+
+    enum Status {
+        None,
+        Open,
+        Delivered,
+        Refunded
+    }
+
+    struct Request {
+        address requester;
+        Status status;
+        uint64 deadline;
+        uint256 payment;
+        bytes32 dealId;
+        bytes32 resultHash;
+        string module;
+        string[] inputs;
+    }
+
+    /// @notice Gas forwarded to a client's `onJobResult`; a client that needs more or reverts
+    ///         does not block delivery (see `CallbackFailed`).
+    uint256 public constant CALLBACK_GAS = 200_000;
+
+    IERC20 public immutable token;
+    /// @notice The account allowed to deliver results.
+    address public operator;
+    uint256 public requestCount;
+    mapping(uint256 => Request) private _requests;
+
+    event OperatorChanged(address indexed operator);
+    event JobRequested(
+        uint256 indexed requestId,
+        address indexed requester,
+        string module,
+        string[] inputs,
+        uint256 payment,
+        uint64 deadline
+    );
+    event JobDelivered(uint256 indexed requestId, bytes32 indexed dealId, bytes32 resultHash);
+    event CallbackFailed(uint256 indexed requestId, bytes reason);
+    event JobRefunded(uint256 indexed requestId, address indexed requester, uint256 payment);
+
+    error NotOperator(address caller);
+    error UnknownRequest(uint256 requestId);
+    error NotOpen(uint256 requestId, Status status);
+    error DeadlinePassed(uint256 requestId, uint64 deadline);
+    error DeadlineNotReached(uint256 requestId, uint64 deadline);
+    error InvalidTimeout(uint64 timeout);
+    error EmptyModule();
+    error EmptyResultHash();
+
+    constructor(IERC20 token_, address operator_) Ownable(msg.sender) {
+        token = token_;
+        operator = operator_;
+        emit OperatorChanged(operator_);
+    }
+
+    /// @notice Changes the account allowed to deliver results.
+    function setOperator(address operator_) external onlyOwner {
+        operator = operator_;
+        emit OperatorChanged(operator_);
+    }
+
+    /// @notice Asks for `module` to be run with `inputs` ("Key=Value" each), paying
+    ///         `payment` tokens from the caller (needs approval). The result is due within
+    ///         `timeout` seconds; after that the caller can get its payment back.
+    function requestJob(string calldata module, string[] calldata inputs, uint256 payment, uint64 timeout)
+        external
+        returns (uint256 requestId)
+    {
+        if (bytes(module).length == 0) revert EmptyModule();
+        if (timeout == 0 || timeout > 30 days) revert InvalidTimeout(timeout);
+        requestId = ++requestCount;
+        uint64 deadline = uint64(block.timestamp) + timeout;
+        Request storage r = _requests[requestId];
+        r.requester = msg.sender;
+        r.status = Status.Open;
+        r.deadline = deadline;
+        r.payment = payment;
+        r.module = module;
+        for (uint256 i = 0; i < inputs.length; i++) {
+            r.inputs.push(inputs[i]);
+        }
+        emit JobRequested(requestId, msg.sender, module, inputs, payment, deadline);
+        token.safeTransferFrom(msg.sender, address(this), payment);
+    }
+
+    /// @notice The operator delivers the result of an open request before its deadline:
+    ///         the payment goes to the operator and the requester is called back.
+    function deliverResult(uint256 requestId, bytes32 dealId, bytes32 resultHash) external {
+        if (msg.sender != operator) revert NotOperator(msg.sender);
+        Request storage r = _open(requestId);
+        if (block.timestamp > r.deadline) revert DeadlinePassed(requestId, r.deadline);
+        if (resultHash == bytes32(0)) revert EmptyResultHash();
+        r.status = Status.Delivered;
+        r.dealId = dealId;
+        r.resultHash = resultHash;
+        emit JobDelivered(requestId, dealId, resultHash);
+        token.safeTransfer(msg.sender, r.payment);
+        address requester = r.requester;
+        if (requester.code.length > 0) {
+            try IDcnJobClient(requester).onJobResult{gas: CALLBACK_GAS}(requestId, dealId, resultHash) {}
+            catch (bytes memory reason) {
+                emit CallbackFailed(requestId, reason);
+            }
+        }
+    }
+
+    /// @notice Returns the payment of an undelivered request once its deadline has passed.
+    ///         Anyone may call it; the tokens go to the requester.
+    function refund(uint256 requestId) external {
+        Request storage r = _open(requestId);
+        if (block.timestamp <= r.deadline) revert DeadlineNotReached(requestId, r.deadline);
+        r.status = Status.Refunded;
+        emit JobRefunded(requestId, r.requester, r.payment);
+        token.safeTransfer(r.requester, r.payment);
+    }
+
+    /// @notice The request `requestId`.
+    function getRequest(uint256 requestId) external view returns (Request memory) {
+        if (_requests[requestId].status == Status.None) revert UnknownRequest(requestId);
+        return _requests[requestId];
+    }
+
+    function _open(uint256 requestId) private view returns (Request storage r) {
+        r = _requests[requestId];
+        if (r.status == Status.None) revert UnknownRequest(requestId);
+        if (r.status != Status.Open) revert NotOpen(requestId, r.status);
+    }
+}

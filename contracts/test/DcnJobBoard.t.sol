@@ -1,0 +1,112 @@
+// SPDX-License-Identifier: Apache-2.0
+pragma solidity ^0.8.24;
+
+import {Test} from "./utils/Test.sol";
+import {DcnToken} from "../src/DcnToken.sol";
+import {DcnJobBoard, IDcnJobClient} from "../src/DcnJobBoard.sol";
+import {CowsayClient} from "../src/examples/CowsayClient.sol";
+
+contract RevertingClient is IDcnJobClient {
+    function onJobResult(uint256, bytes32, bytes32) external pure {
+        revert("client broke");
+    }
+}
+
+contract DcnJobBoardTest is Test {
+    DcnToken internal token;
+    DcnJobBoard internal board;
+    CowsayClient internal client;
+    address internal operator = address(0x0BE7);
+    uint256 internal constant PRICE = 5 ether;
+
+    function setUp() public {
+        token = new DcnToken(1_000_000 ether);
+        board = new DcnJobBoard(token, operator);
+        client = new CowsayClient(board, PRICE);
+        token.transfer(address(client), 100 ether);
+    }
+
+    function test_cowsay_request_and_delivery() public {
+        uint256 id = client.runCowsay("moo");
+        assertEq(id, 1, "first request");
+        DcnJobBoard.Request memory r = board.getRequest(id);
+        assertEq(r.requester, address(client), "requester");
+        assertEq(keccak256(bytes(r.module)), keccak256("cowsay"), "module");
+        assertEq(keccak256(bytes(r.inputs[0])), keccak256("Message=moo"), "inputs");
+        assertEq(token.balanceOf(address(board)), PRICE, "payment held");
+
+        vm.prank(operator);
+        board.deliverResult(id, bytes32(uint256(7)), keccak256("cow"));
+        assertEq(client.lastResultHash(), keccak256("cow"), "client got the result");
+        assertEq(client.results(id), keccak256("cow"), "by request");
+        assertEq(token.balanceOf(operator), PRICE, "operator paid");
+        assertEq(uint256(board.getRequest(id).status), uint256(DcnJobBoard.Status.Delivered), "delivered");
+    }
+
+    function test_only_operator_delivers() public {
+        uint256 id = client.runCowsay("moo");
+        vm.expectRevert(abi.encodeWithSelector(DcnJobBoard.NotOperator.selector, address(this)));
+        board.deliverResult(id, 0, keccak256("cow"));
+        vm.prank(address(client));
+        vm.expectRevert(abi.encodeWithSelector(CowsayClient.NotBoard.selector, address(client)));
+        client.onJobResult(id, 0, keccak256("forged"));
+    }
+
+    function test_deliver_refusals() public {
+        vm.prank(operator);
+        vm.expectRevert(abi.encodeWithSelector(DcnJobBoard.UnknownRequest.selector, 9));
+        board.deliverResult(9, 0, keccak256("cow"));
+
+        uint256 id = client.runCowsay("moo");
+        vm.prank(operator);
+        vm.expectRevert(DcnJobBoard.EmptyResultHash.selector);
+        board.deliverResult(id, 0, 0);
+
+        uint64 deadline = board.getRequest(id).deadline;
+        vm.warp(deadline + 1);
+        vm.prank(operator);
+        vm.expectRevert(abi.encodeWithSelector(DcnJobBoard.DeadlinePassed.selector, id, deadline));
+        board.deliverResult(id, 0, keccak256("cow"));
+    }
+
+    function test_refund_after_deadline_only() public {
+        uint256 id = client.runCowsay("moo");
+        uint64 deadline = board.getRequest(id).deadline;
+        vm.expectRevert(abi.encodeWithSelector(DcnJobBoard.DeadlineNotReached.selector, id, deadline));
+        board.refund(id);
+        vm.warp(deadline + 1);
+        board.refund(id);
+        assertEq(token.balanceOf(address(client)), 100 ether, "client refunded");
+        vm.expectRevert(abi.encodeWithSelector(DcnJobBoard.NotOpen.selector, id, DcnJobBoard.Status.Refunded));
+        board.refund(id);
+        vm.prank(operator);
+        vm.expectRevert(abi.encodeWithSelector(DcnJobBoard.NotOpen.selector, id, DcnJobBoard.Status.Refunded));
+        board.deliverResult(id, 0, keccak256("cow"));
+    }
+
+    function test_reverting_client_does_not_block_delivery() public {
+        RevertingClient bad = new RevertingClient();
+        token.transfer(address(bad), PRICE);
+        vm.startPrank(address(bad));
+        token.approve(address(board), PRICE);
+        string[] memory inputs = new string[](0);
+        uint256 id = board.requestJob("cowsay", inputs, PRICE, 1 hours);
+        vm.stopPrank();
+        vm.prank(operator);
+        board.deliverResult(id, 0, keccak256("cow"));
+        assertEq(token.balanceOf(operator), PRICE, "operator still paid");
+    }
+
+    function test_request_refusals_and_operator_change() public {
+        string[] memory inputs = new string[](0);
+        vm.expectRevert(DcnJobBoard.EmptyModule.selector);
+        board.requestJob("", inputs, 0, 1 hours);
+        vm.expectRevert(abi.encodeWithSelector(DcnJobBoard.InvalidTimeout.selector, 0));
+        board.requestJob("cowsay", inputs, 0, 0);
+        board.setOperator(address(0xBEEF));
+        assertEq(board.operator(), address(0xBEEF), "operator changed");
+        vm.prank(operator);
+        vm.expectRevert();
+        board.setOperator(operator);
+    }
+}
