@@ -1,0 +1,176 @@
+//! A connection to the chain with a signing account, and the errors of talking to it.
+
+use crate::config::ResolvedNetwork;
+use alloy::contract::{CallBuilder, CallDecoder};
+use alloy::network::EthereumWallet;
+use alloy::primitives::{keccak256, Address, B256};
+use alloy::providers::{DynProvider, Provider, ProviderBuilder};
+use alloy::rpc::types::TransactionReceipt;
+use alloy::signers::local::PrivateKeySigner;
+use std::time::Duration;
+
+/// How long to wait for the node to answer the first request.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Failures talking to the chain. The variants are what a caller decides on: the node is
+/// down, it is the wrong chain, an account needs money, or a transaction failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ChainError {
+    /// The node did not answer.
+    #[error(
+        "cannot reach the chain at {url}: {reason}. Is the node running? For the local development chain \
+         start `dcn dev`, or anvil on port 8546 with chain id 1337; otherwise check --rpc-url / WEB3_RPC_URL"
+    )]
+    Unreachable {
+        /// The RPC URL, credentials redacted.
+        url: String,
+        /// What the transport said.
+        reason: String,
+    },
+    /// The node serves another chain than the profile says.
+    #[error(
+        "chain id mismatch at {url}: the node reports {actual} but network `{network}` expects {expected}; \
+         pick the right --network, or set --chain-id / WEB3_CHAIN_ID to {actual} if this node is intended"
+    )]
+    ChainIdMismatch {
+        /// The RPC URL, credentials redacted.
+        url: String,
+        /// Network name.
+        network: String,
+        /// What the profile says.
+        expected: u64,
+        /// What the node says.
+        actual: u64,
+    },
+    /// An account that has to pay gas has no ether.
+    #[error("account {account} has no ETH on network `{network}` to pay for gas: send it some first")]
+    NoFunds {
+        /// The account.
+        account: Address,
+        /// Network name.
+        network: String,
+    },
+    /// A read or a transaction failed.
+    #[error("{what} failed: {source}")]
+    Call {
+        /// What was being done.
+        what: String,
+        /// Why.
+        #[source]
+        source: alloy::contract::Error,
+    },
+    /// A transaction was mined but reverted.
+    #[error("{what} reverted on chain (transaction {tx})")]
+    Reverted {
+        /// What was being done.
+        what: String,
+        /// Its hash.
+        tx: B256,
+    },
+    /// A plain RPC request failed.
+    #[error("{what} failed: {source}")]
+    Rpc {
+        /// What was being done.
+        what: String,
+        /// Why.
+        #[source]
+        source: alloy::transports::TransportError,
+    },
+}
+
+/// A provider that signs with one account, checked to be on the expected chain.
+#[derive(Clone)]
+pub struct ChainClient {
+    /// The provider; its wallet signs as [`ChainClient::from`].
+    pub provider: DynProvider,
+    /// The signing account.
+    pub from: Address,
+    /// The network it is connected to.
+    pub network: ResolvedNetwork,
+}
+
+impl std::fmt::Debug for ChainClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ChainClient")
+            .field("from", &self.from)
+            .field("network", &self.network.name)
+            .field("url", &self.network.display_url())
+            .finish()
+    }
+}
+
+/// Connects to `net` signing with `signer`, and checks the chain id.
+pub async fn connect(net: &ResolvedNetwork, signer: PrivateKeySigner) -> Result<ChainClient, ChainError> {
+    let from = signer.address();
+    let unreachable = |reason: String| ChainError::Unreachable { url: net.display_url(), reason };
+    let builder = ProviderBuilder::new().wallet(EthereumWallet::from(signer));
+    let provider = tokio::time::timeout(CONNECT_TIMEOUT, builder.connect(&net.rpc_url))
+        .await
+        .map_err(|_| unreachable("no answer within 10 s".into()))?
+        .map_err(|e| unreachable(e.to_string()))?;
+    let actual = tokio::time::timeout(CONNECT_TIMEOUT, provider.get_chain_id())
+        .await
+        .map_err(|_| unreachable("no answer within 10 s".into()))?
+        .map_err(|e| unreachable(e.to_string()))?;
+    if actual != net.chain_id {
+        return Err(ChainError::ChainIdMismatch {
+            url: net.display_url(),
+            network: net.name.clone(),
+            expected: net.chain_id,
+            actual,
+        });
+    }
+    Ok(ChainClient { provider: provider.erased(), from, network: net.clone() })
+}
+
+impl ChainClient {
+    /// Sends a contract transaction, waits for its receipt and fails if it reverted.
+    pub async fn send<P: Provider, D: CallDecoder>(
+        &self,
+        what: &str,
+        call: CallBuilder<P, D>,
+    ) -> Result<TransactionReceipt, ChainError> {
+        let call_err = |source: alloy::contract::Error| ChainError::Call { what: what.to_string(), source };
+        let pending = call.send().await.map_err(call_err)?;
+        let receipt = pending.get_receipt().await.map_err(|e| call_err(e.into()))?;
+        if !receipt.status() {
+            return Err(ChainError::Reverted { what: what.to_string(), tx: receipt.transaction_hash });
+        }
+        Ok(receipt)
+    }
+
+    /// Fails with [`ChainError::NoFunds`] unless the signing account has some ether.
+    pub async fn require_gas_money(&self) -> Result<(), ChainError> {
+        let balance = self.eth_balance(self.from).await?;
+        if balance.is_zero() {
+            return Err(ChainError::NoFunds { account: self.from, network: self.network.name.clone() });
+        }
+        Ok(())
+    }
+
+    /// Ether balance of `account` in wei.
+    pub async fn eth_balance(&self, account: Address) -> Result<alloy::primitives::U256, ChainError> {
+        self.provider
+            .get_balance(account)
+            .await
+            .map_err(|source| ChainError::Rpc { what: format!("reading the balance of {account}"), source })
+    }
+
+    /// keccak256 of the code at `address` (the empty-code hash if there is none).
+    pub async fn code_hash(&self, address: Address) -> Result<B256, ChainError> {
+        let code = self
+            .provider
+            .get_code_at(address)
+            .await
+            .map_err(|source| ChainError::Rpc { what: format!("reading the code at {address}"), source })?;
+        Ok(keccak256(&code))
+    }
+
+    /// The latest block number.
+    pub async fn block_number(&self) -> Result<u64, ChainError> {
+        self.provider
+            .get_block_number()
+            .await
+            .map_err(|source| ChainError::Rpc { what: "reading the block number".into(), source })
+    }
+}

@@ -1,0 +1,164 @@
+//! `dcn deploy`: put the contracts on a chain, wire them, record where they are, and
+//! reuse a recorded deployment whose code is still there and unchanged.
+
+use super::bindings::{CowsayClient, DcnDeals, DcnJobBoard, DcnRegistry, DcnToken};
+use super::client::{ChainClient, ChainError};
+use super::deployment::{current_artifact_hashes, Contracts, Deployment, DeploymentError};
+use alloy::primitives::{Address, U256};
+use std::collections::BTreeMap;
+use std::path::Path;
+
+/// Tokens minted to the deployer: one billion DCN (18 decimals).
+pub fn initial_supply() -> U256 {
+    U256::from(1_000_000_000u64) * U256::from(10u64).pow(U256::from(18))
+}
+
+/// What to deploy.
+#[derive(Debug, Clone)]
+pub struct DeployOptions {
+    /// Redeploy even if a recorded deployment is still good.
+    pub force: bool,
+    /// Account allowed to deliver job-board results.
+    pub job_board_operator: Address,
+    /// Tokens (base units) the example CowsayClient pays per job.
+    pub cowsay_price: U256,
+}
+
+/// What `deploy` did.
+#[derive(Debug, Clone)]
+pub struct DeployOutcome {
+    /// The deployment now in force.
+    pub deployment: Deployment,
+    /// True when the recorded deployment was kept.
+    pub reused: bool,
+}
+
+/// Failures of `deploy`.
+#[derive(Debug, thiserror::Error)]
+pub enum DeployError {
+    /// Talking to the chain failed.
+    #[error(transparent)]
+    Chain(#[from] ChainError),
+    /// The record could not be read or written.
+    #[error(transparent)]
+    Record(#[from] DeploymentError),
+    /// A contract does not point where it should after deploying.
+    #[error("deployment wiring check failed: {0}")]
+    Wiring(String),
+}
+
+/// Deploys and wires every contract with `client`'s account, or reuses the recorded
+/// deployment of this network when its chain id and artifacts match and the code is
+/// still at every address (`options.force` skips the reuse).
+pub async fn deploy(
+    client: &ChainClient,
+    data_dir: &Path,
+    options: &DeployOptions,
+) -> Result<DeployOutcome, DeployError> {
+    let net = &client.network;
+    if !options.force {
+        if let Some(existing) = Deployment::load(data_dir, &net.name)? {
+            if still_valid(client, &existing).await? {
+                tracing::info!(network = %net.name, block = existing.block, "reusing the recorded deployment");
+                return Ok(DeployOutcome { deployment: existing, reused: true });
+            }
+            tracing::info!(network = %net.name, "recorded deployment is stale (other chain, code or artifacts): redeploying");
+        }
+    }
+    client.require_gas_money().await?;
+
+    let p = &client.provider;
+    let token = deploy_one(client, "DcnToken", DcnToken::deploy_builder(p, initial_supply())).await?;
+    let registry = deploy_one(client, "DcnRegistry", DcnRegistry::deploy_builder(p)).await?;
+    let deals = deploy_one(client, "DcnDeals", DcnDeals::deploy_builder(p, token.0)).await?;
+    let job_board =
+        deploy_one(client, "DcnJobBoard", DcnJobBoard::deploy_builder(p, token.0, options.job_board_operator)).await?;
+    let cowsay =
+        deploy_one(client, "CowsayClient", CowsayClient::deploy_builder(p, job_board.0, options.cowsay_price)).await?;
+    let contracts = Contracts {
+        token: token.0,
+        registry: registry.0,
+        deals: deals.0,
+        job_board: job_board.0,
+        cowsay_client: cowsay.0,
+    };
+
+    check_wiring(client, &contracts, options.job_board_operator).await?;
+
+    let mut code_hashes = BTreeMap::new();
+    for (name, address) in contracts.named() {
+        code_hashes.insert(name.to_string(), client.code_hash(address).await?);
+    }
+    let deployment = Deployment {
+        network: net.name.clone(),
+        chain_id: net.chain_id,
+        block: cowsay.1,
+        deployer: client.from,
+        deployed_at: std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or_default(),
+        contracts,
+        job_board_operator: options.job_board_operator,
+        artifact_hashes: current_artifact_hashes(),
+        code_hashes,
+    };
+    let path = deployment.save(data_dir)?;
+    tracing::info!(network = %net.name, record = %path.display(), "deployment recorded");
+    Ok(DeployOutcome { deployment, reused: false })
+}
+
+// Sends one deployment; returns the address and the block it landed in.
+async fn deploy_one(
+    client: &ChainClient,
+    name: &str,
+    builder: alloy::contract::RawCallBuilder<&alloy::providers::DynProvider>,
+) -> Result<(Address, u64), ChainError> {
+    let receipt = client.send(&format!("deploying {name}"), builder).await?;
+    let address = receipt.contract_address.ok_or_else(|| ChainError::Reverted {
+        what: format!("deploying {name} (no contract address in the receipt)"),
+        tx: receipt.transaction_hash,
+    })?;
+    tracing::info!(contract = name, %address, gas = receipt.gas_used, "deployed");
+    Ok((address, receipt.block_number.unwrap_or_default()))
+}
+
+async fn still_valid(client: &ChainClient, d: &Deployment) -> Result<bool, ChainError> {
+    if d.chain_id != client.network.chain_id || d.artifact_hashes != current_artifact_hashes() {
+        return Ok(false);
+    }
+    for (name, address) in d.contracts.named() {
+        let Some(recorded) = d.code_hashes.get(name) else { return Ok(false) };
+        if client.code_hash(address).await? != *recorded {
+            return Ok(false);
+        }
+    }
+    Ok(true)
+}
+
+/// Checks that every contract points at the others as deployed.
+pub async fn check_wiring(client: &ChainClient, c: &Contracts, operator: Address) -> Result<(), DeployError> {
+    let p = &client.provider;
+    let read = |what: &str| {
+        let what = what.to_string();
+        move |source| ChainError::Call { what, source }
+    };
+    let deals_token = DcnDeals::new(c.deals, p).token().call().await.map_err(read("reading DcnDeals.token"))?;
+    let board = DcnJobBoard::new(c.job_board, p);
+    let board_token = board.token().call().await.map_err(read("reading DcnJobBoard.token"))?;
+    let board_operator = board.operator().call().await.map_err(read("reading DcnJobBoard.operator"))?;
+    let client_board =
+        CowsayClient::new(c.cowsay_client, p).board().call().await.map_err(read("reading CowsayClient.board"))?;
+    let checks = [
+        ("DcnDeals.token", deals_token, c.token),
+        ("DcnJobBoard.token", board_token, c.token),
+        ("DcnJobBoard.operator", board_operator, operator),
+        ("CowsayClient.board", client_board, c.job_board),
+    ];
+    for (what, got, want) in checks {
+        if got != want {
+            return Err(DeployError::Wiring(format!("{what} is {got}, expected {want}")));
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,87 @@
+//! Command-line definitions (clap derive), one file per subcommand. Each args struct has
+//! `async fn run(self, settings)`; the logic it calls lives outside `cli/` and never sees
+//! clap types.
+
+mod config_cmd;
+mod deploy;
+mod fund;
+mod keys;
+
+use crate::config::{LogFormat, Overrides, Settings};
+use clap::{Args, Parser, Subcommand};
+use std::path::PathBuf;
+
+/// dcn: a decentralized compute network. Providers sell CPU/GPU time, developers buy
+/// jobs, an EVM chain holds the deals and the money.
+#[derive(Debug, Parser)]
+#[command(name = "dcn", version, propagate_version = true, max_term_width = 100)]
+pub struct Cli {
+    /// Options every subcommand takes.
+    #[command(flatten)]
+    pub global: GlobalOpts,
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Options every subcommand takes; they override the config file and the environment.
+#[derive(Debug, Args)]
+pub struct GlobalOpts {
+    /// Config file [default: ~/.dcn/config.toml if it exists]
+    #[arg(long, global = true, value_name = "PATH")]
+    pub config: Option<PathBuf>,
+    /// Network profile to use (`geth` is the local development chain) [default: geth]
+    #[arg(long, global = true, value_name = "NAME")]
+    pub network: Option<String>,
+    /// JSON-RPC URL, overriding the network profile's (also WEB3_RPC_URL)
+    #[arg(long, global = true, value_name = "URL")]
+    pub rpc_url: Option<String>,
+    /// Chain id the node must report, overriding the profile's (also WEB3_CHAIN_ID)
+    #[arg(long, global = true, value_name = "ID")]
+    pub chain_id: Option<u64>,
+    /// Where deployments, keys and state are kept [default: ~/.dcn]
+    #[arg(long, global = true, value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// Log format on stderr; filter with RUST_LOG [default: pretty]
+    #[arg(long, global = true, value_enum)]
+    pub log_format: Option<LogFormat>,
+}
+
+impl GlobalOpts {
+    /// The flags as the top configuration layer.
+    pub fn overrides(&self) -> Overrides {
+        Overrides {
+            config_file: self.config.clone(),
+            network: self.network.clone(),
+            rpc_url: self.rpc_url.clone(),
+            chain_id: self.chain_id,
+            data_dir: self.data_dir.clone(),
+            log_format: self.log_format,
+        }
+    }
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Deploy the contracts to a network and record their addresses
+    Deploy(deploy::DeployArgs),
+    /// Send gas money and tokens from the admin account to the service accounts
+    Fund(fund::FundArgs),
+    /// Make and inspect account keys
+    Keys(keys::KeysArgs),
+    /// Show the resolved configuration
+    Config(config_cmd::ConfigArgs),
+}
+
+impl Command {
+    /// Runs the subcommand with the loaded settings.
+    pub async fn run(self, settings: Settings) -> eyre::Result<()> {
+        match self {
+            Command::Deploy(args) => args.run(&settings).await,
+            Command::Fund(args) => args.run(&settings).await,
+            Command::Keys(args) => args.run(&settings),
+            Command::Config(args) => args.run(&settings),
+        }
+    }
+}

@@ -1,0 +1,12 @@
+//! dcn: a decentralized compute network in one binary.
+//!
+//! `main.rs` parses the command line and calls into [`cli`]; each subcommand builds its
+//! settings from [`config`] and runs a service or an action. Chain access (bindings,
+//! deploy, fund) lives in [`chain`]. See `DESIGN.md` in the shared docs for the whole
+//! picture.
+
+pub mod chain;
+pub mod cli;
+pub mod config;
+pub mod logging;
+pub mod secret;
