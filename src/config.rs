@@ -380,6 +380,15 @@ mod tests {
     }
 
     #[test]
+    fn sample_config_parses_and_matches_the_defaults() {
+        let sample = concat!(env!("CARGO_MANIFEST_DIR"), "/config.toml.sample");
+        let o = Overrides { config_file: Some(sample.into()), ..Default::default() };
+        let from_sample = Settings::load(&o, &env(&[])).unwrap();
+        let defaults = Settings::load(&Overrides::default(), &env(&[])).unwrap();
+        assert_eq!(from_sample.to_redacted_toml(), defaults.to_redacted_toml());
+    }
+
+    #[test]
     fn errors_name_the_fix() {
         let o = Overrides { config_file: Some("/no/such/dcn.toml".into()), ..Default::default() };
         let err = Settings::load(&o, &env(&[])).unwrap_err().to_string();
