@@ -9,13 +9,17 @@ FORGE := cd contracts && forge
 CARGO ?= cargo
 
 .DEFAULT_GOAL := help
-.PHONY: help setup build test test-contracts check-artifacts test-rust contracts bench lint fmt clean
+# Example module images, built locally (no registry): see scripts/build-images.
+.PHONY: help setup images build test test-contracts check-artifacts test-rust contracts bench lint fmt clean
 
 help: ## List the targets
 	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
 
 setup: ## Install what dcn needs (apt, npm tools, Docker daemon); safe to repeat
 	@bash scripts/setup
+
+images: setup ## Build the example module images locally (debootstrap, docker import)
+	@bash scripts/build-images
 
 build: setup ## Build the dcn binary (target/release/dcn)
 	$(CARGO) build --release --locked
@@ -28,14 +32,14 @@ test-contracts: setup ## Contract unit, fuzz and invariant tests (forge, offline
 check-artifacts: setup ## Fail if contracts/out differs from a fresh compile
 	node contracts/build.js --check
 
-test-rust: setup ## cargo tests: unit and integration (real anvil)
+test-rust: setup images ## cargo tests: unit and integration (real anvil, real Docker)
 	$(CARGO) test --locked --all-targets
 
 contracts: setup ## Recompile the contracts into contracts/out (commit the result)
 	node contracts/build.js
 
-bench: setup ## Print the product metrics (`name value unit` per line)
-	@$(CARGO) bench --locked --bench gas -q 2>/dev/null | grep -E '^[a-z_0-9]+ '
+bench: setup images ## Print the product metrics (`name value unit` per line)
+	@$(CARGO) bench --locked -q 2>/dev/null | grep -E '^[a-z_0-9]+ '
 
 lint: setup ## rustfmt and clippy, warnings are errors
 	$(CARGO) fmt --check

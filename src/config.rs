@@ -30,6 +30,13 @@ accounts = []
 
 [deploy]
 cowsay_price = "1"
+
+[executor]
+allow_network = false
+pids_limit = 256
+tmp_mb = 64
+
+[modules]
 "#;
 
 /// Errors in loading or resolving configuration; each says what to change.
@@ -116,6 +123,25 @@ pub struct DeploySettings {
     pub cowsay_price: String,
 }
 
+/// How jobs are sandboxed on this machine.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ExecutorSettings {
+    /// Whether modules that ask for network access get it.
+    pub allow_network: bool,
+    /// Most processes one job may run.
+    pub pids_limit: i64,
+    /// Size of a job's writable /tmp in MB.
+    pub tmp_mb: u64,
+}
+
+/// Where modules come from.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct ModuleSettings {
+    /// Directory searched for `<name>/module.toml` before the built-in modules.
+    #[serde(default)]
+    pub dir: Option<PathBuf>,
+}
+
 /// The whole resolved configuration.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Settings {
@@ -141,6 +167,11 @@ pub struct Settings {
     pub fund: FundSettings,
     /// `dcn deploy` wiring.
     pub deploy: DeploySettings,
+    /// Job sandbox.
+    pub executor: ExecutorSettings,
+    /// Module resolution.
+    #[serde(default)]
+    pub modules: ModuleSettings,
 }
 
 /// Values from command-line flags: the top layer. `None` leaves the layer below.

@@ -5,8 +5,12 @@
 //! deploy, fund) lives in [`chain`]. See `DESIGN.md` in the shared docs for the whole
 //! picture.
 
+pub mod bundle;
 pub mod chain;
 pub mod cli;
 pub mod config;
+pub mod executor;
 pub mod logging;
+pub mod module;
 pub mod secret;
+pub mod types;

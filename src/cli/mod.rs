@@ -6,6 +6,7 @@ mod config_cmd;
 mod deploy;
 mod fund;
 mod keys;
+mod run;
 
 use crate::config::{LogFormat, Overrides, Settings};
 use clap::{Args, Parser, Subcommand};
@@ -70,6 +71,8 @@ pub enum Command {
     Fund(fund::FundArgs),
     /// Make and inspect account keys
     Keys(keys::KeysArgs),
+    /// Run a module (--local: on this machine, without the network)
+    Run(run::RunArgs),
     /// Show the resolved configuration
     Config(config_cmd::ConfigArgs),
 }
@@ -81,6 +84,7 @@ impl Command {
             Command::Deploy(args) => args.run(&settings).await,
             Command::Fund(args) => args.run(&settings).await,
             Command::Keys(args) => args.run(&settings),
+            Command::Run(args) => args.run(&settings).await,
             Command::Config(args) => args.run(&settings),
         }
     }

@@ -2,7 +2,7 @@
 //! built `dcn` binary run as a process with a private HOME and no inherited dcn/web3
 //! environment.
 
-#![allow(dead_code)]
+#![allow(dead_code, clippy::unwrap_used)]
 
 use alloy::node_bindings::AnvilInstance;
 use alloy::providers::{DynProvider, Provider, ProviderBuilder};
@@ -81,4 +81,70 @@ pub fn block_on<F: std::future::IntoFuture>(fut: F) -> F::Output {
 /// Bytes of code at `address`.
 pub fn code_len(url: &str, address: alloy::primitives::Address) -> usize {
     block_on(async { reader(url).get_code_at(address).await.expect("get code").len() })
+}
+
+/// A Docker executor whose containers carry a label unique to this test, and a check
+/// that none of them is left behind.
+pub struct TestExecutor {
+    pub executor: dcn::executor::docker::DockerExecutor,
+    pub label: String,
+    pub runtime: tokio::runtime::Runtime,
+}
+
+impl TestExecutor {
+    /// Connects to the local Docker daemon; fails loudly if there is none (run `make test`).
+    pub fn new() -> Self {
+        use dcn::executor::docker::{DockerConfig, DockerExecutor};
+        static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let label = format!("{}-{}", std::process::id(), N.fetch_add(1, std::sync::atomic::Ordering::Relaxed));
+        let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+        let config = DockerConfig { labels: [("dcn.test".to_string(), label.clone())].into(), ..Default::default() };
+        let executor = runtime
+            .block_on(DockerExecutor::connect(config, None))
+            .unwrap_or_else(|e| panic!("{e}\n(run `make test`: it starts dockerd and builds the images)"));
+        Self { executor, label, runtime }
+    }
+
+    /// Resolves `module` (built-in name or a file under tests/modules/) with `inputs`.
+    pub fn spec(module: &str, inputs: &[&str]) -> dcn::types::JobSpec {
+        let path = format!("{}/tests/modules/{module}.toml", env!("CARGO_MANIFEST_DIR"));
+        let reference = if std::path::Path::new(&path).exists() { path } else { module.to_string() };
+        let resolver = dcn::module::resolve::Resolver { override_dir: None, cache_dir: std::env::temp_dir() };
+        let m = resolver.resolve(&reference).unwrap();
+        m.job_spec(&dcn::module::parse_inputs(inputs).unwrap()).unwrap()
+    }
+
+    /// Runs `spec` in a fresh work directory.
+    pub fn run(
+        &self,
+        spec: &dcn::types::JobSpec,
+    ) -> (Result<dcn::executor::RunOutcome, dcn::executor::ExecutorError>, tempfile::TempDir) {
+        use dcn::executor::Executor;
+        let dir = tempfile::tempdir().unwrap();
+        let out = self.runtime.block_on(self.executor.run(spec, dir.path()));
+        (out, dir)
+    }
+
+    /// Containers of this test still present (running or not).
+    pub fn leftovers(&self) -> usize {
+        use bollard::query_parameters::ListContainersOptionsBuilder;
+        let filters = std::collections::HashMap::from([("label", vec![format!("dcn.test={}", self.label)])]);
+        let opts = ListContainersOptionsBuilder::default().all(true).filters(&filters).build();
+        self.runtime.block_on(self.executor.docker().list_containers(Some(opts))).unwrap().len()
+    }
+}
+
+impl Drop for TestExecutor {
+    fn drop(&mut self) {
+        if !std::thread::panicking() {
+            // Removal after a dropped run is asynchronous: give it a moment.
+            for _ in 0..50 {
+                if self.leftovers() == 0 {
+                    return;
+                }
+                std::thread::sleep(std::time::Duration::from_millis(100));
+            }
+            panic!("containers left behind by test label {}", self.label);
+        }
+    }
 }

@@ -1,0 +1,364 @@
+//! Result bundles: the exit code, stdout, stderr and `/outputs` tree of a job, packed as
+//! a tar with sorted entries and fixed metadata, so that the same results give the same
+//! bytes on any machine.
+//!
+//! Layout, in this order: `exit_code` (decimal and a newline), `stdout`, `outputs/…`
+//! (directories, regular files, symlinks; sorted by byte-wise name), then `stderr`. The
+//! **result hash** is the sha256 of the tar made of the first three parts alone: stderr is
+//! informational (it often carries timings) and is not hashed.
+//!
+//! [`extract`] refuses absolute paths, `..`, unknown top-level names, hard links,
+//! symlinks that leave `outputs/`, devices and FIFOs, and bundles over a size limit.
+//! Start at [`write_bundle`] and [`extract`].
+
+use alloy::primitives::B256;
+use sha2::{Digest, Sha256};
+use std::fs::File;
+use std::io::{self, BufWriter, Read, Write};
+use std::path::{Component, Path, PathBuf};
+use tar::{EntryType, Header};
+
+/// Default largest bundle accepted by [`extract`]: 1 GiB unpacked.
+pub const DEFAULT_MAX_BUNDLE_BYTES: u64 = 1 << 30;
+/// Most entries accepted by [`extract`].
+pub const MAX_ENTRIES: usize = 100_000;
+
+/// Why a bundle could not be written or was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum BundleError {
+    /// Reading or writing files failed.
+    #[error("{what}: {source}")]
+    Io {
+        /// What was being done.
+        what: String,
+        /// Why.
+        #[source]
+        source: io::Error,
+    },
+    /// The bundle breaks a rule; it is not extracted further.
+    #[error("refusing result bundle: {0}")]
+    Refused(String),
+}
+
+fn io_err(what: impl Into<String>) -> impl FnOnce(io::Error) -> BundleError {
+    let what = what.into();
+    move |source| BundleError::Io { what, source }
+}
+
+/// The parts of a job's results.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Results {
+    /// Exit code of the job.
+    pub exit_code: i64,
+    /// Its standard output.
+    pub stdout: Vec<u8>,
+    /// Its standard error.
+    pub stderr: Vec<u8>,
+    /// The directory holding its `/outputs` tree.
+    pub outputs_dir: PathBuf,
+}
+
+fn header(kind: EntryType, mode: u32, size: u64) -> Header {
+    let mut h = Header::new_gnu();
+    h.set_entry_type(kind);
+    h.set_mode(mode);
+    h.set_size(size);
+    h.set_uid(0);
+    h.set_gid(0);
+    h.set_mtime(0);
+    h
+}
+
+fn append_bytes<W: Write>(b: &mut tar::Builder<W>, name: &str, data: &[u8]) -> io::Result<()> {
+    let mut h = header(EntryType::Regular, 0o644, data.len() as u64);
+    b.append_data(&mut h, name, data)
+}
+
+/// Every path under `dir`, depth first, children sorted by byte-wise name; directories
+/// come before their contents.
+fn walk_sorted(dir: &Path) -> io::Result<Vec<PathBuf>> {
+    let mut out = Vec::new();
+    let mut names: Vec<_> = std::fs::read_dir(dir)?.map(|e| e.map(|e| e.file_name())).collect::<io::Result<_>>()?;
+    names.sort_by(|a, b| a.as_encoded_bytes().cmp(b.as_encoded_bytes()));
+    for name in names {
+        let path = dir.join(name);
+        out.push(path.clone());
+        if std::fs::symlink_metadata(&path)?.is_dir() {
+            out.extend(walk_sorted(&path)?);
+        }
+    }
+    Ok(out)
+}
+
+fn append_deterministic<W: Write>(b: &mut tar::Builder<W>, r: &Results) -> io::Result<()> {
+    append_bytes(b, "exit_code", format!("{}\n", r.exit_code).as_bytes())?;
+    append_bytes(b, "stdout", &r.stdout)?;
+    let mut h = header(EntryType::Directory, 0o755, 0);
+    b.append_data(&mut h, "outputs/", io::empty())?;
+    if !r.outputs_dir.exists() {
+        return Ok(());
+    }
+    for path in walk_sorted(&r.outputs_dir)? {
+        let rel = path.strip_prefix(&r.outputs_dir).map_err(io::Error::other)?;
+        let name = format!("outputs/{}", rel.to_string_lossy());
+        let meta = std::fs::symlink_metadata(&path)?;
+        let ft = meta.file_type();
+        if ft.is_dir() {
+            let mut h = header(EntryType::Directory, 0o755, 0);
+            b.append_data(&mut h, format!("{name}/"), io::empty())?;
+        } else if ft.is_symlink() {
+            let target = std::fs::read_link(&path)?;
+            let mut h = header(EntryType::Symlink, 0o777, 0);
+            b.append_link(&mut h, &name, &target)?;
+        } else if ft.is_file() {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = if meta.permissions().mode() & 0o111 != 0 { 0o755 } else { 0o644 };
+            let mut h = header(EntryType::Regular, mode, meta.len());
+            b.append_data(&mut h, &name, File::open(&path)?)?;
+        }
+        // Sockets, FIFOs and devices a job leaves in /outputs are not results.
+    }
+    Ok(())
+}
+
+/// The result hash of `r`: sha256 of the deterministic part (exit code, stdout, outputs).
+pub fn result_hash(r: &Results) -> Result<B256, BundleError> {
+    struct HashWriter(Sha256);
+    impl Write for HashWriter {
+        fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+            self.0.update(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+    let mut b = tar::Builder::new(HashWriter(Sha256::new()));
+    append_deterministic(&mut b, r).map_err(io_err("hashing the results"))?;
+    let w = b.into_inner().map_err(io_err("hashing the results"))?;
+    Ok(B256::from_slice(&w.0.finalize()))
+}
+
+/// Writes the bundle of `r` to `dest` and returns its result hash.
+pub fn write_bundle(r: &Results, dest: &Path) -> Result<B256, BundleError> {
+    let what = format!("writing result bundle {}", dest.display());
+    let file = File::create(dest).map_err(io_err(what.clone()))?;
+    let mut b = tar::Builder::new(BufWriter::new(file));
+    append_deterministic(&mut b, r).map_err(io_err(what.clone()))?;
+    append_bytes(&mut b, "stderr", &r.stderr).map_err(io_err(what.clone()))?;
+    let mut w = b.into_inner().map_err(io_err(what.clone()))?;
+    w.flush().map_err(io_err(what.clone()))?;
+    w.get_ref().sync_all().map_err(io_err(what))?;
+    result_hash(r)
+}
+
+/// Lexically resolves `p` to its components; None if it climbs above its start or is
+/// absolute.
+fn normalize(p: &Path) -> Option<Vec<std::ffi::OsString>> {
+    let mut out = Vec::new();
+    for c in p.components() {
+        match c {
+            Component::Normal(part) => out.push(part.to_os_string()),
+            Component::CurDir => {}
+            Component::ParentDir => {
+                out.pop()?;
+            }
+            Component::RootDir | Component::Prefix(_) => return None,
+        }
+    }
+    Some(out)
+}
+
+/// Extracts the bundle at `bundle` into `dest` (which must be empty or absent) and
+/// returns its parts. Refuses anything unsafe or over `max_bytes` unpacked.
+pub fn extract(bundle: &Path, dest: &Path, max_bytes: u64) -> Result<Results, BundleError> {
+    let refuse = |why: String| BundleError::Refused(why);
+    let file = File::open(bundle).map_err(io_err(format!("opening result bundle {}", bundle.display())))?;
+    let size = file.metadata().map_err(io_err("reading the bundle size"))?.len();
+    if size > max_bytes.saturating_add(1 << 20) {
+        return Err(refuse(format!("it is {size} bytes, over the {max_bytes}-byte limit")));
+    }
+    std::fs::create_dir_all(dest.join("outputs")).map_err(io_err(format!("creating {}", dest.display())))?;
+    let mut archive = tar::Archive::new(file);
+    let (mut exit_code, mut stdout, mut stderr) = (None, None, Vec::new());
+    let (mut total, mut count) = (0u64, 0usize);
+    for entry in archive.entries().map_err(io_err("reading the bundle"))? {
+        let mut entry = entry.map_err(io_err("reading the bundle"))?;
+        count += 1;
+        if count > MAX_ENTRIES {
+            return Err(refuse(format!("more than {MAX_ENTRIES} entries")));
+        }
+        let path = entry.path().map_err(io_err("reading an entry name"))?.into_owned();
+        let shown = path.display().to_string();
+        if path.components().any(|c| !matches!(c, Component::Normal(_))) {
+            return Err(refuse(format!("entry `{shown}` is absolute or contains `..`")));
+        }
+        total = total.saturating_add(entry.size());
+        if total > max_bytes {
+            return Err(refuse(format!("it unpacks to more than the {max_bytes}-byte limit")));
+        }
+        let kind = entry.header().entry_type();
+        let mut read_small = |what: &str| -> Result<Vec<u8>, BundleError> {
+            let mut buf = Vec::new();
+            entry.read_to_end(&mut buf).map_err(io_err(format!("reading {what}")))?;
+            Ok(buf)
+        };
+        match (path.to_str(), kind) {
+            (Some("exit_code"), EntryType::Regular) => {
+                let text = String::from_utf8(read_small("exit_code")?).unwrap_or_default();
+                exit_code = Some(text.trim().parse::<i64>().map_err(|_| refuse("exit_code is not a number".into()))?);
+            }
+            (Some("stdout"), EntryType::Regular) => stdout = Some(read_small("stdout")?),
+            (Some("stderr"), EntryType::Regular) => stderr = read_small("stderr")?,
+            (Some("outputs"), EntryType::Directory) => {}
+            _ if path.starts_with("outputs") => {
+                let target = dest.join(&path);
+                match kind {
+                    EntryType::Directory => {
+                        std::fs::create_dir_all(&target).map_err(io_err(format!("creating {shown}")))?
+                    }
+                    EntryType::Regular => {
+                        if let Some(parent) = target.parent() {
+                            std::fs::create_dir_all(parent).map_err(io_err(format!("creating {shown}")))?;
+                        }
+                        let mut out = File::create(&target).map_err(io_err(format!("writing {shown}")))?;
+                        io::copy(&mut entry, &mut out).map_err(io_err(format!("writing {shown}")))?;
+                        use std::os::unix::fs::PermissionsExt;
+                        let mode = if entry.header().mode().unwrap_or(0o644) & 0o111 != 0 { 0o755 } else { 0o644 };
+                        std::fs::set_permissions(&target, std::fs::Permissions::from_mode(mode))
+                            .map_err(io_err(format!("writing {shown}")))?;
+                    }
+                    EntryType::Symlink => {
+                        let link = entry
+                            .link_name()
+                            .map_err(io_err(format!("reading link {shown}")))?
+                            .ok_or_else(|| refuse(format!("symlink `{shown}` has no target")))?
+                            .into_owned();
+                        let parent = path.parent().unwrap_or(Path::new(""));
+                        let resolved = normalize(&parent.join(&link));
+                        let inside =
+                            link.is_relative() && resolved.is_some_and(|r| r.first().is_some_and(|f| f == "outputs"));
+                        if !inside {
+                            return Err(refuse(format!(
+                                "symlink `{shown}` points to `{}`, outside outputs/",
+                                link.display()
+                            )));
+                        }
+                        if let Some(p) = target.parent() {
+                            std::fs::create_dir_all(p).map_err(io_err(format!("creating {shown}")))?;
+                        }
+                        std::os::unix::fs::symlink(&link, &target).map_err(io_err(format!("linking {shown}")))?;
+                    }
+                    EntryType::Link => return Err(refuse(format!("hard link `{shown}`"))),
+                    other => {
+                        return Err(refuse(format!("entry `{shown}` is a {other:?}, not a file, directory or symlink")))
+                    }
+                }
+            }
+            _ => return Err(refuse(format!("unexpected entry `{shown}`"))),
+        }
+    }
+    let exit_code = exit_code.ok_or_else(|| refuse("no exit_code entry".into()))?;
+    let stdout = stdout.ok_or_else(|| refuse("no stdout entry".into()))?;
+    Ok(Results { exit_code, stdout, stderr, outputs_dir: dest.join("outputs") })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn results(dir: &Path) -> Results {
+        let out = dir.join("out");
+        std::fs::create_dir_all(out.join("b/c")).unwrap();
+        std::fs::write(out.join("b/c/z.txt"), "z").unwrap();
+        std::fs::write(out.join("a.txt"), "a").unwrap();
+        std::os::unix::fs::symlink("b/c/z.txt", out.join("link")).unwrap();
+        Results { exit_code: 3, stdout: b"hello\n".to_vec(), stderr: b"took 5ms".to_vec(), outputs_dir: out }
+    }
+
+    #[test]
+    fn round_trip_and_hash_ignore_stderr_and_timestamps() {
+        let tmp = tempfile::tempdir().unwrap();
+        let r = results(tmp.path());
+        let bundle = tmp.path().join("b.tar");
+        let hash = write_bundle(&r, &bundle).unwrap();
+        let back = extract(&bundle, &tmp.path().join("x"), DEFAULT_MAX_BUNDLE_BYTES).unwrap();
+        assert_eq!((back.exit_code, &back.stdout, &back.stderr), (3, &r.stdout, &r.stderr));
+        assert_eq!(std::fs::read_to_string(back.outputs_dir.join("link")).unwrap(), "z");
+        assert_eq!(result_hash(&back).unwrap(), hash, "the receiver recomputes the same hash");
+
+        let mut other = r.clone();
+        other.stderr = b"took 9ms".to_vec();
+        assert_eq!(result_hash(&other).unwrap(), hash, "stderr is not hashed");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        std::fs::write(r.outputs_dir.join("a.txt"), "a").unwrap(); // new mtime, same bytes
+        assert_eq!(result_hash(&r).unwrap(), hash, "mtime is not hashed");
+        std::fs::write(r.outputs_dir.join("a.txt"), "A").unwrap();
+        assert_ne!(result_hash(&r).unwrap(), hash, "contents are");
+        other = r.clone();
+        other.exit_code = 0;
+        assert_ne!(result_hash(&other).unwrap(), result_hash(&r).unwrap(), "exit code is");
+    }
+
+    /// Writes a tar with raw headers (bypassing the tar crate's own path checks).
+    fn evil(dir: &Path, build: impl FnOnce(&mut tar::Builder<File>)) -> PathBuf {
+        let p = dir.join("evil.tar");
+        let mut b = tar::Builder::new(File::create(&p).unwrap());
+        append_bytes(&mut b, "exit_code", b"0\n").unwrap();
+        append_bytes(&mut b, "stdout", b"").unwrap();
+        build(&mut b);
+        b.finish().unwrap();
+        p
+    }
+
+    fn raw_entry(b: &mut tar::Builder<File>, name: &str, kind: EntryType, link: Option<&str>, data: &[u8]) {
+        let mut h = header(kind, 0o644, data.len() as u64);
+        let bytes = h.as_old_mut();
+        bytes.name = [0; 100];
+        bytes.name[..name.len()].copy_from_slice(name.as_bytes());
+        if let Some(l) = link {
+            bytes.linkname = [0; 100];
+            bytes.linkname[..l.len()].copy_from_slice(l.as_bytes());
+        }
+        h.set_cksum();
+        b.append(&h, data).unwrap();
+    }
+
+    #[test]
+    fn malicious_bundles_are_refused() {
+        type Build = Box<dyn Fn(&mut tar::Builder<File>)>;
+        let cases: Vec<(&str, Build, &str)> = vec![
+            ("absolute", Box::new(|b| raw_entry(b, "/etc/passwd", EntryType::Regular, None, b"x")), "absolute"),
+            ("dotdot", Box::new(|b| raw_entry(b, "outputs/../../x", EntryType::Regular, None, b"x")), "contains `..`"),
+            (
+                "escape",
+                Box::new(|b| raw_entry(b, "outputs/l", EntryType::Symlink, Some("../../etc"), b"")),
+                "outside outputs/",
+            ),
+            (
+                "abs-link",
+                Box::new(|b| raw_entry(b, "outputs/l", EntryType::Symlink, Some("/etc"), b"")),
+                "outside outputs/",
+            ),
+            ("hardlink", Box::new(|b| raw_entry(b, "outputs/h", EntryType::Link, Some("stdout"), b"")), "hard link"),
+            ("device", Box::new(|b| raw_entry(b, "outputs/d", EntryType::Char, None, b"")), "Char"),
+            ("fifo", Box::new(|b| raw_entry(b, "outputs/f", EntryType::Fifo, None, b"")), "Fifo"),
+            ("unknown", Box::new(|b| raw_entry(b, "payload", EntryType::Regular, None, b"x")), "unexpected entry"),
+        ];
+        for (name, build, want) in cases {
+            let tmp = tempfile::tempdir().unwrap();
+            let p = evil(tmp.path(), build);
+            let err = extract(&p, &tmp.path().join("x"), DEFAULT_MAX_BUNDLE_BYTES).unwrap_err().to_string();
+            assert!(err.contains(want), "{name}: {err}");
+            assert!(!tmp.path().join("etc").exists() && !Path::new("/x").exists());
+        }
+    }
+
+    #[test]
+    fn oversize_bundles_are_refused() {
+        let tmp = tempfile::tempdir().unwrap();
+        let p = evil(tmp.path(), |b| raw_entry(b, "outputs/big", EntryType::Regular, None, &vec![0u8; 4096]));
+        let err = extract(&p, &tmp.path().join("x"), 1000).unwrap_err().to_string();
+        assert!(err.contains("limit"), "{err}");
+    }
+}

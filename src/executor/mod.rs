@@ -1,0 +1,118 @@
+//! Executors run a [`JobSpec`] and hand back what happened. [`Executor`] is the seam;
+//! [`docker::DockerExecutor`] is the default implementation. A job that exits non-zero,
+//! runs out of memory or out of time is an outcome ([`Termination`]), not an error:
+//! [`ExecutorError`] is for the machine failing to run the job at all.
+
+pub mod docker;
+pub mod gpu;
+mod image;
+
+use crate::bundle::Results;
+use crate::types::{JobSpec, Resources};
+use std::future::Future;
+use std::path::{Path, PathBuf};
+use std::pin::Pin;
+use std::time::Duration;
+
+/// A boxed future, so that `Executor` can be used as `dyn Executor`.
+pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// Runs jobs. Chosen once at the edge (config) and passed down as `Arc<dyn Executor>`.
+pub trait Executor: Send + Sync {
+    /// Runs `job`, with its `/outputs` written under `workdir/outputs`.
+    fn run<'a>(&'a self, job: &'a JobSpec, workdir: &'a Path) -> BoxFuture<'a, Result<RunOutcome, ExecutorError>>;
+    /// What this executor can run at once.
+    fn capacity(&self) -> Resources;
+}
+
+/// How a job ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Termination {
+    /// It exited by itself (any exit code).
+    Exited,
+    /// The kernel killed it for exceeding its memory limit.
+    OutOfMemory,
+    /// It ran past its timeout and was killed.
+    TimedOut,
+}
+
+/// What a job did.
+#[derive(Debug, Clone)]
+pub struct RunOutcome {
+    /// Exit code (137 when killed).
+    pub exit_code: i64,
+    /// How it ended.
+    pub termination: Termination,
+    /// Standard output (truncated at the executor's log limit).
+    pub stdout: Vec<u8>,
+    /// Standard error (truncated likewise).
+    pub stderr: Vec<u8>,
+    /// Where its `/outputs` tree is.
+    pub outputs_dir: PathBuf,
+    /// Wall time from start to exit.
+    pub duration: Duration,
+    /// UUIDs of the GPUs it was given.
+    pub gpus: Vec<String>,
+}
+
+impl RunOutcome {
+    /// The parts that go into the result bundle.
+    pub fn results(&self) -> Results {
+        Results {
+            exit_code: self.exit_code,
+            stdout: self.stdout.clone(),
+            stderr: self.stderr.clone(),
+            outputs_dir: self.outputs_dir.clone(),
+        }
+    }
+}
+
+/// The machine could not run the job. Each message says what to do.
+#[derive(Debug, thiserror::Error)]
+pub enum ExecutorError {
+    /// The Docker daemon does not answer.
+    #[error(
+        "cannot reach the Docker daemon: {0}. Start it (scripts/setup starts dockerd when run as root), \
+         or point DOCKER_HOST at a running daemon"
+    )]
+    DockerUnavailable(String),
+    /// The image is not here and cannot be pulled.
+    #[error(
+        "image {image} is not present and cannot be pulled ({reason}). Build the example images with \
+         `make images`, or check that its registry is reachable"
+    )]
+    ImageUnavailable {
+        /// The image reference.
+        image: String,
+        /// Why the pull failed.
+        reason: String,
+    },
+    /// The job wants network access and this executor does not allow it.
+    #[error("module `{0}` asks for network access, which this provider does not allow (see executor.allow_network)")]
+    NetworkNotAllowed(String),
+    /// Not enough GPUs free or offered.
+    #[error("cannot give the job its GPUs: {0}")]
+    Gpus(String),
+    /// The job spec cannot be run as given.
+    #[error("invalid job: {0}")]
+    InvalidJob(String),
+    /// A Docker call failed.
+    #[error("{what} failed: {source}")]
+    Docker {
+        /// What was being done.
+        what: String,
+        /// Why.
+        #[source]
+        source: bollard::errors::Error,
+    },
+    /// Preparing the work directory failed.
+    #[error("{what}: {source}")]
+    Io {
+        /// What was being done.
+        what: String,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+}

@@ -1,0 +1,131 @@
+//! Off-chain objects shared by every role: resources and the job spec an executor runs.
+//! All are serde types with one canonical encoding (field order fixed, maps sorted), so
+//! their hashes agree across machines.
+
+use alloy::primitives::B256;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use std::collections::BTreeMap;
+
+/// Compute resources: what a job needs or a machine offers.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Resources {
+    /// CPU in thousandths of a core.
+    pub cpu: u64,
+    /// Memory in MB.
+    pub ram_mb: u64,
+    /// Number of GPUs.
+    pub gpus: u32,
+    /// VRAM per GPU in MB.
+    pub vram_mb: u64,
+    /// Scratch disk in MB.
+    pub disk_mb: u64,
+}
+
+impl Resources {
+    /// Whether `self` (an offer) covers `need`.
+    pub fn covers(&self, need: &Resources) -> bool {
+        self.cpu >= need.cpu
+            && self.ram_mb >= need.ram_mb
+            && self.gpus >= need.gpus
+            && (need.gpus == 0 || self.vram_mb >= need.vram_mb)
+            && self.disk_mb >= need.disk_mb
+    }
+}
+
+/// Whether a job may use the network.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum NetworkPolicy {
+    /// No network at all (loopback only). The default.
+    #[default]
+    None,
+    /// Outbound network through Docker's bridge; a provider must allow it.
+    Bridge,
+}
+
+/// The module a job came from.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ModuleRef {
+    /// Module name.
+    pub name: String,
+    /// Module version.
+    pub version: String,
+    /// sha256 of the module file, hex.
+    pub hash: String,
+}
+
+/// Everything an executor needs to run a job, resolved from a module and its inputs.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct JobSpec {
+    /// Where it came from.
+    pub module: ModuleRef,
+    /// Container image reference (`name:tag`, or `name@sha256:…` when pinned).
+    pub image: String,
+    /// The command, one element per argument; never run through a shell.
+    pub argv: Vec<String>,
+    /// Environment variables.
+    pub env: BTreeMap<String, String>,
+    /// Resources the job needs (and is limited to).
+    pub resources: Resources,
+    /// Network access.
+    pub network: NetworkPolicy,
+    /// Wall-clock limit in seconds.
+    pub timeout_secs: u64,
+    /// Paths under `/outputs` the module promises to write.
+    pub outputs: Vec<String>,
+}
+
+impl JobSpec {
+    /// The canonical encoding: compact JSON in declaration order with sorted maps.
+    pub fn canonical_json(&self) -> Vec<u8> {
+        serde_json::to_vec(self).expect("a job spec always serializes")
+    }
+
+    /// The content hash (sha256 of the canonical encoding) that goes into offers and deals.
+    pub fn content_hash(&self) -> B256 {
+        B256::from_slice(&Sha256::digest(self.canonical_json()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec() -> JobSpec {
+        JobSpec {
+            module: ModuleRef { name: "cowsay".into(), version: "1.0.0".into(), hash: "ab".into() },
+            image: "dcn.local/cowsay:1.0".into(),
+            argv: vec!["/usr/games/cowsay".into(), "moo".into()],
+            env: [("B".to_string(), "2".to_string()), ("A".to_string(), "1".to_string())].into(),
+            resources: Resources { cpu: 500, ram_mb: 64, ..Default::default() },
+            network: NetworkPolicy::None,
+            timeout_secs: 30,
+            outputs: vec![],
+        }
+    }
+
+    #[test]
+    fn content_hash_is_stable_and_sensitive() {
+        let a = spec();
+        // Pinned value: changing the encoding breaks every deal made with the old one.
+        assert_eq!(
+            String::from_utf8(a.canonical_json()).unwrap(),
+            r#"{"module":{"name":"cowsay","version":"1.0.0","hash":"ab"},"image":"dcn.local/cowsay:1.0","argv":["/usr/games/cowsay","moo"],"env":{"A":"1","B":"2"},"resources":{"cpu":500,"ram_mb":64,"gpus":0,"vram_mb":0,"disk_mb":0},"network":"none","timeout_secs":30,"outputs":[]}"#
+        );
+        assert_eq!(a.content_hash(), spec().content_hash());
+        let mut b = spec();
+        b.argv[1] = "moo ".into();
+        assert_ne!(a.content_hash(), b.content_hash());
+    }
+
+    #[test]
+    fn covers_checks_every_dimension() {
+        let offer = Resources { cpu: 2000, ram_mb: 1024, gpus: 1, vram_mb: 8000, disk_mb: 100 };
+        assert!(offer.covers(&Resources { cpu: 2000, ram_mb: 1024, gpus: 1, vram_mb: 8000, disk_mb: 100 }));
+        assert!(!offer.covers(&Resources { cpu: 2001, ..Default::default() }));
+        assert!(!offer.covers(&Resources { gpus: 1, vram_mb: 9000, ..Default::default() }));
+        assert!(offer.covers(&Resources { vram_mb: 9000, ..Default::default() }), "no GPU asked: VRAM moot");
+    }
+}
