@@ -37,6 +37,19 @@ pids_limit = 256
 tmp_mb = 64
 
 [modules]
+
+[solver]
+listen = "127.0.0.1:8080"
+max_body_bytes = 1048576
+max_result_mb = 1024
+max_open_offers = 100
+rate_per_sec = 50
+rate_burst = 100
+offer_max_ahead_secs = 86400
+request_max_ahead_secs = 300
+sign_timeout_secs = 60
+create_timeout_secs = 300
+chain_poll_ms = 1000
 "#;
 
 /// Errors in loading or resolving configuration; each says what to change.
@@ -142,6 +155,36 @@ pub struct ModuleSettings {
     pub dir: Option<PathBuf>,
 }
 
+/// `dcn solver`: where it listens and its limits.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SolverSettings {
+    /// Address and port the API binds.
+    pub listen: String,
+    /// URL clients reach it at, registered in `DcnRegistry`; default `http://<listen>`.
+    #[serde(default)]
+    pub public_url: Option<String>,
+    /// Largest JSON request body, bytes.
+    pub max_body_bytes: usize,
+    /// Largest result bundle, MB.
+    pub max_result_mb: u64,
+    /// Most open offers per account.
+    pub max_open_offers: usize,
+    /// Signed requests per second per account.
+    pub rate_per_sec: f64,
+    /// Signed requests an account may burst.
+    pub rate_burst: f64,
+    /// Furthest accepted offer expiry, seconds ahead.
+    pub offer_max_ahead_secs: u64,
+    /// Furthest accepted request-signature expiry, seconds ahead.
+    pub request_max_ahead_secs: u64,
+    /// Time a provider has to sign a proposed deal, seconds.
+    pub sign_timeout_secs: u64,
+    /// Time a job creator has to create a signed deal on chain, seconds.
+    pub create_timeout_secs: u64,
+    /// How often the chain is read for deal states, milliseconds.
+    pub chain_poll_ms: u64,
+}
+
 /// The whole resolved configuration.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Settings {
@@ -172,6 +215,8 @@ pub struct Settings {
     /// Module resolution.
     #[serde(default)]
     pub modules: ModuleSettings,
+    /// The solver server.
+    pub solver: SolverSettings,
 }
 
 /// Values from command-line flags: the top layer. `None` leaves the layer below.
@@ -251,11 +296,15 @@ impl Settings {
             }
         }
 
-        let compat: config::Map<String, String> =
-            [("WEB3_RPC_URL", "rpc_url"), ("WEB3_CHAIN_ID", "chain_id"), ("WEB3_PRIVATE_KEY", "keys.private_key")]
-                .into_iter()
-                .filter_map(|(var, key)| env.get(var).filter(|v| !v.is_empty()).map(|v| (key.to_string(), v.clone())))
-                .collect();
+        let compat: config::Map<String, String> = [
+            ("WEB3_RPC_URL", "rpc_url"),
+            ("WEB3_CHAIN_ID", "chain_id"),
+            ("WEB3_PRIVATE_KEY", "keys.private_key"),
+            ("SERVER_URL", "solver.public_url"),
+        ]
+        .into_iter()
+        .filter_map(|(var, key)| env.get(var).filter(|v| !v.is_empty()).map(|v| (key.to_string(), v.clone())))
+        .collect();
         // Already in dotted form: no prefix, no separator translation.
         builder = builder.add_source(Environment::default().source(Some(compat)));
 

@@ -12,5 +12,8 @@ pub mod config;
 pub mod executor;
 pub mod logging;
 pub mod module;
+pub mod protocol;
 pub mod secret;
+pub mod solver;
+pub mod store;
 pub mod types;

@@ -19,7 +19,7 @@ sol!(
 );
 sol!(
     #[sol(rpc)]
-    #[derive(Debug, PartialEq, Eq)]
+    #[derive(Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
     DcnDeals,
     "contracts/out/DcnDeals.json"
 );

@@ -7,6 +7,7 @@ mod deploy;
 mod fund;
 mod keys;
 mod run;
+mod solver;
 
 use crate::config::{LogFormat, Overrides, Settings};
 use clap::{Args, Parser, Subcommand};
@@ -73,6 +74,8 @@ pub enum Command {
     Keys(keys::KeysArgs),
     /// Run a module (--local: on this machine, without the network)
     Run(run::RunArgs),
+    /// Run the solver: take signed offers, match them into deals, relay results
+    Solver(solver::SolverArgs),
     /// Show the resolved configuration
     Config(config_cmd::ConfigArgs),
 }
@@ -85,6 +88,7 @@ impl Command {
             Command::Fund(args) => args.run(&settings).await,
             Command::Keys(args) => args.run(&settings),
             Command::Run(args) => args.run(&settings).await,
+            Command::Solver(args) => args.run(&settings).await,
             Command::Config(args) => args.run(&settings),
         }
     }

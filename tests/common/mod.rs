@@ -4,6 +4,8 @@
 
 #![allow(dead_code, clippy::unwrap_used)]
 
+pub mod solver;
+
 use alloy::node_bindings::AnvilInstance;
 use alloy::providers::{DynProvider, Provider, ProviderBuilder};
 use std::path::{Path, PathBuf};

@@ -1,0 +1,148 @@
+//! Deals: list and get (public, as on chain), the provider's signature, and the result
+//! bundle: uploaded by the deal's provider, downloaded by its job creator and mediators.
+
+use super::{now_ms, parse_id, ApiError, ApiQuery, AppState, Auth};
+use crate::solver::core::DealQuery;
+use crate::solver::records::{DealRecord, DealState, ResultRecord};
+use alloy::primitives::{Bytes, B256};
+use axum::body::Body;
+use axum::extract::{Path, State};
+use axum::http::{header, HeaderMap, StatusCode, Uri};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use futures_util::StreamExt;
+use serde::Deserialize;
+use sha2::{Digest, Sha256};
+use tokio::io::AsyncWriteExt;
+
+/// Query of the deal list.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ListParams {
+    party: Option<String>,
+    state: Option<String>,
+    after: Option<u64>,
+    limit: Option<usize>,
+}
+
+pub async fn list(
+    State(state): State<AppState>,
+    ApiQuery(p): ApiQuery<ListParams>,
+) -> Result<Json<Vec<DealRecord>>, ApiError> {
+    let q = DealQuery {
+        party: p
+            .party
+            .map(|a| a.parse().map_err(|_| ApiError::bad_param("party", format!("`{a}` is not an address"))))
+            .transpose()?,
+        state: p
+            .state
+            .map(|s| {
+                DealState::parse(&s).ok_or_else(|| ApiError::bad_param("state", format!("`{s}` is not a deal state")))
+            })
+            .transpose()?,
+        after: p.after.unwrap_or(0),
+        limit: p.limit.unwrap_or(100).min(super::offers::MAX_LIST),
+    };
+    Ok(Json(state.core().deals(&q)))
+}
+
+pub async fn get(State(state): State<AppState>, Path(id): Path<String>) -> Result<Json<DealRecord>, ApiError> {
+    let id = parse_id(&id)?;
+    let deal = state.core().deal(&id).cloned();
+    deal.map(Json).ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, "not_found", format!("no deal {id}")))
+}
+
+/// Body of `POST /deals/{id}/signature`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SignatureBody {
+    signature: Bytes,
+}
+
+pub async fn sign(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    super::ApiJson(body): super::ApiJson<SignatureBody>,
+) -> Result<Json<DealRecord>, ApiError> {
+    let id = parse_id(&id)?;
+    Ok(Json(state.core().sign_deal(id, body.signature, now_ms())?))
+}
+
+fn result_path(state: &AppState, sha256: &B256) -> std::path::PathBuf {
+    state.0.results_dir.join(format!("{}.tar", hex::encode(sha256)))
+}
+
+pub async fn upload(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    uri: Uri,
+    headers: HeaderMap,
+    Auth(auth): Auth,
+    body: Body,
+) -> Result<(StatusCode, Json<ResultRecord>), ApiError> {
+    let id = parse_id(&id)?;
+    let limit = state.0.limits.max_result_bytes;
+    state.core().check_upload(id, &auth, uri.path(), now_ms())?;
+    let declared = headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > limit) {
+        return Err(ApiError::too_large(limit));
+    }
+    let io = |e: std::io::Error| ApiError::internal(format!("cannot store the result: {e}"));
+    let tmp_dir = state.0.results_dir.join("incoming");
+    tokio::fs::create_dir_all(&tmp_dir).await.map_err(io)?;
+    let tmp = tmp_dir.join(format!("{}.part", hex::encode(B256::random())));
+    let outcome = async {
+        let mut file = tokio::fs::File::create(&tmp).await.map_err(io)?;
+        let mut hasher = Sha256::new();
+        let mut size = 0u64;
+        let mut stream = body.into_data_stream();
+        while let Some(chunk) = stream.next().await {
+            let chunk = chunk.map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "upload_failed", e.to_string()))?;
+            size += chunk.len() as u64;
+            if size > limit {
+                return Err(ApiError::too_large(limit));
+            }
+            hasher.update(&chunk);
+            file.write_all(&chunk).await.map_err(io)?;
+        }
+        file.sync_all().await.map_err(io)?;
+        Ok((B256::from_slice(&hasher.finalize()), size))
+    }
+    .await;
+    let (sha256, size) = match outcome {
+        Ok(v) => v,
+        Err(e) => {
+            let _ = tokio::fs::remove_file(&tmp).await;
+            return Err(e);
+        }
+    };
+    let dest = result_path(&state, &sha256);
+    tokio::fs::rename(&tmp, &dest).await.map_err(io)?;
+    let record = ResultRecord { deal: id, sha256, size, uploaded_at: now_ms() };
+    let record = state.core().record_result(&auth, uri.path(), record, now_ms())?;
+    tracing::info!(deal = %id, size, sha256 = %sha256, "result uploaded");
+    Ok((StatusCode::CREATED, Json(record)))
+}
+
+pub async fn download(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    uri: Uri,
+    Auth(auth): Auth,
+) -> Result<Response, ApiError> {
+    let id = parse_id(&id)?;
+    let record = state.core().authorize_download(id, &auth, uri.path(), now_ms())?;
+    let file = tokio::fs::File::open(result_path(&state, &record.sha256))
+        .await
+        .map_err(|e| ApiError::internal(format!("the result file of deal {id} is missing: {e}")))?;
+    let stream = tokio_util::io::ReaderStream::new(file);
+    Ok((
+        [
+            (header::CONTENT_TYPE, "application/x-tar".to_string()),
+            (header::CONTENT_LENGTH, record.size.to_string()),
+            (header::HeaderName::from_static("x-dcn-sha256"), record.sha256.to_string()),
+        ],
+        Body::from_stream(stream),
+    )
+        .into_response())
+}

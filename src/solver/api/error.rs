@@ -1,0 +1,136 @@
+//! [`ApiError`]: every failure of the API as an HTTP status and a JSON body
+//! `{ "error": code, "message": sentence }`, in one place.
+
+use crate::protocol::ProtocolError;
+use crate::solver::core::SolverError;
+use axum::extract::rejection::{JsonRejection, QueryRejection};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+
+/// An API failure: status, machine-readable code, human sentence.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApiError {
+    /// HTTP status.
+    pub status: StatusCode,
+    /// Stable machine-readable code.
+    pub code: &'static str,
+    /// What went wrong and what to do.
+    pub message: String,
+}
+
+impl ApiError {
+    /// An error with this status, code and message.
+    pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+        Self { status, code, message: message.into() }
+    }
+
+    /// The route does not exist.
+    pub fn no_route(path: &str) -> Self {
+        Self::new(StatusCode::NOT_FOUND, "no_route", format!("no route {path}: see /api/v1 in the solver docs"))
+    }
+
+    /// A request that needs the `x-dcn-*` signature headers came without them.
+    pub fn missing_auth() -> Self {
+        Self::new(
+            StatusCode::UNAUTHORIZED,
+            "missing_auth",
+            "this request must be signed: send x-dcn-account, x-dcn-expiry, x-dcn-nonce and x-dcn-signature",
+        )
+    }
+
+    /// The body is larger than allowed.
+    pub fn too_large(limit: u64) -> Self {
+        Self::new(StatusCode::PAYLOAD_TOO_LARGE, "body_too_large", format!("the body is larger than {limit} bytes"))
+    }
+
+    /// The account sends requests faster than allowed.
+    pub fn rate_limited(per_sec: f64) -> Self {
+        Self::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "rate_limited",
+            format!("more than {per_sec} requests per second from this account: slow down and retry"),
+        )
+    }
+
+    /// A path or query parameter does not parse.
+    pub fn bad_param(what: &str, reason: impl std::fmt::Display) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, "bad_parameter", format!("invalid {what}: {reason}"))
+    }
+
+    /// Something on the solver's side failed.
+    pub fn internal(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", message)
+    }
+}
+
+impl std::fmt::Display for ApiError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} ({}): {}", self.status, self.code, self.message)
+    }
+}
+
+impl std::error::Error for ApiError {}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let body = serde_json::json!({ "error": self.code, "message": self.message });
+        (self.status, Json(body)).into_response()
+    }
+}
+
+impl From<ProtocolError> for ApiError {
+    fn from(e: ProtocolError) -> Self {
+        let status = match e {
+            ProtocolError::BadSignature(_) | ProtocolError::WrongSigner { .. } => StatusCode::UNAUTHORIZED,
+            ProtocolError::Invalid { .. } => StatusCode::UNPROCESSABLE_ENTITY,
+            ProtocolError::WrongSolver { .. } | ProtocolError::Expired { .. } | ProtocolError::TooFarAhead { .. } => {
+                StatusCode::BAD_REQUEST
+            }
+        };
+        Self::new(status, e.code(), e.to_string())
+    }
+}
+
+impl From<SolverError> for ApiError {
+    fn from(e: SolverError) -> Self {
+        let message = e.to_string();
+        match e {
+            SolverError::Protocol(p) => p.into(),
+            SolverError::NonceReused { .. } => Self::new(StatusCode::CONFLICT, "nonce_reused", message),
+            SolverError::TooManyOffers { .. } => Self::new(StatusCode::TOO_MANY_REQUESTS, "too_many_offers", message),
+            SolverError::NotFound(_) => Self::new(StatusCode::NOT_FOUND, "not_found", message),
+            SolverError::Forbidden(_) => Self::new(StatusCode::FORBIDDEN, "forbidden", message),
+            SolverError::Conflict(_) => Self::new(StatusCode::CONFLICT, "conflict", message),
+            SolverError::Store(_) => {
+                tracing::error!(error = %message, "store failure");
+                Self::new(StatusCode::SERVICE_UNAVAILABLE, "store_unavailable", format!("{message}; retry later"))
+            }
+        }
+    }
+}
+
+impl From<JsonRejection> for ApiError {
+    fn from(r: JsonRejection) -> Self {
+        let message = r.body_text();
+        match r {
+            JsonRejection::JsonDataError(_) => Self::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_body", message),
+            JsonRejection::JsonSyntaxError(_) => Self::new(StatusCode::BAD_REQUEST, "malformed_json", message),
+            JsonRejection::MissingJsonContentType(_) => Self::new(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "unsupported_media_type",
+                "send the body as JSON with content-type: application/json",
+            ),
+            other if other.status() == StatusCode::PAYLOAD_TOO_LARGE => {
+                Self::new(StatusCode::PAYLOAD_TOO_LARGE, "body_too_large", message)
+            }
+            other => Self::new(other.status(), "bad_body", message),
+        }
+    }
+}
+
+impl From<QueryRejection> for ApiError {
+    fn from(r: QueryRejection) -> Self {
+        Self::bad_param("query", r.body_text())
+    }
+}

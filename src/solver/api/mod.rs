@@ -1,0 +1,160 @@
+//! The solver's HTTP and WebSocket API (axum), versioned under `/api/v1`. [`router`]
+//! builds the app from an [`AppState`]; [`serve`] runs it on a bound listener until a
+//! shutdown future resolves, so tests bind `127.0.0.1:0`.
+//!
+//! Routes: `offers.rs` (resource and job offers), `deals.rs` (deals, signatures, results),
+//! `events.rs` (the numbered event stream), `ops.rs` (health, metrics, dashboard).
+
+mod deals;
+pub mod error;
+mod events;
+mod limits;
+mod offers;
+mod ops;
+
+pub use error::ApiError;
+pub use limits::{ApiLimits, RateLimiter};
+pub use ops::Metrics;
+
+use super::core::Core;
+use super::records::Event;
+use crate::protocol::AuthHeaders;
+use crate::store::Store;
+use axum::extract::{DefaultBodyLimit, FromRequest, FromRequestParts, Request};
+use axum::http::request::Parts;
+use axum::http::Uri;
+use axum::routing::{get, post};
+use axum::Router;
+use serde::de::DeserializeOwned;
+use std::future::Future;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use tokio::net::TcpListener;
+use tokio::sync::broadcast;
+
+/// Everything the handlers share.
+pub struct Shared {
+    /// The state machine, behind one lock: every change is ordered.
+    pub core: Mutex<Core>,
+    /// The store, for reads that need no lock (event replay).
+    pub store: Arc<dyn Store>,
+    /// Durable events, as they happen.
+    pub events: broadcast::Sender<Arc<Event>>,
+    /// Body sizes, rates and open-offer limits.
+    pub limits: ApiLimits,
+    /// Requests per second per account.
+    pub rate: RateLimiter,
+    /// Request counts and latencies.
+    pub metrics: Metrics,
+    /// Where result bundles are kept, by sha256.
+    pub results_dir: PathBuf,
+    /// When the server started.
+    pub started: Instant,
+}
+
+/// The handlers' state: cheap to clone.
+#[derive(Clone)]
+pub struct AppState(pub Arc<Shared>);
+
+impl AppState {
+    /// Locks the core (a poisoned lock is taken over: the core's state is always
+    /// consistent with the store between calls).
+    pub fn core(&self) -> MutexGuard<'_, Core> {
+        self.0.core.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+/// Milliseconds since the Unix epoch.
+pub fn now_ms() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
+}
+
+/// The whole app.
+pub fn router(state: AppState) -> Router {
+    let api = Router::new()
+        .route("/api/v1/info", get(ops::info))
+        .route("/api/v1/stats", get(ops::stats))
+        .route("/api/v1/resource_offers", post(offers::post_resource).get(offers::list_resource))
+        .route("/api/v1/resource_offers/{id}", get(offers::get_offer).delete(offers::cancel))
+        .route("/api/v1/job_offers", post(offers::post_job).get(offers::list_job))
+        .route("/api/v1/job_offers/{id}", get(offers::get_offer).delete(offers::cancel))
+        .route("/api/v1/deals", get(deals::list))
+        .route("/api/v1/deals/{id}", get(deals::get))
+        .route("/api/v1/deals/{id}/signature", post(deals::sign))
+        .route("/api/v1/events", get(events::subscribe))
+        .layer(DefaultBodyLimit::max(state.0.limits.max_body_bytes));
+    // Result bundles are streamed to disk with their own limit.
+    let results = Router::new()
+        .route("/api/v1/deals/{id}/result", get(deals::download).put(deals::upload))
+        .layer(DefaultBodyLimit::disable());
+    Router::new()
+        .route("/", get(ops::dashboard))
+        .route("/healthz", get(ops::healthz))
+        .route("/metrics", get(ops::metrics))
+        .merge(api)
+        .merge(results)
+        .fallback(|uri: Uri| async move { ApiError::no_route(uri.path()) })
+        .method_not_allowed_fallback(|uri: Uri| async move {
+            ApiError::new(
+                axum::http::StatusCode::METHOD_NOT_ALLOWED,
+                "method_not_allowed",
+                format!("{} does not take this method", uri.path()),
+            )
+        })
+        .layer(axum::middleware::from_fn_with_state(state.clone(), ops::track))
+        .with_state(state)
+}
+
+/// Serves `router(state)` on `listener` until `shutdown` resolves.
+pub async fn serve(
+    listener: TcpListener,
+    state: AppState,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    axum::serve(listener, router(state).into_make_service_with_connect_info::<std::net::SocketAddr>())
+        .with_graceful_shutdown(shutdown)
+        .await
+}
+
+/// A JSON body whose rejections are [`ApiError`]s.
+pub struct ApiJson<T>(pub T);
+
+impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for ApiJson<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
+        let axum::Json(v) = axum::Json::<T>::from_request(req, state).await?;
+        Ok(Self(v))
+    }
+}
+
+/// A query string whose rejections are [`ApiError`]s.
+pub struct ApiQuery<T>(pub T);
+
+impl<S: Send + Sync, T: DeserializeOwned> FromRequestParts<S> for ApiQuery<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        let axum::extract::Query(v) = axum::extract::Query::<T>::from_request_parts(parts, state).await?;
+        Ok(Self(v))
+    }
+}
+
+/// The `x-dcn-*` signature headers, required; rate-limited per account.
+pub struct Auth(pub AuthHeaders);
+
+impl FromRequestParts<AppState> for Auth {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        let auth = AuthHeaders::from_headers(&parts.headers)?.ok_or_else(ApiError::missing_auth)?;
+        state.0.rate.check(auth.account)?;
+        Ok(Self(auth))
+    }
+}
+
+/// Parses a 0x-hex id from the path.
+pub fn parse_id(raw: &str) -> Result<alloy::primitives::B256, ApiError> {
+    raw.parse().map_err(|_| ApiError::bad_param("id", format!("`{raw}` is not a 32-byte 0x-hex id")))
+}

@@ -1,0 +1,115 @@
+//! Offers: post (signed by the owner), list, get, cancel (a signed request by the owner).
+
+use super::{now_ms, parse_id, ApiError, ApiJson, ApiQuery, AppState, Auth};
+use crate::protocol::{SignedJobOffer, SignedResourceOffer};
+use crate::solver::core::OfferQuery;
+use crate::solver::records::{JobOfferRecord, OfferRecord, OfferStatus, ResourceOfferRecord};
+use axum::extract::{Path, State};
+use axum::http::{StatusCode, Uri};
+use axum::Json;
+use serde::Deserialize;
+
+/// Query of the offer lists.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ListParams {
+    owner: Option<String>,
+    status: Option<String>,
+    after: Option<u64>,
+    limit: Option<usize>,
+}
+
+/// Most items one list answer holds.
+pub const MAX_LIST: usize = 500;
+
+fn offer_query(p: ListParams, resource: bool) -> Result<OfferQuery, ApiError> {
+    Ok(OfferQuery {
+        resource: Some(resource),
+        owner: p
+            .owner
+            .map(|o| o.parse().map_err(|_| ApiError::bad_param("owner", format!("`{o}` is not an address"))))
+            .transpose()?,
+        status: p
+            .status
+            .map(|s| {
+                OfferStatus::parse(&s).ok_or_else(|| {
+                    ApiError::bad_param("status", format!("`{s}` is not open, matched, cancelled, expired or closed"))
+                })
+            })
+            .transpose()?,
+        after: p.after.unwrap_or(0),
+        limit: p.limit.unwrap_or(100).min(MAX_LIST),
+    })
+}
+
+pub async fn post_resource(
+    State(state): State<AppState>,
+    ApiJson(signed): ApiJson<SignedResourceOffer>,
+) -> Result<(StatusCode, Json<ResourceOfferRecord>), ApiError> {
+    let now = now_ms();
+    let verifier = state.core().verifier(now, false);
+    // The signature is checked before the lock: it is the expensive part.
+    let id = signed.verify(&verifier)?;
+    state.0.rate.check(signed.offer.provider)?;
+    let record = state.core().post_resource_offer(signed, id, now)?;
+    Ok((StatusCode::CREATED, Json(record)))
+}
+
+pub async fn post_job(
+    State(state): State<AppState>,
+    ApiJson(signed): ApiJson<SignedJobOffer>,
+) -> Result<(StatusCode, Json<JobOfferRecord>), ApiError> {
+    let now = now_ms();
+    let verifier = state.core().verifier(now, false);
+    let id = signed.verify(&verifier)?;
+    state.0.rate.check(signed.offer.jobCreator)?;
+    let record = state.core().post_job_offer(signed, id, now)?;
+    Ok((StatusCode::CREATED, Json(record)))
+}
+
+pub async fn list_resource(
+    State(state): State<AppState>,
+    ApiQuery(p): ApiQuery<ListParams>,
+) -> Result<Json<Vec<OfferRecord>>, ApiError> {
+    let q = offer_query(p, true)?;
+    Ok(Json(state.core().offers(&q)))
+}
+
+pub async fn list_job(
+    State(state): State<AppState>,
+    ApiQuery(p): ApiQuery<ListParams>,
+) -> Result<Json<Vec<OfferRecord>>, ApiError> {
+    let q = offer_query(p, false)?;
+    Ok(Json(state.core().offers(&q)))
+}
+
+fn kind_matches(uri: &Uri, offer: &OfferRecord) -> bool {
+    uri.path().starts_with("/api/v1/resource_offers") == matches!(offer, OfferRecord::Resource(_))
+}
+
+pub async fn get_offer(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    uri: Uri,
+) -> Result<Json<OfferRecord>, ApiError> {
+    let id = parse_id(&id)?;
+    let core = state.core();
+    match core.offer(&id) {
+        Some(o) if kind_matches(&uri, o) => Ok(Json(o.clone())),
+        _ => Err(ApiError::new(StatusCode::NOT_FOUND, "not_found", format!("no offer {id} here"))),
+    }
+}
+
+pub async fn cancel(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    uri: Uri,
+    Auth(auth): Auth,
+) -> Result<Json<OfferRecord>, ApiError> {
+    let id = parse_id(&id)?;
+    let mut core = state.core();
+    if !core.offer(&id).is_some_and(|o| kind_matches(&uri, o)) {
+        return Err(ApiError::new(StatusCode::NOT_FOUND, "not_found", format!("no offer {id} here")));
+    }
+    Ok(Json(core.cancel_offer(id, &auth, uri.path(), now_ms())?))
+}

@@ -1,0 +1,145 @@
+//! Solver test helpers: an in-process solver on `127.0.0.1:0` with RocksDB in a temp dir,
+//! and offer builders signed by fresh keys.
+
+use alloy::primitives::{Address, B256, U256};
+use alloy::signers::local::PrivateKeySigner;
+use dcn::protocol::{JobOffer, ResourceOffer, SignedJobOffer, SignedResourceOffer};
+use dcn::solver::api::ApiLimits;
+use dcn::solver::client::now_secs;
+use dcn::solver::{CoreConfig, Solver, SolverClient, SolverParams};
+use dcn::store::RocksStore;
+use dcn::types::{JobSpec, ModuleRef, NetworkPolicy, Resources};
+use std::sync::Arc;
+
+/// A solver running in this process, stopped on drop.
+pub struct TestSolver {
+    pub solver: Solver,
+    pub client: SolverClient,
+    pub key: PrivateKeySigner,
+    pub dir: tempfile::TempDir,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+}
+
+pub fn core_config(solver: Address) -> CoreConfig {
+    CoreConfig {
+        solver,
+        chain_id: 1337,
+        deals_contract: Address::repeat_byte(0xde),
+        offer_max_ahead_secs: 3600,
+        request_max_ahead_secs: 300,
+        max_open_offers: 100,
+        sign_timeout_secs: 60,
+        create_timeout_secs: 300,
+    }
+}
+
+pub fn limits() -> ApiLimits {
+    ApiLimits { max_body_bytes: 64 * 1024, max_result_bytes: 1 << 20, rate_per_sec: 1000.0, rate_burst: 1000.0 }
+}
+
+impl TestSolver {
+    pub async fn start() -> Self {
+        Self::start_with(|_, _| {}).await
+    }
+
+    /// Starts a solver after `tweak` adjusted its policy and limits.
+    pub async fn start_with(tweak: impl FnOnce(&mut CoreConfig, &mut ApiLimits)) -> Self {
+        let key = PrivateKeySigner::random();
+        let dir = tempfile::tempdir().unwrap();
+        let mut core = core_config(key.address());
+        let mut limits = limits();
+        tweak(&mut core, &mut limits);
+        let store = RocksStore::open(&dir.path().join("db")).unwrap();
+        let params = SolverParams { core, limits, store: Arc::new(store), results_dir: dir.path().join("results") };
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        let solver = Solver::start(params, listener, async move {
+            let _ = rx.await;
+        })
+        .unwrap();
+        let client = SolverClient::connect(&solver.url()).await.unwrap();
+        Self { solver, client, key, dir, stop: Some(tx) }
+    }
+
+    pub fn url(&self) -> String {
+        self.solver.url()
+    }
+
+    pub fn address(&self) -> Address {
+        self.key.address()
+    }
+}
+
+impl Drop for TestSolver {
+    fn drop(&mut self) {
+        if let Some(tx) = self.stop.take() {
+            let _ = tx.send(());
+        }
+    }
+}
+
+pub fn random_nonce() -> U256 {
+    U256::from_be_bytes(B256::random().0)
+}
+
+/// A one-slot CPU offer of 2 cores / 2 GB at price 10, trusting mediator 0xee…
+pub fn resource_offer(provider: &PrivateKeySigner, solver: Address) -> ResourceOffer {
+    ResourceOffer {
+        provider: provider.address(),
+        solver,
+        cpu: 2000,
+        ramMb: 2048,
+        gpus: 0,
+        vramMb: 0,
+        diskMb: 1000,
+        slots: 1,
+        price: U256::from(10),
+        collateral: U256::from(20),
+        mediators: vec![mediator()],
+        modules: vec![],
+        expiry: now_secs() + 600,
+        nonce: random_nonce(),
+    }
+}
+
+pub fn mediator() -> Address {
+    Address::repeat_byte(0xee)
+}
+
+pub fn spec(message: &str) -> JobSpec {
+    JobSpec {
+        module: ModuleRef { name: "cowsay".into(), version: "1.0.0".into(), hash: "ab".into() },
+        image: "dcn.local/cowsay:1.0".into(),
+        argv: vec!["/usr/games/cowsay".into(), message.into()],
+        env: Default::default(),
+        resources: Resources { cpu: 1000, ram_mb: 256, ..Default::default() },
+        network: NetworkPolicy::None,
+        timeout_secs: 30,
+        outputs: vec![],
+    }
+}
+
+/// A job offer for `spec`, paying at most 100.
+pub fn job_offer(creator: &PrivateKeySigner, solver: Address, spec: &JobSpec) -> JobOffer {
+    JobOffer {
+        jobCreator: creator.address(),
+        solver,
+        jobHash: spec.content_hash(),
+        maxPrice: U256::from(100),
+        mediationFee: U256::from(1),
+        mediators: vec![mediator()],
+        resultTimeout: 120,
+        judgeTimeout: 120,
+        mediationTimeout: 120,
+        expiry: now_secs() + 600,
+        nonce: random_nonce(),
+    }
+}
+
+pub async fn sign_resource(o: ResourceOffer, key: &PrivateKeySigner, client: &SolverClient) -> SignedResourceOffer {
+    SignedResourceOffer::sign(o, key, &client.domain()).await.unwrap()
+}
+
+pub async fn sign_job(o: JobOffer, spec: JobSpec, key: &PrivateKeySigner, client: &SolverClient) -> SignedJobOffer {
+    SignedJobOffer::sign(o, spec, key, &client.domain()).await.unwrap()
+}

@@ -1,0 +1,340 @@
+//! The solver's API over a real server on 127.0.0.1:0 with RocksDB in a temp dir: happy
+//! paths, every refusal (with its code, and nothing stored), limits, results and events.
+
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use alloy::primitives::{Address, B256, U256};
+use alloy::signers::local::PrivateKeySigner;
+use common::solver::*;
+use dcn::protocol::AuthHeaders;
+use dcn::solver::client::{now_secs, ClientError};
+use dcn::solver::records::{DealState, EventKind, OfferRecord, OfferStatus};
+use serde_json::{json, Value};
+
+fn refused(e: ClientError) -> (u16, String) {
+    match e {
+        ClientError::Refused { status, code, .. } => (status, code),
+        other => panic!("expected a refusal, got {other:?}"),
+    }
+}
+
+async fn raw(method: reqwest::Method, url: String, body: Option<String>) -> (u16, Value) {
+    let mut req = reqwest::Client::new().request(method, url);
+    if let Some(b) = body {
+        req = req.header("content-type", "application/json").body(b);
+    }
+    let resp = req.send().await.unwrap();
+    let status = resp.status().as_u16();
+    (status, resp.json().await.unwrap_or(Value::Null))
+}
+
+async fn event_count(s: &TestSolver) -> u64 {
+    let (_, v) = raw(reqwest::Method::GET, format!("{}/healthz", s.url()), None).await;
+    v["last_event_seq"].as_u64().unwrap()
+}
+
+#[tokio::test]
+async fn offers_match_into_a_deal_the_provider_signs() {
+    let s = TestSolver::start().await;
+    let provider = PrivateKeySigner::random();
+    let creator = PrivateKeySigner::random();
+    let r = sign_resource(resource_offer(&provider, s.address()), &provider, &s.client).await;
+    let posted = s.client.post_resource_offer(&r).await.unwrap();
+    assert_eq!(posted.status, OfferStatus::Open);
+
+    let spec = spec("moo");
+    let j = sign_job(job_offer(&creator, s.address(), &spec), spec.clone(), &creator, &s.client).await;
+    let job = s.client.post_job_offer(&j).await.unwrap();
+    assert_eq!(job.status, OfferStatus::Matched);
+    let deal_id = job.deal.expect("matched at once");
+
+    let deal = s.client.deal(deal_id).await.unwrap();
+    assert_eq!(deal.state, DealState::Proposed);
+    assert_eq!(deal.deal.provider, provider.address());
+    assert_eq!(deal.deal.jobCreator, creator.address());
+    assert_eq!(deal.deal.solver, s.address());
+    assert_eq!(deal.deal.price, U256::from(10), "the provider's price");
+    assert_eq!(deal.deal.jobHash, spec.content_hash());
+    assert_eq!(deal.deal.mediators, vec![mediator()]);
+    let domain = dcn::chain::deals::domain(1337, Address::repeat_byte(0xde));
+    assert_eq!(dcn::chain::deals::deal_id(&deal.deal, &domain), deal_id, "id is the contract's EIP-712 digest");
+
+    // Only the provider's signature is taken.
+    let stranger = PrivateKeySigner::random();
+    assert_eq!(refused(s.client.sign_deal(&stranger, deal_id).await.unwrap_err()), (401, "wrong_signer".into()));
+    let signed = s.client.sign_deal(&provider, deal_id).await.unwrap();
+    assert_eq!(signed.state, DealState::Signed);
+    let sig = signed.provider_signature.clone().unwrap();
+    let recovered = dcn::protocol::recover(&deal_id, &sig).unwrap();
+    assert_eq!(recovered, provider.address());
+    // Signing again is idempotent.
+    assert_eq!(s.client.sign_deal(&provider, deal_id).await.unwrap().state, DealState::Signed);
+
+    // Lists and filters.
+    let by_party = s.client.deals(Some(creator.address()), 0).await.unwrap();
+    assert_eq!(by_party.len(), 1);
+    assert!(s.client.deals(Some(stranger.address()), 0).await.unwrap().is_empty());
+    let (status, list) = raw(reqwest::Method::GET, format!("{}/api/v1/deals?state=signed", s.url()), None).await;
+    assert_eq!((status, list.as_array().unwrap().len()), (200, 1));
+    let (status, list) =
+        raw(reqwest::Method::GET, format!("{}/api/v1/resource_offers?owner={}", s.url(), provider.address()), None)
+            .await;
+    assert_eq!((status, list.as_array().unwrap().len()), (200, 1));
+    let (status, _) = raw(reqwest::Method::GET, format!("{}/api/v1/deals?state=nonsense", s.url()), None).await;
+    assert_eq!(status, 400);
+
+    // The second job waits: the only slot is taken.
+    let spec2 = common::solver::spec("oink");
+    let j2 = sign_job(job_offer(&creator, s.address(), &spec2), spec2.clone(), &creator, &s.client).await;
+    assert_eq!(s.client.post_job_offer(&j2).await.unwrap().status, OfferStatus::Open);
+}
+
+#[tokio::test]
+async fn refusals_have_their_code_and_store_nothing() {
+    let s = TestSolver::start().await;
+    let provider = PrivateKeySigner::random();
+    let url = format!("{}/api/v1/resource_offers", s.url());
+    let good = sign_resource(resource_offer(&provider, s.address()), &provider, &s.client).await;
+    let good_json = serde_json::to_value(&good).unwrap();
+
+    let mut bad_sig = good_json.clone();
+    bad_sig["signature"] = json!("0x1234");
+    let mut tampered = good_json.clone();
+    tampered["offer"]["price"] = json!("0x1");
+    let other = PrivateKeySigner::random();
+    let by_other = sign_resource(resource_offer(&provider, s.address()), &other, &s.client).await;
+    let mut expired = resource_offer(&provider, s.address());
+    expired.expiry = now_secs() - 1;
+    let expired = sign_resource(expired, &provider, &s.client).await;
+    let mut far = resource_offer(&provider, s.address());
+    far.expiry = now_secs() + 100_000;
+    let far = sign_resource(far, &provider, &s.client).await;
+    let other_solver = sign_resource(resource_offer(&provider, Address::repeat_byte(9)), &provider, &s.client).await;
+    let mut no_slots = resource_offer(&provider, s.address());
+    no_slots.slots = 0;
+    let no_slots = sign_resource(no_slots, &provider, &s.client).await;
+    let mut wrong_type = good_json.clone();
+    wrong_type["offer"]["cpu"] = json!("lots");
+    let mut unknown_field = good_json.clone();
+    unknown_field["offer"]["colour"] = json!("red");
+
+    let cases: Vec<(&str, String, u16, &str)> = vec![
+        ("bad signature", bad_sig.to_string(), 401, "bad_signature"),
+        ("tampered offer", tampered.to_string(), 401, "wrong_signer"),
+        ("signed by another account", serde_json::to_string(&by_other).unwrap(), 401, "wrong_signer"),
+        ("expired", serde_json::to_string(&expired).unwrap(), 400, "expired"),
+        ("far future", serde_json::to_string(&far).unwrap(), 400, "expiry_too_far"),
+        ("another solver", serde_json::to_string(&other_solver).unwrap(), 400, "wrong_solver"),
+        ("no slots", serde_json::to_string(&no_slots).unwrap(), 422, "invalid_field"),
+        ("malformed JSON", "{\"offer\": ".into(), 400, "malformed_json"),
+        ("wrong types", wrong_type.to_string(), 422, "invalid_body"),
+        ("unknown field", unknown_field.to_string(), 422, "invalid_body"),
+        ("oversize body", format!("{{\"x\": \"{}\"}}", "a".repeat(100 * 1024)), 413, "body_too_large"),
+    ];
+    for (what, body, status, code) in cases {
+        let (got, v) = raw(reqwest::Method::POST, url.clone(), Some(body)).await;
+        assert_eq!((got, v["error"].as_str().unwrap_or("")), (status, code), "{what}: {v}");
+        assert!(v["message"].as_str().is_some_and(|m| !m.is_empty()), "{what} explains itself");
+    }
+    let (got, v) = raw(reqwest::Method::GET, format!("{}/api/v1/nothing", s.url()), None).await;
+    assert_eq!((got, v["error"].as_str().unwrap()), (404, "no_route"));
+    let (got, v) = raw(reqwest::Method::PATCH, url.clone(), None).await;
+    assert_eq!((got, v["error"].as_str().unwrap()), (405, "method_not_allowed"));
+    let (got, v) = raw(reqwest::Method::GET, format!("{}/api/v1/deals/0x12", s.url()), None).await;
+    assert_eq!((got, v["error"].as_str().unwrap()), (400, "bad_parameter"));
+    let resp = reqwest::Client::new().post(url.clone()).body(good_json.to_string()).send().await.unwrap();
+    assert_eq!(resp.status().as_u16(), 415, "JSON without a content type");
+
+    assert_eq!(event_count(&s).await, 0, "nothing was stored");
+    let (_, list) = raw(reqwest::Method::GET, url.clone(), None).await;
+    assert_eq!(list.as_array().unwrap().len(), 0);
+
+    // The good one goes in; its replay does not.
+    s.client.post_resource_offer(&good).await.unwrap();
+    assert_eq!(refused(s.client.post_resource_offer(&good).await.unwrap_err()), (409, "nonce_reused".into()));
+    assert_eq!(event_count(&s).await, 1);
+}
+
+#[tokio::test]
+async fn cancel_only_by_the_owner_with_a_fresh_signature() {
+    let s = TestSolver::start().await;
+    let provider = PrivateKeySigner::random();
+    let r = sign_resource(resource_offer(&provider, s.address()), &provider, &s.client).await;
+    let id = s.client.post_resource_offer(&r).await.unwrap().id;
+    let path = format!("/api/v1/resource_offers/{id}");
+
+    let (status, v) = raw(reqwest::Method::DELETE, format!("{}{path}", s.url()), None).await;
+    assert_eq!((status, v["error"].as_str().unwrap()), (401, "missing_auth"));
+    let stranger = PrivateKeySigner::random();
+    assert_eq!(refused(s.client.cancel_offer(&stranger, id, true).await.unwrap_err()).0, 403);
+    assert_eq!(refused(s.client.cancel_offer(&provider, id, false).await.unwrap_err()).0, 404, "wrong kind");
+
+    // A signature for another path does not cancel this one.
+    let auth = AuthHeaders::sign(&provider, "DELETE", "/api/v1/job_offers/0x00", now_secs() + 60, &s.client.domain())
+        .await
+        .unwrap();
+    let mut req = reqwest::Client::new().delete(format!("{}{path}", s.url()));
+    for (k, v) in auth.to_pairs() {
+        req = req.header(k, v);
+    }
+    assert_eq!(req.send().await.unwrap().status().as_u16(), 401);
+
+    let cancelled = s.client.cancel_offer(&provider, id, true).await.unwrap();
+    assert_eq!(cancelled.status(), OfferStatus::Cancelled);
+    assert_eq!(refused(s.client.cancel_offer(&provider, id, true).await.unwrap_err()).0, 409);
+
+    // A cancelled offer is not matched.
+    let creator = PrivateKeySigner::random();
+    let spec = spec("moo");
+    let j = sign_job(job_offer(&creator, s.address(), &spec), spec.clone(), &creator, &s.client).await;
+    assert_eq!(s.client.post_job_offer(&j).await.unwrap().status, OfferStatus::Open);
+}
+
+#[tokio::test]
+async fn limits_answer_413_and_429() {
+    let s = TestSolver::start_with(|core, limits| {
+        core.max_open_offers = 2;
+        limits.rate_per_sec = 0.01;
+        limits.rate_burst = 3.0;
+    })
+    .await;
+    let provider = PrivateKeySigner::random();
+    for _ in 0..2 {
+        let r = sign_resource(resource_offer(&provider, s.address()), &provider, &s.client).await;
+        s.client.post_resource_offer(&r).await.unwrap();
+    }
+    let r = sign_resource(resource_offer(&provider, s.address()), &provider, &s.client).await;
+    assert_eq!(refused(s.client.post_resource_offer(&r).await.unwrap_err()), (429, "too_many_offers".into()));
+    // That was the third request: the burst is spent.
+    let r = sign_resource(resource_offer(&provider, s.address()), &provider, &s.client).await;
+    assert_eq!(refused(s.client.post_resource_offer(&r).await.unwrap_err()), (429, "rate_limited".into()));
+    // Other accounts are not held back.
+    let other = PrivateKeySigner::random();
+    let r = sign_resource(resource_offer(&other, s.address()), &other, &s.client).await;
+    s.client.post_resource_offer(&r).await.unwrap();
+}
+
+#[tokio::test]
+async fn results_go_up_from_the_provider_and_down_to_the_job_creator_only() {
+    let s = TestSolver::start_with(|_, limits| limits.max_result_bytes = 4096).await;
+    let provider = PrivateKeySigner::random();
+    let creator = PrivateKeySigner::random();
+    let r = sign_resource(resource_offer(&provider, s.address()), &provider, &s.client).await;
+    s.client.post_resource_offer(&r).await.unwrap();
+    let spec = spec("moo");
+    let j = sign_job(job_offer(&creator, s.address(), &spec), spec.clone(), &creator, &s.client).await;
+    let deal = s.client.post_job_offer(&j).await.unwrap().deal.unwrap();
+
+    let dir = tempfile::tempdir().unwrap();
+    let bundle = dir.path().join("bundle.tar");
+    std::fs::write(&bundle, b"pretend this is a bundle").unwrap();
+    let big = dir.path().join("big.tar");
+    std::fs::write(&big, vec![7u8; 5000]).unwrap();
+
+    // Not before the provider signed the deal.
+    assert_eq!(refused(s.client.upload_result(&provider, deal, &bundle).await.unwrap_err()).0, 409);
+    s.client.sign_deal(&provider, deal).await.unwrap();
+    assert_eq!(refused(s.client.upload_result(&creator, deal, &bundle).await.unwrap_err()).0, 403);
+    assert_eq!(
+        refused(s.client.upload_result(&provider, deal, &big).await.unwrap_err()),
+        (413, "body_too_large".into())
+    );
+    let dest = dir.path().join("down.tar");
+    assert_eq!(refused(s.client.download_result(&creator, deal, &dest).await.unwrap_err()).0, 404, "none yet");
+
+    let rec = s.client.upload_result(&provider, deal, &bundle).await.unwrap();
+    assert_eq!(rec.size, 24);
+    assert_eq!(refused(s.client.upload_result(&provider, deal, &big).await.unwrap_err()).0, 409, "not replaced");
+
+    let sha = s.client.download_result(&creator, deal, &dest).await.unwrap();
+    assert_eq!(sha, rec.sha256);
+    assert_eq!(std::fs::read(&dest).unwrap(), b"pretend this is a bundle");
+    let stranger = PrivateKeySigner::random();
+    assert_eq!(refused(s.client.download_result(&stranger, deal, &dest).await.unwrap_err()).0, 403);
+    assert_eq!(refused(s.client.download_result(&provider, deal, &dest).await.unwrap_err()).0, 403);
+    assert!(!s.dir.path().join("results/incoming").read_dir().unwrap().any(|_| true), "no partial file left");
+}
+
+#[tokio::test]
+async fn a_reconnecting_subscriber_gets_every_missed_event_once() {
+    let s = TestSolver::start().await;
+    let provider = PrivateKeySigner::random();
+    let creator = PrivateKeySigner::random();
+    let r = sign_resource(resource_offer(&provider, s.address()), &provider, &s.client).await;
+    let offer_id = s.client.post_resource_offer(&r).await.unwrap().id;
+
+    let mut events = s.client.events(provider.address(), 0).await.unwrap();
+    let first = events.next().await.unwrap().unwrap();
+    assert_eq!(first.seq, 1);
+    assert!(matches!(first.kind, EventKind::OfferPosted { offer, .. } if offer == offer_id));
+
+    // Live: a match reaches the provider.
+    let spec = spec("moo");
+    let j = sign_job(job_offer(&creator, s.address(), &spec), spec.clone(), &creator, &s.client).await;
+    let deal = s.client.post_job_offer(&j).await.unwrap().deal.unwrap();
+    let e = events.next().await.unwrap().unwrap();
+    assert!(matches!(&e.kind, EventKind::Deal { deal: d } if d.id == deal && d.state == DealState::Proposed), "{e:?}");
+    let last = events.last();
+    events.close().await;
+
+    // Missed while away: a signature, a result, other offers of the provider; noise for others.
+    s.client.sign_deal(&provider, deal).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("b"), b"x").unwrap();
+    s.client.upload_result(&provider, deal, &dir.path().join("b")).await.unwrap();
+    for _ in 0..3 {
+        let r = sign_resource(resource_offer(&provider, s.address()), &provider, &s.client).await;
+        s.client.post_resource_offer(&r).await.unwrap();
+        let other = PrivateKeySigner::random();
+        let r = sign_resource(resource_offer(&other, s.address()), &other, &s.client).await;
+        s.client.post_resource_offer(&r).await.unwrap();
+    }
+
+    let mut events = s.client.events(provider.address(), last).await.unwrap();
+    let mut seqs = vec![];
+    let mut kinds = vec![];
+    for _ in 0..5 {
+        let e =
+            tokio::time::timeout(std::time::Duration::from_secs(10), events.next()).await.unwrap().unwrap().unwrap();
+        assert!(e.accounts.contains(&provider.address()));
+        seqs.push(e.seq);
+        kinds.push(serde_json::to_value(&e).unwrap()["type"].as_str().unwrap().to_string());
+    }
+    assert_eq!(kinds, ["deal", "result_uploaded", "offer_posted", "offer_posted", "offer_posted"]);
+    assert!(seqs.windows(2).all(|w| w[0] < w[1]) && seqs[0] > last, "in order, after {last}: {seqs:?}");
+    // And then live again, nothing repeated.
+    let r = sign_resource(resource_offer(&provider, s.address()), &provider, &s.client).await;
+    s.client.post_resource_offer(&r).await.unwrap();
+    let e = tokio::time::timeout(std::time::Duration::from_secs(10), events.next()).await.unwrap().unwrap().unwrap();
+    assert!(e.seq > seqs[4]);
+    assert!(matches!(e.kind, EventKind::OfferPosted { .. }));
+}
+
+#[tokio::test]
+async fn operations_endpoints_answer() {
+    let s = TestSolver::start().await;
+    let provider = PrivateKeySigner::random();
+    let r = sign_resource(resource_offer(&provider, s.address()), &provider, &s.client).await;
+    s.client.post_resource_offer(&r).await.unwrap();
+
+    let (status, v) = raw(reqwest::Method::GET, format!("{}/healthz", s.url()), None).await;
+    assert_eq!((status, v["status"].as_str().unwrap()), (200, "ok"));
+    let metrics = reqwest::get(format!("{}/metrics", s.url())).await.unwrap().text().await.unwrap();
+    assert!(metrics.contains("dcn_solver_open_offers{kind=\"resource\"} 1"), "{metrics}");
+    assert!(metrics.contains("dcn_solver_deals{state=\"accepted\"} 0"));
+    assert!(metrics.contains(
+        "dcn_solver_http_requests_total{route=\"/api/v1/resource_offers\",method=\"POST\",status=\"201\"} 1"
+    ));
+    assert!(metrics.contains("dcn_solver_http_request_seconds_count"));
+    let page = reqwest::get(format!("{}/", s.url())).await.unwrap().text().await.unwrap();
+    assert!(page.contains("<title>dcn solver</title>"));
+    let (_, info) = raw(reqwest::Method::GET, format!("{}/api/v1/info", s.url()), None).await;
+    assert_eq!(info["solver"].as_str().unwrap().parse::<Address>().unwrap(), s.address());
+
+    // Offer lookups by id and kind.
+    let id = s.client.offer(r.id(&s.client.domain()), true).await.unwrap();
+    assert!(matches!(id, OfferRecord::Resource(_)));
+    assert_eq!(refused(s.client.offer(B256::ZERO, true).await.unwrap_err()).0, 404);
+}
