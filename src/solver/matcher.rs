@@ -8,11 +8,12 @@
 //! live and the job has not been let down by that offer before. Choice: a new job takes the
 //! cheapest fitting offer, ties to the oldest; a free slot takes the oldest fitting job.
 //!
-//! Index: open offers are grouped by shape (their exact resources); within a shape,
-//! resource offers with a free slot are sorted by (price, arrival) and waiting jobs by
-//! arrival. A search visits each covering shape once and walks it only past offers that
-//! fail a non-resource rule, so the cost is about (number of shapes) per match, not the
-//! number of offers.
+//! Index: open offers are grouped by (mediator, shape): an offer is listed under each
+//! mediator it trusts, with its exact resources as the shape. Within a group, resource
+//! offers with a free slot are sorted by (price, arrival) and waiting jobs by arrival. A
+//! search visits the groups of its own mediators whose shape covers (or is covered), and
+//! walks each only past offers that fail a remaining rule (price, module, collateral), so
+//! the cost is about (mediators × shapes) per match, not the number of offers.
 
 use crate::types::Resources;
 use alloy::primitives::{Address, B256, U256};
@@ -82,6 +83,21 @@ pub struct Match {
 }
 
 type Shape = (u64, u64, u32, u64, u64);
+type Group = (Address, Shape);
+
+const SHAPE_MIN: Shape = (0, 0, 0, 0, 0);
+const SHAPE_MAX: Shape = (u64::MAX, u64::MAX, u32::MAX, u64::MAX, u64::MAX);
+
+/// The distinct mediators of a list, in order.
+fn distinct(mediators: &[Address]) -> Vec<Address> {
+    let mut seen = Vec::with_capacity(mediators.len());
+    for m in mediators {
+        if !seen.contains(m) {
+            seen.push(*m);
+        }
+    }
+    seen
+}
 
 fn shape(r: &Resources) -> Shape {
     (r.cpu, r.ram_mb, r.gpus, r.vram_mb, r.disk_mb)
@@ -127,8 +143,8 @@ pub fn fits(r: &ResourceEntry, j: &JobEntry, now: u64) -> bool {
 pub struct Matcher {
     resources: HashMap<B256, ResourceEntry>,
     jobs: HashMap<B256, JobEntry>,
-    free: BTreeMap<Shape, BTreeSet<(U256, u64, B256)>>,
-    waiting: BTreeMap<Shape, BTreeSet<(u64, B256)>>,
+    free: BTreeMap<Group, BTreeSet<(U256, u64, B256)>>,
+    waiting: BTreeMap<Group, BTreeSet<(u64, B256)>>,
 }
 
 impl Matcher {
@@ -159,26 +175,38 @@ impl Matcher {
 
     fn index_free(&mut self, r: &ResourceEntry) {
         if r.busy < r.slots {
-            self.free.entry(shape(&r.resources)).or_default().insert((r.price, r.seq, r.id));
-        }
-    }
-
-    fn unindex_free(&mut self, r: &ResourceEntry) {
-        let s = shape(&r.resources);
-        if let Some(set) = self.free.get_mut(&s) {
-            set.remove(&(r.price, r.seq, r.id));
-            if set.is_empty() {
-                self.free.remove(&s);
+            for m in distinct(&r.mediators) {
+                self.free.entry((m, shape(&r.resources))).or_default().insert((r.price, r.seq, r.id));
             }
         }
     }
 
+    fn unindex_free(&mut self, r: &ResourceEntry) {
+        for m in distinct(&r.mediators) {
+            let g = (m, shape(&r.resources));
+            if let Some(set) = self.free.get_mut(&g) {
+                set.remove(&(r.price, r.seq, r.id));
+                if set.is_empty() {
+                    self.free.remove(&g);
+                }
+            }
+        }
+    }
+
+    fn index_waiting(&mut self, j: &JobEntry) {
+        for m in distinct(&j.mediators) {
+            self.waiting.entry((m, shape(&j.needs))).or_default().insert((j.seq, j.id));
+        }
+    }
+
     fn unindex_waiting(&mut self, j: &JobEntry) {
-        let s = shape(&j.needs);
-        if let Some(set) = self.waiting.get_mut(&s) {
-            set.remove(&(j.seq, j.id));
-            if set.is_empty() {
-                self.waiting.remove(&s);
+        for m in distinct(&j.mediators) {
+            let g = (m, shape(&j.needs));
+            if let Some(set) = self.waiting.get_mut(&g) {
+                set.remove(&(j.seq, j.id));
+                if set.is_empty() {
+                    self.waiting.remove(&g);
+                }
             }
         }
     }
@@ -200,7 +228,7 @@ impl Matcher {
             self.take_slot(&resource);
             return Some(m);
         }
-        self.waiting.entry(shape(&entry.needs)).or_default().insert((entry.seq, entry.id));
+        self.index_waiting(&entry);
         self.jobs.insert(entry.id, entry);
         None
     }
@@ -251,18 +279,19 @@ impl Matcher {
     /// The cheapest (then oldest) resource offer with a free slot that fits `j`.
     fn cheapest_for(&self, j: &JobEntry, now: u64) -> Option<B256> {
         let mut best: Option<(U256, u64, B256)> = None;
-        for (s, set) in &self.free {
-            if !unshape(s).covers(&j.needs) {
-                continue;
-            }
-            for key in set {
-                if key.0 > j.max_price || best.is_some_and(|b| *key >= b) {
-                    break;
+        for m in distinct(&j.mediators) {
+            for ((_, s), set) in self.free.range((m, SHAPE_MIN)..=(m, SHAPE_MAX)) {
+                if !unshape(s).covers(&j.needs) {
+                    continue;
                 }
-                let r = &self.resources[&key.2];
-                if terms_fit(r, j, now) {
-                    best = Some(*key);
-                    break;
+                for key in set {
+                    if key.0 > j.max_price || best.is_some_and(|b| *key >= b) {
+                        break;
+                    }
+                    if terms_fit(&self.resources[&key.2], j, now) {
+                        best = Some(*key);
+                        break;
+                    }
                 }
             }
         }
@@ -272,17 +301,19 @@ impl Matcher {
     /// The oldest waiting job that fits `r`.
     fn oldest_for(&self, r: &ResourceEntry, now: u64) -> Option<B256> {
         let mut best: Option<(u64, B256)> = None;
-        for (s, set) in &self.waiting {
-            if !r.resources.covers(&unshape(s)) {
-                continue;
-            }
-            for key in set {
-                if best.is_some_and(|b| *key >= b) {
-                    break;
+        for m in distinct(&r.mediators) {
+            for ((_, s), set) in self.waiting.range((m, SHAPE_MIN)..=(m, SHAPE_MAX)) {
+                if !r.resources.covers(&unshape(s)) {
+                    continue;
                 }
-                if terms_fit(r, &self.jobs[&key.1], now) {
-                    best = Some(*key);
-                    break;
+                for key in set {
+                    if best.is_some_and(|b| *key >= b) {
+                        break;
+                    }
+                    if terms_fit(r, &self.jobs[&key.1], now) {
+                        best = Some(*key);
+                        break;
+                    }
                 }
             }
         }

@@ -80,6 +80,7 @@ impl Solver {
         std::fs::create_dir_all(&params.results_dir)
             .map_err(|source| StartError::ResultsDir { path: params.results_dir.clone(), source })?;
         let (events, _) = broadcast::channel(4096);
+        let stopping = tokio_util::sync::CancellationToken::new();
         let core = Core::open(params.core, params.store.clone(), events.clone())?;
         let state = AppState(Arc::new(Shared {
             core: Mutex::new(core),
@@ -90,8 +91,13 @@ impl Solver {
             metrics: Metrics::default(),
             results_dir: params.results_dir,
             started: Instant::now(),
+            stopping: stopping.clone(),
         }));
         let addr = listener.local_addr().map_err(StartError::Listener)?;
+        let shutdown = async move {
+            shutdown.await;
+            stopping.cancel();
+        };
         let server = tokio::spawn(api::serve(listener, state.clone(), shutdown));
         let housekeeping = tokio::spawn(housekeeping(state.clone()));
         Ok(Self { state, addr, server, housekeeping })

@@ -86,6 +86,10 @@ async fn stream(state: AppState, mut socket: WebSocket, address: Address, since:
                     return;
                 }
             },
+            _ = state.0.stopping.cancelled() => {
+                let _ = socket.send(Message::Close(None)).await;
+                return;
+            }
             incoming = socket.recv() => match incoming {
                 None | Some(Err(_)) | Some(Ok(Message::Close(_))) => return,
                 Some(Ok(_)) => {}

@@ -51,6 +51,8 @@ pub struct Shared {
     pub results_dir: PathBuf,
     /// When the server started.
     pub started: Instant,
+    /// Cancelled when the server shuts down: event streams close with a Close frame.
+    pub stopping: tokio_util::sync::CancellationToken,
 }
 
 /// The handlers' state: cheap to clone.
