@@ -730,13 +730,18 @@ impl Core {
             .collect()
     }
 
-    /// Counts for metrics.
+    /// Sequence number of the last durable event (0 when there is none).
+    pub fn last_event_seq(&self) -> u64 {
+        self.next_seq - 1
+    }
+
+    /// Counts for metrics (walks every offer and deal).
     pub fn stats(&self) -> Stats {
         let mut s = Stats {
             open_resource_offers: self.matcher.len().0,
             open_job_offers: self.matcher.len().1,
             matches_total: self.deals.len() as u64,
-            last_event_seq: self.next_seq - 1,
+            last_event_seq: self.last_event_seq(),
             ..Default::default()
         };
         for o in self.offers.values() {

@@ -67,24 +67,22 @@ pub async fn post_job(
     Ok((StatusCode::CREATED, Json(record)))
 }
 
-pub async fn list_resource(
+/// Lists resource or job offers, by the route it is called on.
+pub async fn list(
     State(state): State<AppState>,
+    uri: Uri,
     ApiQuery(p): ApiQuery<ListParams>,
 ) -> Result<Json<Vec<OfferRecord>>, ApiError> {
-    let q = offer_query(p, true)?;
+    let q = offer_query(p, is_resource_route(&uri))?;
     Ok(Json(state.core().offers(&q)))
 }
 
-pub async fn list_job(
-    State(state): State<AppState>,
-    ApiQuery(p): ApiQuery<ListParams>,
-) -> Result<Json<Vec<OfferRecord>>, ApiError> {
-    let q = offer_query(p, false)?;
-    Ok(Json(state.core().offers(&q)))
+fn is_resource_route(uri: &Uri) -> bool {
+    uri.path().starts_with("/api/v1/resource_offers")
 }
 
 fn kind_matches(uri: &Uri, offer: &OfferRecord) -> bool {
-    uri.path().starts_with("/api/v1/resource_offers") == matches!(offer, OfferRecord::Resource(_))
+    is_resource_route(uri) == matches!(offer, OfferRecord::Resource(_))
 }
 
 pub async fn get_offer(

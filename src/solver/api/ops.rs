@@ -35,7 +35,7 @@ pub async fn track(State(state): State<AppState>, req: Request, next: Next) -> R
 }
 
 pub async fn healthz(State(state): State<AppState>) -> Json<serde_json::Value> {
-    let seq = state.core().stats().last_event_seq;
+    let seq = state.core().last_event_seq();
     Json(
         serde_json::json!({ "status": "ok", "last_event_seq": seq, "uptime_secs": state.0.started.elapsed().as_secs() }),
     )
