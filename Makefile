@@ -33,7 +33,7 @@ check-artifacts: setup ## Fail if contracts/out differs from a fresh compile
 	node contracts/build.js --check
 
 test-rust: setup images ## cargo tests: unit and integration (real anvil, real Docker)
-	$(CARGO) test --locked --all-targets
+	$(CARGO) test --locked --all-targets --features fault-injection
 
 contracts: setup ## Recompile the contracts into contracts/out (commit the result)
 	node contracts/build.js
@@ -44,6 +44,7 @@ bench: setup images ## Print the product metrics (`name value unit` per line)
 lint: setup ## rustfmt and clippy, warnings are errors
 	$(CARGO) fmt --check
 	$(CARGO) clippy --locked --all-targets -- -D warnings
+	$(CARGO) clippy --locked --all-targets --all-features -- -D warnings
 
 fmt: ## Format the Rust code
 	$(CARGO) fmt

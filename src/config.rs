@@ -50,6 +50,38 @@ request_max_ahead_secs = 300
 sign_timeout_secs = 60
 create_timeout_secs = 300
 chain_poll_ms = 1000
+
+[services]
+mediators = []
+
+[provider]
+offer_cpu = 0
+offer_ram_mb = 0
+offer_gpu = 0
+offer_count = 1
+price = "1"
+collateral = "2"
+modules = []
+offer_ttl_secs = 600
+min_result_margin_secs = 10
+max_judge_timeout_secs = 86400
+max_mediation_timeout_secs = 86400
+poll_ms = 250
+
+[job]
+max_price = "10"
+mediation_fee = "1"
+match_timeout_secs = 60
+result_margin_secs = 120
+judge_timeout_secs = 300
+mediation_timeout_secs = 600
+poll_ms = 200
+
+[mediator]
+poll_ms = 500
+
+[dev]
+chain_port = 8546
 "#;
 
 /// Errors in loading or resolving configuration; each says what to change.
@@ -185,6 +217,82 @@ pub struct SolverSettings {
     pub chain_poll_ms: u64,
 }
 
+/// Where clients find the network's services.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct ServiceSettings {
+    /// The solver: an address (looked up in `DcnRegistry`) or a URL; default: the
+    /// registry's solver. Also `SERVICE_SOLVER`.
+    #[serde(default)]
+    pub solver: Option<String>,
+    /// Mediators trusted by this account; empty: every mediator in `DcnRegistry`.
+    /// Also `SERVICE_MEDIATORS` (comma-separated).
+    #[serde(deserialize_with = "addresses_from_list_or_csv")]
+    pub mediators: Vec<Address>,
+}
+
+/// `dcn provider`: what it offers and what deal terms it signs.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ProviderSettings {
+    /// Milli-CPU per slot; 0: the whole machine divided by `offer_count`.
+    pub offer_cpu: u64,
+    /// RAM per slot in MB; 0: 80% of the machine's RAM divided by `offer_count`.
+    pub offer_ram_mb: u64,
+    /// GPUs per slot.
+    pub offer_gpu: u32,
+    /// Jobs run at once (slots).
+    pub offer_count: u32,
+    /// Price per job (decimal DCN).
+    pub price: String,
+    /// Collateral locked per deal (decimal DCN).
+    pub collateral: String,
+    /// Modules this provider runs (names); empty: any.
+    #[serde(deserialize_with = "strings_from_list_or_csv")]
+    pub modules: Vec<String>,
+    /// Lifetime of a posted offer; it is re-posted when a quarter of it is left.
+    pub offer_ttl_secs: u64,
+    /// A deal's result timeout must exceed the job's own timeout by at least this.
+    pub min_result_margin_secs: u64,
+    /// Longest judge timeout signed (the payment waits this long at most).
+    pub max_judge_timeout_secs: u64,
+    /// Longest mediation timeout signed.
+    pub max_mediation_timeout_secs: u64,
+    /// How often the chain is read for deal states, milliseconds.
+    pub poll_ms: u64,
+}
+
+/// `dcn run`: the terms of job offers.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct JobSettings {
+    /// Most a job may cost (decimal DCN).
+    pub max_price: String,
+    /// Fee paid to a mediator on a challenge (decimal DCN).
+    pub mediation_fee: String,
+    /// Seconds to wait for a provider before the offer is cancelled.
+    pub match_timeout_secs: u64,
+    /// The result timeout is the module's timeout plus this many seconds.
+    pub result_margin_secs: u64,
+    /// Seconds the job creator has to accept or challenge.
+    pub judge_timeout_secs: u64,
+    /// Seconds the mediator has to rule.
+    pub mediation_timeout_secs: u64,
+    /// How often the chain is read while waiting, milliseconds.
+    pub poll_ms: u64,
+}
+
+/// `dcn mediator`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct MediatorSettings {
+    /// How often the chain is read for challenges, milliseconds.
+    pub poll_ms: u64,
+}
+
+/// `dcn dev`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct DevSettings {
+    /// Port of the local chain; if taken, a free one is used (and printed).
+    pub chain_port: u16,
+}
+
 /// The whole resolved configuration.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Settings {
@@ -217,6 +325,17 @@ pub struct Settings {
     pub modules: ModuleSettings,
     /// The solver server.
     pub solver: SolverSettings,
+    /// Where the services are.
+    #[serde(default)]
+    pub services: ServiceSettings,
+    /// `dcn provider`.
+    pub provider: ProviderSettings,
+    /// `dcn run`.
+    pub job: JobSettings,
+    /// `dcn mediator`.
+    pub mediator: MediatorSettings,
+    /// `dcn dev`.
+    pub dev: DevSettings,
 }
 
 /// Values from command-line flags: the top layer. `None` leaves the layer below.
@@ -279,6 +398,19 @@ fn addresses_from_list_or_csv<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<Add
     }
 }
 
+fn strings_from_list_or_csv<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum ListOrCsv {
+        List(Vec<String>),
+        Csv(String),
+    }
+    Ok(match ListOrCsv::deserialize(d)? {
+        ListOrCsv::List(v) => v,
+        ListOrCsv::Csv(s) => s.split(',').map(str::trim).filter(|s| !s.is_empty()).map(String::from).collect(),
+    })
+}
+
 impl Settings {
     /// Loads the settings from every layer. `env` is the process environment (passed in
     /// so that tests need not change the real one).
@@ -301,6 +433,8 @@ impl Settings {
             ("WEB3_CHAIN_ID", "chain_id"),
             ("WEB3_PRIVATE_KEY", "keys.private_key"),
             ("SERVER_URL", "solver.public_url"),
+            ("SERVICE_SOLVER", "services.solver"),
+            ("SERVICE_MEDIATORS", "services.mediators"),
         ]
         .into_iter()
         .filter_map(|(var, key)| env.get(var).filter(|v| !v.is_empty()).map(|v| (key.to_string(), v.clone())))

@@ -50,6 +50,21 @@ pub enum ChainError {
         /// Network name.
         network: String,
     },
+    /// An account lacks the tokens it has to put into escrow.
+    #[error(
+        "account {account} holds {have} DCN but needs {need} more in escrow on network `{network}`: send it \
+         tokens (on a development network: `dcn fund --account {account}`)"
+    )]
+    TokensShort {
+        /// The account.
+        account: Address,
+        /// Its token balance (decimal).
+        have: String,
+        /// What it must deposit (decimal).
+        need: String,
+        /// Network name.
+        network: String,
+    },
     /// A read or a transaction failed.
     #[error("{what} failed: {source}")]
     Call {

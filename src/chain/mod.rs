@@ -8,7 +8,9 @@ pub mod client;
 pub mod deals;
 pub mod deploy;
 pub mod deployment;
+pub mod escrow;
 pub mod fund;
+pub mod logs;
 pub mod units;
 
 pub use accounts::{DevRole, DEV_MNEMONIC};

@@ -4,8 +4,12 @@
 
 mod config_cmd;
 mod deploy;
+mod dev;
 mod fund;
+mod jobboard;
 mod keys;
+mod mediator;
+mod provider;
 mod run;
 mod solver;
 
@@ -66,12 +70,20 @@ impl GlobalOpts {
 /// The subcommands.
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// A whole local network in one process: chain, contracts, solver, mediator, provider
+    Dev(dev::DevArgs),
     /// Deploy the contracts to a network and record their addresses
     Deploy(deploy::DeployArgs),
     /// Send gas money and tokens from the admin account to the service accounts
     Fund(fund::FundArgs),
+    /// Serve on-chain job requests from DcnJobBoard (as its operator)
+    Jobboard(jobboard::JobBoardArgs),
     /// Make and inspect account keys
     Keys(keys::KeysArgs),
+    /// Re-run challenged jobs and post verdicts on chain
+    Mediator(mediator::MediatorArgs),
+    /// Sell this machine's CPU/GPU time: offer it, sign deals, run jobs, get paid
+    Provider(provider::ProviderArgs),
     /// Run a module (--local: on this machine, without the network)
     Run(run::RunArgs),
     /// Run the solver: take signed offers, match them into deals, relay results
@@ -84,9 +96,13 @@ impl Command {
     /// Runs the subcommand with the loaded settings.
     pub async fn run(self, settings: Settings) -> eyre::Result<()> {
         match self {
+            Command::Dev(args) => args.run(&settings).await,
             Command::Deploy(args) => args.run(&settings).await,
             Command::Fund(args) => args.run(&settings).await,
+            Command::Jobboard(args) => args.run(&settings).await,
             Command::Keys(args) => args.run(&settings),
+            Command::Mediator(args) => args.run(&settings).await,
+            Command::Provider(args) => args.run(&settings).await,
             Command::Run(args) => args.run(&settings).await,
             Command::Solver(args) => args.run(&settings).await,
             Command::Config(args) => args.run(&settings),

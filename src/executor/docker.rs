@@ -92,6 +92,31 @@ impl DockerExecutor {
         ensure_image(&self.docker, image).await
     }
 
+    /// Removes containers left by an earlier run of this service (killed before it could
+    /// clean up): every dcn container carrying all of this executor's extra labels.
+    /// Returns how many were removed.
+    pub async fn remove_leftovers(&self) -> Result<usize, ExecutorError> {
+        let mut filters: HashMap<String, Vec<String>> = HashMap::new();
+        let mut labels = vec![format!("{MANAGED_LABEL}=true")];
+        labels.extend(self.config.labels.iter().map(|(k, v)| format!("{k}={v}")));
+        filters.insert("label".into(), labels);
+        let opts =
+            bollard::query_parameters::ListContainersOptionsBuilder::default().all(true).filters(&filters).build();
+        let list = self
+            .docker
+            .list_containers(Some(opts))
+            .await
+            .map_err(|source| ExecutorError::Docker { what: "listing leftover job containers".into(), source })?;
+        let mut n = 0;
+        for c in list {
+            if let Some(id) = c.id {
+                remove(&self.docker, &id).await;
+                n += 1;
+            }
+        }
+        Ok(n)
+    }
+
     fn container_body(&self, job: &JobSpec, outputs: &Path, lease: Option<&GpuLease>) -> ContainerCreateBody {
         let r = &job.resources;
         let ram = if r.ram_mb == 0 { DEFAULT_RAM_MB } else { r.ram_mb } as i64 * 1024 * 1024;

@@ -50,6 +50,21 @@ pub async fn register(
     Ok(true)
 }
 
+/// Every service registered for `role`: (account, url), in registration order.
+pub async fn registered(
+    chain: &ChainClient,
+    registry: Address,
+    role: u8,
+) -> Result<Vec<(Address, String)>, ChainError> {
+    let reg = DcnRegistry::new(registry, &chain.provider);
+    let list = reg
+        .list(role)
+        .call()
+        .await
+        .map_err(|source| ChainError::Call { what: "reading the registry".into(), source })?;
+    Ok(list.into_iter().map(|s| (s.account, s.url)).collect())
+}
+
 /// Follows `DcnDeals` logs from where it stopped last time, every `poll`, forever.
 pub async fn follow(state: AppState, chain: ChainClient, deals: Address, poll: Duration) {
     let store = state.0.store.clone();

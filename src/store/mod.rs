@@ -6,12 +6,14 @@
 //! Writes that belong together (an offer, its nonce and its event; a match's deal, offer
 //! updates and events) go in one [`Batch`], applied atomically.
 
+mod kv;
 mod memory;
 mod rocks;
 
 #[cfg(test)]
 pub(crate) mod conformance;
 
+pub use kv::KvStore;
 pub use memory::MemoryStore;
 pub use rocks::RocksStore;
 

@@ -1,0 +1,35 @@
+//! `dcn mediator`.
+
+use crate::chain::DevRole;
+use crate::config::Settings;
+use crate::node::Node;
+use clap::Args;
+use tokio_util::sync::CancellationToken;
+
+/// Mediate challenged deals: registers in DcnRegistry, watches for challenges that drew
+/// this account, re-runs each job in its own sandbox, compares the result hash with the
+/// provider's and posts the verdict on chain. Challenges in flight are kept in RocksDB
+/// under <data-dir>/mediator/<address>/ and resume after a restart. Stop it with Ctrl-C.
+#[derive(Debug, Args)]
+pub struct MediatorArgs {
+    /// The solver to fetch job specs from: a URL, or an address looked up in DcnRegistry [default: config services.solver / SERVICE_SOLVER, else the registered solver]
+    #[arg(long, value_name = "URL|ADDRESS")]
+    pub solver: Option<String>,
+}
+
+impl MediatorArgs {
+    /// Runs `dcn mediator` until Ctrl-C.
+    pub async fn run(self, settings: &Settings) -> eyre::Result<()> {
+        let node = Node::connect(settings, DevRole::Mediator).await?;
+        let solver = node.solver(settings, self.solver.as_deref()).await?;
+        let dir = settings.data_dir().join("mediator").join(node.chain.from.to_string().to_lowercase());
+        let service = crate::mediator::build(settings, &node, solver, &dir).await?;
+        let stop = CancellationToken::new();
+        let signal = stop.clone();
+        tokio::spawn(async move {
+            super::solver::shutdown_signal().await;
+            signal.cancel();
+        });
+        service.run(stop).await
+    }
+}
