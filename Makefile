@@ -10,7 +10,7 @@ CARGO ?= cargo
 
 .DEFAULT_GOAL := help
 # Example module images, built locally (no registry): see scripts/build-images.
-.PHONY: help setup images build test test-contracts check-artifacts test-rust contracts bench lint fmt clean
+.PHONY: help setup images build demo test test-contracts check-artifacts test-rust contracts bench lint fmt clean
 
 help: ## List the targets
 	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
@@ -23,6 +23,9 @@ images: setup ## Build the example module images locally (debootstrap, docker im
 
 build: setup ## Build the dcn binary (target/release/dcn)
 	$(CARGO) build --release --locked
+
+demo: build images ## Start a local network (dcn dev), buy a cowsay job on it, stop: the first thing to run
+	@bash scripts/demo
 
 test: setup test-contracts check-artifacts test-rust ## Everything CI runs: contract tests, artifact check, cargo tests
 

@@ -53,8 +53,16 @@ pub async fn deal_info(client: &ChainClient, c: &Contracts, id: B256) -> Result<
     DcnDeals::new(c.deals, &client.provider).getDeal(id).call().await.map_err(call_err(format!("reading deal {id}")))
 }
 
-/// The timestamp of the latest block: the clock deadlines are checked against.
+/// The time the next block will carry, about: the later of the latest block's timestamp
+/// and this machine's clock. Deadlines are checked against block time, but a chain that
+/// mines only on demand (anvil, geth --dev) has no new block until a transaction comes,
+/// so the latest block alone would never pass a deadline.
 pub async fn chain_now(client: &ChainClient) -> Result<u64, ChainError> {
+    let wall = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+    Ok(latest_block_time(client).await?.max(wall))
+}
+
+async fn latest_block_time(client: &ChainClient) -> Result<u64, ChainError> {
     use alloy::providers::Provider;
     let block = client
         .provider

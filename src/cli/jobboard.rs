@@ -4,7 +4,6 @@ use crate::chain::DevRole;
 use crate::config::Settings;
 use crate::node::Node;
 use clap::Args;
-use tokio_util::sync::CancellationToken;
 
 /// Serve on-chain job requests: follows DcnJobBoard for requests (such as
 /// CowsayClient.runCowsay), buys each job on the network as a job creator, verifies and
@@ -25,12 +24,7 @@ impl JobBoardArgs {
         let node = Node::connect(settings, DevRole::Solver).await?;
         let solver = node.solver(settings, self.solver.as_deref()).await?;
         let service = crate::jobboard::build(settings, &node, solver, &settings.data_dir().join("jobboard")).await?;
-        let stop = CancellationToken::new();
-        let signal = stop.clone();
-        tokio::spawn(async move {
-            super::solver::shutdown_signal().await;
-            signal.cancel();
-        });
+        let stop = super::solver::stop_on_signal();
         service.run(stop).await
     }
 }

@@ -4,7 +4,6 @@ use crate::chain::DevRole;
 use crate::config::Settings;
 use crate::node::Node;
 use clap::Args;
-use tokio_util::sync::CancellationToken;
 
 /// Mediate challenged deals: registers in DcnRegistry, watches for challenges that drew
 /// this account, re-runs each job in its own sandbox, compares the result hash with the
@@ -24,12 +23,7 @@ impl MediatorArgs {
         let solver = node.solver(settings, self.solver.as_deref()).await?;
         let dir = settings.data_dir().join("mediator").join(node.chain.from.to_string().to_lowercase());
         let service = crate::mediator::build(settings, &node, solver, &dir).await?;
-        let stop = CancellationToken::new();
-        let signal = stop.clone();
-        tokio::spawn(async move {
-            super::solver::shutdown_signal().await;
-            signal.cancel();
-        });
+        let stop = super::solver::stop_on_signal();
         service.run(stop).await
     }
 }

@@ -6,7 +6,6 @@ use crate::node::Node;
 use crate::provider::setup::{build, ProviderOptions};
 use alloy::primitives::Address;
 use clap::Args;
-use tokio_util::sync::CancellationToken;
 
 /// Sell this machine's CPU/GPU time. Posts resource offers to the solver (re-posting them
 /// before they expire), checks and signs the deals it proposes, runs each job in a
@@ -72,12 +71,7 @@ impl ProviderArgs {
         };
         let dir = settings.data_dir().join("provider").join(node.chain.from.to_string().to_lowercase());
         let service = build(settings, &node, solver, opts, &dir).await?;
-        let stop = CancellationToken::new();
-        let signal = stop.clone();
-        tokio::spawn(async move {
-            super::solver::shutdown_signal().await;
-            signal.cancel();
-        });
+        let stop = super::solver::stop_on_signal();
         service.run(stop).await?;
         tracing::info!("provider stopped");
         Ok(())

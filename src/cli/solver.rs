@@ -122,6 +122,17 @@ pub async fn start(
     Ok(RunningSolver { server, follower, url: public_url })
 }
 
+/// A token cancelled on Ctrl-C or SIGTERM: how long-running services are stopped.
+pub fn stop_on_signal() -> tokio_util::sync::CancellationToken {
+    let stop = tokio_util::sync::CancellationToken::new();
+    let signal = stop.clone();
+    tokio::spawn(async move {
+        shutdown_signal().await;
+        signal.cancel();
+    });
+    stop
+}
+
 /// Resolves on Ctrl-C or SIGTERM.
 pub async fn shutdown_signal() {
     let ctrl_c = async {

@@ -456,6 +456,12 @@ impl JobCreator {
         let results = bundle::extract(&part, &dir, bundle::DEFAULT_MAX_BUNDLE_BYTES)
             .map_err(|e| format!("the result bundle is not valid ({e})"))?;
         let _ = std::fs::rename(&part, dir.join("bundle.tar"));
+        let write = |name: &str, bytes: &[u8]| {
+            std::fs::write(dir.join(name), bytes).map_err(|e| format!("cannot write {}: {e}", dir.join(name).display()))
+        };
+        write("stdout", &results.stdout)?;
+        write("stderr", &results.stderr)?;
+        write("exit_code", format!("{}\n", results.exit_code).as_bytes())?;
         outcome.dir = Some(dir.clone());
         outcome.exit_code = Some(results.exit_code);
         outcome.stdout = results.stdout.clone();

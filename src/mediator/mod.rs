@@ -53,7 +53,11 @@ pub async fn build(
 ) -> eyre::Result<Arc<MediatorService>> {
     use eyre::WrapErr;
     let me = node.chain.from;
-    let labels = std::collections::HashMap::from([("dcn.mediator".to_string(), me.to_string().to_lowercase())]);
+    std::fs::create_dir_all(state_dir)?;
+    let labels = std::collections::HashMap::from([
+        ("dcn.mediator".to_string(), me.to_string().to_lowercase()),
+        ("dcn.instance".to_string(), crate::provider::setup::instance_label(state_dir)),
+    ]);
     let executor = crate::node::docker_executor(settings, Default::default(), None, labels).await?;
     if let Ok(n @ 1..) = executor.remove_leftovers().await {
         tracing::info!(n, "removed job containers left by an earlier run");

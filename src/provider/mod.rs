@@ -345,12 +345,22 @@ impl ProviderService {
             Err(e) => return Err(format!("cannot fetch the job offer: {e}")),
         };
         terms::check(&deal.deal, &spec, &offer.offer, self.solver.info.solver, &self.cfg.limits)?;
-        {
-            let mut active = self.active.lock().expect("lock");
-            if active.len() >= self.cfg.slots as usize {
+        // The solver frees a slot when it sees the deal end on chain; this provider may
+        // see it a moment later. Give a finishing deal a few seconds before refusing.
+        let mut waited = 0;
+        loop {
+            {
+                let mut active = self.active.lock().expect("lock");
+                if active.len() < self.cfg.slots as usize {
+                    active.insert(deal.id);
+                    break;
+                }
+            }
+            if waited >= 30 {
                 return Err(format!("all {} slot(s) are busy", self.cfg.slots));
             }
-            active.insert(deal.id);
+            waited += 1;
+            tokio::time::sleep(Duration::from_millis(100)).await;
         }
         let waiting =
             self.kv.all::<JobRecord>(JOBS).map(|j| j.iter().filter(|j| j.stage == Stage::Signed).count()).unwrap_or(0);

@@ -48,6 +48,7 @@ pub async fn build(
     state_dir: &Path,
 ) -> eyre::Result<Arc<ProviderService>> {
     let cfg = &settings.provider;
+    std::fs::create_dir_all(state_dir).wrap_err_with(|| format!("creating {}", state_dir.display()))?;
     let count = opts.offer_count.unwrap_or(cfg.offer_count);
     if count == 0 {
         eyre::bail!("--offer-count must be at least 1");
@@ -67,7 +68,12 @@ pub async fn build(
     let mediators = crate::discovery::find_mediators(&node.chain, &node.deployment.contracts, &configured).await?;
 
     let me = node.chain.from;
-    let labels = HashMap::from([("dcn.provider".to_string(), me.to_string().to_lowercase())]);
+    // The instance label keeps two providers with one key (tests, a second data dir) from
+    // removing each other's containers as leftovers.
+    let labels = HashMap::from([
+        ("dcn.provider".to_string(), me.to_string().to_lowercase()),
+        ("dcn.instance".to_string(), instance_label(state_dir)),
+    ]);
     let pool = if gpus > 0 { Some(GpuPool::new(machine.gpus.clone())) } else { None };
     let capacity = crate::types::Resources {
         cpu: slot.cpu * u64::from(count),
@@ -139,4 +145,11 @@ pub async fn build(
         Arc::new(executor),
         Arc::new(kv),
     ))
+}
+
+/// A short stable label for the service keeping its state in `state_dir`.
+pub fn instance_label(state_dir: &Path) -> String {
+    use sha2::{Digest, Sha256};
+    let dir = state_dir.canonicalize().unwrap_or_else(|_| state_dir.to_path_buf());
+    hex::encode(&Sha256::digest(dir.to_string_lossy().as_bytes())[..8])
 }

@@ -4,6 +4,7 @@
 
 #![allow(dead_code, clippy::unwrap_used)]
 
+pub mod net;
 pub mod solver;
 
 use alloy::node_bindings::AnvilInstance;

@@ -1,0 +1,272 @@
+//! End-to-end helpers: `dcn dev` as a process (its own anvil on a free port, its own data
+//! dir), extra providers and `dcn run` as processes, and token accounting on chain.
+
+use super::{bare_dcn, block_on};
+use alloy::primitives::{Address, B256, U256};
+use alloy::providers::{DynProvider, Provider, ProviderBuilder};
+use alloy::signers::local::{coins_bip39::English, MnemonicBuilder, PrivateKeySigner};
+use dcn::chain::bindings::{DcnDeals, DcnToken};
+use dcn::chain::{Deployment, DevRole, DEV_MNEMONIC};
+use std::path::PathBuf;
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+/// A child process killed (SIGKILL) when dropped.
+pub struct Proc {
+    pub child: Child,
+    pub log: PathBuf,
+}
+
+impl Proc {
+    /// Ctrl-C, then SIGKILL if it has not stopped within 10 s (`dcn dev` stops its anvil).
+    pub fn interrupt(&mut self) {
+        let _ = Command::new("kill").args(["-INT", &self.child.id().to_string()]).status();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        self.kill9();
+    }
+
+    pub fn kill9(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Waits until the log contains `needle`.
+    pub fn wait_log(&self, needle: &str, secs: u64) {
+        let deadline = Instant::now() + Duration::from_secs(secs);
+        while Instant::now() < deadline {
+            if self.log_text().contains(needle) {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        panic!("`{needle}` not in {} within {secs} s:\n{}", self.log.display(), self.log_text());
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        self.kill9();
+    }
+}
+
+/// A `dcn dev` network in a temp HOME.
+pub struct DevNet {
+    pub home: tempfile::TempDir,
+    pub rpc_url: String,
+    pub solver_url: String,
+    pub dev: Option<Proc>,
+}
+
+/// Key `index` of the development mnemonic.
+pub fn dev_key(index: u32) -> PrivateKeySigner {
+    MnemonicBuilder::<English>::default().phrase(DEV_MNEMONIC).index(index).unwrap().build().unwrap()
+}
+
+impl DevNet {
+    /// Starts `dcn dev` with `args` and waits until it is ready.
+    pub fn start(args: &[&str]) -> Self {
+        let home = tempfile::tempdir().unwrap();
+        let log = home.path().join("dev.log");
+        let child = bare_dcn(home.path())
+            .args(["dev", "--chain-port", "0", "--listen", "127.0.0.1:0"])
+            .args(args)
+            .env("DCN_SOLVER__CHAIN_POLL_MS", "200")
+            .env("DCN_SOLVER__SIGN_TIMEOUT_SECS", "10")
+            .env("DCN_PROVIDER__MIN_RESULT_MARGIN_SECS", "1")
+            .stdout(std::fs::File::create(home.path().join("dev.out")).unwrap())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .unwrap();
+        let dev = Proc { child, log };
+        let ready = home.path().join(".dcn/dev/ready.json");
+        let deadline = Instant::now() + Duration::from_secs(90);
+        while !ready.exists() {
+            assert!(Instant::now() < deadline, "dcn dev not ready within 90 s:\n{}", dev.log_text());
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        std::thread::sleep(Duration::from_millis(100));
+        let r: serde_json::Value = serde_json::from_slice(&std::fs::read(&ready).unwrap()).unwrap();
+        Self {
+            rpc_url: r["rpc_url"].as_str().unwrap().to_string(),
+            solver_url: r["solver_url"].as_str().unwrap().to_string(),
+            home,
+            dev: Some(dev),
+        }
+    }
+
+    pub fn data_dir(&self) -> PathBuf {
+        self.home.path().join(".dcn")
+    }
+
+    /// `dcn` pointed at this network.
+    pub fn cmd(&self) -> Command {
+        let mut c = bare_dcn(self.home.path());
+        c.args(["--rpc-url", &self.rpc_url]);
+        c
+    }
+
+    /// Runs `dcn ARGS` to completion.
+    pub fn run(&self, args: &[&str]) -> Output {
+        self.cmd().args(args).output().unwrap()
+    }
+
+    /// Runs `dcn ARGS` with `key` as the account.
+    pub fn run_as(&self, key: &PrivateKeySigner, args: &[&str]) -> Output {
+        self.cmd().env("WEB3_PRIVATE_KEY", hex::encode(key.to_bytes())).args(args).output().unwrap()
+    }
+
+    /// Starts `dcn provider ARGS` (as `key`, default the development provider).
+    pub fn provider(&self, key: Option<&PrivateKeySigner>, args: &[&str], name: &str) -> Proc {
+        let log = self.home.path().join(format!("{name}.log"));
+        let mut c = self.cmd();
+        if let Some(k) = key {
+            c.env("WEB3_PRIVATE_KEY", hex::encode(k.to_bytes()));
+        }
+        let child = c
+            .args(["provider", "--solver", &self.solver_url])
+            .args(args)
+            .env("DCN_PROVIDER__MIN_RESULT_MARGIN_SECS", "1")
+            .env("DCN_PROVIDER__OFFER_RAM_MB", "256")
+            .stdout(Stdio::null())
+            .stderr(std::fs::OpenOptions::new().create(true).append(true).open(&log).unwrap())
+            .spawn()
+            .unwrap();
+        let p = Proc { child, log };
+        p.wait_log("offer posted", 60);
+        p
+    }
+
+    /// Funds `accounts` with ETH and tokens.
+    pub fn fund(&self, accounts: &[Address]) {
+        let mut args = vec!["fund".to_string()];
+        for a in accounts {
+            args.push("--account".into());
+            args.push(a.to_string());
+        }
+        let out = self.cmd().args(&args).output().unwrap();
+        assert!(out.status.success(), "fund failed: {}", String::from_utf8_lossy(&out.stderr));
+    }
+
+    pub fn deployment(&self) -> Deployment {
+        Deployment::require(&self.data_dir(), "geth").unwrap()
+    }
+
+    pub fn reader(&self) -> DynProvider {
+        ProviderBuilder::new().connect_http(self.rpc_url.parse().unwrap()).erased()
+    }
+
+    /// Tokens `account` owns: its balance plus its escrow (free and locked).
+    pub fn wealth(&self, account: Address) -> U256 {
+        let c = self.deployment().contracts;
+        let p = self.reader();
+        block_on(async {
+            let bal = DcnToken::new(c.token, &p).balanceOf(account).call().await.unwrap();
+            let e = DcnDeals::new(c.deals, &p).escrowOf(account).call().await.unwrap();
+            bal + e.free + e.locked
+        })
+    }
+
+    /// Ether balance.
+    pub fn eth(&self, account: Address) -> U256 {
+        block_on(async { self.reader().get_balance(account).await.unwrap() })
+    }
+
+    /// The deal's state on chain.
+    pub fn deal_state(&self, id: B256) -> u8 {
+        let c = self.deployment().contracts;
+        block_on(async { DcnDeals::new(c.deals, &self.reader()).getDeal(id).call().await.unwrap().state })
+    }
+
+    /// Asserts the token balance of DcnDeals equals the sum of the escrow of `accounts`
+    /// (which must be everyone who ever deposited).
+    pub fn assert_books_balance(&self, accounts: &[Address]) {
+        let c = self.deployment().contracts;
+        let p = self.reader();
+        block_on(async {
+            let held = DcnToken::new(c.token, &p).balanceOf(c.deals).call().await.unwrap();
+            let mut books = U256::ZERO;
+            for a in accounts {
+                let e = DcnDeals::new(c.deals, &p).escrowOf(*a).call().await.unwrap();
+                books += e.free + e.locked;
+            }
+            assert_eq!(held, books, "DcnDeals holds {held} tokens but its books say {books}");
+        });
+    }
+
+    /// Ether `account` spent on gas in every block so far.
+    pub fn gas_spent(&self, account: Address) -> U256 {
+        let p = self.reader();
+        block_on(async {
+            let head = p.get_block_number().await.unwrap();
+            let mut total = U256::ZERO;
+            for n in 0..=head {
+                let block = p.get_block_by_number(n.into()).full().await.unwrap().unwrap();
+                for tx in block.transactions.into_transactions() {
+                    if tx.inner.signer() != account {
+                        continue;
+                    }
+                    let r = p.get_transaction_receipt(*tx.inner.tx_hash()).await.unwrap().unwrap();
+                    total += U256::from(r.gas_used) * U256::from(r.effective_gas_price);
+                }
+            }
+            total
+        })
+    }
+}
+
+impl Drop for DevNet {
+    fn drop(&mut self) {
+        if let Some(mut dev) = self.dev.take() {
+            if std::thread::panicking() {
+                eprintln!("── dcn dev log:\n{}", dev.log_text());
+            }
+            dev.interrupt();
+        }
+        // Containers of providers this test killed with -9.
+        for key in [DevRole::Provider.signer(), dev_key(5)] {
+            let dir = self.data_dir().join("provider").join(key.address().to_string().to_lowercase());
+            let label = format!("label=dcn.instance={}", dcn::provider::setup::instance_label(&dir));
+            if let Ok(out) = Command::new("docker").args(["ps", "-aq", "--filter", &label]).output() {
+                for id in String::from_utf8_lossy(&out.stdout).split_whitespace() {
+                    let _ = Command::new("docker").args(["rm", "-f", id]).output();
+                }
+            }
+        }
+    }
+}
+
+/// The accounts of `dcn dev`.
+pub fn dev_accounts() -> Vec<Address> {
+    DevRole::ALL.iter().map(|r| r.address()).collect()
+}
+
+/// Parses `dcn run --json` output.
+pub fn json(out: &Output) -> serde_json::Value {
+    assert!(
+        out.status.success(),
+        "dcn run failed:\nstdout: {}\nstderr: {}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+/// The deal id in a `--json` summary.
+pub fn deal_id(v: &serde_json::Value) -> B256 {
+    v["deal_id"].as_str().unwrap().parse().unwrap()
+}
+
+/// Path of a test module.
+pub fn test_module(name: &str) -> String {
+    format!("{}/tests/modules/{name}.toml", env!("CARGO_MANIFEST_DIR"))
+}
