@@ -10,7 +10,7 @@ CARGO ?= cargo
 
 .DEFAULT_GOAL := help
 # Example module images, built locally (no registry): see scripts/build-images.
-.PHONY: help setup images build demo test test-contracts check-artifacts test-rust contracts bench lint fmt clean
+.PHONY: help setup images build demo test test-contracts check-artifacts test-rust test-gpu contracts bench lint fmt clean
 
 help: ## List the targets
 	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
@@ -37,6 +37,9 @@ check-artifacts: setup ## Fail if contracts/out differs from a fresh compile
 
 test-rust: setup images ## cargo tests: unit and integration (real anvil, real Docker)
 	$(CARGO) test --locked --all-targets --features fault-injection
+
+test-gpu: setup images ## The GPU test on a machine with an NVIDIA GPU and the container toolkit (fails without one)
+	DCN_TEST_GPU=1 $(CARGO) test --locked --test gpu -- --ignored
 
 contracts: setup ## Recompile the contracts into contracts/out (commit the result)
 	node contracts/build.js

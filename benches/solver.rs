@@ -6,11 +6,12 @@
 
 use alloy::primitives::{Address, B256, U256};
 use alloy::signers::local::PrivateKeySigner;
+use dcn::clock::now_secs;
+use dcn::protocol::SolverClient;
 use dcn::protocol::{JobOffer, ResourceOffer, SignedJobOffer, SignedResourceOffer};
 use dcn::solver::api::ApiLimits;
-use dcn::solver::client::now_secs;
-use dcn::solver::{Core, CoreConfig, Solver, SolverClient, SolverParams};
-use dcn::store::{MemoryStore, RocksStore};
+use dcn::solver::store::{MemoryStore, RocksStore};
+use dcn::solver::{Core, CoreConfig, Solver, SolverParams};
 use dcn::types::{JobSpec, ModuleRef, NetworkPolicy, Resources};
 use futures_util::StreamExt;
 use std::sync::Arc;
@@ -143,7 +144,8 @@ async fn ingest() -> f64 {
         results_dir: dir.path().join("results"),
     };
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
-    let solver = Solver::start(params, listener, std::future::pending()).expect("solver starts");
+    let supervisor = dcn::runtime::Supervisor::new();
+    let solver = Solver::start(params, listener, &supervisor.tasks()).expect("solver starts");
     let client = SolverClient::connect(&solver.url()).await.expect("solver answers");
     let domain = client.domain();
     let keys: Vec<PrivateKeySigner> = (0..ACCOUNTS).map(|_| PrivateKeySigner::random()).collect();

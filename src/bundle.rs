@@ -26,7 +26,8 @@ pub const MAX_ENTRIES: usize = 100_000;
 /// Why a bundle could not be written or was refused.
 #[derive(Debug, thiserror::Error)]
 pub enum BundleError {
-    /// Reading or writing files failed.
+    /// Reading or writing files on this machine failed (a local problem: disk full,
+    /// permissions), not a fault of the bundle.
     #[error("{what}: {source}")]
     Io {
         /// What was being done.
@@ -35,9 +36,30 @@ pub enum BundleError {
         #[source]
         source: io::Error,
     },
+    /// The bundle's bytes are not a readable tar (truncated, corrupt).
+    #[error("the result bundle is malformed ({what}): {source}")]
+    Malformed {
+        /// What was being read.
+        what: String,
+        /// The tar reader's error.
+        #[source]
+        source: io::Error,
+    },
     /// The bundle breaks a rule; it is not extracted further.
     #[error("refusing result bundle: {0}")]
     Refused(String),
+}
+
+impl BundleError {
+    /// Whether the bundle is at fault (malformed or refused), rather than this machine.
+    pub fn is_bundle_fault(&self) -> bool {
+        !matches!(self, Self::Io { .. })
+    }
+}
+
+fn malformed(what: impl Into<String>) -> impl FnOnce(io::Error) -> BundleError {
+    let what = what.into();
+    move |source| BundleError::Malformed { what, source }
 }
 
 fn io_err(what: impl Into<String>) -> impl FnOnce(io::Error) -> BundleError {
@@ -169,6 +191,18 @@ fn normalize(p: &Path) -> Option<Vec<std::ffi::OsString>> {
     Some(out)
 }
 
+/// Copies an entry's bytes into `out`, telling a bad bundle (read) from a bad disk (write).
+fn copy_entry(entry: &mut impl Read, out: &mut File, shown: &str) -> Result<(), BundleError> {
+    let mut buf = vec![0u8; 64 * 1024];
+    loop {
+        let n = entry.read(&mut buf).map_err(malformed(format!("reading {shown}")))?;
+        if n == 0 {
+            return Ok(());
+        }
+        out.write_all(&buf[..n]).map_err(io_err(format!("writing {shown}")))?;
+    }
+}
+
 /// Extracts the bundle at `bundle` into `dest` (which must be empty or absent) and
 /// returns its parts. Refuses anything unsafe or over `max_bytes` unpacked.
 pub fn extract(bundle: &Path, dest: &Path, max_bytes: u64) -> Result<Results, BundleError> {
@@ -182,13 +216,13 @@ pub fn extract(bundle: &Path, dest: &Path, max_bytes: u64) -> Result<Results, Bu
     let mut archive = tar::Archive::new(file);
     let (mut exit_code, mut stdout, mut stderr) = (None, None, Vec::new());
     let (mut total, mut count) = (0u64, 0usize);
-    for entry in archive.entries().map_err(io_err("reading the bundle"))? {
-        let mut entry = entry.map_err(io_err("reading the bundle"))?;
+    for entry in archive.entries().map_err(malformed("reading the bundle"))? {
+        let mut entry = entry.map_err(malformed("reading the bundle"))?;
         count += 1;
         if count > MAX_ENTRIES {
             return Err(refuse(format!("more than {MAX_ENTRIES} entries")));
         }
-        let path = entry.path().map_err(io_err("reading an entry name"))?.into_owned();
+        let path = entry.path().map_err(malformed("reading an entry name"))?.into_owned();
         let shown = path.display().to_string();
         if path.components().any(|c| !matches!(c, Component::Normal(_))) {
             return Err(refuse(format!("entry `{shown}` is absolute or contains `..`")));
@@ -200,7 +234,7 @@ pub fn extract(bundle: &Path, dest: &Path, max_bytes: u64) -> Result<Results, Bu
         let kind = entry.header().entry_type();
         let mut read_small = |what: &str| -> Result<Vec<u8>, BundleError> {
             let mut buf = Vec::new();
-            entry.read_to_end(&mut buf).map_err(io_err(format!("reading {what}")))?;
+            entry.read_to_end(&mut buf).map_err(malformed(format!("reading {what}")))?;
             Ok(buf)
         };
         match (path.to_str(), kind) {
@@ -222,7 +256,7 @@ pub fn extract(bundle: &Path, dest: &Path, max_bytes: u64) -> Result<Results, Bu
                             std::fs::create_dir_all(parent).map_err(io_err(format!("creating {shown}")))?;
                         }
                         let mut out = File::create(&target).map_err(io_err(format!("writing {shown}")))?;
-                        io::copy(&mut entry, &mut out).map_err(io_err(format!("writing {shown}")))?;
+                        copy_entry(&mut entry, &mut out, &shown)?;
                         use std::os::unix::fs::PermissionsExt;
                         let mode = if entry.header().mode().unwrap_or(0o644) & 0o111 != 0 { 0o755 } else { 0o644 };
                         std::fs::set_permissions(&target, std::fs::Permissions::from_mode(mode))
@@ -231,7 +265,7 @@ pub fn extract(bundle: &Path, dest: &Path, max_bytes: u64) -> Result<Results, Bu
                     EntryType::Symlink => {
                         let link = entry
                             .link_name()
-                            .map_err(io_err(format!("reading link {shown}")))?
+                            .map_err(malformed(format!("reading link {shown}")))?
                             .ok_or_else(|| refuse(format!("symlink `{shown}` has no target")))?
                             .into_owned();
                         let parent = path.parent().unwrap_or(Path::new(""));

@@ -1,9 +1,19 @@
 //! Logging setup: `tracing` to stderr, filtered by `RUST_LOG` (default `info`), as
 //! human-readable lines or JSON.
 
-use crate::config::LogFormat;
 use std::io::IsTerminal;
 use tracing_subscriber::EnvFilter;
+
+/// How logs are written to stderr.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize, clap::ValueEnum, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Human-readable lines.
+    #[default]
+    Pretty,
+    /// One JSON object per line.
+    Json,
+}
 
 /// Installs the global subscriber. Call once, before anything logs.
 pub fn init(format: LogFormat) {

@@ -2,6 +2,8 @@
 
 mod common;
 
+use dcn::chain::DealState;
+
 use alloy::network::EthereumWallet;
 use alloy::primitives::{Address, B256, U256};
 use alloy::providers::{Provider, ProviderBuilder};
@@ -41,7 +43,8 @@ fn rust_deal_id_and_signature_are_what_the_contract_checks() {
         let sig = sign_deal(&provider_key, &d, &dom).await.unwrap();
         let receipt = deals.createDeal(d.clone(), sig).send().await.unwrap().get_receipt().await.unwrap();
         assert!(receipt.status(), "the contract accepts the Rust signature");
-        assert_eq!(deals.getDeal(ours).call().await.unwrap().state, 1, "Created under the same id");
+        let state = deals.getDeal(ours).call().await.unwrap().state;
+        assert_eq!(DealState::from_chain(state).unwrap(), DealState::Created, "created under the same id");
         let _ = p.get_block_number().await.unwrap();
     });
 }

@@ -124,8 +124,18 @@ fn a_cancelled_run_removes_its_container() {
     let dir = tempfile::tempdir().unwrap();
     t.runtime.block_on(async {
         let run = t.executor.run(&spec, dir.path());
-        // Give it time to create and start the container, then drop the future.
-        let _ = tokio::time::timeout(std::time::Duration::from_millis(1200), run).await;
+        tokio::pin!(run);
+        // Drive the run until its container is running, then drop the future.
+        loop {
+            tokio::select! {
+                r = &mut run => panic!("the 30 s job ended before it was cancelled: {r:?}"),
+                _ = tokio::time::sleep(std::time::Duration::from_millis(50)) => {
+                    if t.containers(true).await > 0 {
+                        break;
+                    }
+                }
+            }
+        }
     });
     // TestExecutor's drop waits for the removal and fails if the container stays.
 }

@@ -8,9 +8,11 @@ mod common;
 use alloy::primitives::{Address, B256, U256};
 use alloy::signers::local::PrivateKeySigner;
 use common::solver::*;
+use dcn::clock::now_secs;
+use dcn::protocol::records::{DealStatus, EventKind, OfferRecord, OfferStatus};
 use dcn::protocol::AuthHeaders;
-use dcn::solver::client::{now_secs, ClientError};
-use dcn::solver::records::{DealState, EventKind, OfferRecord, OfferStatus};
+use dcn::protocol::ClientError;
+use dcn::protocol::{OfferKind, SolverApi};
 use serde_json::{json, Value};
 
 fn refused(e: ClientError) -> (u16, String) {
@@ -51,7 +53,7 @@ async fn offers_match_into_a_deal_the_provider_signs() {
     let deal_id = job.deal.expect("matched at once");
 
     let deal = s.client.deal(deal_id).await.unwrap();
-    assert_eq!(deal.state, DealState::Proposed);
+    assert_eq!(deal.state, DealStatus::Proposed);
     assert_eq!(deal.deal.provider, provider.address());
     assert_eq!(deal.deal.jobCreator, creator.address());
     assert_eq!(deal.deal.solver, s.address());
@@ -65,12 +67,12 @@ async fn offers_match_into_a_deal_the_provider_signs() {
     let stranger = PrivateKeySigner::random();
     assert_eq!(refused(s.client.sign_deal(&stranger, deal_id).await.unwrap_err()), (401, "wrong_signer".into()));
     let signed = s.client.sign_deal(&provider, deal_id).await.unwrap();
-    assert_eq!(signed.state, DealState::Signed);
+    assert_eq!(signed.state, DealStatus::Signed);
     let sig = signed.provider_signature.clone().unwrap();
     let recovered = dcn::protocol::recover(&deal_id, &sig).unwrap();
     assert_eq!(recovered, provider.address());
     // Signing again is idempotent.
-    assert_eq!(s.client.sign_deal(&provider, deal_id).await.unwrap().state, DealState::Signed);
+    assert_eq!(s.client.sign_deal(&provider, deal_id).await.unwrap().state, DealStatus::Signed);
 
     // Lists and filters.
     let by_party = s.client.deals(Some(creator.address()), 0).await.unwrap();
@@ -168,8 +170,8 @@ async fn cancel_only_by_the_owner_with_a_fresh_signature() {
     let (status, v) = raw(reqwest::Method::DELETE, format!("{}{path}", s.url()), None).await;
     assert_eq!((status, v["error"].as_str().unwrap()), (401, "missing_auth"));
     let stranger = PrivateKeySigner::random();
-    assert_eq!(refused(s.client.cancel_offer(&stranger, id, true).await.unwrap_err()).0, 403);
-    assert_eq!(refused(s.client.cancel_offer(&provider, id, false).await.unwrap_err()).0, 404, "wrong kind");
+    assert_eq!(refused(s.client.cancel_offer(&stranger, id, OfferKind::Resource).await.unwrap_err()).0, 403);
+    assert_eq!(refused(s.client.cancel_offer(&provider, id, OfferKind::Job).await.unwrap_err()).0, 404, "wrong kind");
 
     // A signature for another path does not cancel this one.
     let auth = AuthHeaders::sign(&provider, "DELETE", "/api/v1/job_offers/0x00", now_secs() + 60, &s.client.domain())
@@ -181,9 +183,9 @@ async fn cancel_only_by_the_owner_with_a_fresh_signature() {
     }
     assert_eq!(req.send().await.unwrap().status().as_u16(), 401);
 
-    let cancelled = s.client.cancel_offer(&provider, id, true).await.unwrap();
+    let cancelled = s.client.cancel_offer(&provider, id, OfferKind::Resource).await.unwrap();
     assert_eq!(cancelled.status(), OfferStatus::Cancelled);
-    assert_eq!(refused(s.client.cancel_offer(&provider, id, true).await.unwrap_err()).0, 409);
+    assert_eq!(refused(s.client.cancel_offer(&provider, id, OfferKind::Resource).await.unwrap_err()).0, 409);
 
     // A cancelled offer is not matched.
     let creator = PrivateKeySigner::random();
@@ -246,7 +248,11 @@ async fn results_go_up_from_the_provider_and_down_to_the_job_creator_only() {
 
     let rec = s.client.upload_result(&provider, deal, &bundle).await.unwrap();
     assert_eq!(rec.size, 24);
-    assert_eq!(refused(s.client.upload_result(&provider, deal, &big).await.unwrap_err()).0, 409, "not replaced");
+    // Not replaced; the answer has its own code and names the bundle the solver holds.
+    match s.client.upload_result(&provider, deal, &big).await.unwrap_err() {
+        ClientError::ResultExists { sha256 } => assert_eq!(sha256, rec.sha256),
+        other => panic!("expected result_exists, got {other:?}"),
+    }
 
     let sha = s.client.download_result(&creator, deal, &dest).await.unwrap();
     assert_eq!(sha, rec.sha256);
@@ -275,9 +281,9 @@ async fn a_reconnecting_subscriber_gets_every_missed_event_once() {
     let j = sign_job(job_offer(&creator, s.address(), &spec), spec.clone(), &creator, &s.client).await;
     let deal = s.client.post_job_offer(&j).await.unwrap().deal.unwrap();
     let e = events.next().await.unwrap().unwrap();
-    assert!(matches!(&e.kind, EventKind::Deal { deal: d } if d.id == deal && d.state == DealState::Proposed), "{e:?}");
+    assert!(matches!(&e.kind, EventKind::Deal { deal: d } if d.id == deal && d.state == DealStatus::Proposed), "{e:?}");
     let last = events.last();
-    events.close().await;
+    drop(events);
 
     // Missed while away: a signature, a result, other offers of the provider; noise for others.
     s.client.sign_deal(&provider, deal).await.unwrap();
@@ -334,7 +340,7 @@ async fn operations_endpoints_answer() {
     assert_eq!(info["solver"].as_str().unwrap().parse::<Address>().unwrap(), s.address());
 
     // Offer lookups by id and kind.
-    let id = s.client.offer(r.id(&s.client.domain()), true).await.unwrap();
+    let id = s.client.offer(r.id(&s.client.domain()), OfferKind::Resource).await.unwrap();
     assert!(matches!(id, OfferRecord::Resource(_)));
-    assert_eq!(refused(s.client.offer(B256::ZERO, true).await.unwrap_err()).0, 404);
+    assert_eq!(refused(s.client.offer(B256::ZERO, OfferKind::Resource).await.unwrap_err()).0, 404);
 }

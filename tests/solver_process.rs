@@ -10,10 +10,10 @@ use alloy::primitives::{utils::parse_ether, Address, B256};
 use common::solver::*;
 use common::{anvil, block_on, Dcn};
 use dcn::chain::bindings::{DcnDeals, DcnRegistry, DcnToken};
-use dcn::chain::{ChainClient, Deployment, DevRole};
+use dcn::chain::{ChainClient, DealState, Deployment, DevRole};
 use dcn::config::ResolvedNetwork;
-use dcn::solver::records::{DealState, Event, OfferRecord, OfferStatus};
-use dcn::solver::SolverClient;
+use dcn::protocol::records::{DealStatus, Event, OfferRecord, OfferStatus};
+use dcn::protocol::{OfferKind, SolverApi, SolverClient};
 use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
@@ -110,12 +110,12 @@ fn solver_survives_kill_9_and_follows_the_chain() {
 
     let before = block_on(async {
         let client = SolverClient::connect(&url).await.unwrap();
-        assert_eq!(client.info.solver, DevRole::Solver.address());
+        assert_eq!(client.info().solver, DevRole::Solver.address());
         let registry = DcnRegistry::new(deployment.contracts.registry, common::reader(&anvil.endpoint()));
         let entry = registry.get(0, DevRole::Solver.address()).call().await.unwrap();
         assert_eq!(entry.url, url, "registered its URL on chain");
 
-        let mut r = resource_offer(&provider, client.info.solver);
+        let mut r = resource_offer(&provider, client.info().solver);
         r.mediators = vec![mediator];
         r.price = parse_ether("1").unwrap();
         r.collateral = parse_ether("2").unwrap();
@@ -124,7 +124,7 @@ fn solver_survives_kill_9_and_follows_the_chain() {
         let mut jobs = vec![];
         for msg in ["first", "second"] {
             let spec = spec(msg);
-            let mut j = job_offer(&creator, client.info.solver, &spec);
+            let mut j = job_offer(&creator, client.info().solver, &spec);
             j.mediators = vec![mediator];
             j.maxPrice = parse_ether("5").unwrap();
             j.mediationFee = parse_ether("0.1").unwrap();
@@ -145,12 +145,12 @@ fn solver_survives_kill_9_and_follows_the_chain() {
     block_on(async {
         let client = SolverClient::connect(&url).await.unwrap();
         let deal = client.deal(deal_id).await.unwrap();
-        assert_eq!(deal.state, DealState::Signed);
+        assert_eq!(deal.state, DealStatus::Signed);
         let dest = bundle_dir.path().join("down.tar");
         assert_eq!(client.download_result(&creator, deal_id, &dest).await.unwrap(), sha);
         assert_eq!(std::fs::read(&dest).unwrap(), b"the bundle bytes");
         assert_eq!(all_events(&client, provider.address()).await, provider_events, "the event log survived");
-        match client.offer(waiting_job, false).await.unwrap() {
+        match client.offer(waiting_job, OfferKind::Job).await.unwrap() {
             OfferRecord::Job(j) => assert_eq!(j.status, OfferStatus::Open),
             other => panic!("{other:?}"),
         }
@@ -164,9 +164,13 @@ fn solver_survives_kill_9_and_follows_the_chain() {
         let sig = deal.provider_signature.clone().unwrap();
         jc.send("createDeal", deals_jc.createDeal(deal.deal.clone(), sig)).await.unwrap();
         let on_chain = deals_jc.getDeal(deal_id).call().await.unwrap();
-        assert_eq!(on_chain.state, 1, "the solver's deal id is the contract's");
+        assert_eq!(
+            DealState::from_chain(on_chain.state).unwrap(),
+            DealState::Created,
+            "the solver's deal id is the contract's"
+        );
         wait_for("the solver to see the deal created", async || {
-            (client.deal(deal_id).await.unwrap().state == DealState::Created).then_some(())
+            (client.deal(deal_id).await.unwrap().state == DealStatus::Created).then_some(())
         })
         .await;
 
@@ -175,14 +179,15 @@ fn solver_survives_kill_9_and_follows_the_chain() {
         pc.send("submitResult", deals_pc.submitResult(deal_id, B256::repeat_byte(0x22))).await.unwrap();
         jc.send("acceptResult", deals_jc.acceptResult(deal_id)).await.unwrap();
         wait_for("the solver to see the deal accepted", async || {
-            (client.deal(deal_id).await.unwrap().state == DealState::Accepted).then_some(())
+            (client.deal(deal_id).await.unwrap().state == DealStatus::Accepted).then_some(())
         })
         .await;
-        let next = wait_for("the waiting job to be matched", async || match client.offer(waiting_job, false).await {
-            Ok(OfferRecord::Job(j)) if j.status == OfferStatus::Matched => j.deal,
-            _ => None,
-        })
-        .await;
+        let next =
+            wait_for("the waiting job to be matched", async || match client.offer(waiting_job, OfferKind::Job).await {
+                Ok(OfferRecord::Job(j)) if j.status == OfferStatus::Matched => j.deal,
+                _ => None,
+            })
+            .await;
         assert_ne!(next, deal_id);
     });
 

@@ -72,7 +72,7 @@ pub enum ChainError {
         what: String,
         /// Why.
         #[source]
-        source: alloy::contract::Error,
+        source: Box<alloy::contract::Error>,
     },
     /// A transaction was mined but reverted.
     #[error("{what} reverted on chain (transaction {tx})")]
@@ -82,6 +82,9 @@ pub enum ChainError {
         /// Its hash.
         tx: B256,
     },
+    /// The chain answered with a value this dcn does not know.
+    #[error(transparent)]
+    Unknown(#[from] super::state::UnknownValue),
     /// A plain RPC request failed.
     #[error("{what} failed: {source}")]
     Rpc {
@@ -89,8 +92,20 @@ pub enum ChainError {
         what: String,
         /// Why.
         #[source]
-        source: alloy::transports::TransportError,
+        source: Box<alloy::transports::TransportError>,
     },
+}
+
+impl ChainError {
+    /// A contract call or transaction `what` failed with `source`.
+    pub fn call(what: impl Into<String>, source: alloy::contract::Error) -> Self {
+        Self::Call { what: what.into(), source: Box::new(source) }
+    }
+
+    /// A plain RPC request `what` failed with `source`.
+    pub fn rpc(what: impl Into<String>, source: alloy::transports::TransportError) -> Self {
+        Self::Rpc { what: what.into(), source: Box::new(source) }
+    }
 }
 
 /// A provider that signs with one account, checked to be on the expected chain.
@@ -145,7 +160,7 @@ impl ChainClient {
         what: &str,
         call: CallBuilder<P, D>,
     ) -> Result<TransactionReceipt, ChainError> {
-        let call_err = |source: alloy::contract::Error| ChainError::Call { what: what.to_string(), source };
+        let call_err = |source: alloy::contract::Error| ChainError::call(what.to_string(), source);
         let pending = call.send().await.map_err(call_err)?;
         let receipt = pending.get_receipt().await.map_err(|e| call_err(e.into()))?;
         if !receipt.status() {
@@ -168,7 +183,7 @@ impl ChainClient {
         self.provider
             .get_balance(account)
             .await
-            .map_err(|source| ChainError::Rpc { what: format!("reading the balance of {account}"), source })
+            .map_err(|source| ChainError::rpc(format!("reading the balance of {account}"), source))
     }
 
     /// keccak256 of the code at `address` (the empty-code hash if there is none).
@@ -177,15 +192,12 @@ impl ChainClient {
             .provider
             .get_code_at(address)
             .await
-            .map_err(|source| ChainError::Rpc { what: format!("reading the code at {address}"), source })?;
+            .map_err(|source| ChainError::rpc(format!("reading the code at {address}"), source))?;
         Ok(keccak256(&code))
     }
 
     /// The latest block number.
     pub async fn block_number(&self) -> Result<u64, ChainError> {
-        self.provider
-            .get_block_number()
-            .await
-            .map_err(|source| ChainError::Rpc { what: "reading the block number".into(), source })
+        self.provider.get_block_number().await.map_err(|source| ChainError::rpc("reading the block number", source))
     }
 }

@@ -141,7 +141,7 @@ pub async fn check_wiring(client: &ChainClient, c: &Contracts, operator: Address
     let p = &client.provider;
     let read = |what: &str| {
         let what = what.to_string();
-        move |source| ChainError::Call { what, source }
+        move |source| ChainError::call(what, source)
     };
     let deals_token = DcnDeals::new(c.deals, p).token().call().await.map_err(read("reading DcnDeals.token"))?;
     let board = DcnJobBoard::new(c.job_board, p);

@@ -62,7 +62,7 @@ pub enum FundError {
 
 /// Tops up every account of `plan` from `client`'s account and returns the balances.
 pub async fn fund(client: &ChainClient, plan: &FundPlan) -> Result<Vec<FundRow>, FundError> {
-    use super::units::format_amount;
+    use crate::units::format_amount;
     client.require_gas_money().await?;
     let token = DcnToken::new(plan.token, &client.provider);
     let token_balance = |account: Address| {
@@ -72,7 +72,7 @@ pub async fn fund(client: &ChainClient, plan: &FundPlan) -> Result<Vec<FundRow>,
                 .balanceOf(account)
                 .call()
                 .await
-                .map_err(|source| ChainError::Call { what: format!("reading the token balance of {account}"), source })
+                .map_err(|source| ChainError::call(format!("reading the token balance of {account}"), source))
         }
     };
 
@@ -115,10 +115,10 @@ pub async fn fund(client: &ChainClient, plan: &FundPlan) -> Result<Vec<FundRow>,
                 .provider
                 .send_transaction(tx)
                 .await
-                .map_err(|source| ChainError::Rpc { what: what.clone(), source })?
+                .map_err(|source| ChainError::rpc(what.clone(), source))?
                 .get_receipt()
                 .await
-                .map_err(|e| ChainError::Call { what: what.clone(), source: e.into() })?;
+                .map_err(|e| ChainError::call(what.clone(), e.into()))?;
             if !receipt.status() {
                 return Err(ChainError::Reverted { what, tx: receipt.transaction_hash }.into());
             }

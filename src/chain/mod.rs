@@ -1,20 +1,25 @@
 //! Everything that touches the EVM chain: contract bindings, connecting with a signer,
-//! the development accounts, deploying and funding. Start at [`connect`] and [`deploy`].
+//! the contracts' enums as types, what the roles need of the chain as traits, the
+//! development accounts, deploying and funding.
+//!
+//! Start at [`api`] (the traits [`DealsChain`], [`BoardChain`], [`LogSource`] and their
+//! alloy implementation [`AlloyChain`]), [`state`] ([`DealState`]), [`connect`] and [`deploy`].
 
 pub mod accounts;
 pub mod anvil;
+pub mod api;
 pub mod bindings;
 pub mod client;
 pub mod deals;
 pub mod deploy;
 pub mod deployment;
-pub mod escrow;
 pub mod fund;
-pub mod logs;
-pub mod units;
+pub mod state;
 
 pub use accounts::{DevRole, DEV_MNEMONIC};
+pub use api::{AlloyChain, BoardChain, DealView, DealsChain, LogSource, RequestView};
 pub use client::{connect, ChainClient, ChainError};
 pub use deploy::{deploy, DeployOutcome};
 pub use deployment::{Contracts, Deployment};
 pub use fund::{fund, FundPlan, FundRow};
+pub use state::{DealState, RequestStatus, Role};

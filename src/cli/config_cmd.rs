@@ -1,4 +1,4 @@
-//! `dcn config`.
+//! `dcn config`: subcommands, then `app::admin`.
 
 use crate::config::Settings;
 use clap::{Args, Subcommand};
@@ -21,12 +21,7 @@ impl ConfigArgs {
     /// Runs `dcn config`.
     pub fn run(self, settings: &Settings) -> eyre::Result<()> {
         match self.command {
-            ConfigCommand::Show => {
-                print!("{}", settings.to_redacted_toml());
-                let net = settings.network()?;
-                println!("\n# the network in use\n[resolved_network]\n{}", toml::to_string(&net)?);
-                Ok(())
-            }
+            ConfigCommand::Show => crate::app::admin::show_config(settings),
         }
     }
 }

@@ -1,8 +1,7 @@
-//! `dcn jobboard`.
+//! `dcn jobboard`: flags → [`JobBoardOverrides`], then `app::jobboard`.
 
-use crate::chain::DevRole;
 use crate::config::Settings;
-use crate::node::Node;
+use crate::jobboard::JobBoardOverrides;
 use clap::Args;
 
 /// Serve on-chain job requests: follows DcnJobBoard for requests (such as
@@ -21,10 +20,6 @@ pub struct JobBoardArgs {
 impl JobBoardArgs {
     /// Runs `dcn jobboard` until Ctrl-C.
     pub async fn run(self, settings: &Settings) -> eyre::Result<()> {
-        let node = Node::connect(settings, DevRole::Solver).await?;
-        let solver = node.solver(settings, self.solver.as_deref()).await?;
-        let service = crate::jobboard::build(settings, &node, solver, &settings.data_dir().join("jobboard")).await?;
-        let stop = super::solver::stop_on_signal();
-        service.run(stop).await
+        crate::app::jobboard::run(settings, &JobBoardOverrides { solver: self.solver }).await
     }
 }

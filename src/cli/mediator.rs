@@ -1,8 +1,7 @@
-//! `dcn mediator`.
+//! `dcn mediator`: flags → [`MediatorOverrides`], then `app::mediator`.
 
-use crate::chain::DevRole;
 use crate::config::Settings;
-use crate::node::Node;
+use crate::mediator::MediatorOverrides;
 use clap::Args;
 
 /// Mediate challenged deals: registers in DcnRegistry, watches for challenges that drew
@@ -19,11 +18,6 @@ pub struct MediatorArgs {
 impl MediatorArgs {
     /// Runs `dcn mediator` until Ctrl-C.
     pub async fn run(self, settings: &Settings) -> eyre::Result<()> {
-        let node = Node::connect(settings, DevRole::Mediator).await?;
-        let solver = node.solver(settings, self.solver.as_deref()).await?;
-        let dir = settings.data_dir().join("mediator").join(node.chain.from.to_string().to_lowercase());
-        let service = crate::mediator::build(settings, &node, solver, &dir).await?;
-        let stop = super::solver::stop_on_signal();
-        service.run(stop).await
+        crate::app::mediator::run(settings, &MediatorOverrides { solver: self.solver }).await
     }
 }

@@ -1,6 +1,6 @@
-//! Command-line definitions (clap derive), one file per subcommand. Each args struct has
-//! `async fn run(self, settings)`; the logic it calls lives outside `cli/` and never sees
-//! clap types.
+//! Command-line definitions (clap derive), one file per subcommand: each args struct maps
+//! its flags to its role's overrides and calls the command in `app`. Nothing else lives
+//! here; no code below sees clap types.
 
 mod config_cmd;
 mod deploy;
@@ -13,7 +13,8 @@ mod provider;
 mod run;
 mod solver;
 
-use crate::config::{LogFormat, Overrides, Settings};
+use crate::config::{Overrides, Settings};
+use crate::logging::LogFormat;
 use clap::{Args, Parser, Subcommand};
 use std::path::PathBuf;
 

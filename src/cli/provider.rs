@@ -1,9 +1,7 @@
-//! `dcn provider`.
+//! `dcn provider`: flags → [`ProviderOverrides`], then `app::provider`.
 
-use crate::chain::DevRole;
 use crate::config::Settings;
-use crate::node::Node;
-use crate::provider::setup::{build, ProviderOptions};
+use crate::provider::ProviderOverrides;
 use alloy::primitives::Address;
 use clap::Args;
 
@@ -50,30 +48,28 @@ pub struct ProviderArgs {
 }
 
 impl ProviderArgs {
-    /// Runs `dcn provider` until Ctrl-C.
-    pub async fn run(self, settings: &Settings) -> eyre::Result<()> {
-        let node = Node::connect(settings, DevRole::Provider).await?;
-        let solver = node.solver(settings, self.solver.as_deref()).await?;
+    /// The flags as overrides of the settings.
+    pub fn overrides(&self) -> ProviderOverrides {
         #[cfg(feature = "fault-injection")]
         let fault_wrong_result = self.fault_wrong_result;
         #[cfg(not(feature = "fault-injection"))]
         let fault_wrong_result = false;
-        let opts = ProviderOptions {
+        ProviderOverrides {
             offer_cpu: self.offer_cpu,
             offer_ram_mb: self.offer_ram,
             offer_gpu: self.offer_gpu,
             offer_count: self.offer_count,
-            price: self.price,
-            collateral: self.collateral,
-            modules: self.modules,
-            mediators: self.mediators,
+            price: self.price.clone(),
+            collateral: self.collateral.clone(),
+            modules: self.modules.clone(),
+            mediators: self.mediators.clone(),
+            solver: self.solver.clone(),
             fault_wrong_result,
-        };
-        let dir = settings.data_dir().join("provider").join(node.chain.from.to_string().to_lowercase());
-        let service = build(settings, &node, solver, opts, &dir).await?;
-        let stop = super::solver::stop_on_signal();
-        service.run(stop).await?;
-        tracing::info!("provider stopped");
-        Ok(())
+        }
+    }
+
+    /// Runs `dcn provider` until Ctrl-C.
+    pub async fn run(self, settings: &Settings) -> eyre::Result<()> {
+        crate::app::provider::run(settings, &self.overrides()).await
     }
 }

@@ -1,13 +1,117 @@
 //! The provider's check of a proposed deal against its own offer, before signing: pure,
-//! so every rule is unit-tested. A solver that proposes anything else gets no signature.
+//! so every rule is unit-tested. A solver that proposes anything else gets no signature,
+//! and the [`Refusal`] says why.
 
 use crate::chain::bindings::DcnDeals;
 use crate::protocol::ResourceOffer;
 use crate::types::{JobSpec, NetworkPolicy, Resources};
-use alloy::primitives::{Address, B256};
+use alloy::primitives::{Address, B256, U256};
+
+/// Why a proposed deal is not signed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Refusal {
+    /// The id is not the EIP-712 hash of the terms: the solver lies about what is signed.
+    #[error("the deal id is not the hash of its terms")]
+    IdMismatch,
+    /// The deal is on an offer this provider did not post (or no longer has).
+    #[error("resource offer {0} is not one of this provider's")]
+    UnknownOffer(B256),
+    /// The job offer cannot be read from the solver.
+    #[error("cannot fetch the job offer: {0}")]
+    JobOfferUnavailable(String),
+    /// The deal names someone else as provider.
+    #[error("the deal names provider {named}, not this provider {me}")]
+    WrongProvider {
+        /// Named in the deal.
+        named: Address,
+        /// This provider.
+        me: Address,
+    },
+    /// The deal or the offer names another solver.
+    #[error("the deal names solver {named}, not {expected}")]
+    WrongSolver {
+        /// Named in the deal.
+        named: Address,
+        /// The solver this provider works through.
+        expected: Address,
+    },
+    /// The price is not the offer's.
+    #[error("price {deal} differs from the offer's {offer}")]
+    Price {
+        /// In the deal.
+        deal: U256,
+        /// In the offer.
+        offer: U256,
+    },
+    /// The collateral is not the offer's.
+    #[error("collateral {deal} differs from the offer's {offer}")]
+    Collateral {
+        /// In the deal.
+        deal: U256,
+        /// In the offer.
+        offer: U256,
+    },
+    /// No mediator, or one this provider does not trust.
+    #[error("the deal names a mediator this provider does not trust")]
+    Mediator,
+    /// The spec is not the one the deal commits to.
+    #[error("the job spec hashes to {spec}, not the deal's job hash {deal}")]
+    JobHash {
+        /// The spec's hash.
+        spec: B256,
+        /// The deal's job hash.
+        deal: B256,
+    },
+    /// The job needs more than a slot.
+    #[error("the job needs {needs:?}, more than a slot's {slot:?}")]
+    TooBig {
+        /// What the job needs.
+        needs: Resources,
+        /// One slot.
+        slot: Resources,
+    },
+    /// The module is not on the allow-list.
+    #[error("module `{0}` is not in this provider's allow-list")]
+    ModuleNotAllowed(String),
+    /// The job wants the network and this provider does not allow it.
+    #[error("the job asks for network access, which this provider does not allow")]
+    Network,
+    /// Too little time to deliver.
+    #[error("result timeout {deal} s leaves less than {margin} s over the job's {job} s timeout")]
+    ResultTimeout {
+        /// The deal's result timeout.
+        deal: u64,
+        /// The margin required.
+        margin: u64,
+        /// The job's own timeout.
+        job: u64,
+    },
+    /// The payment would wait too long.
+    #[error("judge timeout {deal} s is over the {max} s limit")]
+    JudgeTimeout {
+        /// The deal's judge timeout.
+        deal: u64,
+        /// The limit.
+        max: u64,
+    },
+    /// The collateral would be locked too long in a challenge.
+    #[error("mediation timeout {deal} s is over the {max} s limit")]
+    MediationTimeout {
+        /// The deal's mediation timeout.
+        deal: u64,
+        /// The limit.
+        max: u64,
+    },
+    /// Every slot is taken.
+    #[error("all {0} slot(s) are busy")]
+    Busy(u32),
+    /// The collateral cannot be put in escrow.
+    #[error("not enough collateral in escrow: {0}")]
+    Escrow(String),
+}
 
 /// The provider's own limits on deal terms.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Limits {
     /// Whether jobs may have network access.
     pub allow_network: bool,
@@ -27,25 +131,25 @@ pub fn check(
     offer: &ResourceOffer,
     solver: Address,
     limits: &Limits,
-) -> Result<(), String> {
+) -> Result<(), Refusal> {
     if deal.provider != offer.provider {
-        return Err(format!("the deal names provider {}, not this provider {}", deal.provider, offer.provider));
+        return Err(Refusal::WrongProvider { named: deal.provider, me: offer.provider });
     }
     if deal.solver != solver || offer.solver != solver {
-        return Err(format!("the deal names solver {}, not {solver}", deal.solver));
+        return Err(Refusal::WrongSolver { named: deal.solver, expected: solver });
     }
     if deal.price != offer.price {
-        return Err(format!("price {} differs from the offer's {}", deal.price, offer.price));
+        return Err(Refusal::Price { deal: deal.price, offer: offer.price });
     }
     if deal.collateral != offer.collateral {
-        return Err(format!("collateral {} differs from the offer's {}", deal.collateral, offer.collateral));
+        return Err(Refusal::Collateral { deal: deal.collateral, offer: offer.collateral });
     }
     if deal.mediators.is_empty() || deal.mediators.iter().any(|m| !offer.mediators.contains(m)) {
-        return Err("the deal names a mediator this provider does not trust".into());
+        return Err(Refusal::Mediator);
     }
     let hash = spec.content_hash();
     if hash != deal.jobHash {
-        return Err(format!("the job spec hashes to {hash}, not the deal's job hash {}", deal.jobHash));
+        return Err(Refusal::JobHash { spec: hash, deal: deal.jobHash });
     }
     let slot = Resources {
         cpu: offer.cpu,
@@ -55,31 +159,26 @@ pub fn check(
         disk_mb: offer.diskMb,
     };
     if !slot.covers(&spec.resources) {
-        return Err(format!("the job needs {:?}, more than a slot's {:?}", spec.resources, slot));
+        return Err(Refusal::TooBig { needs: spec.resources, slot });
     }
     if !offer.modules.is_empty() && !offer.modules.contains(&spec.module.name) {
-        return Err(format!("module `{}` is not in this provider's allow-list", spec.module.name));
+        return Err(Refusal::ModuleNotAllowed(spec.module.name.clone()));
     }
     if spec.network == NetworkPolicy::Bridge && !limits.allow_network {
-        return Err("the job asks for network access, which this provider does not allow".into());
+        return Err(Refusal::Network);
     }
     if deal.resultTimeout < spec.timeout_secs.saturating_add(limits.min_result_margin_secs) {
-        return Err(format!(
-            "result timeout {} s leaves less than {} s over the job's {} s timeout",
-            deal.resultTimeout, limits.min_result_margin_secs, spec.timeout_secs
-        ));
+        return Err(Refusal::ResultTimeout {
+            deal: deal.resultTimeout,
+            margin: limits.min_result_margin_secs,
+            job: spec.timeout_secs,
+        });
     }
     if deal.judgeTimeout > limits.max_judge_timeout_secs {
-        return Err(format!(
-            "judge timeout {} s is over the {} s limit",
-            deal.judgeTimeout, limits.max_judge_timeout_secs
-        ));
+        return Err(Refusal::JudgeTimeout { deal: deal.judgeTimeout, max: limits.max_judge_timeout_secs });
     }
     if deal.mediationTimeout > limits.max_mediation_timeout_secs {
-        return Err(format!(
-            "mediation timeout {} s is over the {} s limit",
-            deal.mediationTimeout, limits.max_mediation_timeout_secs
-        ));
+        return Err(Refusal::MediationTimeout { deal: deal.mediationTimeout, max: limits.max_mediation_timeout_secs });
     }
     Ok(())
 }
@@ -93,7 +192,6 @@ pub fn id_matches(deal: &DcnDeals::Deal, id: B256, domain: &alloy::sol_types::Ei
 mod tests {
     use super::*;
     use crate::types::ModuleRef;
-    use alloy::primitives::U256;
 
     fn spec() -> JobSpec {
         JobSpec {
@@ -156,7 +254,7 @@ mod tests {
     fn refused(f: impl FnOnce(&mut DcnDeals::Deal, &mut JobSpec, &mut ResourceOffer)) -> String {
         let (mut d, mut s, mut o) = (deal(), spec(), offer());
         f(&mut d, &mut s, &mut o);
-        check(&d, &s, &o, Address::repeat_byte(2), &limits()).unwrap_err()
+        check(&d, &s, &o, Address::repeat_byte(2), &limits()).unwrap_err().to_string()
     }
 
     #[test]

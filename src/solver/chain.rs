@@ -1,131 +1,98 @@
-//! The solver and the chain: registering its URL in `DcnRegistry`, and following
-//! `DcnDeals` so that deals it made move through the contract's states (and their slots
-//! come back when they end).
+//! The solver and the chain: follows `DcnDeals` logs so that the deals it made move
+//! through the contract's states, and their slots come back when they end. Its log cursor
+//! is kept in the solver's store.
 
-use super::api::{now_ms, AppState};
-use super::records::DealState;
-use crate::chain::bindings::{DcnDeals, DcnRegistry};
-use crate::chain::{ChainClient, ChainError};
-use crate::store::{Batch, Op};
+use super::api::AppState;
+use super::store::{Batch as StoreBatch, Op, Store};
+use super::SolverError;
+use crate::chain::{ChainError, DealsChain, LogSource};
+use crate::clock::now_ms;
+use crate::protocol::records::DealStatus;
+use crate::runtime::{Backoff, Cursor, CursorError, Follower, Start};
 use alloy::primitives::{Address, B256};
-use alloy::providers::Provider;
 use alloy::rpc::types::Filter;
 use std::collections::BTreeSet;
+use std::sync::Arc;
 use std::time::Duration;
+use tokio_util::sync::CancellationToken;
 
-/// Role number of a solver in `DcnRegistry.Role`.
-pub const ROLE_SOLVER: u8 = 0;
-/// Role number of a mediator.
-pub const ROLE_MEDIATOR: u8 = 1;
-/// Role number of a provider.
-pub const ROLE_PROVIDER: u8 = 2;
+const CURSOR_KEY: &str = "chain_next_block";
 
-const BLOCK_KEY: &str = "chain_next_block";
-const MAX_RANGE: u64 = 2_000;
+/// The follower's cursor in the solver's store.
+struct StoreCursor(Arc<dyn Store>);
 
-/// Registers `url` for `role` in the registry at `registry`, or updates it if it changed.
-/// Returns whether a transaction was sent.
-pub async fn register(
-    chain: &ChainClient,
-    registry: Address,
-    role: u8,
-    url: &str,
-    metadata: &str,
-) -> Result<bool, ChainError> {
-    let reg = DcnRegistry::new(registry, &chain.provider);
-    let rpc = |what: &str| {
-        let what = what.to_string();
-        move |source: alloy::contract::Error| ChainError::Call { what, source }
-    };
-    let registered = reg.isRegistered(role, chain.from).call().await.map_err(rpc("reading the registry"))?;
-    if registered {
-        let current = reg.get(role, chain.from).call().await.map_err(rpc("reading the registry"))?;
-        if current.url == url && current.metadata == metadata {
-            return Ok(false);
+impl Cursor for StoreCursor {
+    fn load(&self) -> Result<Option<u64>, CursorError> {
+        let err = |reason: String| CursorError { name: CURSOR_KEY.into(), reason };
+        match self.0.meta(CURSOR_KEY).map_err(|e| err(e.to_string()))? {
+            None => Ok(None),
+            Some(bytes) => Ok(Some(u64::from_be_bytes(
+                bytes.try_into().map_err(|_| err("the stored value is not 8 bytes".into()))?,
+            ))),
         }
-        chain.send("updating the registry entry", reg.update(role, url.into(), metadata.into())).await?;
-    } else {
-        chain.send("registering in the registry", reg.register(role, url.into(), metadata.into())).await?;
     }
-    Ok(true)
+
+    fn save(&self, next: u64) -> Result<(), CursorError> {
+        let mut b = StoreBatch::default();
+        b.push(Op::PutMeta(CURSOR_KEY.into(), next.to_be_bytes().to_vec()));
+        self.0.apply(b).map_err(|e| CursorError { name: CURSOR_KEY.into(), reason: e.to_string() })
+    }
 }
 
-/// Every service registered for `role`: (account, url), in registration order.
-pub async fn registered(
-    chain: &ChainClient,
-    registry: Address,
-    role: u8,
-) -> Result<Vec<(Address, String)>, ChainError> {
-    let reg = DcnRegistry::new(registry, &chain.provider);
-    let list = reg
-        .list(role)
-        .call()
-        .await
-        .map_err(|source| ChainError::Call { what: "reading the registry".into(), source })?;
-    Ok(list.into_iter().map(|s| (s.account, s.url)).collect())
-}
-
-/// Follows `DcnDeals` logs from where it stopped last time, every `poll`, forever.
-pub async fn follow(state: AppState, chain: ChainClient, deals: Address, poll: Duration) {
-    let store = state.0.store.clone();
-    let mut next = match store.meta(BLOCK_KEY) {
-        Ok(Some(bytes)) if bytes.len() == 8 => u64::from_be_bytes(bytes.try_into().expect("8 bytes")),
-        _ => chain.block_number().await.unwrap_or(0),
-    };
-    let contract = DcnDeals::new(deals, &chain.provider);
-    loop {
-        match step(&state, &chain, &contract, deals, next).await {
-            Ok(Some(n)) => {
-                next = n;
-                let mut b = Batch::default();
-                b.push(Op::PutMeta(BLOCK_KEY.into(), next.to_be_bytes().to_vec()));
-                if let Err(e) = store.apply(b) {
-                    tracing::error!(error = %e, "cannot record the chain position");
-                }
-                continue;
+/// Follows the logs of `deals_contract` from where it stopped last time (or from the
+/// head), until `token` is cancelled. For each deal this solver made that a log names, the
+/// deal's state is read and recorded.
+pub async fn follow(
+    state: AppState,
+    chain: Arc<dyn DealsChain>,
+    logs: Arc<dyn LogSource>,
+    deals_contract: Address,
+    poll: Duration,
+    token: CancellationToken,
+) -> Result<(), CursorError> {
+    let cursor = Box::new(StoreCursor(state.0.store.clone()));
+    let filter = Filter::new().address(deals_contract);
+    let mut follower = Follower::new("solver", logs, filter, cursor, Start::Head, poll)?;
+    let mut backoff = Backoff::new(poll.max(Duration::from_millis(100)), Duration::from_secs(30));
+    while let Some(batch) = follower.next(&token).await {
+        let ids: BTreeSet<B256> = batch.logs.iter().filter_map(|l| l.topics().get(1).copied()).collect();
+        match record_states(&state, chain.as_ref(), ids).await {
+            Ok(()) => {
+                backoff.reset();
+                follower.commit(&batch)?;
             }
-            Ok(None) => {}
-            Err(e) => tracing::warn!(error = %e, "following the chain failed; retrying"),
+            Err(e) => {
+                let delay = backoff.next_delay();
+                tracing::warn!(error = %e, retry_in_ms = delay.as_millis() as u64, "cannot record deal states from the chain");
+                tokio::select! {
+                    _ = token.cancelled() => break,
+                    _ = tokio::time::sleep(delay) => {}
+                }
+            }
         }
-        tokio::time::sleep(poll).await;
     }
+    Ok(())
 }
 
-/// Reads one range of logs; `Some(next block)` if it advanced.
-async fn step<P: Provider>(
-    state: &AppState,
-    chain: &ChainClient,
-    contract: &DcnDeals::DcnDealsInstance<P>,
-    deals: Address,
-    from: u64,
-) -> Result<Option<u64>, ChainError> {
-    let head = chain.block_number().await?;
-    if head < from {
-        return Ok(None);
-    }
-    let to = head.min(from + MAX_RANGE - 1);
-    let filter = Filter::new().address(deals).from_block(from).to_block(to);
-    let logs = chain
-        .provider
-        .get_logs(&filter)
-        .await
-        .map_err(|source| ChainError::Rpc { what: "reading DcnDeals logs".into(), source })?;
-    let ids: BTreeSet<B256> = logs.iter().filter_map(|l| l.topics().get(1).copied()).collect();
+/// Why a batch of logs could not be recorded (it is read again).
+#[derive(Debug, thiserror::Error)]
+enum RecordError {
+    #[error(transparent)]
+    Chain(#[from] ChainError),
+    #[error(transparent)]
+    Solver(#[from] SolverError),
+}
+
+/// Reads and records the state of each of `ids` the solver knows.
+async fn record_states(state: &AppState, chain: &dyn DealsChain, ids: BTreeSet<B256>) -> Result<(), RecordError> {
     for id in ids {
         if state.core().deal(&id).is_none() {
             continue;
         }
-        let info = contract
-            .getDeal(id)
-            .call()
-            .await
-            .map_err(|source| ChainError::Call { what: format!("reading deal {id}"), source })?;
-        if let Some(s) = DealState::from_chain(info.state) {
-            if let Err(e) = state.core().chain_state(id, s, now_ms()) {
-                tracing::error!(deal = %id, error = %e, "cannot record a deal's chain state");
-                return Ok(None);
-            }
+        let view = chain.deal(id).await?;
+        if let Some(s) = DealStatus::on_chain(view.state) {
+            state.core().chain_state(id, s, now_ms())?;
         }
     }
-    Ok(Some(to + 1))
+    Ok(())
 }

@@ -1,35 +1,37 @@
 //! `dcn solver`: a server that takes signed offers, matches them into deals, relays result
 //! bundles and tells every client what happened to its offers.
 //!
-//! Layers: [`records`] (what is kept), [`matcher`] (who serves whom, pure), [`core`] (the
-//! state machine over the store), [`api`] (axum routes), [`chain`] (registry and deal
-//! states on chain), [`client`] (the same API from the other side). Start at [`Solver::start`].
+//! Parts: [`config`] (resolved from the settings), [`matcher`] (who serves whom, pure),
+//! [`core`] (the state machine over the [`store`]), [`api`] (axum routes), [`chain`] (deal
+//! states followed on chain). What it stores and answers with is the shared protocol's
+//! (`protocol::records`). Start at [`Solver::start`].
 
 pub mod api;
 pub mod chain;
-pub mod client;
+pub mod config;
 pub mod core;
 pub mod matcher;
-pub mod records;
+pub mod store;
 
-use crate::store::{Store, StoreError};
+pub use self::core::{Core, CoreConfig, SolverError};
+pub use config::{SolverConfig, SolverOverrides};
+
+use crate::clock::now_ms;
+use crate::runtime::Tasks;
 use api::{ApiLimits, AppState, Metrics, RateLimiter, Shared};
-use std::future::Future;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+use store::{Store, StoreError};
 use tokio::net::TcpListener;
 use tokio::sync::broadcast;
-use tokio::task::JoinHandle;
-
-pub use self::core::{Core, CoreConfig, SolverError};
-pub use client::SolverClient;
+use tokio_util::sync::CancellationToken;
 
 /// How often offers are expired and lapsed deals released.
 pub const HOUSEKEEPING_EVERY: Duration = Duration::from_millis(500);
 
-/// Everything a solver needs but the chain.
+/// Everything a solver server needs but the chain.
 pub struct SolverParams {
     /// Identity and policy.
     pub core: CoreConfig,
@@ -47,8 +49,6 @@ pub struct Solver {
     pub state: AppState,
     /// Where it listens.
     pub addr: SocketAddr,
-    server: JoinHandle<std::io::Result<()>>,
-    housekeeping: JoinHandle<()>,
 }
 
 /// Why a solver could not start.
@@ -71,16 +71,13 @@ pub enum StartError {
 }
 
 impl Solver {
-    /// Loads the state and serves on `listener` until `shutdown` resolves.
-    pub fn start(
-        params: SolverParams,
-        listener: TcpListener,
-        shutdown: impl Future<Output = ()> + Send + 'static,
-    ) -> Result<Self, StartError> {
+    /// Loads the state and serves on `listener` as the tasks `solver/http` and
+    /// `solver/housekeeping`, until the tasks' token is cancelled.
+    pub fn start(params: SolverParams, listener: TcpListener, tasks: &Tasks) -> Result<Self, StartError> {
         std::fs::create_dir_all(&params.results_dir)
             .map_err(|source| StartError::ResultsDir { path: params.results_dir.clone(), source })?;
         let (events, _) = broadcast::channel(4096);
-        let stopping = tokio_util::sync::CancellationToken::new();
+        let stopping = tasks.token().clone();
         let core = Core::open(params.core, params.store.clone(), events.clone())?;
         let state = AppState(Arc::new(Shared {
             core: Mutex::new(core),
@@ -94,33 +91,26 @@ impl Solver {
             stopping: stopping.clone(),
         }));
         let addr = listener.local_addr().map_err(StartError::Listener)?;
-        let shutdown = async move {
-            shutdown.await;
-            stopping.cancel();
-        };
-        let server = tokio::spawn(api::serve(listener, state.clone(), shutdown));
-        let housekeeping = tokio::spawn(housekeeping(state.clone()));
-        Ok(Self { state, addr, server, housekeeping })
+        let shutdown = async move { stopping.cancelled().await };
+        tasks.spawn_service("solver/http", api::serve(listener, state.clone(), shutdown));
+        tasks.spawn_service("solver/housekeeping", housekeeping(state.clone(), tasks.token().clone()));
+        Ok(Self { state, addr })
     }
 
     /// The base URL, `http://ADDR`.
     pub fn url(&self) -> String {
         format!("http://{}", self.addr)
     }
-
-    /// Waits for the server to stop (after the shutdown future resolved).
-    pub async fn wait(self) -> std::io::Result<()> {
-        let result = self.server.await.unwrap_or_else(|e| Err(std::io::Error::other(e)));
-        self.housekeeping.abort();
-        result
-    }
 }
 
-async fn housekeeping(state: AppState) {
+async fn housekeeping(state: AppState, token: CancellationToken) -> Result<(), std::convert::Infallible> {
     let mut last_prune = Instant::now();
     loop {
-        tokio::time::sleep(HOUSEKEEPING_EVERY).await;
-        let now = api::now_ms();
+        tokio::select! {
+            _ = token.cancelled() => return Ok(()),
+            _ = tokio::time::sleep(HOUSEKEEPING_EVERY) => {}
+        }
+        let now = now_ms();
         if let Err(e) = state.core().housekeeping(now) {
             tracing::error!(error = %e, "housekeeping failed");
         }

@@ -70,6 +70,15 @@ pub fn bare_dcn(home: &Path) -> Command {
     c
 }
 
+/// Waits until `ready()` holds, checking every 50 ms; fails after `secs` naming `what`.
+pub fn wait_until(what: &str, secs: u64, mut ready: impl FnMut() -> bool) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(secs);
+    while !ready() {
+        assert!(std::time::Instant::now() < deadline, "{what}: not within {secs} s");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}
+
 /// stderr of `out` as text.
 pub fn stderr(out: &Output) -> String {
     String::from_utf8_lossy(&out.stderr).into_owned()
@@ -130,10 +139,18 @@ impl TestExecutor {
 
     /// Containers of this test still present (running or not).
     pub fn leftovers(&self) -> usize {
+        self.runtime.block_on(self.containers(false))
+    }
+
+    /// Containers of this test: running ones only, or all.
+    pub async fn containers(&self, running_only: bool) -> usize {
         use bollard::query_parameters::ListContainersOptionsBuilder;
-        let filters = std::collections::HashMap::from([("label", vec![format!("dcn.test={}", self.label)])]);
-        let opts = ListContainersOptionsBuilder::default().all(true).filters(&filters).build();
-        self.runtime.block_on(self.executor.docker().list_containers(Some(opts))).unwrap().len()
+        let mut filters = std::collections::HashMap::from([("label", vec![format!("dcn.test={}", self.label)])]);
+        if running_only {
+            filters.insert("status", vec!["running".to_string()]);
+        }
+        let opts = ListContainersOptionsBuilder::default().all(!running_only).filters(&filters).build();
+        self.executor.docker().list_containers(Some(opts)).await.unwrap().len()
     }
 }
 

@@ -6,7 +6,7 @@ use alloy::primitives::{Address, B256, U256};
 use alloy::providers::{DynProvider, Provider, ProviderBuilder};
 use alloy::signers::local::{coins_bip39::English, MnemonicBuilder, PrivateKeySigner};
 use dcn::chain::bindings::{DcnDeals, DcnToken};
-use dcn::chain::{Deployment, DevRole, DEV_MNEMONIC};
+use dcn::chain::{DealState, Deployment, DevRole, DEV_MNEMONIC};
 use std::path::PathBuf;
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
@@ -38,18 +38,6 @@ impl Proc {
 
     pub fn log_text(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-
-    /// Waits until the log contains `needle`.
-    pub fn wait_log(&self, needle: &str, secs: u64) {
-        let deadline = Instant::now() + Duration::from_secs(secs);
-        while Instant::now() < deadline {
-            if self.log_text().contains(needle) {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        panic!("`{needle}` not in {} within {secs} s:\n{}", self.log.display(), self.log_text());
     }
 }
 
@@ -94,7 +82,7 @@ impl DevNet {
             assert!(Instant::now() < deadline, "dcn dev not ready within 90 s:\n{}", dev.log_text());
             std::thread::sleep(Duration::from_millis(100));
         }
-        std::thread::sleep(Duration::from_millis(100));
+        // Written atomically: once it exists, it is whole.
         let r: serde_json::Value = serde_json::from_slice(&std::fs::read(&ready).unwrap()).unwrap();
         Self {
             rpc_url: r["rpc_url"].as_str().unwrap().to_string(),
@@ -142,8 +130,33 @@ impl DevNet {
             .spawn()
             .unwrap();
         let p = Proc { child, log };
-        p.wait_log("offer posted", 60);
+        let provider = key.map(|k| k.address()).unwrap_or(DevRole::Provider.address());
+        super::wait_until(&format!("an open offer of provider {provider} at the solver"), 60, || {
+            self.open_offers(provider) > 0
+        });
         p
+    }
+
+    /// The open resource offers of `provider` at the solver.
+    pub fn open_offers(&self, provider: Address) -> usize {
+        let url = format!("{}/api/v1/resource_offers?owner={provider}&status=open", self.solver_url);
+        block_on(async {
+            match reqwest::get(&url).await {
+                Ok(r) => r.json::<Vec<serde_json::Value>>().await.map(|v| v.len()).unwrap_or(0),
+                Err(_) => 0,
+            }
+        })
+    }
+
+    /// Waits until `provider` runs a job container (the deal is on chain and its job started).
+    pub fn wait_job_running(&self, provider: Address) {
+        let label = format!("label=dcn.provider={}", provider.to_string().to_lowercase());
+        super::wait_until(&format!("a running job container of provider {provider}"), 60, || {
+            Command::new("docker")
+                .args(["ps", "-q", "--filter", &label, "--filter", "status=running"])
+                .output()
+                .is_ok_and(|o| !o.stdout.is_empty())
+        });
     }
 
     /// Funds `accounts` with ETH and tokens.
@@ -182,9 +195,10 @@ impl DevNet {
     }
 
     /// The deal's state on chain.
-    pub fn deal_state(&self, id: B256) -> u8 {
+    pub fn deal_state(&self, id: B256) -> DealState {
         let c = self.deployment().contracts;
-        block_on(async { DcnDeals::new(c.deals, &self.reader()).getDeal(id).call().await.unwrap().state })
+        let n = block_on(async { DcnDeals::new(c.deals, &self.reader()).getDeal(id).call().await.unwrap().state });
+        DealState::from_chain(n).unwrap()
     }
 
     /// Asserts the token balance of DcnDeals equals the sum of the escrow of `accounts`
@@ -235,7 +249,7 @@ impl Drop for DevNet {
         // Containers of providers this test killed with -9.
         for key in [DevRole::Provider.signer(), dev_key(5)] {
             let dir = self.data_dir().join("provider").join(key.address().to_string().to_lowercase());
-            let label = format!("label=dcn.instance={}", dcn::provider::setup::instance_label(&dir));
+            let label = format!("label=dcn.instance={}", dcn::app::node::instance_label(&dir));
             if let Ok(out) = Command::new("docker").args(["ps", "-aq", "--filter", &label]).output() {
                 for id in String::from_utf8_lossy(&out.stdout).split_whitespace() {
                     let _ = Command::new("docker").args(["rm", "-f", id]).output();

@@ -3,11 +3,12 @@
 
 use alloy::primitives::{Address, B256, U256};
 use alloy::signers::local::PrivateKeySigner;
+use dcn::clock::now_secs;
+use dcn::protocol::SolverClient;
 use dcn::protocol::{JobOffer, ResourceOffer, SignedJobOffer, SignedResourceOffer};
 use dcn::solver::api::ApiLimits;
-use dcn::solver::client::now_secs;
-use dcn::solver::{CoreConfig, Solver, SolverClient, SolverParams};
-use dcn::store::RocksStore;
+use dcn::solver::store::RocksStore;
+use dcn::solver::{CoreConfig, Solver, SolverParams};
 use dcn::types::{JobSpec, ModuleRef, NetworkPolicy, Resources};
 use std::sync::Arc;
 
@@ -17,7 +18,7 @@ pub struct TestSolver {
     pub client: SolverClient,
     pub key: PrivateKeySigner,
     pub dir: tempfile::TempDir,
-    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    tasks: dcn::runtime::Tasks,
 }
 
 pub fn core_config(solver: Address) -> CoreConfig {
@@ -52,13 +53,11 @@ impl TestSolver {
         let store = RocksStore::open(&dir.path().join("db")).unwrap();
         let params = SolverParams { core, limits, store: Arc::new(store), results_dir: dir.path().join("results") };
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-        let solver = Solver::start(params, listener, async move {
-            let _ = rx.await;
-        })
-        .unwrap();
+        // The supervisor's tasks; dropping the test solver cancels them.
+        let tasks = dcn::runtime::Supervisor::new().tasks();
+        let solver = Solver::start(params, listener, &tasks).unwrap();
         let client = SolverClient::connect(&solver.url()).await.unwrap();
-        Self { solver, client, key, dir, stop: Some(tx) }
+        Self { solver, client, key, dir, tasks }
     }
 
     pub fn url(&self) -> String {
@@ -72,9 +71,7 @@ impl TestSolver {
 
 impl Drop for TestSolver {
     fn drop(&mut self) {
-        if let Some(tx) = self.stop.take() {
-            let _ = tx.send(());
-        }
+        self.tasks.token().cancel();
     }
 }
 

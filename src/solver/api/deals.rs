@@ -1,9 +1,10 @@
 //! Deals: list and get (public, as on chain), the provider's signature, and the result
 //! bundle: uploaded by the deal's provider, downloaded by its job creator and mediators.
 
-use super::{now_ms, parse_id, ApiError, ApiQuery, AppState, Auth};
+use super::{parse_id, ApiError, ApiQuery, AppState, Auth};
+use crate::clock::now_ms;
+use crate::protocol::records::{DealRecord, DealStatus, ResultRecord};
 use crate::solver::core::DealQuery;
-use crate::solver::records::{DealRecord, DealState, ResultRecord};
 use alloy::primitives::{Bytes, B256};
 use axum::body::Body;
 use axum::extract::{Path, State};
@@ -37,7 +38,7 @@ pub async fn list(
         state: p
             .state
             .map(|s| {
-                DealState::parse(&s).ok_or_else(|| ApiError::bad_param("state", format!("`{s}` is not a deal state")))
+                DealStatus::parse(&s).ok_or_else(|| ApiError::bad_param("state", format!("`{s}` is not a deal state")))
             })
             .transpose()?,
         after: p.after.unwrap_or(0),

@@ -8,7 +8,8 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 
-/// An API failure: status, machine-readable code, human sentence.
+/// An API failure: status, machine-readable code, human sentence, and for some codes a
+/// field a client acts on (`sha256` of `result_exists`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ApiError {
     /// HTTP status.
@@ -17,12 +18,14 @@ pub struct ApiError {
     pub code: &'static str,
     /// What went wrong and what to do.
     pub message: String,
+    /// The sha256 of an existing result (`result_exists`).
+    pub sha256: Option<alloy::primitives::B256>,
 }
 
 impl ApiError {
     /// An error with this status, code and message.
     pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
-        Self { status, code, message: message.into() }
+        Self { status, code, message: message.into(), sha256: None }
     }
 
     /// The route does not exist.
@@ -74,7 +77,10 @@ impl std::error::Error for ApiError {}
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let body = serde_json::json!({ "error": self.code, "message": self.message });
+        let mut body = serde_json::json!({ "error": self.code, "message": self.message });
+        if let Some(sha256) = self.sha256 {
+            body["sha256"] = serde_json::json!(sha256);
+        }
         (self.status, Json(body)).into_response()
     }
 }
@@ -102,6 +108,10 @@ impl From<SolverError> for ApiError {
             SolverError::NotFound(_) => Self::new(StatusCode::NOT_FOUND, "not_found", message),
             SolverError::Forbidden(_) => Self::new(StatusCode::FORBIDDEN, "forbidden", message),
             SolverError::Conflict(_) => Self::new(StatusCode::CONFLICT, "conflict", message),
+            SolverError::ResultExists { sha256, .. } => Self {
+                sha256: Some(sha256),
+                ..Self::new(StatusCode::CONFLICT, crate::protocol::client::RESULT_EXISTS, message)
+            },
             SolverError::Store(_) => {
                 tracing::error!(error = %message, "store failure");
                 Self::new(StatusCode::SERVICE_UNAVAILABLE, "store_unavailable", format!("{message}; retry later"))

@@ -5,7 +5,7 @@
 //! the public lists show, so subscribing needs no signature.
 
 use super::{ApiError, ApiQuery, AppState};
-use crate::solver::records::Event;
+use crate::protocol::records::Event;
 use alloy::primitives::Address;
 use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
 use axum::extract::State;

@@ -7,7 +7,7 @@ use std::sync::Mutex;
 use std::time::Instant;
 
 /// The API's limits.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct ApiLimits {
     /// Largest JSON body, bytes.
     pub max_body_bytes: usize,

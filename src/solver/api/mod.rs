@@ -17,9 +17,9 @@ pub use limits::{ApiLimits, RateLimiter};
 pub use ops::Metrics;
 
 use super::core::Core;
-use super::records::Event;
+use crate::protocol::records::Event;
 use crate::protocol::AuthHeaders;
-use crate::store::Store;
+use crate::solver::store::Store;
 use axum::extract::{DefaultBodyLimit, FromRequest, FromRequestParts, Request};
 use axum::http::request::Parts;
 use axum::http::Uri;
@@ -29,7 +29,7 @@ use serde::de::DeserializeOwned;
 use std::future::Future;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use std::time::Instant;
 use tokio::net::TcpListener;
 use tokio::sync::broadcast;
 
@@ -65,11 +65,6 @@ impl AppState {
     pub fn core(&self) -> MutexGuard<'_, Core> {
         self.0.core.lock().unwrap_or_else(|p| p.into_inner())
     }
-}
-
-/// Milliseconds since the Unix epoch.
-pub fn now_ms() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
 }
 
 /// The whole app.

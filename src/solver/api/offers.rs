@@ -1,9 +1,10 @@
 //! Offers: post (signed by the owner), list, get, cancel (a signed request by the owner).
 
-use super::{now_ms, parse_id, ApiError, ApiJson, ApiQuery, AppState, Auth};
+use super::{parse_id, ApiError, ApiJson, ApiQuery, AppState, Auth};
+use crate::clock::now_ms;
+use crate::protocol::records::{JobOfferRecord, OfferRecord, OfferStatus, ResourceOfferRecord};
 use crate::protocol::{SignedJobOffer, SignedResourceOffer};
 use crate::solver::core::OfferQuery;
-use crate::solver::records::{JobOfferRecord, OfferRecord, OfferStatus, ResourceOfferRecord};
 use axum::extract::{Path, State};
 use axum::http::{StatusCode, Uri};
 use axum::Json;

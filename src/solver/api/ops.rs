@@ -1,7 +1,8 @@
 //! Operations: `/healthz`, `/metrics` (Prometheus text), `/` (a live dashboard), the
 //! `info` and `stats` endpoints, and the middleware that counts requests.
 
-use super::{now_ms, AppState};
+use super::AppState;
+use crate::clock::now_ms;
 use axum::extract::{MatchedPath, Request, State};
 use axum::http::header;
 use axum::middleware::Next;

@@ -1,0 +1,140 @@
+//! The admin commands: `dcn deploy` and `dcn fund` (with the admin key), `dcn keys` and
+//! `dcn config show`. Each does its work and prints its result.
+
+use crate::chain::{self, accounts, deploy::DeployOptions, Deployment, DevRole, FundPlan};
+use crate::config::Settings;
+use crate::units::{format_amount, parse_amount};
+use alloy::primitives::Address;
+use alloy::signers::local::PrivateKeySigner;
+use eyre::WrapErr;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+/// Deploys (or reuses) the contracts of the network in `settings`. `operator` overrides
+/// the job board operator; `json` prints the record as JSON.
+pub async fn deploy(
+    settings: &Settings,
+    force: bool,
+    operator: Option<Address>,
+    json: bool,
+) -> eyre::Result<Deployment> {
+    let net = settings.network()?;
+    let admin = accounts::admin_signer(settings, &net)?;
+    let admin_address = admin.address();
+    let client = chain::connect(&net, admin).await?;
+    let operator = operator.or(settings.deploy.job_board_operator).unwrap_or(if net.dev_accounts {
+        DevRole::Solver.address()
+    } else {
+        admin_address
+    });
+    let options = DeployOptions {
+        force,
+        job_board_operator: operator,
+        cowsay_price: parse_amount(&settings.deploy.cowsay_price, "deploy.cowsay_price")?,
+    };
+    let outcome = chain::deploy(&client, settings.data_dir(), &options)
+        .await
+        .wrap_err_with(|| format!("deploying to network `{}`", net.name))?;
+    let d = outcome.deployment;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&d)?);
+        return Ok(d);
+    }
+    let verb = if outcome.reused { "reused" } else { "deployed" };
+    println!("{verb} on network `{}` (chain id {}, block {})", d.network, d.chain_id, d.block);
+    for (name, address) in d.contracts.named() {
+        println!("  {name:<13} {address}");
+    }
+    println!("  job board operator {}", d.job_board_operator);
+    println!("record: {}", Deployment::path(settings.data_dir(), &d.network).display());
+    Ok(d)
+}
+
+/// Tops up `accounts` (else `fund.accounts`, else on a development network the development
+/// accounts and the example client) to `eth` and `tokens` (else the settings'), and prints
+/// the balances.
+pub async fn fund(
+    settings: &Settings,
+    accounts: &[Address],
+    eth: Option<&str>,
+    tokens: Option<&str>,
+    json: bool,
+) -> eyre::Result<()> {
+    let net = settings.network()?;
+    let deployment = Deployment::require(settings.data_dir(), &net.name)?;
+    let mut plan = FundPlan {
+        token: deployment.contracts.token,
+        eth: parse_amount(eth.unwrap_or(&settings.fund.eth), "fund.eth")?,
+        tokens: parse_amount(tokens.unwrap_or(&settings.fund.tokens), "fund.tokens")?,
+        accounts: Vec::new(),
+        token_only: Vec::new(),
+    };
+    let configured = if accounts.is_empty() { &settings.fund.accounts[..] } else { accounts };
+    if !configured.is_empty() {
+        plan.accounts = configured.iter().map(|a| ("account".to_string(), *a)).collect();
+    } else if net.dev_accounts {
+        plan.accounts = DevRole::ALL[1..].iter().map(|r| (r.name().to_string(), r.address())).collect();
+        plan.token_only = vec![("cowsay-client".to_string(), deployment.contracts.cowsay_client)];
+    } else {
+        eyre::bail!(
+            "no accounts to fund on network `{}`: pass --account ADDRESS (repeatable) or set fund.accounts",
+            net.name
+        );
+    }
+    let client = chain::connect(&net, accounts::admin_signer(settings, &net)?).await?;
+    let rows = chain::fund(&client, &plan).await.wrap_err_with(|| format!("funding on network `{}`", net.name))?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&rows)?);
+        return Ok(());
+    }
+    println!("{:<14} {:<42} {:>12} {:>14}", "ROLE", "ACCOUNT", "ETH", "DCN");
+    for r in rows {
+        println!(
+            "{:<14} {:<42} {:>12} {:>14}",
+            r.label,
+            r.account.to_string(),
+            format_amount(r.eth),
+            format_amount(r.tokens)
+        );
+    }
+    Ok(())
+}
+
+/// `dcn keys new`: a new key in a file only its owner can read (never overwritten);
+/// prints its address.
+pub fn new_key(settings: &Settings, out: Option<PathBuf>) -> eyre::Result<()> {
+    let signer = PrivateKeySigner::random();
+    let address = signer.address();
+    let path = out.unwrap_or_else(|| settings.data_dir().join("keys").join(format!("{address}.key")));
+    write_private(&path, &format!("0x{}\n", hex::encode(signer.to_bytes())))
+        .wrap_err_with(|| format!("writing the key to {}", path.display()))?;
+    println!("{address}");
+    eprintln!("key written to {} (mode 0600); use it with keys.key_file or --config", path.display());
+    Ok(())
+}
+
+/// `dcn keys address`: the configured service key's address (never the key).
+pub fn key_address(settings: &Settings) -> eyre::Result<()> {
+    let net = settings.network()?;
+    println!("{}", accounts::service_signer(settings, &net, DevRole::JobCreator)?.address());
+    Ok(())
+}
+
+/// `dcn config show`: the settings after every layer, secrets redacted, and the network.
+pub fn show_config(settings: &Settings) -> eyre::Result<()> {
+    print!("{}", settings.to_redacted_toml());
+    let net = settings.network()?;
+    println!("\n# the network in use\n[resolved_network]\n{}", toml::to_string(&net)?);
+    Ok(())
+}
+
+/// Creates `path` readable and writable by its owner only; refuses to overwrite.
+fn write_private(path: &Path, text: &str) -> std::io::Result<()> {
+    use std::os::unix::fs::OpenOptionsExt;
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    let mut f = std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(path)?;
+    f.write_all(text.as_bytes())?;
+    f.sync_all()
+}

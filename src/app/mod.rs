@@ -1,0 +1,43 @@
+//! The command edge: each command's composition root, which resolves its role's config from
+//! the settings and the command-line overrides, connects the account, builds the service
+//! from its dependencies (chain, solver API, store, executor) and runs it under the
+//! [`Supervisor`]. `dcn dev` ([`dev`]) composes the same services in one process. Errors are
+//! `eyre` reports here and only here.
+
+pub mod admin;
+pub mod dev;
+pub mod jobboard;
+pub mod mediator;
+pub mod node;
+pub mod provider;
+pub mod run;
+pub mod solver;
+
+use crate::runtime::{Stop, Supervisor, Tasks};
+use std::future::Future;
+
+/// Runs a one-shot command as the task `name` under a supervisor, so that Ctrl-C and
+/// SIGTERM reach it through its token; returns what the task returned.
+pub async fn one_shot<T, F, Fut>(name: &'static str, body: F) -> eyre::Result<T>
+where
+    F: FnOnce(Tasks) -> Fut,
+    Fut: Future<Output = eyre::Result<T>> + Send + 'static,
+    T: Send + 'static,
+{
+    let supervisor = Supervisor::new();
+    let tasks = supervisor.tasks();
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    let work = body(tasks.clone());
+    let done = tasks.clone();
+    tasks.spawn(name, async move {
+        let _ = tx.send(work.await);
+        done.token().cancel();
+        Ok::<_, std::convert::Infallible>(())
+    });
+    let stop = supervisor.run(true).await;
+    match (rx.await, stop) {
+        (Ok(result), _) => result,
+        (Err(_), Stop::Failed { task, error }) => Err(eyre::eyre!("task `{task}` failed: {error}")),
+        (Err(_), _) => Err(eyre::eyre!("interrupted")),
+    }
+}

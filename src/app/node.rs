@@ -1,0 +1,109 @@
+//! What every service and `dcn run` set up first: the network, its deployment, this
+//! account's key and a chain connection ([`Account`]); then, as needed, the solver, the
+//! mediators and a Docker executor.
+
+use crate::chain::{self, accounts, AlloyChain, ChainClient, Deployment, DevRole};
+use crate::config::Settings;
+use crate::executor::docker::{DockerConfig, DockerExecutor};
+use crate::executor::gpu::GpuPool;
+use crate::protocol::registry::{find_mediators, find_solver};
+use crate::protocol::SolverClient;
+use crate::types::Resources;
+use alloy::primitives::Address;
+use alloy::signers::local::PrivateKeySigner;
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::Arc;
+
+/// A connected account on a deployed network.
+#[derive(Clone)]
+pub struct Account {
+    /// The chain connection, signing as this account.
+    pub client: ChainClient,
+    /// The same key, for off-chain signatures.
+    pub signer: PrivateKeySigner,
+    /// The contracts.
+    pub deployment: Deployment,
+}
+
+impl std::fmt::Debug for Account {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Account").field("client", &self.client).finish()
+    }
+}
+
+impl Account {
+    /// Connects as this process's account (`dev_role`'s key on a development network)
+    /// and checks it has gas money.
+    pub async fn connect(settings: &Settings, dev_role: DevRole) -> eyre::Result<Self> {
+        let net = settings.network()?;
+        let deployment = Deployment::require(settings.data_dir(), &net.name)?;
+        let signer = accounts::service_signer(settings, &net, dev_role)?;
+        let client = chain::connect(&net, signer.clone()).await?;
+        client.require_gas_money().await?;
+        Ok(Self { client, signer, deployment })
+    }
+
+    /// This account's address.
+    pub fn address(&self) -> Address {
+        self.client.from
+    }
+
+    /// The chain as the roles see it.
+    pub fn chain(&self) -> Arc<AlloyChain> {
+        Arc::new(AlloyChain::new(self.client.clone(), self.deployment.contracts))
+    }
+
+    /// The solver named by `configured` (a URL or an address), else the registry's.
+    pub async fn solver(&self, configured: Option<&str>) -> eyre::Result<SolverClient> {
+        Ok(find_solver(&self.client, &self.deployment.contracts, configured).await?)
+    }
+
+    /// The mediators to trust: `configured`, else every registered one (never this account).
+    pub async fn mediators(&self, configured: &[Address]) -> eyre::Result<Vec<Address>> {
+        Ok(find_mediators(&self.client, &self.deployment.contracts, configured).await?)
+    }
+}
+
+/// A Docker executor with the sandbox settings of `settings`, offering `capacity`, with
+/// `gpus` if any, labelling its containers with `labels`.
+pub async fn docker_executor(
+    settings: &Settings,
+    capacity: Resources,
+    gpus: Option<Arc<GpuPool>>,
+    labels: HashMap<String, String>,
+) -> eyre::Result<DockerExecutor> {
+    let config = DockerConfig {
+        allow_network: settings.executor.allow_network,
+        pids_limit: settings.executor.pids_limit,
+        tmp_mb: settings.executor.tmp_mb,
+        capacity,
+        labels,
+        ..Default::default()
+    };
+    Ok(DockerExecutor::connect(config, gpus).await?)
+}
+
+/// A short stable label for the service keeping its state in `state_dir`: two services
+/// with one key (tests, a second data dir) never remove each other's containers.
+pub fn instance_label(state_dir: &Path) -> String {
+    use sha2::{Digest, Sha256};
+    let dir = state_dir.canonicalize().unwrap_or_else(|_| state_dir.to_path_buf());
+    hex::encode(&Sha256::digest(dir.to_string_lossy().as_bytes())[..8])
+}
+
+/// Removes the job containers an earlier run of this service left (killed before it could
+/// clean up).
+pub async fn remove_leftovers(executor: &DockerExecutor) {
+    match executor.remove_leftovers().await {
+        Ok(0) => {}
+        Ok(n) => tracing::info!(n, "removed job containers left by an earlier run"),
+        Err(e) => tracing::warn!(error = %e, "cannot look for leftover job containers"),
+    }
+}
+
+/// Creates `dir` (a service's state directory).
+pub fn state_dir(dir: &Path) -> eyre::Result<()> {
+    use eyre::WrapErr;
+    std::fs::create_dir_all(dir).wrap_err_with(|| format!("creating {}", dir.display()))
+}

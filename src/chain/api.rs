@@ -1,0 +1,267 @@
+//! What the roles need of the chain, as traits with domain verbs: [`DealsChain`] (read a
+//! deal, the chain's clock, escrow and every deal transaction), [`BoardChain`] (the job
+//! board's requests) and [`LogSource`] (contract logs for followers). [`AlloyChain`] is the
+//! implementation over a real node; the roles' unit tests use fakes.
+//!
+//! Every transaction method waits for its receipt and fails if it reverted, returning the
+//! transaction hash.
+
+use super::bindings::{DcnDeals, DcnJobBoard, DcnToken};
+use super::state::{DealState, RequestStatus};
+use super::{ChainClient, ChainError, Contracts};
+use crate::units::format_amount;
+use alloy::primitives::{Address, Bytes, B256, U256};
+use alloy::providers::Provider;
+use alloy::rpc::types::{Filter, Log};
+use async_trait::async_trait;
+
+/// A deal as the chain holds it now.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DealView {
+    /// Where it is.
+    pub state: DealState,
+    /// Deadline of the current waiting state, unix seconds (meaningless once final).
+    pub deadline: u64,
+    /// The submitted result hash (zero before).
+    pub result_hash: B256,
+    /// The deal's first mediator until a challenge, then the drawn one.
+    pub mediator: Address,
+}
+
+impl DealView {
+    /// A deal the chain does not have.
+    pub fn none() -> Self {
+        Self { state: DealState::None, deadline: 0, result_hash: B256::ZERO, mediator: Address::ZERO }
+    }
+
+    /// Whether the deadline of its waiting state passed at `now` (deadlines are inclusive:
+    /// `timeout` is allowed from `deadline + 1`).
+    pub fn past_deadline(&self, now: u64) -> bool {
+        self.state.has_deadline() && now > self.deadline
+    }
+}
+
+/// A job request on the job board.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RequestView {
+    /// Where it is.
+    pub status: RequestStatus,
+    /// Who asked (a contract, usually).
+    pub requester: Address,
+    /// The module name.
+    pub module: String,
+    /// `Key=Value` inputs.
+    pub inputs: Vec<String>,
+    /// What the requester pays the operator on delivery.
+    pub payment: U256,
+    /// Delivery deadline, unix seconds; the requester may take its payment back after it.
+    pub deadline: u64,
+}
+
+/// The `DcnDeals` contract, as a party to deals sees it.
+#[async_trait]
+pub trait DealsChain: Send + Sync {
+    /// The account that signs the transactions.
+    fn account(&self) -> Address;
+    /// Deal `id` as stored now ([`DealView::none`] if it was never created).
+    async fn deal(&self, id: B256) -> Result<DealView, ChainError>;
+    /// The time the next block will carry, about: deadlines are compared with it.
+    async fn now(&self) -> Result<u64, ChainError>;
+    /// Tops this account's free escrow up to `need` (approving and depositing the
+    /// shortfall); returns what was deposited.
+    async fn ensure_free_escrow(&self, need: U256) -> Result<U256, ChainError>;
+    /// `createDeal` with the provider's signature.
+    async fn create_deal(&self, deal: &DcnDeals::Deal, signature: Bytes) -> Result<B256, ChainError>;
+    /// `submitResult`, as the deal's provider.
+    async fn submit_result(&self, id: B256, result_hash: B256) -> Result<B256, ChainError>;
+    /// `acceptResult`, as the deal's job creator.
+    async fn accept_result(&self, id: B256) -> Result<B256, ChainError>;
+    /// `challenge`, as the deal's job creator (pays the mediation fee).
+    async fn challenge(&self, id: B256) -> Result<B256, ChainError>;
+    /// `mediate`, as the deal's drawn mediator.
+    async fn mediate(&self, id: B256, provider_honest: bool) -> Result<B256, ChainError>;
+    /// `timeout`: settles a deal whose deadline passed, by the rule of its state.
+    async fn timeout(&self, id: B256) -> Result<B256, ChainError>;
+}
+
+/// The `DcnJobBoard` contract, as its operator sees it.
+#[async_trait]
+pub trait BoardChain: Send + Sync {
+    /// The account allowed to deliver results.
+    async fn operator(&self) -> Result<Address, ChainError>;
+    /// Request `id`.
+    async fn request(&self, id: U256) -> Result<RequestView, ChainError>;
+    /// `deliverResult`: pays the operator and calls the requester back.
+    async fn deliver_result(&self, id: U256, deal: B256, result_hash: B256) -> Result<B256, ChainError>;
+}
+
+/// Contract logs, read in block ranges by a follower.
+#[async_trait]
+pub trait LogSource: Send + Sync {
+    /// The latest block number.
+    async fn head(&self) -> Result<u64, ChainError>;
+    /// The logs matching `filter` in blocks `from..=to`.
+    async fn logs(&self, filter: &Filter, from: u64, to: u64) -> Result<Vec<Log>, ChainError>;
+}
+
+/// The chain through alloy: a connected account and the deployment's contracts.
+#[derive(Debug, Clone)]
+pub struct AlloyChain {
+    /// The connection, signing as this account.
+    pub client: ChainClient,
+    /// The deployment.
+    pub contracts: Contracts,
+}
+
+fn call_err(what: impl Into<String>) -> impl FnOnce(alloy::contract::Error) -> ChainError {
+    let what = what.into();
+    move |source| ChainError::call(what, source)
+}
+
+impl AlloyChain {
+    /// The chain of `client` with `contracts`.
+    pub fn new(client: ChainClient, contracts: Contracts) -> Self {
+        Self { client, contracts }
+    }
+
+    fn deals(&self) -> DcnDeals::DcnDealsInstance<&alloy::providers::DynProvider> {
+        DcnDeals::new(self.contracts.deals, &self.client.provider)
+    }
+
+    /// Free and locked escrow of `account`.
+    pub async fn escrow_of(&self, account: Address) -> Result<(U256, U256), ChainError> {
+        let e = self.deals().escrowOf(account).call().await.map_err(call_err("reading the escrow balance"))?;
+        Ok((e.free, e.locked))
+    }
+
+    async fn tx<P: Provider, D: alloy::contract::CallDecoder>(
+        &self,
+        what: &str,
+        call: alloy::contract::CallBuilder<P, D>,
+    ) -> Result<B256, ChainError> {
+        Ok(self.client.send(what, call).await?.transaction_hash)
+    }
+}
+
+#[async_trait]
+impl DealsChain for AlloyChain {
+    fn account(&self) -> Address {
+        self.client.from
+    }
+
+    async fn deal(&self, id: B256) -> Result<DealView, ChainError> {
+        let info = self.deals().getDeal(id).call().await.map_err(call_err(format!("reading deal {id}")))?;
+        Ok(DealView {
+            state: DealState::from_chain(info.state)?,
+            deadline: info.deadline,
+            result_hash: info.resultHash,
+            mediator: info.mediator,
+        })
+    }
+
+    async fn now(&self) -> Result<u64, ChainError> {
+        // A chain that mines only on demand (anvil, geth --dev) has no new block until a
+        // transaction comes, so the latest block alone would never pass a deadline.
+        let block = self
+            .client
+            .provider
+            .get_block_by_number(alloy::eips::BlockNumberOrTag::Latest)
+            .await
+            .map_err(|source| ChainError::rpc("reading the latest block", source))?;
+        Ok(block.map(|b| b.header.timestamp).unwrap_or_default().max(crate::clock::now_secs()))
+    }
+
+    async fn ensure_free_escrow(&self, need: U256) -> Result<U256, ChainError> {
+        let me = self.client.from;
+        let (free, _) = self.escrow_of(me).await?;
+        if free >= need {
+            return Ok(U256::ZERO);
+        }
+        let short = need - free;
+        let token = DcnToken::new(self.contracts.token, &self.client.provider);
+        let balance = token.balanceOf(me).call().await.map_err(call_err("reading the token balance"))?;
+        if balance < short {
+            return Err(ChainError::TokensShort {
+                account: me,
+                have: format_amount(balance),
+                need: format_amount(short),
+                network: self.client.network.name.clone(),
+            });
+        }
+        let allowance =
+            token.allowance(me, self.contracts.deals).call().await.map_err(call_err("reading the token allowance"))?;
+        if allowance < short {
+            self.client.send("approving DcnDeals to take tokens", token.approve(self.contracts.deals, short)).await?;
+        }
+        self.tx("depositing into escrow", self.deals().deposit(short)).await?;
+        Ok(short)
+    }
+
+    async fn create_deal(&self, deal: &DcnDeals::Deal, signature: Bytes) -> Result<B256, ChainError> {
+        self.tx("creating the deal", self.deals().createDeal(deal.clone(), signature)).await
+    }
+
+    async fn submit_result(&self, id: B256, result_hash: B256) -> Result<B256, ChainError> {
+        self.tx("submitting the result", self.deals().submitResult(id, result_hash)).await
+    }
+
+    async fn accept_result(&self, id: B256) -> Result<B256, ChainError> {
+        self.tx("accepting the result", self.deals().acceptResult(id)).await
+    }
+
+    async fn challenge(&self, id: B256) -> Result<B256, ChainError> {
+        self.tx("challenging the result", self.deals().challenge(id)).await
+    }
+
+    async fn mediate(&self, id: B256, provider_honest: bool) -> Result<B256, ChainError> {
+        self.tx("sending the verdict", self.deals().mediate(id, provider_honest)).await
+    }
+
+    async fn timeout(&self, id: B256) -> Result<B256, ChainError> {
+        self.tx("settling the deal by timeout", self.deals().timeout(id)).await
+    }
+}
+
+#[async_trait]
+impl BoardChain for AlloyChain {
+    async fn operator(&self) -> Result<Address, ChainError> {
+        DcnJobBoard::new(self.contracts.job_board, &self.client.provider)
+            .operator()
+            .call()
+            .await
+            .map_err(call_err("reading the job board's operator"))
+    }
+
+    async fn request(&self, id: U256) -> Result<RequestView, ChainError> {
+        let r = DcnJobBoard::new(self.contracts.job_board, &self.client.provider)
+            .getRequest(id)
+            .call()
+            .await
+            .map_err(call_err(format!("reading job request {id}")))?;
+        Ok(RequestView {
+            status: RequestStatus::from_chain(r.status)?,
+            requester: r.requester,
+            module: r.module,
+            inputs: r.inputs,
+            payment: r.payment,
+            deadline: r.deadline,
+        })
+    }
+
+    async fn deliver_result(&self, id: U256, deal: B256, result_hash: B256) -> Result<B256, ChainError> {
+        let board = DcnJobBoard::new(self.contracts.job_board, &self.client.provider);
+        self.tx("delivering the result to the job board", board.deliverResult(id, deal, result_hash)).await
+    }
+}
+
+#[async_trait]
+impl LogSource for AlloyChain {
+    async fn head(&self) -> Result<u64, ChainError> {
+        self.client.block_number().await
+    }
+
+    async fn logs(&self, filter: &Filter, from: u64, to: u64) -> Result<Vec<Log>, ChainError> {
+        let filter = filter.clone().from_block(from).to_block(to);
+        self.client.provider.get_logs(&filter).await.map_err(|source| ChainError::rpc("reading contract logs", source))
+    }
+}

@@ -1,0 +1,60 @@
+//! The job board service's configuration, resolved from the settings and its command-line
+//! overrides (pure: unit-tested below). The terms it buys jobs on are the job creator's
+//! (`[job]`).
+
+use crate::config::Settings;
+use crate::module::resolve::Resolver;
+use std::time::Duration;
+
+/// What `dcn jobboard` flags override; `None` keeps the setting.
+#[derive(Debug, Clone, Default)]
+pub struct JobBoardOverrides {
+    /// `--solver`.
+    pub solver: Option<String>,
+}
+
+/// Everything the job board service takes from configuration.
+#[derive(Debug, Clone)]
+pub struct JobBoardConfig {
+    /// How often the chain is read for requests.
+    pub poll: Duration,
+    /// The solver as configured (`None`: the registry's).
+    pub solver: Option<String>,
+    /// Where module names are looked up (the operator's module dir, then the built-ins).
+    pub resolver: Resolver,
+}
+
+impl JobBoardConfig {
+    /// The configuration from `settings` with `overrides` on top.
+    pub fn resolve(settings: &Settings, overrides: &JobBoardOverrides) -> Self {
+        Self {
+            poll: Duration::from_millis(settings.jobboard.poll_ms.max(20)),
+            solver: overrides.solver.clone().or_else(|| settings.services.solver.clone()),
+            resolver: Resolver {
+                override_dir: settings.modules.dir.clone(),
+                cache_dir: settings.data_dir().join("modules"),
+            },
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Overrides;
+
+    #[test]
+    fn poll_solver_and_modules() {
+        let env = [
+            ("HOME".to_string(), "/home/op".to_string()),
+            ("DCN_JOBBOARD__POLL_MS".into(), "250".into()),
+            ("DCN_MODULES__DIR".into(), "/srv/modules".into()),
+        ];
+        let s = Settings::load(&Overrides::default(), &env.into_iter().collect()).unwrap();
+        let c = JobBoardConfig::resolve(&s, &JobBoardOverrides { solver: Some("http://s".into()) });
+        assert_eq!(c.poll, Duration::from_millis(250));
+        assert_eq!(c.solver.as_deref(), Some("http://s"));
+        assert_eq!(c.resolver.override_dir.as_deref(), Some(std::path::Path::new("/srv/modules")));
+        assert_eq!(c.resolver.cache_dir, std::path::Path::new("/home/op/.dcn/modules"));
+    }
+}

@@ -1,0 +1,194 @@
+//! One job request as the job board service keeps it ([`BoardJob`]) and the pure decision of
+//! what to do next ([`decide`]): the request on chain, the chain's clock and the record →
+//! buy, wait (back off after a failed purchase), follow the deal, or stop.
+
+use crate::chain::{RequestStatus, RequestView};
+use crate::protocol::records::CreatedDeal;
+use alloy::primitives::{B256, U256};
+use serde::{Deserialize, Serialize};
+
+/// Why a request was given up; the requester can take its payment back after the deadline.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", tag = "why", content = "detail")]
+pub enum Failure {
+    /// The request is no longer open (delivered by someone else, or refunded).
+    NotOpen(RequestStatus),
+    /// Its delivery deadline passed.
+    DeadlinePassed,
+    /// It names something other than a plain module name (a path, a URL).
+    NotPlainModule(String),
+    /// The module or its inputs do not make a job.
+    BadJob(String),
+}
+
+impl std::fmt::Display for Failure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::NotOpen(s) => write!(f, "the request is no longer open ({s:?})"),
+            Self::DeadlinePassed => f.write_str("the request's deadline passed"),
+            Self::NotPlainModule(m) => write!(f, "module `{m}` is not a plain module name"),
+            Self::BadJob(why) => write!(f, "cannot make a job of it: {why}"),
+        }
+    }
+}
+
+/// Where a request is.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "stage", rename_all = "snake_case")]
+pub enum BoardStage {
+    /// Seen; no deal yet.
+    New,
+    /// A deal is on chain for it.
+    Created {
+        /// The deal.
+        created: Box<CreatedDeal>,
+    },
+    /// Delivered on chain.
+    Delivered {
+        /// The deal id.
+        deal: B256,
+        /// The result hash.
+        result_hash: B256,
+        /// The `deliverResult` transaction.
+        tx: B256,
+    },
+    /// Given up on.
+    Failed {
+        /// Why.
+        reason: Failure,
+    },
+}
+
+/// One job board request, as kept in the service's store.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BoardJob {
+    /// The request id.
+    pub request: U256,
+    /// Where it is.
+    pub stage: BoardStage,
+    /// Failed purchases in a row.
+    #[serde(default)]
+    pub attempts: u32,
+    /// Chain time before which no purchase is tried again.
+    #[serde(default)]
+    pub retry_at: u64,
+}
+
+impl BoardJob {
+    /// A request just seen.
+    pub fn new(request: U256) -> Self {
+        Self { request, stage: BoardStage::New, attempts: 0, retry_at: 0 }
+    }
+
+    /// Whether nothing is left to do.
+    pub fn is_over(&self) -> bool {
+        matches!(self.stage, BoardStage::Delivered { .. } | BoardStage::Failed { .. })
+    }
+}
+
+/// Seconds to wait after the `attempts`-th failed purchase in a row: 5 s doubling, at most
+/// 5 minutes.
+pub fn retry_delay(attempts: u32) -> u64 {
+    5u64.saturating_mul(1 << attempts.saturating_sub(1).min(6)).min(300)
+}
+
+/// What to do next.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Action {
+    /// Nothing to do (the request is over).
+    Done,
+    /// Give the request up.
+    Fail(Failure),
+    /// Wait until this chain time (backing off after a failed purchase).
+    WaitUntil(u64),
+    /// Buy the job.
+    Buy,
+    /// Follow the deal to its end, then deliver or buy again.
+    Settle,
+}
+
+/// What to do with `job` given the request on chain and the chain's clock. Pure.
+pub fn decide(job: &BoardJob, request: &RequestView, now: u64) -> Action {
+    if job.is_over() {
+        return Action::Done;
+    }
+    if request.status != RequestStatus::Open {
+        return Action::Fail(Failure::NotOpen(request.status));
+    }
+    if now > request.deadline {
+        return Action::Fail(Failure::DeadlinePassed);
+    }
+    match job.stage {
+        BoardStage::New if now < job.retry_at => Action::WaitUntil(job.retry_at),
+        BoardStage::New => Action::Buy,
+        BoardStage::Created { .. } => Action::Settle,
+        BoardStage::Delivered { .. } | BoardStage::Failed { .. } => Action::Done,
+    }
+}
+
+/// Whether `name` is a plain module name (`[A-Za-z0-9_-]+`): a request on chain never
+/// makes the operator read a path or fetch a repository.
+pub fn is_plain_module(name: &str) -> bool {
+    !name.is_empty() && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testing::created_deal;
+    use alloy::primitives::Address;
+
+    fn request(status: RequestStatus, deadline: u64) -> RequestView {
+        RequestView {
+            status,
+            requester: Address::repeat_byte(1),
+            module: "cowsay".into(),
+            inputs: vec!["Message=moo".into()],
+            payment: U256::from(1),
+            deadline,
+        }
+    }
+
+    #[test]
+    fn buys_once_then_follows_the_deal() {
+        let mut job = BoardJob::new(U256::from(1));
+        assert_eq!(decide(&job, &request(RequestStatus::Open, 100), 10), Action::Buy);
+        // After a restart with a deal on record: follow it, never buy again.
+        job.stage = BoardStage::Created { created: Box::new(created_deal(1)) };
+        assert_eq!(decide(&job, &request(RequestStatus::Open, 100), 10), Action::Settle);
+    }
+
+    #[test]
+    fn an_expired_or_closed_request_fails() {
+        let job = BoardJob::new(U256::from(1));
+        assert_eq!(decide(&job, &request(RequestStatus::Open, 100), 101), Action::Fail(Failure::DeadlinePassed));
+        assert_eq!(decide(&job, &request(RequestStatus::Open, 100), 100), Action::Buy, "inclusive deadline");
+        assert_eq!(
+            decide(&job, &request(RequestStatus::Refunded, 100), 10),
+            Action::Fail(Failure::NotOpen(RequestStatus::Refunded))
+        );
+        let mut created = job.clone();
+        created.stage = BoardStage::Created { created: Box::new(created_deal(1)) };
+        assert_eq!(decide(&created, &request(RequestStatus::Open, 100), 101), Action::Fail(Failure::DeadlinePassed));
+        let failed = BoardJob { stage: BoardStage::Failed { reason: Failure::DeadlinePassed }, ..job };
+        assert_eq!(decide(&failed, &request(RequestStatus::Open, 100), 10), Action::Done);
+    }
+
+    #[test]
+    fn a_failed_purchase_backs_off() {
+        let job = BoardJob { attempts: 1, retry_at: 50, ..BoardJob::new(U256::from(1)) };
+        assert_eq!(decide(&job, &request(RequestStatus::Open, 100), 10), Action::WaitUntil(50));
+        assert_eq!(decide(&job, &request(RequestStatus::Open, 100), 50), Action::Buy);
+        let delays: Vec<u64> = (1..=10).map(retry_delay).collect();
+        assert_eq!(&delays[..4], &[5, 10, 20, 40]);
+        assert!(delays.windows(2).all(|w| w[0] <= w[1]) && delays[9] == 300, "{delays:?}");
+    }
+
+    #[test]
+    fn only_plain_module_names() {
+        assert!(is_plain_module("cowsay") && is_plain_module("write-files_2"));
+        for bad in ["", "./x", "/etc", "git+https://h/r.git#v1", "a b", "ü"] {
+            assert!(!is_plain_module(bad), "{bad}");
+        }
+    }
+}

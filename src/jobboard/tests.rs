@@ -1,0 +1,146 @@
+//! The job board's handling of a request with a fake chain and a fake buyer: buy once and
+//! deliver, never buy twice after a restart, move an expired request to failed, and back
+//! off after a failed purchase instead of looping.
+
+use super::request::{BoardJob, BoardStage, Failure};
+use super::service::{BuyError, Buyer, JobBoardDeps, JobBoardService, Settlement};
+use super::JobBoardConfig;
+use crate::chain::{DealState, RequestStatus, RequestView};
+use crate::kv::KvStore;
+use crate::module::resolve::Resolver;
+use crate::protocol::records::CreatedDeal;
+use crate::testing::*;
+use crate::types::JobSpec;
+use alloy::primitives::{Address, B256, U256};
+use async_trait::async_trait;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio_util::sync::CancellationToken;
+
+#[derive(Default)]
+struct FakeBuyer {
+    buys: AtomicU32,
+    settles: AtomicU32,
+    failing: bool,
+}
+
+#[async_trait]
+impl Buyer for FakeBuyer {
+    async fn buy(&self, _spec: &JobSpec) -> Result<CreatedDeal, BuyError> {
+        self.buys.fetch_add(1, Ordering::SeqCst);
+        if self.failing {
+            return Err(BuyError("no provider took the job".into()));
+        }
+        Ok(created_deal(1))
+    }
+
+    async fn settle(&self, _deal: &CreatedDeal) -> Result<Settlement, BuyError> {
+        self.settles.fetch_add(1, Ordering::SeqCst);
+        Ok(Settlement { state: DealState::Accepted, result_hash: B256::repeat_byte(0x42) })
+    }
+}
+
+struct Rig {
+    chain: Arc<FakeChain>,
+    buyer: Arc<FakeBuyer>,
+    service: Arc<JobBoardService>,
+}
+
+impl Rig {
+    fn new(buyer: FakeBuyer) -> Self {
+        let chain = Arc::new(FakeChain::new(Address::repeat_byte(0x0b)));
+        let buyer = Arc::new(buyer);
+        let cfg = JobBoardConfig {
+            poll: Duration::from_millis(5),
+            solver: None,
+            resolver: Resolver { override_dir: None, cache_dir: std::env::temp_dir() },
+        };
+        let deps = JobBoardDeps {
+            board: chain.clone(),
+            chain: chain.clone(),
+            logs: chain.clone(),
+            board_contract: Address::repeat_byte(0xb0),
+            buyer: buyer.clone(),
+            kv: KvStore::memory(),
+        };
+        Self { chain, buyer, service: JobBoardService::new(cfg, deps) }
+    }
+
+    fn request(&self, id: u64, deadline: u64) -> U256 {
+        let id = U256::from(id);
+        let view = RequestView {
+            status: RequestStatus::Open,
+            requester: Address::repeat_byte(1),
+            module: "cowsay".into(),
+            inputs: vec!["Message=moo".into()],
+            payment: U256::from(1),
+            deadline,
+        };
+        self.chain.put_request(id, view);
+        id
+    }
+
+    async fn handle(&self, job: BoardJob) {
+        self.service.clone().handle(job, CancellationToken::new()).await.unwrap();
+    }
+
+    fn stored(&self, id: U256) -> BoardJob {
+        self.service.stored(id).unwrap().unwrap()
+    }
+}
+
+#[tokio::test]
+async fn a_request_is_bought_once_and_delivered() {
+    let rig = Rig::new(FakeBuyer::default());
+    let id = rig.request(1, 5_000);
+    rig.handle(BoardJob::new(id)).await;
+    assert_eq!((rig.buyer.buys.load(Ordering::SeqCst), rig.buyer.settles.load(Ordering::SeqCst)), (1, 1));
+    assert_eq!(rig.chain.txs(), [Tx::Deliver(id, created_deal(1).deal.id, B256::repeat_byte(0x42))]);
+    assert!(matches!(rig.stored(id).stage, BoardStage::Delivered { .. }));
+}
+
+#[tokio::test]
+async fn a_restart_with_a_deal_on_record_follows_it_without_buying_again() {
+    let rig = Rig::new(FakeBuyer::default());
+    let id = rig.request(1, 5_000);
+    let job = BoardJob { stage: BoardStage::Created { created: Box::new(created_deal(1)) }, ..BoardJob::new(id) };
+    rig.handle(job).await;
+    assert_eq!(rig.buyer.buys.load(Ordering::SeqCst), 0, "not bought twice");
+    assert_eq!(rig.buyer.settles.load(Ordering::SeqCst), 1);
+    assert_eq!(rig.chain.count(|t| matches!(t, Tx::Deliver(..))), 1);
+}
+
+#[tokio::test]
+async fn an_expired_request_moves_to_failed_without_buying() {
+    let rig = Rig::new(FakeBuyer::default());
+    let id = rig.request(1, 999);
+    rig.handle(BoardJob::new(id)).await;
+    assert_eq!(rig.stored(id).stage, BoardStage::Failed { reason: Failure::DeadlinePassed });
+    assert_eq!(rig.buyer.buys.load(Ordering::SeqCst), 0);
+    assert!(rig.chain.txs().is_empty());
+}
+
+#[tokio::test]
+async fn a_failed_purchase_backs_off_instead_of_looping() {
+    let rig = Rig::new(FakeBuyer { failing: true, ..Default::default() });
+    let id = rig.request(1, 5_000);
+    let token = CancellationToken::new();
+    let task = tokio::spawn(rig.service.clone().handle(BoardJob::new(id), token.clone()));
+    // While the chain's clock stands still, one purchase, then waiting for the retry time
+    // (the old loop bought again at once, hundreds of times in this window).
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(rig.buyer.buys.load(Ordering::SeqCst), 1);
+    let stored = rig.stored(id);
+    assert_eq!((stored.attempts, stored.retry_at), (1, 1_005));
+    // Once the chain's clock passes the retry time, it tries again, and waits longer.
+    rig.chain.advance(5);
+    while rig.buyer.buys.load(Ordering::SeqCst) < 2 {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(rig.buyer.buys.load(Ordering::SeqCst), 2);
+    assert_eq!(rig.stored(id).retry_at, 1_015);
+    token.cancel();
+    task.await.unwrap().unwrap();
+}

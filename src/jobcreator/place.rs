@@ -1,0 +1,176 @@
+//! Placing a job: top up escrow, post the signed job offer, wait for a provider's signed
+//! deal (events, with a polling fallback), check it against the offer, and create it on
+//! chain. On no match the offer is cancelled and nothing is locked.
+
+use super::{DealMismatch, JobCreator, JobCreatorError, Progress, Step};
+use crate::chain::deals::{deal_id, domain};
+use crate::clock::now_secs;
+use crate::protocol::records::{CreatedDeal, DealRecord, DealStatus, EventKind, OfferRecord, OfferStatus};
+use crate::protocol::{check_signer, EventStream, JobOffer, OfferKind, SignedJobOffer};
+use crate::types::JobSpec;
+use crate::units::format_amount;
+use alloy::primitives::{B256, U256};
+use std::time::{Duration, Instant};
+
+impl JobCreator {
+    /// Posts the job offer for `spec`, waits for a provider's signed deal and creates it
+    /// on chain.
+    pub async fn place(&self, spec: &JobSpec, progress: &dyn Progress) -> Result<CreatedDeal, JobCreatorError> {
+        let t = &self.terms;
+        let deposited = self.chain.ensure_free_escrow(t.max_price + t.mediation_fee).await?;
+        if !deposited.is_zero() {
+            tracing::info!(amount = %format_amount(deposited), "deposited into escrow");
+        }
+        let info = self.solver.info();
+        let offer = JobOffer {
+            jobCreator: self.me(),
+            solver: info.solver,
+            jobHash: spec.content_hash(),
+            maxPrice: t.max_price,
+            mediationFee: t.mediation_fee,
+            mediators: self.mediators.clone(),
+            resultTimeout: spec.timeout_secs + t.result_margin_secs,
+            judgeTimeout: t.judge_timeout_secs,
+            mediationTimeout: t.mediation_timeout_secs,
+            expiry: now_secs() + t.match_timeout.as_secs().max(1),
+            nonce: U256::from_be_bytes(B256::random().0),
+        };
+        let signed = SignedJobOffer::sign(offer, spec.clone(), &self.signer, &info.domain()).await?;
+        let record = self.solver.post_job_offer(&signed).await?;
+        let offer_id = record.id;
+        progress.step(
+            Step::Matching,
+            &format!(
+                "job offer {offer_id} posted for up to {} DCN; waiting for a provider",
+                format_amount(t.max_price)
+            ),
+        );
+        let waited = self.await_signed_deal(offer_id, record.seq.saturating_sub(1), &signed.offer).await;
+        let deal = match waited {
+            Ok(Some(d)) => d,
+            Ok(None) | Err(JobCreatorError::Interrupted) => {
+                let cancelled = self.solver.cancel_offer(&self.signer, offer_id, OfferKind::Job).await.is_ok();
+                waited?;
+                return Err(JobCreatorError::NoMatch {
+                    secs: t.match_timeout.as_secs(),
+                    module: spec.module.name.clone(),
+                    max_price: format_amount(t.max_price),
+                    cancelled,
+                });
+            }
+            Err(e) => return Err(e),
+        };
+        progress.step(
+            Step::DealOnChain,
+            &format!(
+                "provider {} signed deal {} for {} DCN",
+                deal.deal.provider,
+                deal.id,
+                format_amount(deal.deal.price)
+            ),
+        );
+        let sig = deal
+            .provider_signature
+            .clone()
+            .ok_or(JobCreatorError::BadDeal { deal: deal.id, why: DealMismatch::Signature("missing".into()) })?;
+        let create_tx = self.chain.create_deal(&deal.deal, sig).await?;
+        Ok(CreatedDeal { deal, spec: spec.clone(), create_tx })
+    }
+
+    /// Checks the solver's deal against what was offered.
+    fn check_deal(&self, deal: &DealRecord, offer: &JobOffer) -> Result<(), DealMismatch> {
+        let d = &deal.deal;
+        let info = self.solver.info();
+        if deal_id(d, &domain(info.chain_id, info.deals_contract)) != deal.id {
+            return Err(DealMismatch::Id);
+        }
+        if d.jobCreator != self.me() || d.solver != offer.solver || d.jobHash != offer.jobHash {
+            return Err(DealMismatch::Parties);
+        }
+        if d.price > offer.maxPrice || d.mediationFee != offer.mediationFee {
+            return Err(DealMismatch::Price { price: d.price, max: offer.maxPrice });
+        }
+        if d.mediators.iter().any(|m| !offer.mediators.contains(m))
+            || (d.resultTimeout, d.judgeTimeout, d.mediationTimeout)
+                != (offer.resultTimeout, offer.judgeTimeout, offer.mediationTimeout)
+        {
+            return Err(DealMismatch::Terms);
+        }
+        let sig = deal.provider_signature.as_ref().ok_or(DealMismatch::Signature("missing".into()))?;
+        check_signer(&deal.id, sig, d.provider)?;
+        Ok(())
+    }
+
+    fn accept_signed(&self, deal: DealRecord, offer: &JobOffer) -> Result<Option<DealRecord>, JobCreatorError> {
+        if deal.state != DealStatus::Signed {
+            return Ok(None);
+        }
+        match self.check_deal(&deal, offer) {
+            Ok(()) => Ok(Some(deal)),
+            Err(why) => Err(JobCreatorError::BadDeal { deal: deal.id, why }),
+        }
+    }
+
+    /// Waits for a signed deal on `offer_id`; `None` when the offer expired unmatched.
+    async fn await_signed_deal(
+        &self,
+        offer_id: B256,
+        since: u64,
+        offer: &JobOffer,
+    ) -> Result<Option<DealRecord>, JobCreatorError> {
+        let deadline = Instant::now() + self.terms.match_timeout + Duration::from_secs(2);
+        let mut events: Option<EventStream> = self.solver.events(self.me(), since).await.ok();
+        let mut last_check = Instant::now();
+        loop {
+            if Instant::now() > deadline {
+                return Ok(None);
+            }
+            let candidate = match events.as_mut() {
+                Some(stream) => tokio::select! {
+                    _ = self.token.cancelled() => return Err(JobCreatorError::Interrupted),
+                    next = tokio::time::timeout(Duration::from_secs(1), stream.next()) => match next {
+                        Ok(Some(Ok(ev))) => match ev.kind {
+                            EventKind::Deal { deal } if deal.job_offer == offer_id => Some(*deal),
+                            _ => None,
+                        },
+                        Ok(Some(Err(_))) | Ok(None) => {
+                            events = None;
+                            None
+                        }
+                        Err(_) => None,
+                    },
+                },
+                None => {
+                    self.pause(self.terms.poll).await?;
+                    None
+                }
+            };
+            if let Some(deal) = candidate {
+                if let Some(d) = self.accept_signed(deal, offer)? {
+                    return Ok(Some(d));
+                }
+                continue;
+            }
+            // Without a live event stream, or now and then, ask directly.
+            if events.is_none() || last_check.elapsed() > Duration::from_secs(3) {
+                last_check = Instant::now();
+                match self.solver.offer(offer_id, OfferKind::Job).await {
+                    Ok(OfferRecord::Job(j)) => {
+                        if let Some(id) = j.deal {
+                            if let Ok(d) = self.solver.deal(id).await {
+                                if let Some(d) = self.accept_signed(d, offer)? {
+                                    return Ok(Some(d));
+                                }
+                            }
+                        }
+                        if matches!(j.status, OfferStatus::Expired | OfferStatus::Cancelled | OfferStatus::Closed) {
+                            return Ok(None);
+                        }
+                    }
+                    Ok(_) => {}
+                    Err(e) => tracing::debug!(error = %e, "cannot read the job offer"),
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,305 @@
+//! Following a created deal to its end: the pure [`decide`] step (the deal on chain, the
+//! chain's clock, what the bundle check found and whether the user asked to challenge →
+//! an [`Action`]) and the loop that performs it ([`JobCreator::finish`]).
+//!
+//! Every deadline the job creator can claim is here: no result by the result deadline
+//! (refund plus the provider's collateral), no verdict by the mediation deadline
+//! (everyone refunded), and its own judge deadline passed (the provider is paid).
+
+use super::{JobCreator, JobCreatorError, Progress, Step};
+use crate::chain::{DealState, DealView};
+use crate::protocol::records::CreatedDeal;
+use crate::runtime::Backoff;
+use crate::units::format_amount;
+use alloy::primitives::{Address, B256, U256};
+use serde::Serialize;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// What the check of the result bundle found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Verification {
+    /// Not checked yet.
+    Pending,
+    /// The bundle hashes to the result on chain.
+    Verified,
+    /// The bundle is missing, invalid or hashes to something else: the reason, for the
+    /// challenge and the user.
+    Refuted(String),
+}
+
+/// What the job creator does next.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Action {
+    /// Nothing until the chain moves (the provider runs the job, the mediator rules).
+    Wait,
+    /// Download the bundle and check it against the chain.
+    Verify,
+    /// Accept the result: the provider is paid.
+    Accept,
+    /// Challenge the result: a mediator re-runs the job.
+    Challenge,
+    /// Call `timeout`: the deadline of the current state passed.
+    Timeout,
+    /// The deal is settled in this state.
+    Done(DealState),
+}
+
+/// What to do with a deal seen as `view` at `now`. Pure.
+pub fn decide(view: &DealView, now: u64, verification: &Verification, want_challenge: bool) -> Action {
+    match view.state {
+        s if s.is_final() => Action::Done(s),
+        // Just created: a node behind the one that mined it may not show it yet.
+        DealState::None => Action::Wait,
+        _ if view.past_deadline(now) => Action::Timeout,
+        DealState::ResultSubmitted => match verification {
+            Verification::Pending => Action::Verify,
+            Verification::Verified if !want_challenge => Action::Accept,
+            Verification::Verified | Verification::Refuted(_) => Action::Challenge,
+        },
+        _ => Action::Wait,
+    }
+}
+
+/// How a job ended.
+#[derive(Debug, Clone, Serialize)]
+pub struct Outcome {
+    /// The deal id.
+    pub deal_id: B256,
+    /// The provider.
+    pub provider: Address,
+    /// The price (token units).
+    pub price: U256,
+    /// The final deal state.
+    pub state: DealState,
+    /// The result hash on chain (zero if none came).
+    pub result_hash: B256,
+    /// Transactions sent, by what they did.
+    pub txs: Vec<(String, B256)>,
+    /// The results directory, if a bundle was downloaded.
+    pub dir: Option<PathBuf>,
+    /// The job's exit code, if known.
+    pub exit_code: Option<i64>,
+    /// Its stdout, if known.
+    #[serde(skip)]
+    pub stdout: Vec<u8>,
+    /// A sentence on what happened, for the user.
+    pub summary: String,
+}
+
+/// The sentence for the user once the deal settled in `state`; `because` is why it was
+/// challenged, when the job creator did not ask for it.
+pub fn summary(
+    state: DealState,
+    price: U256,
+    collateral: U256,
+    fee: U256,
+    provider: Address,
+    because: Option<&str>,
+) -> String {
+    let because = because.map(|why| format!("challenged because {why}; ")).unwrap_or_default();
+    match state {
+        DealState::Accepted => format!("accepted: provider {provider} was paid {} DCN", format_amount(price)),
+        DealState::TimedOutNoResult => format!(
+            "the provider delivered no result before the deadline: refunded {} DCN and awarded its {} DCN \
+             collateral (in escrow; `withdraw` to take it out)",
+            format_amount(price),
+            format_amount(collateral)
+        ),
+        DealState::TimedOutAccepted => format!(
+            "{because}the judge deadline passed before a judgement: provider {provider} was paid {} DCN",
+            format_amount(price)
+        ),
+        DealState::MediatedHonest => format!(
+            "{because}verdict: the provider was honest. It was paid {} DCN and the mediator's fee of {} DCN came from you",
+            format_amount(price),
+            format_amount(fee)
+        ),
+        DealState::MediatedDishonest => format!(
+            "{because}verdict: the provider cheated. You got back {} DCN and its collateral minus the mediator's fee",
+            format_amount(price + fee)
+        ),
+        DealState::TimedOutNoVerdict => {
+            format!("{because}no verdict came before the mediation deadline: everyone got back what they locked")
+        }
+        other => format!("the deal is {other}"),
+    }
+}
+
+impl JobCreator {
+    /// Follows a created deal to its end: waits for the result, downloads and verifies it,
+    /// accepts (or challenges when `want_challenge` or the bundle does not hold up) and
+    /// waits for the verdict, claiming every timeout the job creator is owed.
+    pub async fn finish(
+        &self,
+        created: &CreatedDeal,
+        want_challenge: bool,
+        progress: &dyn Progress,
+    ) -> Result<Outcome, JobCreatorError> {
+        let id = created.deal.id;
+        let d = &created.deal.deal;
+        let mut outcome = Outcome {
+            deal_id: id,
+            provider: d.provider,
+            price: d.price,
+            state: DealState::Created,
+            result_hash: B256::ZERO,
+            txs: vec![("create".into(), created.create_tx)],
+            dir: None,
+            exit_code: None,
+            stdout: vec![],
+            summary: String::new(),
+        };
+        let mut verification = Verification::Pending;
+        let mut reported: Option<DealState> = None;
+        let mut backoff = Backoff::new(Duration::from_secs(1), Duration::from_secs(30));
+        loop {
+            let seen = async { Ok::<_, JobCreatorError>((self.chain.deal(id).await?, self.chain.now().await?)) };
+            let (view, now) = match seen.await {
+                Ok(v) => v,
+                Err(e) if backoff.failures() < 8 => {
+                    let delay = backoff.next_delay();
+                    tracing::warn!(deal = %id, error = %e, retry_in_ms = delay.as_millis() as u64, "reading the deal failed");
+                    self.pause(delay).await?;
+                    continue;
+                }
+                Err(e) => return Err(e),
+            };
+            backoff.reset();
+            outcome.result_hash = view.result_hash;
+            if reported != Some(view.state) {
+                reported = Some(view.state);
+                match view.state {
+                    DealState::Created => progress.step(
+                        Step::Running,
+                        &format!("deal {id} is on chain; provider {} is running the job", d.provider),
+                    ),
+                    DealState::Challenged => progress
+                        .step(Step::AwaitingVerdict, &format!("mediator {} is re-running the job", view.mediator)),
+                    _ => {}
+                }
+            }
+            let tx = match decide(&view, now, &verification, want_challenge) {
+                Action::Wait => {
+                    self.pause(self.terms.poll).await?;
+                    continue;
+                }
+                Action::Verify => {
+                    progress.step(
+                        Step::ResultSubmitted,
+                        &format!("result {} on chain; downloading the bundle", view.result_hash),
+                    );
+                    verification = self.verify(id, view.result_hash, view.deadline, &mut outcome).await?;
+                    match &verification {
+                        Verification::Verified => progress.step(
+                            Step::Downloaded,
+                            &format!("bundle verified against the chain: {}", view.result_hash),
+                        ),
+                        Verification::Refuted(why) => tracing::warn!(deal = %id, "{why}: challenging"),
+                        Verification::Pending => {}
+                    }
+                    continue;
+                }
+                Action::Accept => {
+                    progress.step(Step::Accepting, "accepting the result");
+                    ("accept", self.chain.accept_result(id).await)
+                }
+                Action::Challenge => {
+                    progress.step(
+                        Step::Challenging,
+                        &format!("challenging the result (mediation fee {} DCN)", format_amount(d.mediationFee)),
+                    );
+                    ("challenge", self.chain.challenge(id).await)
+                }
+                Action::Timeout => {
+                    let why = match view.state {
+                        DealState::Created => "the provider missed the result deadline; claiming the refund",
+                        DealState::Challenged => "no verdict before the mediation deadline; settling",
+                        _ => "the judge deadline passed; settling",
+                    };
+                    progress.step(Step::TimingOut, why);
+                    ("timeout", self.chain.timeout(id).await)
+                }
+                Action::Done(state) => {
+                    let because = match &verification {
+                        Verification::Refuted(why) => Some(why.as_str()),
+                        _ => None,
+                    };
+                    outcome.state = state;
+                    outcome.summary = summary(state, d.price, d.collateral, d.mediationFee, d.provider, because);
+                    return Ok(outcome);
+                }
+            };
+            match tx {
+                (what, Ok(hash)) => outcome.txs.push((what.to_string(), hash)),
+                // A transaction that failed is decided again on what the chain says now
+                // (a reverted timeout means someone else settled the deal first).
+                (what, Err(e)) if backoff.failures() < 8 => {
+                    let delay = backoff.next_delay();
+                    tracing::warn!(deal = %id, error = %e, tx = what, "transaction failed; deciding again");
+                    self.pause(delay).await?;
+                }
+                (_, Err(e)) => return Err(e.into()),
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn view(state: DealState, deadline: u64) -> DealView {
+        DealView { state, deadline, result_hash: B256::repeat_byte(1), mediator: Address::repeat_byte(2) }
+    }
+
+    #[test]
+    fn waits_verifies_then_accepts_or_challenges() {
+        let p = Verification::Pending;
+        assert_eq!(decide(&view(DealState::None, 0), 10, &p, false), Action::Wait);
+        assert_eq!(decide(&view(DealState::Created, 100), 10, &p, false), Action::Wait);
+        assert_eq!(decide(&view(DealState::ResultSubmitted, 100), 10, &p, false), Action::Verify);
+        assert_eq!(decide(&view(DealState::ResultSubmitted, 100), 10, &Verification::Verified, false), Action::Accept);
+        assert_eq!(
+            decide(&view(DealState::ResultSubmitted, 100), 10, &Verification::Verified, true),
+            Action::Challenge
+        );
+        let refuted = Verification::Refuted("the hash differs".into());
+        assert_eq!(decide(&view(DealState::ResultSubmitted, 100), 10, &refuted, false), Action::Challenge);
+        assert_eq!(decide(&view(DealState::Challenged, 100), 10, &refuted, false), Action::Wait);
+    }
+
+    #[test]
+    fn every_deadline_the_job_creator_is_owed_is_claimed() {
+        let p = Verification::Pending;
+        // No result: refund plus collateral.
+        assert_eq!(decide(&view(DealState::Created, 100), 101, &p, false), Action::Timeout);
+        assert_eq!(decide(&view(DealState::Created, 100), 100, &p, false), Action::Wait, "deadlines are inclusive");
+        // No verdict: everyone refunded.
+        assert_eq!(decide(&view(DealState::Challenged, 100), 101, &Verification::Verified, true), Action::Timeout);
+        // Its own judge deadline passed: settle (the provider is paid) rather than hang.
+        assert_eq!(decide(&view(DealState::ResultSubmitted, 100), 101, &p, false), Action::Timeout);
+    }
+
+    #[test]
+    fn a_restart_after_a_transaction_does_not_send_it_again() {
+        // After a challenge, the deal is challenged: wait for the verdict, never challenge twice.
+        for v in [Verification::Pending, Verification::Verified, Verification::Refuted("x".into())] {
+            assert_eq!(decide(&view(DealState::Challenged, 100), 10, &v, true), Action::Wait);
+        }
+        for s in DealState::ALL.into_iter().filter(|s| s.is_final()) {
+            assert_eq!(decide(&view(s, 0), 10, &Verification::Pending, true), Action::Done(s));
+        }
+    }
+
+    #[test]
+    fn summaries_say_who_got_what() {
+        let unit = U256::from(10u64).pow(U256::from(18));
+        let (p, c, f, a) = (unit, unit * U256::from(2), unit, Address::repeat_byte(3));
+        assert!(summary(DealState::Accepted, p, c, f, a, None).contains("was paid 1 DCN"));
+        assert!(summary(DealState::TimedOutNoResult, p, c, f, a, None).contains("refunded 1 DCN and awarded its 2 DCN"));
+        let s = summary(DealState::MediatedDishonest, p, c, f, a, Some("the hash differs"));
+        assert!(s.starts_with("challenged because the hash differs; verdict: the provider cheated"), "{s}");
+        assert!(summary(DealState::TimedOutNoVerdict, p, c, f, a, None).contains("no verdict"));
+    }
+}

@@ -1,0 +1,246 @@
+//! The mediator service: follows `DealChallenged` logs naming this account, records each
+//! challenge before acting on it, and drives each by its own named task through
+//! [`decide`]: fetch the deal and its spec from the solver (the deal checked against its
+//! id, the spec against the deal's job hash), re-run the job, and rule.
+
+use super::case::{decide, Action, Closed, Mediation};
+use super::config::MediatorConfig;
+use crate::bundle::{self, BundleError};
+use crate::chain::bindings::DcnDeals;
+use crate::chain::deals::{deal_id, domain};
+use crate::chain::{ChainError, DealsChain, LogSource};
+use crate::executor::{Executor, ExecutorError};
+use crate::kv::{KvError, KvStore};
+use crate::protocol::records::OfferRecord;
+use crate::protocol::{ClientError, OfferKind, SolverApi};
+use crate::runtime::{Backoff, CursorError, Follower, KvCursor, Start, Tasks};
+use alloy::primitives::{Address, B256};
+use alloy::rpc::types::Filter;
+use alloy::sol_types::SolEvent;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio_util::sync::CancellationToken;
+
+const TABLE: &str = "mediations";
+const BLOCK_CURSOR: &str = "block";
+
+/// Why a mediation step failed. Store failures stop the mediator; the others are retried
+/// with backoff until the mediation deadline.
+#[derive(Debug, thiserror::Error)]
+pub enum MediatorError {
+    /// The chain did not answer, or a transaction failed.
+    #[error(transparent)]
+    Chain(#[from] ChainError),
+    /// The solver did not answer or refused.
+    #[error(transparent)]
+    Solver(#[from] ClientError),
+    /// The mediator's own store failed.
+    #[error(transparent)]
+    Store(#[from] KvError),
+    /// The log cursor could not be stored.
+    #[error(transparent)]
+    Cursor(#[from] CursorError),
+    /// The machine could not run the job.
+    #[error(transparent)]
+    Executor(#[from] ExecutorError),
+    /// The re-run's bundle could not be written.
+    #[error(transparent)]
+    Bundle(#[from] BundleError),
+    /// A local file operation failed.
+    #[error("{what}: {source}")]
+    Io {
+        /// What was being done.
+        what: String,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The solver's terms for the deal do not hash to its id: not run.
+    #[error("the solver's terms for deal {0} do not hash to its id: refusing to run them")]
+    TermsMismatch(B256),
+    /// The solver's job for the deal is not a job offer.
+    #[error("the solver names a resource offer as deal {0}'s job")]
+    NotAJobOffer(B256),
+    /// The solver's job spec is not the one the deal commits to: not run.
+    #[error(
+        "the job spec from the solver hashes to {spec}, not deal {deal}'s job hash {expected}: refusing to run it"
+    )]
+    SpecMismatch {
+        /// The deal.
+        deal: B256,
+        /// What the spec hashes to.
+        spec: B256,
+        /// The deal's job hash.
+        expected: B256,
+    },
+}
+
+impl MediatorError {
+    /// Whether the mediator must stop rather than retry.
+    pub fn is_fatal(&self) -> bool {
+        matches!(self, Self::Store(_) | Self::Cursor(_))
+    }
+}
+
+/// What the mediator works with, passed in by its composition root.
+pub struct MediatorDeps {
+    /// This mediator's account.
+    pub account: Address,
+    /// The deals contract.
+    pub chain: Arc<dyn DealsChain>,
+    /// Its logs.
+    pub logs: Arc<dyn LogSource>,
+    /// The `DcnDeals` address, for the log filter.
+    pub deals_contract: Address,
+    /// The solver job specs come from.
+    pub solver: Arc<dyn SolverApi>,
+    /// Runs the jobs again.
+    pub executor: Arc<dyn Executor>,
+    /// Its records.
+    pub kv: KvStore,
+}
+
+/// A running mediator.
+pub struct MediatorService {
+    cfg: MediatorConfig,
+    work_dir: PathBuf,
+    deps: MediatorDeps,
+}
+
+impl MediatorService {
+    /// The mediator with `cfg`, re-running jobs in directories under `work_dir`.
+    pub fn new(cfg: MediatorConfig, work_dir: PathBuf, deps: MediatorDeps) -> Arc<Self> {
+        Arc::new(Self { cfg, work_dir, deps })
+    }
+
+    fn save(&self, m: &Mediation) -> Result<(), KvError> {
+        self.deps.kv.put(TABLE, m.deal.as_slice(), m)
+    }
+
+    fn spawn_case(self: &Arc<Self>, tasks: &Tasks, m: Mediation) {
+        tasks.spawn(format!("mediator/deal {}", m.deal), self.clone().mediate(m, tasks.token().clone()));
+    }
+
+    /// Runs until the tasks' token is cancelled.
+    pub async fn run(self: Arc<Self>, tasks: Tasks) -> Result<(), MediatorError> {
+        for m in self.deps.kv.all::<Mediation>(TABLE)? {
+            if m.closed.is_none() {
+                tracing::info!(deal = %m.deal, "resuming mediation");
+                self.spawn_case(&tasks, m);
+            }
+        }
+        let filter = Filter::new()
+            .address(self.deps.deals_contract)
+            .event_signature(DcnDeals::DealChallenged::SIGNATURE_HASH)
+            .topic2(self.deps.account.into_word());
+        let cursor = Box::new(KvCursor::new(self.deps.kv.clone(), BLOCK_CURSOR));
+        let start = Start::BeforeHead(1_000);
+        let mut follower = Follower::new("mediator", self.deps.logs.clone(), filter, cursor, start, self.cfg.poll)?;
+        tracing::info!(mediator = %self.deps.account, "mediator ready: watching for challenges");
+        while let Some(batch) = follower.next(tasks.token()).await {
+            for log in &batch.logs {
+                let Some(&id) = log.topics().get(1) else { continue };
+                if self.deps.kv.get::<Mediation>(TABLE, id.as_slice())?.is_some() {
+                    continue;
+                }
+                let m = Mediation::new(id);
+                self.save(&m)?;
+                tracing::info!(deal = %id, "challenge received: re-running the job");
+                self.spawn_case(&tasks, m);
+            }
+            follower.commit(&batch)?;
+        }
+        tracing::info!("mediator stopped");
+        Ok(())
+    }
+
+    /// Drives one challenge until it is closed or `token` is cancelled.
+    async fn mediate(self: Arc<Self>, mut m: Mediation, token: CancellationToken) -> Result<(), MediatorError> {
+        let mut backoff = Backoff::new(self.cfg.poll.max(Duration::from_secs(1)), Duration::from_secs(30));
+        while !token.is_cancelled() {
+            match self.step(&mut m).await {
+                Ok(true) => return Ok(()),
+                Ok(false) => {
+                    backoff.reset();
+                    continue;
+                }
+                Err(e) if e.is_fatal() => return Err(e),
+                Err(e) => {
+                    let delay = backoff.next_delay();
+                    tracing::warn!(deal = %m.deal, error = %e, retry_in_ms = delay.as_millis() as u64, "mediation step failed; retrying");
+                    tokio::select! {
+                        _ = token.cancelled() => break,
+                        _ = tokio::time::sleep(delay) => {}
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// One observe-decide-act step; `Ok(true)` once the mediation is closed.
+    pub(super) async fn step(&self, m: &mut Mediation) -> Result<bool, MediatorError> {
+        let id = m.deal;
+        let view = self.deps.chain.deal(id).await?;
+        let now = self.deps.chain.now().await?;
+        match decide(m, &view, now, self.deps.account) {
+            Action::Rerun => {
+                let mine = self.rerun(id).await?;
+                tracing::info!(deal = %id, mine = %mine, provider = %view.result_hash, "re-ran the job");
+                m.rerun = Some(mine);
+                self.save(m)?;
+                Ok(false)
+            }
+            Action::Rule { provider_honest } => {
+                let tx = self.deps.chain.mediate(id, provider_honest).await?;
+                m.provider_honest = Some(provider_honest);
+                m.tx = Some(tx);
+                self.save(m)?;
+                let verdict = if provider_honest { "honest" } else { "dishonest" };
+                tracing::info!(deal = %id, verdict, %tx, "verdict on chain");
+                Ok(false)
+            }
+            Action::Close(closed) => {
+                match closed {
+                    Closed::DeadlinePassed => {
+                        tracing::warn!(deal = %id, "the mediation deadline passed before a verdict")
+                    }
+                    Closed::NotOurs => tracing::info!(deal = %id, "no longer ours to rule"),
+                    Closed::Settled(s) => tracing::info!(deal = %id, state = %s, "mediation closed"),
+                }
+                m.closed = Some(closed);
+                self.save(m)?;
+                Ok(true)
+            }
+        }
+    }
+
+    /// Fetches deal `id`'s job, checks it against the deal, runs it and returns its
+    /// result hash.
+    async fn rerun(&self, id: B256) -> Result<B256, MediatorError> {
+        let deal = self.deps.solver.deal(id).await?;
+        let info = self.deps.solver.info();
+        if deal_id(&deal.deal, &domain(info.chain_id, info.deals_contract)) != id {
+            return Err(MediatorError::TermsMismatch(id));
+        }
+        let spec = match self.deps.solver.offer(deal.job_offer, OfferKind::Job).await? {
+            OfferRecord::Job(j) => j.signed.spec,
+            OfferRecord::Resource(_) => return Err(MediatorError::NotAJobOffer(id)),
+        };
+        let hash = spec.content_hash();
+        if hash != deal.deal.jobHash {
+            return Err(MediatorError::SpecMismatch { deal: id, spec: hash, expected: deal.deal.jobHash });
+        }
+        let dir = self.work_dir.join(id.to_string());
+        let io = |what: &'static str| {
+            let what = format!("{what} {}", dir.display());
+            move |source| MediatorError::Io { what, source }
+        };
+        if dir.exists() {
+            std::fs::remove_dir_all(&dir).map_err(io("clearing"))?;
+        }
+        std::fs::create_dir_all(&dir).map_err(io("creating"))?;
+        let outcome = self.deps.executor.run(&spec, &dir).await?;
+        Ok(bundle::write_bundle(&outcome.results(), &dir.join("bundle.tar"))?)
+    }
+}

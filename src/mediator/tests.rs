@@ -1,0 +1,124 @@
+//! The mediator's handling of a challenge with fakes of the chain, the solver and the
+//! executor: re-run and rule once (also across a restart), refuse a spec that is not the
+//! deal's, and stop at the deadline.
+
+use super::case::{Closed, Mediation};
+use super::service::{MediatorDeps, MediatorError, MediatorService};
+use super::MediatorConfig;
+use crate::chain::{DealState, DealsChain};
+use crate::kv::KvStore;
+use crate::protocol::records::DealStatus;
+use crate::testing::*;
+use alloy::primitives::{Address, B256};
+use alloy::signers::local::PrivateKeySigner;
+use std::sync::Arc;
+use std::time::Duration;
+
+struct Rig {
+    chain: Arc<FakeChain>,
+    solver: Arc<FakeSolver>,
+    executor: Arc<FakeExecutor>,
+    service: Arc<MediatorService>,
+    dir: tempfile::TempDir,
+}
+
+impl Rig {
+    fn new() -> Self {
+        let chain = Arc::new(FakeChain::new(MEDIATOR));
+        let solver = Arc::new(FakeSolver::new());
+        let executor = Arc::new(FakeExecutor::default());
+        let dir = tempfile::tempdir().unwrap();
+        let deps = MediatorDeps {
+            account: MEDIATOR,
+            chain: chain.clone(),
+            logs: chain.clone(),
+            deals_contract: DEALS,
+            solver: solver.clone(),
+            executor: executor.clone(),
+            kv: KvStore::memory(),
+        };
+        let cfg = MediatorConfig { poll: Duration::from_millis(5), solver: None };
+        let service = MediatorService::new(cfg, dir.path().join("jobs"), deps);
+        Self { chain, solver, executor, service, dir }
+    }
+
+    /// A challenged deal whose job the solver serves as `served`, with `provider_result`
+    /// on chain.
+    fn challenged(&self, served: &str, provider_result: B256) -> B256 {
+        let terms = terms(Address::repeat_byte(0xc0), Address::repeat_byte(0xa0), &spec("moo"), 1);
+        let id = self.chain.create(&terms);
+        let record = record_of(terms, DealStatus::Challenged);
+        self.solver.put_job_offer(record.job_offer, spec(served), &PrivateKeySigner::random());
+        self.solver.put_deal(record);
+        self.chain.put(id, DealState::Challenged, 2_000, provider_result);
+        id
+    }
+
+    /// The result hash an honest run of `spec("moo")` gives.
+    fn honest_result(&self) -> B256 {
+        let out = self.dir.path().join("honest");
+        std::fs::create_dir_all(out.join("outputs")).unwrap();
+        crate::bundle::write_bundle(&fake_results(&spec("moo"), &out.join("outputs")), &out.join("b.tar")).unwrap()
+    }
+
+    async fn run_to_close(&self, mut m: Mediation) -> Mediation {
+        for _ in 0..100 {
+            match self.service.step(&mut m).await {
+                Ok(true) => return m,
+                Ok(false) => {}
+                Err(e) => panic!("{e}"),
+            }
+        }
+        panic!("never closed: {m:?}");
+    }
+}
+
+#[tokio::test]
+async fn an_honest_result_is_ruled_honest_once_even_after_a_restart() {
+    let rig = Rig::new();
+    let id = rig.challenged("moo", rig.honest_result());
+    let m = rig.run_to_close(Mediation::new(id)).await;
+    assert_eq!(m.closed, Some(Closed::Settled(DealState::MediatedHonest)));
+    assert_eq!(rig.chain.count(|t| *t == Tx::Mediate(id, true)), 1);
+    assert_eq!(rig.executor.runs(), 1);
+    // Restarted with the stored record: nothing is run or sent again.
+    let again = rig.run_to_close(Mediation { closed: None, ..m }).await;
+    assert_eq!(again.closed, Some(Closed::Settled(DealState::MediatedHonest)));
+    assert_eq!((rig.executor.runs(), rig.chain.txs().len()), (1, 1));
+}
+
+#[tokio::test]
+async fn a_restart_after_the_rerun_rules_without_running_again() {
+    let rig = Rig::new();
+    let id = rig.challenged("moo", B256::repeat_byte(9));
+    let m = Mediation { rerun: Some(rig.honest_result()), ..Mediation::new(id) };
+    let m = rig.run_to_close(m).await;
+    assert_eq!(m.provider_honest, Some(false), "a different hash on chain is dishonest");
+    assert_eq!(rig.executor.runs(), 0);
+    assert_eq!(rig.chain.count(|t| *t == Tx::Mediate(id, false)), 1);
+}
+
+#[tokio::test]
+async fn a_spec_that_is_not_the_deals_job_is_never_run() {
+    let rig = Rig::new();
+    let id = rig.challenged("oink", rig.honest_result());
+    let mut m = Mediation::new(id);
+    let err = rig.service.step(&mut m).await.unwrap_err();
+    assert!(matches!(err, MediatorError::SpecMismatch { .. }), "{err}");
+    assert!(!err.is_fatal(), "retried: the solver may serve the right spec later");
+    assert_eq!(rig.executor.runs(), 0);
+    assert!(rig.chain.txs().is_empty(), "no verdict on a job it could not check");
+}
+
+#[tokio::test]
+async fn nothing_is_sent_after_the_mediation_deadline() {
+    let rig = Rig::new();
+    let id = rig.challenged("moo", rig.honest_result());
+    rig.chain.set_now(2_001);
+    let m = rig.run_to_close(Mediation::new(id)).await;
+    assert_eq!(m.closed, Some(Closed::DeadlinePassed));
+    assert_eq!((rig.executor.runs(), rig.chain.txs().len()), (0, 0));
+    // The provider (or anyone) settles it: no verdict, everyone refunded.
+    rig.chain.timeout(id).await.unwrap();
+    assert_eq!(rig.chain.view(id).state, DealState::TimedOutNoVerdict);
+}

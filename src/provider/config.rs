@@ -1,0 +1,158 @@
+//! The provider's configuration, resolved from the settings and its command-line overrides
+//! (pure: unit-tested below). What depends on the machine (slot sizes derived from its
+//! cores and RAM) and on the chain (the registered mediators) is settled at start, in
+//! [`super::Offering`].
+
+use super::terms::Limits;
+use crate::config::{InvalidSetting, Settings};
+use crate::units::parse_amount;
+use alloy::primitives::{Address, U256};
+use std::time::Duration;
+
+/// What `dcn provider` flags override; `None` keeps the setting.
+#[derive(Debug, Clone, Default)]
+pub struct ProviderOverrides {
+    /// `--offer-cpu`.
+    pub offer_cpu: Option<u64>,
+    /// `--offer-ram`.
+    pub offer_ram_mb: Option<u64>,
+    /// `--offer-gpu`.
+    pub offer_gpu: Option<u32>,
+    /// `--offer-count`.
+    pub offer_count: Option<u32>,
+    /// `--price`.
+    pub price: Option<String>,
+    /// `--collateral`.
+    pub collateral: Option<String>,
+    /// `--modules`.
+    pub modules: Option<Vec<String>>,
+    /// `--mediators`.
+    pub mediators: Option<Vec<Address>>,
+    /// `--solver`.
+    pub solver: Option<String>,
+    /// Test-only: report wrong results.
+    pub fault_wrong_result: bool,
+}
+
+/// Everything the provider takes from configuration.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ProviderConfig {
+    /// Milli-CPU per slot; 0: the machine's share.
+    pub offer_cpu: u64,
+    /// RAM per slot in MB; 0: the machine's share.
+    pub offer_ram_mb: u64,
+    /// GPUs per slot.
+    pub offer_gpu: u32,
+    /// Slots (jobs at once), at least 1.
+    pub slots: u32,
+    /// Price per job, token units.
+    pub price: U256,
+    /// Collateral per deal, token units.
+    pub collateral: U256,
+    /// Module allow-list (empty: any).
+    pub modules: Vec<String>,
+    /// Trusted mediators as configured (empty: every registered one).
+    pub mediators: Vec<Address>,
+    /// The solver as configured (URL or address; `None`: the registry's).
+    pub solver: Option<String>,
+    /// Lifetime of a posted offer, seconds.
+    pub offer_ttl_secs: u64,
+    /// Limits on the deal terms it signs.
+    pub limits: Limits,
+    /// How often the chain is read for a deal's state.
+    pub poll: Duration,
+    /// Test-only fault: report a wrong result.
+    pub fault_wrong_result: bool,
+}
+
+impl ProviderConfig {
+    /// The configuration from `settings` with `overrides` on top.
+    pub fn resolve(settings: &Settings, overrides: &ProviderOverrides) -> Result<Self, InvalidSetting> {
+        let p = &settings.provider;
+        let slots = overrides.offer_count.unwrap_or(p.offer_count);
+        if slots == 0 {
+            return Err(InvalidSetting::new("provider.offer_count", "a provider offers at least 1 slot"));
+        }
+        let price = parse_amount(overrides.price.as_deref().unwrap_or(&p.price), "provider.price")?;
+        let collateral = parse_amount(overrides.collateral.as_deref().unwrap_or(&p.collateral), "provider.collateral")?;
+        Ok(Self {
+            offer_cpu: overrides.offer_cpu.unwrap_or(p.offer_cpu),
+            offer_ram_mb: overrides.offer_ram_mb.unwrap_or(p.offer_ram_mb),
+            offer_gpu: overrides.offer_gpu.unwrap_or(p.offer_gpu),
+            slots,
+            price,
+            collateral,
+            modules: overrides.modules.clone().unwrap_or_else(|| p.modules.clone()),
+            mediators: overrides.mediators.clone().unwrap_or_else(|| settings.services.mediators.clone()),
+            solver: overrides.solver.clone().or_else(|| settings.services.solver.clone()),
+            offer_ttl_secs: p.offer_ttl_secs,
+            limits: Limits {
+                allow_network: settings.executor.allow_network,
+                min_result_margin_secs: p.min_result_margin_secs,
+                max_judge_timeout_secs: p.max_judge_timeout_secs,
+                max_mediation_timeout_secs: p.max_mediation_timeout_secs,
+            },
+            poll: Duration::from_millis(p.poll_ms.max(20)),
+            fault_wrong_result: overrides.fault_wrong_result,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Overrides;
+
+    fn settings(env: &[(&str, &str)]) -> Settings {
+        let mut e: std::collections::HashMap<String, String> =
+            env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        e.insert("HOME".into(), "/nonexistent-home".into());
+        Settings::load(&Overrides::default(), &e).unwrap()
+    }
+
+    #[test]
+    fn defaults_then_settings_then_flags() {
+        let c = ProviderConfig::resolve(&settings(&[]), &ProviderOverrides::default()).unwrap();
+        assert_eq!((c.slots, c.offer_cpu, c.offer_gpu), (1, 0, 0));
+        assert_eq!(c.price, parse_amount("1", "x").unwrap());
+        assert_eq!(c.collateral, parse_amount("2", "x").unwrap());
+        assert!(c.modules.is_empty() && c.mediators.is_empty() && c.solver.is_none());
+
+        let s = settings(&[
+            ("DCN_PROVIDER__PRICE", "0.5"),
+            ("DCN_PROVIDER__MODULES", "cowsay, write-files"),
+            ("SERVICE_MEDIATORS", "0x70997970C51812dc3A010C7d01b50e0d17dc79C8"),
+            ("SERVICE_SOLVER", "http://solver:8080"),
+        ]);
+        let c = ProviderConfig::resolve(&s, &ProviderOverrides::default()).unwrap();
+        assert_eq!(c.price, parse_amount("0.5", "x").unwrap());
+        assert_eq!(c.modules, ["cowsay", "write-files"]);
+        assert_eq!(c.mediators.len(), 1);
+        assert_eq!(c.solver.as_deref(), Some("http://solver:8080"));
+
+        let o = ProviderOverrides {
+            offer_count: Some(3),
+            price: Some("2".into()),
+            modules: Some(vec![]),
+            mediators: Some(vec![Address::repeat_byte(9)]),
+            solver: Some("http://other".into()),
+            ..Default::default()
+        };
+        let c = ProviderConfig::resolve(&s, &o).unwrap();
+        assert_eq!(c.slots, 3);
+        assert_eq!(c.price, parse_amount("2", "x").unwrap());
+        assert!(c.modules.is_empty(), "an empty flag list clears the allow-list");
+        assert_eq!(c.mediators, [Address::repeat_byte(9)]);
+        assert_eq!(c.solver.as_deref(), Some("http://other"));
+    }
+
+    #[test]
+    fn invalid_values_name_the_setting() {
+        let o = ProviderOverrides { offer_count: Some(0), ..Default::default() };
+        let e = ProviderConfig::resolve(&settings(&[]), &o).unwrap_err().to_string();
+        assert!(e.contains("provider.offer_count"), "{e}");
+        let o = ProviderOverrides { collateral: Some("lots".into()), ..Default::default() };
+        let e = ProviderConfig::resolve(&settings(&[]), &o).unwrap_err().to_string();
+        assert!(e.contains("provider.collateral") && e.contains("`lots`"), "{e}");
+    }
+}

@@ -1,0 +1,249 @@
+//! One signed deal as the provider keeps it ([`JobRecord`]) and the pure decision of what
+//! to do next ([`decide`]): the record's [`Stage`], the deal as the chain holds it and the
+//! chain's clock go in, an [`Action`] comes out. The loop in `drive.rs` performs it.
+//!
+//! Life: signed → running → ran → uploaded → submitted → done. The chain is read before
+//! every step, so a record that is behind the chain (a restart after a transaction went
+//! out) catches up instead of sending the transaction again.
+
+use crate::chain::{DealState, DealView};
+use crate::protocol::records::{DealRecord, DealStatus};
+use crate::types::JobSpec;
+use alloy::primitives::B256;
+use serde::{Deserialize, Serialize};
+
+/// Where a signed deal is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Stage {
+    /// Signed; waiting for the job creator to create it on chain.
+    Signed,
+    /// Created on chain: the job is to be run (again, after a restart).
+    Running,
+    /// Ran; the bundle is on disk with `result_hash`.
+    Ran,
+    /// The bundle is at the solver.
+    Uploaded,
+    /// The result hash is on chain; waiting for the verdict or the judge deadline.
+    Submitted,
+    /// Nothing left to do (`outcome` says how it ended).
+    Done,
+}
+
+/// How a deal ended for the provider.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Ending {
+    /// Settled on chain in this final state.
+    Settled(DealState),
+    /// Never created on chain: the solver gave up on it.
+    NeverCreated,
+    /// The result deadline passed before a result was on chain: the collateral is lost
+    /// once anyone calls `timeout`.
+    MissedDeadline,
+}
+
+impl std::fmt::Display for Ending {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Settled(s) => write!(f, "{s}"),
+            Self::NeverCreated => f.write_str("never created on chain"),
+            Self::MissedDeadline => f.write_str("result deadline missed"),
+        }
+    }
+}
+
+/// One signed deal, as kept in the provider's store.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct JobRecord {
+    /// The deal as the solver proposed it.
+    pub deal: DealRecord,
+    /// The job.
+    pub spec: JobSpec,
+    /// Where it is.
+    pub stage: Stage,
+    /// The result hash once run.
+    pub result_hash: Option<B256>,
+    /// The `submitResult` transaction.
+    pub submit_tx: Option<B256>,
+    /// How it ended.
+    pub outcome: Option<Ending>,
+    /// When it was signed, unix seconds.
+    pub signed_at: u64,
+}
+
+/// What the loop saw before deciding.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Observed {
+    /// The deal on chain.
+    pub view: DealView,
+    /// The chain's clock.
+    pub now: u64,
+    /// The solver's status of the deal, when asked (only while it is not on chain).
+    pub solver: Option<DealStatus>,
+    /// Whether the solver still holds the provider's signature (when asked).
+    pub solver_has_signature: bool,
+    /// Whether the bundle is on disk.
+    pub bundle_on_disk: bool,
+}
+
+/// What to do next with a deal.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Action {
+    /// Nothing until the chain moves.
+    Wait,
+    /// The solver lost the signature of a deal not yet created: sign it again.
+    Resign,
+    /// Move the record to `stage` (the chain is ahead of it, or a file is gone).
+    Goto(Stage),
+    /// Run the job (again, from scratch) and write its bundle.
+    Run,
+    /// Upload the bundle to the solver.
+    Upload,
+    /// Submit the result hash on chain.
+    Submit,
+    /// Call `timeout`: payment after the judge deadline, or the collateral back after a
+    /// mediation deadline with no verdict.
+    ClaimTimeout,
+    /// The deal is over.
+    Finish(Ending),
+}
+
+/// What to do with `job` given what was observed. Pure.
+pub fn decide(job: &JobRecord, seen: &Observed) -> Action {
+    let state = seen.view.state;
+    if state.is_final() {
+        return Action::Finish(Ending::Settled(state));
+    }
+    let late = seen.view.past_deadline(seen.now);
+    match (job.stage, state) {
+        (Stage::Done, _) => Action::Wait,
+        // Not on chain (yet): only the solver knows whether it still may come.
+        (_, DealState::None) => match seen.solver {
+            Some(DealStatus::Expired) => Action::Finish(Ending::NeverCreated),
+            Some(DealStatus::Signed | DealStatus::Proposed) if !seen.solver_has_signature => Action::Resign,
+            _ => Action::Wait,
+        },
+        (Stage::Signed, DealState::Created) => Action::Goto(Stage::Running),
+        (Stage::Running | Stage::Ran | Stage::Uploaded, DealState::Created) if late => {
+            Action::Finish(Ending::MissedDeadline)
+        }
+        (Stage::Running, DealState::Created) => Action::Run,
+        (Stage::Ran, DealState::Created) if !seen.bundle_on_disk => Action::Goto(Stage::Running),
+        (Stage::Ran, DealState::Created) => Action::Upload,
+        (Stage::Uploaded, DealState::Created) => Action::Submit,
+        // The record was saved before the submit transaction's receipt came back.
+        (Stage::Submitted, DealState::Created) => Action::Goto(Stage::Uploaded),
+        // The result is on chain: a restart after `submitResult` lands here, not at Submit.
+        (Stage::Signed | Stage::Running | Stage::Ran | Stage::Uploaded, _) => Action::Goto(Stage::Submitted),
+        (Stage::Submitted, DealState::ResultSubmitted | DealState::Challenged) if late => Action::ClaimTimeout,
+        (Stage::Submitted, _) => Action::Wait,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testing::{deal_record, spec};
+    use alloy::primitives::Address;
+
+    fn job(stage: Stage) -> JobRecord {
+        JobRecord {
+            deal: deal_record(1),
+            spec: spec("moo"),
+            stage,
+            result_hash: None,
+            submit_tx: None,
+            outcome: None,
+            signed_at: 0,
+        }
+    }
+
+    fn seen(state: DealState, deadline: u64, now: u64) -> Observed {
+        Observed {
+            view: DealView { state, deadline, result_hash: B256::ZERO, mediator: Address::ZERO },
+            now,
+            solver: None,
+            solver_has_signature: true,
+            bundle_on_disk: true,
+        }
+    }
+
+    #[test]
+    fn the_happy_path_moves_one_stage_at_a_time() {
+        assert_eq!(decide(&job(Stage::Signed), &seen(DealState::None, 0, 10)), Action::Wait);
+        assert_eq!(decide(&job(Stage::Signed), &seen(DealState::Created, 100, 10)), Action::Goto(Stage::Running));
+        assert_eq!(decide(&job(Stage::Running), &seen(DealState::Created, 100, 10)), Action::Run);
+        assert_eq!(decide(&job(Stage::Ran), &seen(DealState::Created, 100, 10)), Action::Upload);
+        assert_eq!(decide(&job(Stage::Uploaded), &seen(DealState::Created, 100, 10)), Action::Submit);
+        assert_eq!(decide(&job(Stage::Submitted), &seen(DealState::ResultSubmitted, 200, 110)), Action::Wait);
+        assert_eq!(
+            decide(&job(Stage::Submitted), &seen(DealState::Accepted, 0, 120)),
+            Action::Finish(Ending::Settled(DealState::Accepted))
+        );
+    }
+
+    #[test]
+    fn every_restart_point_catches_up_with_the_chain_without_a_second_transaction() {
+        // Killed after submitResult went out but before the record said so.
+        for stage in [Stage::Signed, Stage::Running, Stage::Ran, Stage::Uploaded] {
+            assert_eq!(
+                decide(&job(stage), &seen(DealState::ResultSubmitted, 200, 110)),
+                Action::Goto(Stage::Submitted),
+                "{stage:?}"
+            );
+            assert_eq!(decide(&job(stage), &seen(DealState::Challenged, 200, 110)), Action::Goto(Stage::Submitted));
+        }
+        // Killed after the bundle was written but the work directory is gone: run again.
+        let mut s = seen(DealState::Created, 100, 10);
+        s.bundle_on_disk = false;
+        assert_eq!(decide(&job(Stage::Ran), &s), Action::Goto(Stage::Running));
+        // A record that says submitted while the chain has no result submits again.
+        assert_eq!(decide(&job(Stage::Submitted), &seen(DealState::Created, 100, 10)), Action::Goto(Stage::Uploaded));
+        // Whatever the stage, a settled deal is finished, with the state it settled in.
+        for stage in [Stage::Signed, Stage::Running, Stage::Ran, Stage::Uploaded, Stage::Submitted] {
+            assert_eq!(
+                decide(&job(stage), &seen(DealState::MediatedDishonest, 0, 10)),
+                Action::Finish(Ending::Settled(DealState::MediatedDishonest))
+            );
+        }
+    }
+
+    #[test]
+    fn timeouts_the_provider_claims() {
+        // No judgement by the deadline: the provider takes its payment.
+        assert_eq!(decide(&job(Stage::Submitted), &seen(DealState::ResultSubmitted, 200, 201)), Action::ClaimTimeout);
+        // Inclusive deadline: not yet at the deadline itself.
+        assert_eq!(decide(&job(Stage::Submitted), &seen(DealState::ResultSubmitted, 200, 200)), Action::Wait);
+        // No verdict by the mediation deadline: its collateral comes back.
+        assert_eq!(decide(&job(Stage::Submitted), &seen(DealState::Challenged, 300, 301)), Action::ClaimTimeout);
+        assert_eq!(decide(&job(Stage::Submitted), &seen(DealState::Challenged, 300, 250)), Action::Wait);
+    }
+
+    #[test]
+    fn timeouts_the_provider_suffers() {
+        // The result deadline passed before the result was on chain: nothing to send.
+        for stage in [Stage::Running, Stage::Ran, Stage::Uploaded] {
+            assert_eq!(
+                decide(&job(stage), &seen(DealState::Created, 100, 101)),
+                Action::Finish(Ending::MissedDeadline),
+                "{stage:?}"
+            );
+        }
+        // The deal was never created: the solver says it expired.
+        let mut s = seen(DealState::None, 0, 10);
+        s.solver = Some(DealStatus::Expired);
+        assert_eq!(decide(&job(Stage::Signed), &s), Action::Finish(Ending::NeverCreated));
+    }
+
+    #[test]
+    fn a_signature_the_solver_lost_is_given_again() {
+        let mut s = seen(DealState::None, 0, 10);
+        s.solver = Some(DealStatus::Proposed);
+        s.solver_has_signature = false;
+        assert_eq!(decide(&job(Stage::Signed), &s), Action::Resign);
+        s.solver_has_signature = true;
+        s.solver = Some(DealStatus::Signed);
+        assert_eq!(decide(&job(Stage::Signed), &s), Action::Wait);
+    }
+}

@@ -1,0 +1,220 @@
+//! The thin loop that drives one signed deal to its end: observe (chain, clock, and while
+//! the deal is not on chain now and then the solver), [`decide`], perform the action, and
+//! repeat. Failed steps are retried with backoff; only a store failure ends the task with
+//! an error (which stops the provider: it must not act without its records).
+
+use super::deal::{decide, Action, Ending, JobRecord, Observed, Stage};
+use super::service::{ProviderError, ProviderService};
+use crate::bundle;
+use crate::protocol::ClientError;
+use crate::runtime::Backoff;
+use crate::units::format_amount;
+use alloy::primitives::B256;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio_util::sync::CancellationToken;
+
+/// While a deal is not on chain, the solver is asked about it every this many polls.
+const SOLVER_EVERY: u64 = 8;
+
+/// What performing an action led to.
+enum Next {
+    /// Decide again at once.
+    Now,
+    /// Wait a poll interval first.
+    Poll,
+    /// The deal is done.
+    Done,
+}
+
+impl ProviderService {
+    fn workdir(&self, id: B256) -> PathBuf {
+        self.work_dir.join(id.to_string())
+    }
+
+    fn bundle_path(&self, id: B256) -> PathBuf {
+        self.workdir(id).join("bundle.tar")
+    }
+
+    /// Drives `job` until it is done or `token` is cancelled.
+    pub(super) async fn drive(
+        self: Arc<Self>,
+        mut job: JobRecord,
+        token: CancellationToken,
+    ) -> Result<(), ProviderError> {
+        let id = job.deal.id;
+        let mut polls: u64 = 0;
+        let mut backoff = Backoff::new(Duration::from_secs(1), Duration::from_secs(30));
+        while !token.is_cancelled() {
+            let step = match self.observe(&job, polls).await {
+                Ok(seen) => {
+                    let action = decide(&job, &seen);
+                    self.perform(&mut job, action).await
+                }
+                Err(e) => Err(e),
+            };
+            let wait = match step {
+                Ok(Next::Done) => return Ok(()),
+                Ok(Next::Now) => {
+                    backoff.reset();
+                    polls = 0;
+                    continue;
+                }
+                Ok(Next::Poll) => {
+                    polls += 1;
+                    self.cfg.poll
+                }
+                Err(e) if e.is_fatal() => return Err(e),
+                Err(e) => {
+                    let delay = backoff.next_delay();
+                    tracing::warn!(deal = %id, stage = ?job.stage, error = %e, retry_in_ms = delay.as_millis() as u64, "step failed; retrying");
+                    delay
+                }
+            };
+            tokio::select! {
+                _ = token.cancelled() => break,
+                _ = tokio::time::sleep(wait) => {}
+            }
+        }
+        Ok(())
+    }
+
+    async fn observe(&self, job: &JobRecord, polls: u64) -> Result<Observed, ProviderError> {
+        let id = job.deal.id;
+        let view = self.chain.deal(id).await?;
+        let now = self.chain.now().await?;
+        let (mut solver, mut solver_has_signature) = (None, true);
+        if view.state == crate::chain::DealState::None && polls % SOLVER_EVERY == SOLVER_EVERY - 1 {
+            let d = self.solver.deal(id).await?;
+            solver = Some(d.state);
+            solver_has_signature = d.provider_signature.is_some();
+        }
+        Ok(Observed { view, now, solver, solver_has_signature, bundle_on_disk: self.bundle_path(id).exists() })
+    }
+
+    async fn perform(&self, job: &mut JobRecord, action: Action) -> Result<Next, ProviderError> {
+        let id = job.deal.id;
+        match action {
+            Action::Wait => Ok(Next::Poll),
+            Action::Resign => {
+                self.solver.sign_deal(&self.signer, id).await?;
+                Ok(Next::Poll)
+            }
+            Action::Goto(stage) => {
+                if stage == Stage::Running && job.stage == Stage::Signed {
+                    tracing::info!(deal = %id, module = %job.spec.module.name, "deal created on chain: running the job");
+                }
+                job.stage = stage;
+                self.save(job)?;
+                Ok(Next::Now)
+            }
+            Action::Run => self.run_job(job).await,
+            Action::Upload => self.upload(job).await,
+            Action::Submit => {
+                let hash = job.result_hash.ok_or(ProviderError::Io {
+                    what: format!("submitting deal {id}"),
+                    source: std::io::Error::other("no result hash recorded"),
+                })?;
+                let tx = self.chain.submit_result(id, hash).await?;
+                tracing::info!(deal = %id, %hash, %tx, "result submitted on chain: waiting for the job creator");
+                job.submit_tx = Some(tx);
+                job.stage = Stage::Submitted;
+                self.save(job)?;
+                Ok(Next::Now)
+            }
+            Action::ClaimTimeout => {
+                let tx = self.chain.timeout(id).await?;
+                tracing::info!(deal = %id, %tx, "deadline passed: settled the deal by timeout");
+                Ok(Next::Now)
+            }
+            Action::Finish(ending) => {
+                self.finish(job, ending)?;
+                Ok(Next::Done)
+            }
+        }
+    }
+
+    fn finish(&self, job: &mut JobRecord, ending: Ending) -> Result<(), ProviderError> {
+        job.stage = Stage::Done;
+        job.outcome = Some(ending);
+        self.save(job)?;
+        self.release(&job.deal.id);
+        let (id, d) = (job.deal.id, &job.deal.deal);
+        match ending {
+            Ending::Settled(s) if s.provider_paid() => {
+                tracing::info!(deal = %id, outcome = %ending, earned = %format_amount(d.price), "deal done: paid")
+            }
+            Ending::Settled(s) if s.provider_slashed() => {
+                tracing::warn!(deal = %id, outcome = %ending, lost = %format_amount(d.collateral), "deal done: collateral slashed")
+            }
+            Ending::MissedDeadline => {
+                tracing::warn!(deal = %id, outcome = %ending, lost = %format_amount(d.collateral), "deal done: the result deadline passed before delivery")
+            }
+            _ => tracing::info!(deal = %id, outcome = %ending, "deal done"),
+        }
+        Ok(())
+    }
+
+    /// Runs the job from scratch and writes its bundle: Running → Ran.
+    async fn run_job(&self, job: &mut JobRecord) -> Result<Next, ProviderError> {
+        let id = job.deal.id;
+        let dir = self.workdir(id);
+        let io = |what: &str| {
+            let what = format!("{what} {}", dir.display());
+            move |source| ProviderError::Io { what, source }
+        };
+        if dir.exists() {
+            std::fs::remove_dir_all(&dir).map_err(io("clearing"))?;
+        }
+        std::fs::create_dir_all(&dir).map_err(io("creating"))?;
+        let outcome = self.executor.run(&job.spec, &dir).await?;
+        let mut results = outcome.results();
+        if self.cfg.fault_wrong_result {
+            tracing::warn!(deal = %id, "fault injection: reporting a wrong result");
+            results.stdout.extend_from_slice(b"(a cheating provider was here)\n");
+        }
+        let hash = bundle::write_bundle(&results, &self.bundle_path(id))?;
+        tracing::info!(
+            deal = %id,
+            exit_code = outcome.exit_code,
+            secs = format!("{:.2}", outcome.duration.as_secs_f64()),
+            result_hash = %hash,
+            "job ran: uploading the result"
+        );
+        job.result_hash = Some(hash);
+        job.stage = Stage::Ran;
+        self.save(job)?;
+        Ok(Next::Now)
+    }
+
+    /// Uploads the bundle: Ran → Uploaded. A bundle the solver already holds is fine if it
+    /// is this one.
+    async fn upload(&self, job: &mut JobRecord) -> Result<Next, ProviderError> {
+        let id = job.deal.id;
+        let bundle = self.bundle_path(id);
+        match self.solver.upload_result(&self.signer, id, &bundle).await {
+            Ok(_) => {}
+            Err(ClientError::ResultExists { sha256 }) => {
+                let ours = sha256_file(&bundle)
+                    .map_err(|source| ProviderError::Io { what: format!("hashing {}", bundle.display()), source })?;
+                if ours != sha256 {
+                    return Err(ProviderError::ForeignBundle { deal: id, theirs: sha256, ours });
+                }
+            }
+            Err(e) => return Err(e.into()),
+        }
+        job.stage = Stage::Uploaded;
+        self.save(job)?;
+        Ok(Next::Now)
+    }
+}
+
+/// sha256 of a file.
+pub fn sha256_file(path: &std::path::Path) -> std::io::Result<B256> {
+    use sha2::{Digest, Sha256};
+    let mut f = std::fs::File::open(path)?;
+    let mut h = Sha256::new();
+    std::io::copy(&mut f, &mut h)?;
+    Ok(B256::from_slice(&h.finalize()))
+}

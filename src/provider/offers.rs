@@ -1,0 +1,165 @@
+//! The provider's side of the market: its resource offer, posted and kept fresh (re-posted
+//! when a quarter of its life is left, then the old one cancelled), and the proposals the
+//! solver sends, checked ([`super::terms`]), recorded and only then signed.
+
+use super::deal::{JobRecord, Stage};
+use super::service::{ProviderError, ProviderService, JOBS, OFFERS};
+use super::terms::{self, Refusal};
+use crate::clock::now_secs;
+use crate::protocol::records::{DealRecord, DealStatus, OfferRecord, OfferStatus};
+use crate::protocol::{OfferKind, ResourceOffer, SignedResourceOffer};
+use crate::types::JobSpec;
+use crate::units::format_amount;
+use alloy::primitives::{B256, U256};
+use std::time::Duration;
+
+impl ProviderService {
+    /// Cancels offers left open by an earlier run: a fresh one is posted with current terms.
+    pub(super) async fn cancel_stale_offers(&self) {
+        let Ok(offers) = self.kv.all::<SignedResourceOffer>(OFFERS) else { return };
+        let domain = self.solver.info().domain();
+        for o in offers.into_iter().filter(|o| o.offer.expiry > now_secs()) {
+            let id = o.id(&domain);
+            if let Ok(OfferRecord::Resource(r)) = self.solver.offer(id, OfferKind::Resource).await {
+                if r.status == OfferStatus::Open {
+                    let _ = self.solver.cancel_offer(&self.signer, id, OfferKind::Resource).await;
+                }
+            }
+        }
+    }
+
+    /// Posts a new offer when there is none or a quarter of its life is left, then cancels
+    /// the old one.
+    pub(super) async fn keep_offer_fresh(&self) -> Result<(), ProviderError> {
+        let now = now_secs();
+        let current = *self.current_offer.lock().unwrap_or_else(|p| p.into_inner());
+        let info = self.solver.info();
+        let ttl = self.cfg.offer_ttl_secs.min(info.offer_max_ahead_secs).max(8);
+        if let Some((_, expiry)) = current {
+            if expiry > now + ttl / 4 {
+                return Ok(());
+            }
+        }
+        let slot = &self.offering.slot;
+        let offer = ResourceOffer {
+            provider: self.me(),
+            solver: info.solver,
+            cpu: slot.cpu,
+            ramMb: slot.ram_mb,
+            gpus: slot.gpus,
+            vramMb: slot.vram_mb,
+            diskMb: slot.disk_mb,
+            slots: self.cfg.slots,
+            price: self.cfg.price,
+            collateral: self.cfg.collateral,
+            mediators: self.offering.mediators.clone(),
+            modules: self.cfg.modules.clone(),
+            expiry: now + ttl,
+            nonce: U256::from_be_bytes(B256::random().0),
+        };
+        let domain = info.domain();
+        let signed = SignedResourceOffer::sign(offer, &self.signer, &domain).await?;
+        let id = signed.id(&domain);
+        self.kv.put(OFFERS, id.as_slice(), &signed)?;
+        self.solver.post_resource_offer(&signed).await?;
+        tracing::info!(offer = %id, slots = self.cfg.slots, price = %format_amount(self.cfg.price), expires_in_secs = ttl, "offer posted");
+        *self.current_offer.lock().unwrap_or_else(|p| p.into_inner()) = Some((id, signed.offer.expiry));
+        if let Some((old, _)) = current {
+            if let Err(e) = self.solver.cancel_offer(&self.signer, old, OfferKind::Resource).await {
+                tracing::debug!(offer = %old, error = %e, "old offer not cancelled (matched or expired)");
+            }
+        }
+        Ok(())
+    }
+
+    /// Decides on a deal event: signs a proposal that passes every check and returns the
+    /// new record to drive; re-signs one already signed whose signature the solver lost.
+    /// Only a store failure is an error.
+    pub(super) async fn consider(&self, deal: DealRecord) -> Result<Option<JobRecord>, ProviderError> {
+        if deal.deal.provider != self.me() || deal.state != DealStatus::Proposed {
+            return Ok(None);
+        }
+        let id = deal.id;
+        if let Some(job) = self.kv.get::<JobRecord>(JOBS, id.as_slice())? {
+            if job.stage == Stage::Signed {
+                let _ = self.solver.sign_deal(&self.signer, id).await;
+            }
+            return Ok(None);
+        }
+        let spec = match self.check_proposal(&deal).await {
+            Ok(spec) => spec,
+            Err(why) => {
+                tracing::warn!(deal = %id, reason = %why, "proposed deal refused: not signed");
+                return Ok(None);
+            }
+        };
+        let job = JobRecord {
+            deal,
+            spec,
+            stage: Stage::Signed,
+            result_hash: None,
+            submit_tx: None,
+            outcome: None,
+            signed_at: now_secs(),
+        };
+        // The record comes first: a signature the provider does not remember would let a
+        // deal be created that nobody runs.
+        if let Err(e) = self.save(&job) {
+            self.release(&id);
+            return Err(e.into());
+        }
+        match self.solver.sign_deal(&self.signer, id).await {
+            Ok(_) => {
+                tracing::info!(deal = %id, module = %job.spec.module.name, job_creator = %job.deal.deal.jobCreator, "deal signed: waiting for it on chain")
+            }
+            Err(e) => {
+                tracing::warn!(deal = %id, error = %e, "signing at the solver failed; the deal is watched anyway")
+            }
+        }
+        Ok(Some(job))
+    }
+
+    /// Checks a proposal against this provider's offer, terms and free capacity; reserves a
+    /// slot if it passes.
+    async fn check_proposal(&self, deal: &DealRecord) -> Result<JobSpec, Refusal> {
+        if !terms::id_matches(&deal.deal, deal.id, &self.deals_domain) {
+            return Err(Refusal::IdMismatch);
+        }
+        let offer: SignedResourceOffer = self
+            .kv
+            .get(OFFERS, deal.resource_offer.as_slice())
+            .ok()
+            .flatten()
+            .ok_or(Refusal::UnknownOffer(deal.resource_offer))?;
+        let spec = match self.solver.offer(deal.job_offer, OfferKind::Job).await {
+            Ok(OfferRecord::Job(j)) => j.signed.spec,
+            Ok(OfferRecord::Resource(_)) => return Err(Refusal::JobOfferUnavailable("it is a resource offer".into())),
+            Err(e) => return Err(Refusal::JobOfferUnavailable(e.to_string())),
+        };
+        terms::check(&deal.deal, &spec, &offer.offer, self.solver.info().solver, &self.cfg.limits)?;
+        self.reserve_slot(deal.id).await?;
+        let waiting = self.kv.all::<JobRecord>(JOBS).map(|j| j.iter().filter(|j| j.stage == Stage::Signed).count());
+        let need = self.cfg.collateral * U256::from(waiting.unwrap_or(0) + 1);
+        if let Err(e) = self.chain.ensure_free_escrow(need).await {
+            self.release(&deal.id);
+            return Err(Refusal::Escrow(e.to_string()));
+        }
+        Ok(spec)
+    }
+
+    /// Takes a slot for `id`. The solver frees a slot when it sees a deal end on chain; this
+    /// provider may see it a moment later, so a finishing deal gets a few seconds.
+    async fn reserve_slot(&self, id: B256) -> Result<(), Refusal> {
+        for _ in 0..30 {
+            {
+                let mut active = self.active.lock().unwrap_or_else(|p| p.into_inner());
+                if active.len() < self.cfg.slots as usize {
+                    active.insert(id);
+                    return Ok(());
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        Err(Refusal::Busy(self.cfg.slots))
+    }
+}

@@ -1,0 +1,327 @@
+//! The provider's deal handling with fakes of the chain, the solver and the executor:
+//! every timeout it claims or suffers, every restart point, the proposal checks.
+
+use super::deal::{Ending, JobRecord, Stage};
+use super::service::{JOBS, OFFERS};
+use super::terms::Limits;
+use super::{Offering, ProviderConfig, ProviderDeps, ProviderService};
+use crate::chain::{DealState, DealsChain};
+use crate::kv::KvStore;
+use crate::protocol::records::{DealRecord, DealStatus};
+use crate::protocol::{ResourceOffer, SignedResourceOffer, SolverApi};
+use crate::testing::*;
+use crate::types::Resources;
+use alloy::primitives::{Address, B256, U256};
+use alloy::signers::local::PrivateKeySigner;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio_util::sync::CancellationToken;
+
+struct Rig {
+    key: PrivateKeySigner,
+    chain: Arc<FakeChain>,
+    solver: Arc<FakeSolver>,
+    executor: Arc<FakeExecutor>,
+    kv: KvStore,
+    service: Arc<ProviderService>,
+    _dir: tempfile::TempDir,
+}
+
+fn cfg() -> ProviderConfig {
+    ProviderConfig {
+        offer_cpu: 1000,
+        offer_ram_mb: 1024,
+        offer_gpu: 0,
+        slots: 1,
+        price: U256::from(10),
+        collateral: U256::from(20),
+        modules: vec![],
+        mediators: vec![MEDIATOR],
+        solver: None,
+        offer_ttl_secs: 600,
+        limits: Limits {
+            allow_network: false,
+            min_result_margin_secs: 10,
+            max_judge_timeout_secs: 3600,
+            max_mediation_timeout_secs: 3600,
+        },
+        poll: Duration::from_millis(5),
+        fault_wrong_result: false,
+    }
+}
+
+impl Rig {
+    fn new() -> Self {
+        Self::with_kv(KvStore::memory(), PrivateKeySigner::random())
+    }
+
+    /// A provider with `kv` and `key`, as after a restart.
+    fn with_kv(kv: KvStore, key: PrivateKeySigner) -> Self {
+        let chain = Arc::new(FakeChain::new(key.address()));
+        let solver = Arc::new(FakeSolver::new());
+        let executor = Arc::new(FakeExecutor::default());
+        let dir = tempfile::tempdir().unwrap();
+        let deps = ProviderDeps {
+            signer: key.clone(),
+            chain: chain.clone(),
+            solver: solver.clone(),
+            executor: executor.clone(),
+            kv: kv.clone(),
+        };
+        let offering =
+            Offering { slot: Resources { cpu: 1000, ram_mb: 1024, ..Default::default() }, mediators: vec![MEDIATOR] };
+        let service = ProviderService::new(cfg(), offering, dir.path().join("jobs"), deps);
+        Self { key, chain, solver, executor, kv, service, _dir: dir }
+    }
+
+    /// A deal with this provider, created on chain now; its record at `stage`.
+    fn created(&self, stage: Stage) -> JobRecord {
+        let terms = terms(Address::repeat_byte(0xc0), self.key.address(), &spec("moo"), 1);
+        let id = self.chain.create(&terms);
+        let deal = record_of(terms, DealStatus::Created);
+        assert_eq!(deal.id, id);
+        let job = JobRecord {
+            deal,
+            spec: spec("moo"),
+            stage,
+            result_hash: None,
+            submit_tx: None,
+            outcome: None,
+            signed_at: 0,
+        };
+        self.kv.put(JOBS, id.as_slice(), &job).unwrap();
+        job
+    }
+
+    fn record(&self, id: B256) -> JobRecord {
+        self.kv.get(JOBS, id.as_slice()).unwrap().unwrap()
+    }
+
+    fn drive(&self, job: JobRecord) -> tokio::task::JoinHandle<Result<(), super::ProviderError>> {
+        tokio::spawn(self.service.clone().drive(job, CancellationToken::new()))
+    }
+
+    async fn until(&self, id: B256, state: DealState) {
+        for _ in 0..2000 {
+            if self.chain.view(id).state == state {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+        panic!("deal never reached {state}: {:?}", self.chain.view(id));
+    }
+}
+
+#[tokio::test]
+async fn a_created_deal_is_run_uploaded_submitted_and_paid_once() {
+    let rig = Rig::new();
+    let job = rig.created(Stage::Signed);
+    let id = job.deal.id;
+    let task = rig.drive(job);
+    rig.until(id, DealState::ResultSubmitted).await;
+    rig.chain.accept_result(id).await.unwrap();
+    task.await.unwrap().unwrap();
+    assert_eq!((rig.executor.runs(), rig.solver.uploads()), (1, 1));
+    assert_eq!(rig.chain.count(|t| matches!(t, Tx::Submit(..))), 1);
+    let r = rig.record(id);
+    assert_eq!((r.stage, r.outcome), (Stage::Done, Some(Ending::Settled(DealState::Accepted))));
+    assert!(r.submit_tx.is_some() && r.result_hash == Some(rig.chain.view(id).result_hash));
+}
+
+#[tokio::test]
+async fn a_restart_after_the_submit_transaction_sends_nothing_again() {
+    let rig = Rig::new();
+    let mut job = rig.created(Stage::Uploaded);
+    let id = job.deal.id;
+    job.result_hash = Some(B256::repeat_byte(7));
+    // Killed after submitResult was mined, before the record said so.
+    rig.chain.put(id, DealState::ResultSubmitted, rig.chain.view(id).deadline + 100, B256::repeat_byte(7));
+    let task = rig.drive(job);
+    tokio::time::sleep(Duration::from_millis(30)).await;
+    assert_eq!(rig.record(id).stage, Stage::Submitted, "caught up with the chain");
+    rig.chain.accept_result(id).await.unwrap();
+    task.await.unwrap().unwrap();
+    assert_eq!(rig.chain.count(|t| matches!(t, Tx::Submit(..))), 0, "no second submitResult");
+    assert_eq!((rig.executor.runs(), rig.solver.uploads()), (0, 0), "nothing run or uploaded again");
+}
+
+#[tokio::test]
+async fn a_restart_after_the_bundle_was_written_and_uploaded_only_submits() {
+    let rig = Rig::new();
+    let mut job = rig.created(Stage::Ran);
+    let id = job.deal.id;
+    let dir = rig.service.work_dir.join(id.to_string());
+    std::fs::create_dir_all(dir.join("outputs")).unwrap();
+    let hash =
+        crate::bundle::write_bundle(&fake_results(&job.spec, &dir.join("outputs")), &dir.join("bundle.tar")).unwrap();
+    job.result_hash = Some(hash);
+    // The upload reached the solver before the restart; the record did not say so.
+    rig.solver.put_result(id, std::fs::read(dir.join("bundle.tar")).unwrap());
+    let task = rig.drive(job);
+    rig.until(id, DealState::ResultSubmitted).await;
+    rig.chain.accept_result(id).await.unwrap();
+    task.await.unwrap().unwrap();
+    assert_eq!(rig.executor.runs(), 0, "the bundle on disk was used");
+    assert_eq!(rig.solver.uploads(), 0, "the solver's copy was recognised as this provider's");
+    assert_eq!(rig.chain.view(id).result_hash, hash);
+}
+
+#[tokio::test]
+async fn the_provider_claims_its_payment_after_the_judge_deadline() {
+    let rig = Rig::new();
+    let job = rig.created(Stage::Signed);
+    let id = job.deal.id;
+    let task = rig.drive(job);
+    rig.until(id, DealState::ResultSubmitted).await;
+    rig.chain.advance(101);
+    task.await.unwrap().unwrap();
+    assert_eq!(rig.chain.count(|t| *t == Tx::Timeout(id)), 1);
+    assert_eq!(rig.record(id).outcome, Some(Ending::Settled(DealState::TimedOutAccepted)));
+}
+
+#[tokio::test]
+async fn a_challenge_with_no_verdict_gives_the_collateral_back() {
+    let rig = Rig::new();
+    let job = rig.created(Stage::Signed);
+    let id = job.deal.id;
+    let task = rig.drive(job);
+    rig.until(id, DealState::ResultSubmitted).await;
+    rig.chain.challenge(id).await.unwrap();
+    rig.chain.advance(101);
+    task.await.unwrap().unwrap();
+    assert_eq!(rig.record(id).outcome, Some(Ending::Settled(DealState::TimedOutNoVerdict)));
+}
+
+#[tokio::test]
+async fn a_missed_result_deadline_is_suffered_without_a_transaction() {
+    let rig = Rig::new();
+    let job = rig.created(Stage::Running);
+    let id = job.deal.id;
+    rig.chain.advance(101);
+    rig.drive(job).await.unwrap().unwrap();
+    assert_eq!(rig.record(id).outcome, Some(Ending::MissedDeadline));
+    assert!(rig.chain.txs().is_empty());
+    assert_eq!(rig.executor.runs(), 0, "no point running a job nobody can be paid for");
+}
+
+#[tokio::test]
+async fn an_executor_failure_is_retried() {
+    let rig = Rig::new();
+    rig.executor.fail(1);
+    let job = rig.created(Stage::Running);
+    let id = job.deal.id;
+    let task = rig.drive(job);
+    rig.until(id, DealState::ResultSubmitted).await;
+    rig.chain.accept_result(id).await.unwrap();
+    task.await.unwrap().unwrap();
+    assert_eq!(rig.executor.runs(), 1);
+}
+
+#[tokio::test]
+async fn a_deal_never_created_ends_when_the_solver_gives_up_on_it() {
+    let rig = Rig::new();
+    let terms = terms(Address::repeat_byte(0xc0), rig.key.address(), &spec("moo"), 2);
+    let mut deal = record_of(terms, DealStatus::Expired);
+    deal.provider_signature = Some(Default::default());
+    rig.solver.put_deal(deal.clone());
+    let job = JobRecord {
+        deal,
+        spec: spec("moo"),
+        stage: Stage::Signed,
+        result_hash: None,
+        submit_tx: None,
+        outcome: None,
+        signed_at: 0,
+    };
+    let id = job.deal.id;
+    rig.drive(job).await.unwrap().unwrap();
+    assert_eq!(rig.record(id).outcome, Some(Ending::NeverCreated));
+}
+
+#[tokio::test]
+async fn a_store_failure_stops_the_deal_task() {
+    // A record that cannot be written is fatal: the provider must not act without it.
+    struct Broken;
+    impl crate::kv::KvBackend for Broken {
+        fn get(&self, _: &[u8]) -> Result<Option<Vec<u8>>, crate::kv::KvError> {
+            Ok(None)
+        }
+        fn put(&self, _: &[u8], _: &[u8]) -> Result<(), crate::kv::KvError> {
+            Err(crate::kv::KvError::Db { path: "x".into(), message: "disk full".into() })
+        }
+        fn scan(&self, _: &[u8]) -> Result<crate::kv::Entries, crate::kv::KvError> {
+            Ok(vec![])
+        }
+    }
+    let healthy = Rig::new();
+    let job = healthy.created(Stage::Signed);
+    let rig = Rig::with_kv(KvStore::with_backend(Arc::new(Broken)), healthy.key.clone());
+    rig.chain.create(&job.deal.deal);
+    let err = rig.drive(job).await.unwrap().unwrap_err();
+    assert!(err.is_fatal(), "{err}");
+}
+
+async fn posted_offer(rig: &Rig) -> B256 {
+    let offer = ResourceOffer {
+        provider: rig.key.address(),
+        solver: SOLVER,
+        cpu: 1000,
+        ramMb: 1024,
+        gpus: 0,
+        vramMb: 0,
+        diskMb: 0,
+        slots: 1,
+        price: U256::from(10),
+        collateral: U256::from(20),
+        mediators: vec![MEDIATOR],
+        modules: vec![],
+        expiry: u64::MAX,
+        nonce: U256::ZERO,
+    };
+    let signed = SignedResourceOffer::sign(offer, &rig.key, &rig.solver.info().domain()).await.unwrap();
+    let id = signed.id(&rig.solver.info().domain());
+    rig.kv.put(OFFERS, id.as_slice(), &signed).unwrap();
+    id
+}
+
+fn proposal(rig: &Rig, offer: B256, n: u8) -> DealRecord {
+    let creator = PrivateKeySigner::random();
+    let mut deal = record_of(terms(creator.address(), rig.key.address(), &spec("moo"), n), DealStatus::Proposed);
+    deal.resource_offer = offer;
+    deal.job_offer = B256::repeat_byte(n);
+    rig.solver.put_job_offer(deal.job_offer, spec("moo"), &creator);
+    rig.solver.put_deal(deal.clone());
+    deal
+}
+
+#[tokio::test]
+async fn a_good_proposal_is_recorded_then_signed() {
+    let rig = Rig::new();
+    let offer = posted_offer(&rig).await;
+    let deal = proposal(&rig, offer, 1);
+    let job = rig.service.consider(deal.clone()).await.unwrap().expect("signed");
+    assert_eq!(job.stage, Stage::Signed);
+    assert_eq!(rig.record(deal.id).stage, Stage::Signed, "recorded");
+    assert_eq!(rig.solver.signatures(), 1);
+    // The slot is taken: a second proposal is refused.
+    let second = proposal(&rig, offer, 2);
+    assert!(rig.service.consider(second).await.unwrap().is_none());
+    assert_eq!(rig.solver.signatures(), 1);
+}
+
+#[tokio::test]
+async fn proposals_that_lie_are_not_signed() {
+    let rig = Rig::new();
+    let offer = posted_offer(&rig).await;
+    let mut forged = proposal(&rig, offer, 1);
+    forged.deal.price = U256::from(1);
+    assert!(rig.service.consider(forged).await.unwrap().is_none(), "the id no longer hashes the terms");
+    let mut elsewhere = proposal(&rig, offer, 2);
+    elsewhere.resource_offer = B256::repeat_byte(0x99);
+    assert!(rig.service.consider(elsewhere).await.unwrap().is_none(), "not on one of its offers");
+    let other_job = proposal(&rig, offer, 3);
+    rig.solver.put_job_offer(other_job.job_offer, spec("oink"), &PrivateKeySigner::random());
+    assert!(rig.service.consider(other_job).await.unwrap().is_none(), "the spec does not hash to the job hash");
+    assert_eq!(rig.solver.signatures(), 0);
+    assert!(rig.kv.all::<JobRecord>(JOBS).unwrap().is_empty());
+}

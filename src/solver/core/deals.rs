@@ -1,0 +1,177 @@
+//! The core's deal changes: the provider's signature, the result upload and download
+//! checks, states read from the chain, and housekeeping (expired offers, lapsed deals).
+
+use super::{job_entry, Core, SolverError};
+use crate::protocol::records::*;
+use crate::protocol::{self, AuthHeaders};
+use crate::solver::store::Op;
+use alloy::primitives::{Bytes, B256};
+
+impl Core {
+    /// Records the provider's signature of a proposed deal.
+    pub fn sign_deal(&mut self, id: B256, signature: Bytes, now_ms: u64) -> Result<DealRecord, SolverError> {
+        let deal = self.deals.get(&id).cloned().ok_or_else(|| SolverError::NotFound(format!("no deal {id}")))?;
+        protocol::check_signer(&id, &signature, deal.deal.provider)?;
+        match deal.state {
+            DealStatus::Proposed => {}
+            DealStatus::Signed if deal.provider_signature.as_ref() == Some(&signature) => return Ok(deal),
+            other => {
+                return Err(SolverError::Conflict(format!(
+                    "deal {id} is {}, not proposed: it can no longer be signed",
+                    other.name()
+                )))
+            }
+        }
+        let mut txn = self.txn(now_ms);
+        let deal =
+            DealRecord { state: DealStatus::Signed, provider_signature: Some(signature), updated_at: now_ms, ..deal };
+        self.set_deal(&mut txn, deal.clone());
+        self.commit(txn)?;
+        Ok(deal)
+    }
+
+    /// Checks that `auth` is the provider's upload request for deal `id`.
+    pub fn check_upload(&self, id: B256, auth: &AuthHeaders, path: &str, now_ms: u64) -> Result<(), SolverError> {
+        auth.verify("PUT", path, &self.verifier(now_ms, true))?;
+        self.check_nonce(auth.account, auth.nonce)?;
+        let deal = self.deals.get(&id).ok_or_else(|| SolverError::NotFound(format!("no deal {id}")))?;
+        if deal.deal.provider != auth.account {
+            return Err(SolverError::Forbidden(format!(
+                "only deal {id}'s provider {} may upload its result",
+                deal.deal.provider
+            )));
+        }
+        if matches!(deal.state, DealStatus::Proposed) || deal.state.is_final() {
+            return Err(SolverError::Conflict(format!("deal {id} is {}: no result is taken now", deal.state.name())));
+        }
+        if let Some(existing) = self.store.result(&id)? {
+            return Err(SolverError::ResultExists { deal: id, sha256: existing.sha256 });
+        }
+        Ok(())
+    }
+
+    /// Records an uploaded result after [`Core::check_upload`] and the upload itself.
+    pub fn record_result(
+        &mut self,
+        auth: &AuthHeaders,
+        path: &str,
+        result: ResultRecord,
+        now_ms: u64,
+    ) -> Result<ResultRecord, SolverError> {
+        self.check_upload(result.deal, auth, path, now_ms)?;
+        let mut txn = self.txn(now_ms);
+        txn.batch.push(Op::UseNonce { account: auth.account, nonce: auth.nonce, expiry: auth.expiry });
+        txn.batch.push(Op::PutResult(result.clone()));
+        let parties = self.deals[&result.deal].parties();
+        txn.event(parties, EventKind::ResultUploaded { deal: result.deal, size: result.size });
+        self.commit(txn)?;
+        Ok(result)
+    }
+
+    /// The result of deal `id`, for its job creator or one of its mediators.
+    pub fn authorize_download(
+        &mut self,
+        id: B256,
+        auth: &AuthHeaders,
+        path: &str,
+        now_ms: u64,
+    ) -> Result<ResultRecord, SolverError> {
+        let mut txn = self.txn(now_ms);
+        self.use_request(&mut txn, auth, "GET", path)?;
+        let deal = self.deals.get(&id).ok_or_else(|| SolverError::NotFound(format!("no deal {id}")))?;
+        if deal.deal.jobCreator != auth.account && !deal.deal.mediators.contains(&auth.account) {
+            return Err(SolverError::Forbidden(format!(
+                "only deal {id}'s job creator and mediators may download its result, not {}",
+                auth.account
+            )));
+        }
+        let result = self
+            .store
+            .result(&id)?
+            .ok_or_else(|| SolverError::NotFound(format!("deal {id} has no result yet: wait for the provider")))?;
+        self.commit(txn)?;
+        Ok(result)
+    }
+
+    /// The chain says deal `id` is now in `state`. Unknown deals (made without this solver)
+    /// are ignored; a state never moves backwards.
+    pub fn chain_state(&mut self, id: B256, state: DealStatus, now_ms: u64) -> Result<(), SolverError> {
+        let Some(deal) = self.deals.get(&id).cloned() else { return Ok(()) };
+        let revived = deal.state == DealStatus::Expired;
+        if deal.state == state || (!revived && deal.state > state) {
+            return Ok(());
+        }
+        let mut txn = self.txn(now_ms);
+        if revived && !state.is_final() {
+            // Created on chain after the solver gave up on it: the slot is held again.
+            self.matcher.hold_slot(&deal.resource_offer);
+        }
+        let deal = DealRecord { state, updated_at: now_ms, ..deal };
+        tracing::info!(deal = %id, state = state.name(), "deal state from chain");
+        self.set_deal(&mut txn, deal.clone());
+        if state.is_final() && !revived {
+            let matches = self.matcher.release_slot(&deal.resource_offer, now_ms / 1000);
+            self.make_deals(&mut txn, matches);
+        }
+        self.commit(txn)
+    }
+
+    /// Expires offers and lapses deals whose time is up. Returns how many things changed.
+    pub fn housekeeping(&mut self, now_ms: u64) -> Result<usize, SolverError> {
+        let now = now_ms / 1000;
+        let mut txn = self.txn(now_ms);
+        let mut changed = 0;
+        let expired: Vec<B256> = self.open_expiries.iter().take_while(|(e, _)| *e <= now).map(|(_, id)| *id).collect();
+        for id in expired {
+            let offer = match self.offers[&id].clone() {
+                OfferRecord::Resource(r) => {
+                    self.matcher.remove_resource(&id);
+                    OfferRecord::Resource(ResourceOfferRecord { status: OfferStatus::Expired, ..r })
+                }
+                OfferRecord::Job(j) => {
+                    self.matcher.remove_job(&id);
+                    OfferRecord::Job(JobOfferRecord { status: OfferStatus::Expired, ..j })
+                }
+            };
+            txn.put_offer(&offer);
+            txn.event(vec![offer.owner()], EventKind::OfferExpired { offer: id });
+            self.set_offer(offer);
+            changed += 1;
+        }
+        let pending: Vec<B256> = self.pending_deals.iter().copied().collect();
+        for id in pending {
+            let deal = self.deals[&id].clone();
+            let lapsed = match deal.state {
+                DealStatus::Proposed => deal.updated_at + self.cfg.sign_timeout_secs * 1000 <= now_ms,
+                DealStatus::Signed => deal.updated_at + self.cfg.create_timeout_secs * 1000 <= now_ms,
+                _ => false,
+            };
+            if !lapsed {
+                continue;
+            }
+            changed += 1;
+            tracing::info!(deal = %id, was = deal.state.name(), "deal lapsed before it was made on chain");
+            let deal = DealRecord { state: DealStatus::Expired, updated_at: now_ms, ..deal };
+            self.set_deal(&mut txn, deal.clone());
+            let mut matches = self.matcher.release_slot(&deal.resource_offer, now);
+            if let Some(OfferRecord::Job(job)) = self.offers.get(&deal.job_offer).cloned() {
+                let job = if deal.provider_signature.is_none() && job.signed.offer.expiry > now {
+                    // The provider let it lapse: try another provider.
+                    let mut job = JobOfferRecord { status: OfferStatus::Open, deal: None, ..job };
+                    job.excluded.push(deal.resource_offer);
+                    matches.extend(self.matcher.add_job(job_entry(&job), now));
+                    job
+                } else {
+                    txn.event(vec![job.signed.offer.jobCreator], EventKind::OfferClosed { offer: job.id });
+                    JobOfferRecord { status: OfferStatus::Closed, ..job }
+                };
+                let offer = OfferRecord::Job(job);
+                txn.put_offer(&offer);
+                self.set_offer(offer);
+            }
+            self.make_deals(&mut txn, matches);
+        }
+        self.commit(txn)?;
+        Ok(changed)
+    }
+}

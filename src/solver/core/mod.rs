@@ -1,0 +1,346 @@
+//! The solver's state machine: offers in, matches and deals out, every change written to
+//! the store in one batch with its events before anyone is told. The API and the chain
+//! follower call [`Core`] under one lock; it never does I/O but the store's.
+//!
+//! If a store write fails, the in-memory state is rebuilt from the store, so memory never
+//! runs ahead of what is durable.
+//!
+//! Here: the state and how it loads and commits. The changes are in [`offers`] (post,
+//! match, cancel) and [`deals`] (sign, results, chain states, housekeeping); reads in
+//! [`queries`].
+
+mod deals;
+mod offers;
+mod queries;
+#[cfg(test)]
+mod tests;
+
+pub use queries::{DealQuery, OfferQuery, Stats};
+
+use super::matcher::{JobEntry, Matcher, ResourceEntry};
+use crate::protocol::records::*;
+use crate::protocol::{self, AuthHeaders, ProtocolError, Verifier};
+use crate::solver::store::{Batch, Op, Store, StoreError};
+use alloy::primitives::{Address, B256, U256};
+use alloy::sol_types::Eip712Domain;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::Arc;
+use tokio::sync::broadcast;
+
+/// Policy of one solver: who it is and its limits.
+#[derive(Debug, Clone)]
+pub struct CoreConfig {
+    /// The solver's own address: offers must name it, deals carry it.
+    pub solver: Address,
+    /// Chain id of the deployment.
+    pub chain_id: u64,
+    /// The `DcnDeals` contract.
+    pub deals_contract: Address,
+    /// Largest accepted offer expiry ahead of now, seconds.
+    pub offer_max_ahead_secs: u64,
+    /// Largest accepted request-signature expiry ahead of now, seconds.
+    pub request_max_ahead_secs: u64,
+    /// Most open offers one account may have.
+    pub max_open_offers: usize,
+    /// How long a provider has to sign a proposed deal, seconds.
+    pub sign_timeout_secs: u64,
+    /// How long a job creator has to create a signed deal on chain, seconds.
+    pub create_timeout_secs: u64,
+}
+
+/// Why a request to the solver was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum SolverError {
+    /// A signed object failed a check.
+    #[error(transparent)]
+    Protocol(#[from] ProtocolError),
+    /// The nonce was used before by this account.
+    #[error("nonce {nonce} was already used by {account}: sign again with a fresh nonce")]
+    NonceReused {
+        /// The account.
+        account: Address,
+        /// The nonce.
+        nonce: U256,
+    },
+    /// The account has as many open offers as allowed.
+    #[error("{account} already has {limit} open offers: cancel some or wait for them to match or expire")]
+    TooManyOffers {
+        /// The account.
+        account: Address,
+        /// The limit.
+        limit: usize,
+    },
+    /// No such offer, deal or result.
+    #[error("{0}")]
+    NotFound(String),
+    /// The account may not do this.
+    #[error("{0}")]
+    Forbidden(String),
+    /// The object is not in a state that allows this.
+    #[error("{0}")]
+    Conflict(String),
+    /// The deal already has a result; results are never replaced.
+    #[error("deal {deal} already has a result (sha256 {sha256}): results are not replaced")]
+    ResultExists {
+        /// The deal.
+        deal: B256,
+        /// The sha256 of the bundle held.
+        sha256: B256,
+    },
+    /// The store failed; nothing was changed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+struct Txn {
+    batch: Batch,
+    events: Vec<Event>,
+    next_seq: u64,
+    now_ms: u64,
+}
+
+impl Txn {
+    fn event(&mut self, accounts: Vec<Address>, kind: EventKind) -> u64 {
+        let seq = self.next_seq;
+        self.next_seq += 1;
+        let e = Event { seq, at: self.now_ms, accounts, kind };
+        self.batch.push(Op::Event(e.clone()));
+        self.events.push(e);
+        seq
+    }
+
+    fn put_offer(&mut self, o: &OfferRecord) {
+        self.batch.push(Op::PutOffer(o.clone()));
+    }
+
+    fn put_deal(&mut self, d: &DealRecord) {
+        self.batch.push(Op::PutDeal(d.clone()));
+        self.event(d.parties(), EventKind::Deal { deal: Box::new(d.clone()) });
+    }
+}
+
+/// The solver's state: every offer and deal, the matcher's index and the event sequence.
+pub struct Core {
+    cfg: CoreConfig,
+    offers_domain: Eip712Domain,
+    deals_domain: Eip712Domain,
+    store: Arc<dyn Store>,
+    events: broadcast::Sender<Arc<Event>>,
+    matcher: Matcher,
+    offers: HashMap<B256, OfferRecord>,
+    offer_order: BTreeMap<u64, B256>,
+    deals: HashMap<B256, DealRecord>,
+    deal_order: BTreeMap<u64, B256>,
+    open_expiries: BTreeSet<(u64, B256)>,
+    pending_deals: BTreeSet<B256>,
+    open_by_owner: HashMap<Address, usize>,
+    next_seq: u64,
+}
+
+fn resource_entry(r: &ResourceOfferRecord, busy: u32) -> ResourceEntry {
+    let o = &r.signed.offer;
+    ResourceEntry {
+        id: r.id,
+        seq: r.seq,
+        provider: o.provider,
+        resources: r.signed.resources(),
+        price: o.price,
+        collateral: o.collateral,
+        mediators: o.mediators.clone(),
+        modules: o.modules.clone(),
+        expiry: o.expiry,
+        slots: o.slots,
+        busy,
+    }
+}
+
+fn job_entry(j: &JobOfferRecord) -> JobEntry {
+    let o = &j.signed.offer;
+    JobEntry {
+        id: j.id,
+        seq: j.seq,
+        creator: o.jobCreator,
+        needs: j.signed.spec.resources,
+        max_price: o.maxPrice,
+        mediation_fee: o.mediationFee,
+        mediators: o.mediators.clone(),
+        module: j.signed.spec.module.name.clone(),
+        module_version: j.signed.spec.module.version.clone(),
+        expiry: o.expiry,
+        excluded: j.excluded.clone(),
+    }
+}
+
+impl Core {
+    /// Loads the state from `store`; events go to `events` once durable.
+    pub fn open(
+        cfg: CoreConfig,
+        store: Arc<dyn Store>,
+        events: broadcast::Sender<Arc<Event>>,
+    ) -> Result<Self, StoreError> {
+        let mut core = Self {
+            offers_domain: protocol::domain(cfg.chain_id, cfg.deals_contract),
+            deals_domain: crate::chain::deals::domain(cfg.chain_id, cfg.deals_contract),
+            cfg,
+            store,
+            events,
+            matcher: Matcher::new(),
+            offers: HashMap::new(),
+            offer_order: BTreeMap::new(),
+            deals: HashMap::new(),
+            deal_order: BTreeMap::new(),
+            open_expiries: BTreeSet::new(),
+            pending_deals: BTreeSet::new(),
+            open_by_owner: HashMap::new(),
+            next_seq: 1,
+        };
+        core.reload()?;
+        Ok(core)
+    }
+
+    /// Rebuilds memory from the store.
+    fn reload(&mut self) -> Result<(), StoreError> {
+        self.matcher = Matcher::new();
+        self.offers.clear();
+        self.offer_order.clear();
+        self.deals.clear();
+        self.deal_order.clear();
+        self.open_expiries.clear();
+        self.pending_deals.clear();
+        self.open_by_owner.clear();
+        self.next_seq = self.store.last_event_seq()? + 1;
+        let mut busy: HashMap<B256, u32> = HashMap::new();
+        for d in self.store.deals()? {
+            if !d.state.is_final() {
+                *busy.entry(d.resource_offer).or_default() += 1;
+            }
+            if matches!(d.state, DealStatus::Proposed | DealStatus::Signed) {
+                self.pending_deals.insert(d.id);
+            }
+            self.deal_order.insert(d.seq, d.id);
+            self.deals.insert(d.id, d);
+        }
+        for o in self.store.offers()? {
+            if o.status() == OfferStatus::Open {
+                self.open_expiries.insert((o.expiry(), o.id()));
+                *self.open_by_owner.entry(o.owner()).or_default() += 1;
+                match &o {
+                    OfferRecord::Resource(r) => {
+                        let held = busy.get(&r.id).copied().unwrap_or(0);
+                        self.restore_resource(resource_entry(r, held.min(r.signed.offer.slots)));
+                    }
+                    OfferRecord::Job(j) => {
+                        self.restore_job(job_entry(j));
+                    }
+                }
+            }
+            self.offer_order.insert(o.seq(), o.id());
+            self.offers.insert(o.id(), o);
+        }
+        Ok(())
+    }
+
+    // Restoring uses the clock at the end of time: nothing is live then, so nothing
+    // matches. What was durable was already matched.
+    fn restore_resource(&mut self, entry: ResourceEntry) {
+        let matches = self.matcher.add_resource(entry, u64::MAX);
+        debug_assert!(matches.is_empty());
+    }
+
+    fn restore_job(&mut self, entry: JobEntry) {
+        let m = self.matcher.add_job(entry, u64::MAX);
+        debug_assert!(m.is_none());
+    }
+
+    /// The signing domain of offers and requests.
+    pub fn offers_domain(&self) -> &Eip712Domain {
+        &self.offers_domain
+    }
+
+    /// The checks for a signed object arriving at `now_ms`.
+    pub fn verifier(&self, now_ms: u64, request: bool) -> Verifier {
+        Verifier {
+            solver: self.cfg.solver,
+            domain: self.offers_domain.clone(),
+            now: now_ms / 1000,
+            max_ahead: if request { self.cfg.request_max_ahead_secs } else { self.cfg.offer_max_ahead_secs },
+        }
+    }
+
+    /// This solver's policy.
+    pub fn config(&self) -> &CoreConfig {
+        &self.cfg
+    }
+
+    fn txn(&self, now_ms: u64) -> Txn {
+        Txn { batch: Batch::default(), events: Vec::new(), next_seq: self.next_seq, now_ms }
+    }
+
+    fn commit(&mut self, txn: Txn) -> Result<(), SolverError> {
+        if txn.batch.is_empty() {
+            return Ok(());
+        }
+        if let Err(e) = self.store.apply(txn.batch) {
+            tracing::error!(error = %e, "store write failed; reloading state from the store");
+            if let Err(e2) = self.reload() {
+                tracing::error!(error = %e2, "reloading the state failed too");
+            }
+            return Err(e.into());
+        }
+        self.next_seq = txn.next_seq;
+        for e in txn.events {
+            // No subscriber is fine: the event is in the log.
+            let _ = self.events.send(Arc::new(e));
+        }
+        Ok(())
+    }
+
+    fn check_nonce(&self, account: Address, nonce: U256) -> Result<(), SolverError> {
+        if self.store.nonce_used(account, nonce)? {
+            return Err(SolverError::NonceReused { account, nonce });
+        }
+        Ok(())
+    }
+
+    fn check_open_limit(&self, account: Address) -> Result<(), SolverError> {
+        if self.open_by_owner.get(&account).copied().unwrap_or(0) >= self.cfg.max_open_offers {
+            return Err(SolverError::TooManyOffers { account, limit: self.cfg.max_open_offers });
+        }
+        Ok(())
+    }
+
+    /// Checks the request signature and its nonce, and records the nonce in `txn`.
+    fn use_request(&self, txn: &mut Txn, auth: &AuthHeaders, method: &str, path: &str) -> Result<(), SolverError> {
+        auth.verify(method, path, &self.verifier(txn.now_ms, true))?;
+        self.check_nonce(auth.account, auth.nonce)?;
+        txn.batch.push(Op::UseNonce { account: auth.account, nonce: auth.nonce, expiry: auth.expiry });
+        Ok(())
+    }
+
+    fn set_offer(&mut self, record: OfferRecord) {
+        let was_open = self.offers.get(&record.id()).map(|o| o.status() == OfferStatus::Open).unwrap_or(false);
+        let is_open = record.status() == OfferStatus::Open;
+        if was_open && !is_open {
+            self.open_expiries.remove(&(record.expiry(), record.id()));
+            if let Some(n) = self.open_by_owner.get_mut(&record.owner()) {
+                *n = n.saturating_sub(1);
+            }
+        } else if !was_open && is_open {
+            self.open_expiries.insert((record.expiry(), record.id()));
+            *self.open_by_owner.entry(record.owner()).or_default() += 1;
+        }
+        self.offer_order.insert(record.seq(), record.id());
+        self.offers.insert(record.id(), record);
+    }
+
+    fn set_deal(&mut self, txn: &mut Txn, deal: DealRecord) {
+        txn.put_deal(&deal);
+        if matches!(deal.state, DealStatus::Proposed | DealStatus::Signed) {
+            self.pending_deals.insert(deal.id);
+        } else {
+            self.pending_deals.remove(&deal.id);
+        }
+        self.deal_order.insert(deal.seq, deal.id);
+        self.deals.insert(deal.id, deal);
+    }
+}

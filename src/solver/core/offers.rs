@@ -1,0 +1,163 @@
+//! The core's offer changes: a verified offer posted (and matched at once where a slot
+//! fits), matches turned into proposed deals, an offer cancelled by its owner.
+
+use super::{job_entry, resource_entry, Core, SolverError, Txn};
+use crate::chain::bindings::DcnDeals;
+use crate::chain::deals::deal_id;
+use crate::protocol::records::*;
+use crate::protocol::{AuthHeaders, SignedJobOffer, SignedResourceOffer};
+use crate::solver::matcher::{common_mediators, Match};
+use crate::solver::store::Op;
+use alloy::primitives::{keccak256, B256, U256};
+
+impl Core {
+    /// Accepts a verified resource offer (`id` from [`SignedResourceOffer::verify`]).
+    pub fn post_resource_offer(
+        &mut self,
+        signed: SignedResourceOffer,
+        id: B256,
+        now_ms: u64,
+    ) -> Result<ResourceOfferRecord, SolverError> {
+        let provider = signed.offer.provider;
+        self.check_nonce(provider, signed.offer.nonce)?;
+        self.check_open_limit(provider)?;
+        let mut txn = self.txn(now_ms);
+        txn.batch.push(Op::UseNonce { account: provider, nonce: signed.offer.nonce, expiry: signed.offer.expiry });
+        let seq = txn.event(vec![provider], EventKind::OfferPosted { offer: id, kind: "resource".into() });
+        let record = ResourceOfferRecord { id, seq, received_at: now_ms, status: OfferStatus::Open, signed };
+        let offer = OfferRecord::Resource(record.clone());
+        txn.put_offer(&offer);
+        self.set_offer(offer);
+        let matches = self.matcher.add_resource(resource_entry(&record, 0), now_ms / 1000);
+        self.make_deals(&mut txn, matches);
+        self.commit(txn)?;
+        Ok(record)
+    }
+
+    /// Accepts a verified job offer (`id` from [`SignedJobOffer::verify`]); it is matched at
+    /// once if a slot fits.
+    pub fn post_job_offer(
+        &mut self,
+        signed: SignedJobOffer,
+        id: B256,
+        now_ms: u64,
+    ) -> Result<JobOfferRecord, SolverError> {
+        let creator = signed.offer.jobCreator;
+        self.check_nonce(creator, signed.offer.nonce)?;
+        self.check_open_limit(creator)?;
+        let mut txn = self.txn(now_ms);
+        txn.batch.push(Op::UseNonce { account: creator, nonce: signed.offer.nonce, expiry: signed.offer.expiry });
+        let seq = txn.event(vec![creator], EventKind::OfferPosted { offer: id, kind: "job".into() });
+        let record = JobOfferRecord {
+            id,
+            seq,
+            received_at: now_ms,
+            status: OfferStatus::Open,
+            deal: None,
+            excluded: vec![],
+            signed,
+        };
+        let offer = OfferRecord::Job(record.clone());
+        txn.put_offer(&offer);
+        self.set_offer(offer);
+        if let Some(m) = self.matcher.add_job(job_entry(&record), now_ms / 1000) {
+            self.make_deals(&mut txn, vec![m]);
+        }
+        self.commit(txn)?;
+        Ok(match &self.offers[&id] {
+            OfferRecord::Job(j) => j.clone(),
+            OfferRecord::Resource(_) => unreachable!("a job offer id names a job offer"),
+        })
+    }
+
+    pub(super) fn make_deals(&mut self, txn: &mut Txn, matches: Vec<Match>) {
+        for m in matches {
+            let (Some(OfferRecord::Job(job)), Some(OfferRecord::Resource(res))) =
+                (self.offers.get(&m.job).cloned(), self.offers.get(&m.resource).cloned())
+            else {
+                tracing::error!(job = %m.job, resource = %m.resource, "match names an unknown offer; skipped");
+                continue;
+            };
+            let j = &job.signed.offer;
+            let r = &res.signed.offer;
+            let seq = txn.next_seq;
+            let mut nonce_input = [0u8; 72];
+            nonce_input[..32].copy_from_slice(job.id.as_slice());
+            nonce_input[32..64].copy_from_slice(res.id.as_slice());
+            nonce_input[64..].copy_from_slice(&seq.to_be_bytes());
+            let deal = DcnDeals::Deal {
+                jobCreator: j.jobCreator,
+                provider: r.provider,
+                solver: self.cfg.solver,
+                mediators: common_mediators(&resource_entry(&res, 0), &job_entry(&job)),
+                price: r.price,
+                collateral: r.collateral,
+                mediationFee: j.mediationFee,
+                resultTimeout: j.resultTimeout,
+                judgeTimeout: j.judgeTimeout,
+                mediationTimeout: j.mediationTimeout,
+                jobHash: j.jobHash,
+                nonce: U256::from_be_bytes(keccak256(nonce_input).0),
+            };
+            let id = deal_id(&deal, &self.deals_domain);
+            let record = DealRecord {
+                id,
+                seq,
+                deal,
+                job_offer: job.id,
+                resource_offer: res.id,
+                state: DealStatus::Proposed,
+                provider_signature: None,
+                created_at: txn.now_ms,
+                updated_at: txn.now_ms,
+            };
+            tracing::info!(deal = %id, job = %job.id, resource = %res.id, price = %r.price, "matched");
+            self.set_deal(txn, record);
+            let job = JobOfferRecord { status: OfferStatus::Matched, deal: Some(id), ..job };
+            let offer = OfferRecord::Job(job);
+            txn.put_offer(&offer);
+            self.set_offer(offer);
+        }
+    }
+
+    /// Cancels an open offer on behalf of `auth.account`, which must own it.
+    pub fn cancel_offer(
+        &mut self,
+        id: B256,
+        auth: &AuthHeaders,
+        path: &str,
+        now_ms: u64,
+    ) -> Result<OfferRecord, SolverError> {
+        let mut txn = self.txn(now_ms);
+        self.use_request(&mut txn, auth, "DELETE", path)?;
+        let offer = self.offers.get(&id).cloned().ok_or_else(|| SolverError::NotFound(format!("no offer {id}")))?;
+        if offer.owner() != auth.account {
+            return Err(SolverError::Forbidden(format!(
+                "offer {id} belongs to {}, not {}",
+                offer.owner(),
+                auth.account
+            )));
+        }
+        if offer.status() != OfferStatus::Open {
+            return Err(SolverError::Conflict(format!(
+                "offer {id} is {:?}, not open: only open offers can be cancelled",
+                offer.status()
+            )));
+        }
+        let offer = match offer {
+            OfferRecord::Resource(r) => {
+                self.matcher.remove_resource(&id);
+                OfferRecord::Resource(ResourceOfferRecord { status: OfferStatus::Cancelled, ..r })
+            }
+            OfferRecord::Job(j) => {
+                self.matcher.remove_job(&id);
+                OfferRecord::Job(JobOfferRecord { status: OfferStatus::Cancelled, ..j })
+            }
+        };
+        txn.put_offer(&offer);
+        txn.event(vec![offer.owner()], EventKind::OfferCancelled { offer: id });
+        self.set_offer(offer.clone());
+        self.commit(txn)?;
+        Ok(offer)
+    }
+}

@@ -1,0 +1,133 @@
+//! The core's reads: offers and deals by id and filtered lists, the event sequence, and
+//! the counts behind `/metrics`.
+
+use super::{Core, StoreError};
+use crate::protocol::records::*;
+use crate::solver::store::Store;
+use alloy::primitives::{Address, B256};
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+/// Counts for `/metrics` and the dashboard.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct Stats {
+    /// Open resource offers.
+    pub open_resource_offers: usize,
+    /// Job offers waiting for a match.
+    pub open_job_offers: usize,
+    /// Offers by kind and status.
+    pub offers: BTreeMap<String, usize>,
+    /// Deals by state.
+    pub deals: BTreeMap<&'static str, usize>,
+    /// Matches made since the store was created.
+    pub matches_total: u64,
+    /// Sequence number of the last event.
+    pub last_event_seq: u64,
+}
+
+/// Filters of the offer list.
+#[derive(Debug, Clone, Default)]
+pub struct OfferQuery {
+    /// `Some(true)` resource offers, `Some(false)` job offers.
+    pub resource: Option<bool>,
+    /// Only this owner's.
+    pub owner: Option<Address>,
+    /// Only in this status.
+    pub status: Option<OfferStatus>,
+    /// Only with a sequence number above this.
+    pub after: u64,
+    /// At most this many.
+    pub limit: usize,
+}
+
+/// Filters of the deal list.
+#[derive(Debug, Clone, Default)]
+pub struct DealQuery {
+    /// Only deals this account is a party of.
+    pub party: Option<Address>,
+    /// Only in this state.
+    pub state: Option<DealStatus>,
+    /// Only with a sequence number above this.
+    pub after: u64,
+    /// At most this many.
+    pub limit: usize,
+}
+
+impl Core {
+    /// One offer.
+    pub fn offer(&self, id: &B256) -> Option<&OfferRecord> {
+        self.offers.get(id)
+    }
+
+    /// Offers matching `q`, in arrival order.
+    pub fn offers(&self, q: &OfferQuery) -> Vec<OfferRecord> {
+        self.offer_order
+            .range(q.after.saturating_add(1)..)
+            .map(|(_, id)| &self.offers[id])
+            .filter(|o| match q.resource {
+                Some(true) => matches!(o, OfferRecord::Resource(_)),
+                Some(false) => matches!(o, OfferRecord::Job(_)),
+                None => true,
+            })
+            .filter(|o| q.owner.is_none_or(|a| o.owner() == a))
+            .filter(|o| q.status.is_none_or(|s| o.status() == s))
+            .take(q.limit)
+            .cloned()
+            .collect()
+    }
+
+    /// One deal.
+    pub fn deal(&self, id: &B256) -> Option<&DealRecord> {
+        self.deals.get(id)
+    }
+
+    /// Deals matching `q`, in match order.
+    pub fn deals(&self, q: &DealQuery) -> Vec<DealRecord> {
+        self.deal_order
+            .range(q.after.saturating_add(1)..)
+            .map(|(_, id)| &self.deals[id])
+            .filter(|d| q.party.is_none_or(|a| d.parties().contains(&a)))
+            .filter(|d| q.state.is_none_or(|s| d.state == s))
+            .take(q.limit)
+            .cloned()
+            .collect()
+    }
+
+    /// Sequence number of the last durable event (0 when there is none).
+    pub fn last_event_seq(&self) -> u64 {
+        self.next_seq - 1
+    }
+
+    /// Counts for metrics (walks every offer and deal).
+    pub fn stats(&self) -> Stats {
+        let mut s = Stats {
+            open_resource_offers: self.matcher.len().0,
+            open_job_offers: self.matcher.len().1,
+            matches_total: self.deals.len() as u64,
+            last_event_seq: self.last_event_seq(),
+            ..Default::default()
+        };
+        for o in self.offers.values() {
+            let kind = if matches!(o, OfferRecord::Resource(_)) { "resource" } else { "job" };
+            let status = serde_json::to_value(o.status()).ok().and_then(|v| v.as_str().map(String::from));
+            *s.offers.entry(format!("{kind}:{}", status.unwrap_or_default())).or_default() += 1;
+        }
+        for st in DealStatus::ALL {
+            s.deals.insert(st.name(), 0);
+        }
+        for d in self.deals.values() {
+            *s.deals.entry(d.state.name()).or_default() += 1;
+        }
+        s
+    }
+
+    /// Forgets nonces of expired signatures.
+    pub fn prune_nonces(&self, now_ms: u64) -> Result<usize, StoreError> {
+        self.store.prune_nonces(now_ms / 1000)
+    }
+
+    /// The store.
+    pub fn store(&self) -> &Arc<dyn Store> {
+        &self.store
+    }
+}

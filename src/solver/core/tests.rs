@@ -1,0 +1,183 @@
+//! Unit tests of the solver core on the in-memory store.
+use super::*;
+use crate::protocol::{JobOffer, ResourceOffer, SignedJobOffer, SignedResourceOffer};
+use crate::solver::store::MemoryStore;
+use crate::types::{JobSpec, ModuleRef, NetworkPolicy, Resources};
+use alloy::primitives::Bytes;
+
+const T0: u64 = 1_000_000_000;
+
+fn cfg() -> CoreConfig {
+    CoreConfig {
+        solver: Address::repeat_byte(5),
+        chain_id: 1337,
+        deals_contract: Address::repeat_byte(0xde),
+        offer_max_ahead_secs: 3600,
+        request_max_ahead_secs: 300,
+        max_open_offers: 10,
+        sign_timeout_secs: 60,
+        create_timeout_secs: 300,
+    }
+}
+
+fn core(store: Arc<dyn Store>) -> Core {
+    Core::open(cfg(), store, broadcast::channel(64).0).unwrap()
+}
+
+fn resource(n: u8, price: u64) -> (SignedResourceOffer, B256) {
+    let offer = ResourceOffer {
+        provider: Address::repeat_byte(0xa0 + n),
+        solver: cfg().solver,
+        cpu: 1000,
+        ramMb: 1000,
+        gpus: 0,
+        vramMb: 0,
+        diskMb: 0,
+        slots: 1,
+        price: U256::from(price),
+        collateral: U256::from(10),
+        mediators: vec![Address::repeat_byte(0xee)],
+        modules: vec![],
+        expiry: T0 / 1000 + 1000,
+        nonce: U256::from(n),
+    };
+    let signed = SignedResourceOffer { offer, signature: Bytes::from(vec![0; 65]) };
+    let id = signed.id(&protocol::domain(1337, cfg().deals_contract));
+    (signed, id)
+}
+
+fn job(n: u8) -> (SignedJobOffer, B256) {
+    let spec = JobSpec {
+        module: ModuleRef { name: "m".into(), version: "1".into(), hash: "h".into() },
+        image: "i".into(),
+        argv: vec![n.to_string()],
+        env: Default::default(),
+        resources: Resources { cpu: 500, ram_mb: 100, ..Default::default() },
+        network: NetworkPolicy::None,
+        timeout_secs: 10,
+        outputs: vec![],
+    };
+    let offer = JobOffer {
+        jobCreator: Address::repeat_byte(0xc0),
+        solver: cfg().solver,
+        jobHash: spec.content_hash(),
+        maxPrice: U256::from(100),
+        mediationFee: U256::from(1),
+        mediators: vec![Address::repeat_byte(0xee)],
+        resultTimeout: 60,
+        judgeTimeout: 60,
+        mediationTimeout: 60,
+        expiry: T0 / 1000 + 1000,
+        nonce: U256::from(100 + u64::from(n)),
+    };
+    let signed = SignedJobOffer { offer, spec, signature: Bytes::from(vec![0; 65]) };
+    let id = signed.id(&protocol::domain(1337, cfg().deals_contract));
+    (signed, id)
+}
+
+fn post_r(c: &mut Core, n: u8, price: u64) -> B256 {
+    let (s, id) = resource(n, price);
+    c.post_resource_offer(s, id, T0).unwrap();
+    id
+}
+
+fn post_j(c: &mut Core, n: u8) -> JobOfferRecord {
+    let (s, id) = job(n);
+    c.post_job_offer(s, id, T0).unwrap()
+}
+
+#[test]
+fn a_lapsed_proposal_goes_to_another_provider() {
+    let mut c = core(Arc::new(MemoryStore::new()));
+    let cheap = post_r(&mut c, 1, 5);
+    let dear = post_r(&mut c, 2, 9);
+    let first = post_j(&mut c, 1).deal.unwrap();
+    assert_eq!(c.deal(&first).unwrap().resource_offer, cheap);
+    assert_eq!(c.housekeeping(T0 + 59_000).unwrap(), 0, "not yet");
+    assert_eq!(c.housekeeping(T0 + 60_000).unwrap(), 1);
+    assert_eq!(c.deal(&first).unwrap().state, DealStatus::Expired);
+    let (_, job_id) = job(1);
+    let OfferRecord::Job(j) = c.offer(&job_id).unwrap().clone() else { panic!() };
+    assert_eq!(j.excluded, vec![cheap]);
+    let second = j.deal.expect("matched again at once");
+    assert_eq!(c.deal(&second).unwrap().resource_offer, dear, "not the provider that let it lapse");
+    // The cheap slot is free again for the next job.
+    let next = post_j(&mut c, 2).deal.unwrap();
+    assert_eq!(c.deal(&next).unwrap().resource_offer, cheap);
+}
+
+#[test]
+fn a_signed_deal_never_created_closes_its_job() {
+    let mut c = core(Arc::new(MemoryStore::new()));
+    post_r(&mut c, 1, 5);
+    let deal = post_j(&mut c, 1).deal.unwrap();
+    let signer = alloy::signers::local::PrivateKeySigner::random();
+    // A signature by someone else than the provider is refused.
+    let sig = Bytes::from(alloy::signers::SignerSync::sign_hash_sync(&signer, &deal).unwrap().as_bytes().to_vec());
+    assert!(matches!(c.sign_deal(deal, sig, T0), Err(SolverError::Protocol(ProtocolError::WrongSigner { .. }))));
+    // Pretend the provider signed (the store takes the record as is).
+    let mut d = c.deal(&deal).unwrap().clone();
+    d.state = DealStatus::Signed;
+    d.provider_signature = Some(Bytes::from(vec![1; 65]));
+    let mut txn = c.txn(T0);
+    c.set_deal(&mut txn, d);
+    c.commit(txn).unwrap();
+    c.housekeeping(T0 + 299_000).unwrap();
+    assert_eq!(c.deal(&deal).unwrap().state, DealStatus::Signed);
+    c.housekeeping(T0 + 300_000).unwrap();
+    assert_eq!(c.deal(&deal).unwrap().state, DealStatus::Expired);
+    assert_eq!(c.offer(&job(1).1).unwrap().status(), OfferStatus::Closed);
+    // Created on chain after all: followed again.
+    c.chain_state(deal, DealStatus::Created, T0 + 301_000).unwrap();
+    assert_eq!(c.deal(&deal).unwrap().state, DealStatus::Created);
+}
+
+#[test]
+fn chain_states_only_move_forward_and_a_final_one_frees_the_slot() {
+    let mut c = core(Arc::new(MemoryStore::new()));
+    let r = post_r(&mut c, 1, 5);
+    let deal = post_j(&mut c, 1).deal.unwrap();
+    let waiting = post_j(&mut c, 2);
+    assert_eq!(waiting.status, OfferStatus::Open);
+    c.chain_state(deal, DealStatus::ResultSubmitted, T0).unwrap();
+    c.chain_state(deal, DealStatus::Created, T0).unwrap();
+    assert_eq!(c.deal(&deal).unwrap().state, DealStatus::ResultSubmitted);
+    c.chain_state(B256::repeat_byte(9), DealStatus::Accepted, T0).unwrap();
+    c.chain_state(deal, DealStatus::Accepted, T0).unwrap();
+    let OfferRecord::Job(j) = c.offer(&waiting.id).unwrap() else { panic!() };
+    assert_eq!(c.deal(&j.deal.unwrap()).unwrap().resource_offer, r);
+}
+
+#[test]
+fn offers_expire_and_leave_the_matcher() {
+    let mut c = core(Arc::new(MemoryStore::new()));
+    let r = post_r(&mut c, 1, 5);
+    assert_eq!(c.housekeeping(T0 + 1_000_000).unwrap(), 1);
+    assert_eq!(c.offer(&r).unwrap().status(), OfferStatus::Expired);
+    assert_eq!(c.stats().open_resource_offers, 0);
+}
+
+#[test]
+fn reopening_restores_busy_slots_and_limits() {
+    let store: Arc<dyn Store> = Arc::new(MemoryStore::new());
+    let mut c = core(store.clone());
+    post_r(&mut c, 1, 5);
+    let deal = post_j(&mut c, 1).deal.unwrap();
+    let seq = c.stats().last_event_seq;
+    drop(c);
+    let mut c = core(store);
+    assert_eq!(c.stats().last_event_seq, seq);
+    assert_eq!(post_j(&mut c, 2).status, OfferStatus::Open, "the only slot is still held");
+    assert!(matches!(c.post_job_offer(job(2).0, job(2).1, T0), Err(SolverError::NonceReused { .. })));
+    c.chain_state(deal, DealStatus::Accepted, T0).unwrap();
+    assert_eq!(c.offer(&job(2).1).unwrap().status(), OfferStatus::Matched);
+}
+
+#[test]
+fn open_offers_per_account_are_limited() {
+    let mut c = core(Arc::new(MemoryStore::new()));
+    for n in 0..10 {
+        post_j(&mut c, n);
+    }
+    assert!(matches!(c.post_job_offer(job(10).0, job(10).1, T0), Err(SolverError::TooManyOffers { .. })));
+}

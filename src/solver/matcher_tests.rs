@@ -1,0 +1,163 @@
+//! Unit tests of the matcher.
+
+use super::*;
+
+const NOW: u64 = 1_000;
+
+fn res(n: u8, seq: u64, price: u64) -> ResourceEntry {
+    ResourceEntry {
+        id: B256::repeat_byte(n),
+        seq,
+        provider: Address::repeat_byte(0xa0 + n),
+        resources: Resources { cpu: 2000, ram_mb: 2048, gpus: 0, vram_mb: 0, disk_mb: 1000 },
+        price: U256::from(price),
+        collateral: U256::from(10),
+        mediators: vec![Address::repeat_byte(0xee)],
+        modules: vec![],
+        expiry: NOW + 100,
+        slots: 1,
+        busy: 0,
+    }
+}
+
+fn job(n: u8, seq: u64) -> JobEntry {
+    JobEntry {
+        id: B256::repeat_byte(0x80 + n),
+        seq,
+        creator: Address::repeat_byte(0xc0),
+        needs: Resources { cpu: 1000, ram_mb: 512, ..Default::default() },
+        max_price: U256::from(100),
+        mediation_fee: U256::from(1),
+        mediators: vec![Address::repeat_byte(0xee)],
+        module: "cowsay".into(),
+        module_version: "1.0.0".into(),
+        expiry: NOW + 100,
+        excluded: vec![],
+    }
+}
+
+fn matched(m: &mut Matcher, j: JobEntry) -> Option<B256> {
+    m.add_job(j, NOW).map(|x| x.resource)
+}
+
+#[test]
+fn each_rule_can_refuse_a_pair() {
+    let base_r = res(1, 1, 10);
+    let base_j = job(1, 2);
+    assert!(fits(&base_r, &base_j, NOW));
+    let cases: Vec<(&str, ResourceEntry, JobEntry)> = vec![
+        ("cpu", base_r.clone(), JobEntry { needs: Resources { cpu: 2001, ..base_j.needs }, ..base_j.clone() }),
+        ("ram", base_r.clone(), JobEntry { needs: Resources { ram_mb: 4096, ..base_j.needs }, ..base_j.clone() }),
+        ("gpus", base_r.clone(), JobEntry { needs: Resources { gpus: 1, ..base_j.needs }, ..base_j.clone() }),
+        (
+            "vram",
+            ResourceEntry { resources: Resources { gpus: 1, vram_mb: 8000, ..base_r.resources }, ..base_r.clone() },
+            JobEntry { needs: Resources { gpus: 1, vram_mb: 16000, ..base_j.needs }, ..base_j.clone() },
+        ),
+        ("disk", base_r.clone(), JobEntry { needs: Resources { disk_mb: 1001, ..base_j.needs }, ..base_j.clone() }),
+        ("price", ResourceEntry { price: U256::from(101), ..base_r.clone() }, base_j.clone()),
+        ("collateral", ResourceEntry { collateral: U256::ZERO, ..base_r.clone() }, base_j.clone()),
+        ("mediators", ResourceEntry { mediators: vec![Address::repeat_byte(1)], ..base_r.clone() }, base_j.clone()),
+        ("mediator is a party", base_r.clone(), JobEntry { mediators: vec![base_r.provider], ..base_j.clone() }),
+        ("module", ResourceEntry { modules: vec!["lolcat".into()], ..base_r.clone() }, base_j.clone()),
+        ("module version", ResourceEntry { modules: vec!["cowsay@2.0.0".into()], ..base_r.clone() }, base_j.clone()),
+        ("resource expired", ResourceEntry { expiry: NOW, ..base_r.clone() }, base_j.clone()),
+        ("job expired", base_r.clone(), JobEntry { expiry: NOW, ..base_j.clone() }),
+        ("excluded", base_r.clone(), JobEntry { excluded: vec![base_r.id], ..base_j.clone() }),
+    ];
+    for (rule, r, j) in cases {
+        assert!(!fits(&r, &j, NOW), "{rule} should refuse");
+        let mut m = Matcher::new();
+        assert!(m.add_resource(r, NOW).is_empty());
+        assert_eq!(matched(&mut m, j), None, "{rule} should refuse in the index too");
+    }
+    let allowed = ResourceEntry { modules: vec!["lolcat".into(), "cowsay@1.0.0".into()], ..base_r };
+    assert!(fits(&allowed, &base_j, NOW), "allow-list by name@version");
+}
+
+#[test]
+fn cheapest_wins_then_oldest() {
+    let mut m = Matcher::new();
+    m.add_resource(res(1, 1, 30), NOW);
+    m.add_resource(res(2, 2, 20), NOW);
+    m.add_resource(res(3, 3, 20), NOW);
+    assert_eq!(matched(&mut m, job(1, 4)), Some(B256::repeat_byte(2)), "cheapest, older of the tie");
+    assert_eq!(matched(&mut m, job(2, 5)), Some(B256::repeat_byte(3)));
+    assert_eq!(matched(&mut m, job(3, 6)), Some(B256::repeat_byte(1)));
+    assert_eq!(matched(&mut m, job(4, 7)), None, "every slot taken");
+    assert_eq!(m.len(), (3, 1));
+}
+
+#[test]
+fn a_bigger_but_cheaper_offer_beats_an_exact_fit() {
+    let mut m = Matcher::new();
+    let mut big = res(1, 1, 5);
+    big.resources.cpu = 64_000;
+    m.add_resource(big, NOW);
+    m.add_resource(res(2, 2, 9), NOW);
+    assert_eq!(matched(&mut m, job(1, 3)), Some(B256::repeat_byte(1)));
+}
+
+#[test]
+fn slots_serve_at_most_n_jobs_and_come_back() {
+    let mut m = Matcher::new();
+    m.add_resource(ResourceEntry { slots: 2, ..res(1, 1, 10) }, NOW);
+    assert!(matched(&mut m, job(1, 2)).is_some());
+    assert!(matched(&mut m, job(2, 3)).is_some());
+    assert_eq!(matched(&mut m, job(3, 4)), None);
+    assert_eq!(matched(&mut m, job(4, 5)), None);
+    let r = B256::repeat_byte(1);
+    assert_eq!(m.resource(&r).unwrap().busy, 2);
+    // A slot back goes to the oldest waiting job, one per slot.
+    assert_eq!(m.release_slot(&r, NOW), vec![Match { job: job(3, 0).id, resource: r }]);
+    assert_eq!(m.release_slot(&r, NOW), vec![Match { job: job(4, 0).id, resource: r }]);
+    assert!(m.release_slot(&r, NOW).is_empty());
+    assert_eq!(m.resource(&r).unwrap().busy, 1);
+}
+
+#[test]
+fn a_new_offer_serves_the_oldest_fitting_jobs() {
+    let mut m = Matcher::new();
+    let mut gpu_job = job(1, 1);
+    gpu_job.needs.gpus = 1;
+    assert_eq!(matched(&mut m, gpu_job), None);
+    assert_eq!(matched(&mut m, job(2, 2)), None);
+    assert_eq!(matched(&mut m, job(3, 3)), None);
+    let got = m.add_resource(ResourceEntry { slots: 5, ..res(1, 4, 10) }, NOW);
+    let jobs: Vec<B256> = got.iter().map(|x| x.job).collect();
+    assert_eq!(jobs, vec![job(2, 0).id, job(3, 0).id], "oldest first; the GPU job does not fit");
+    assert_eq!(m.len(), (1, 1));
+    assert_eq!(m.resource(&B256::repeat_byte(1)).unwrap().busy, 2);
+}
+
+#[test]
+fn removed_offers_are_not_matched() {
+    let mut m = Matcher::new();
+    m.add_resource(res(1, 1, 10), NOW);
+    m.remove_resource(&B256::repeat_byte(1));
+    assert_eq!(matched(&mut m, job(1, 2)), None);
+    m.remove_job(&job(1, 2).id);
+    assert!(m.add_resource(res(2, 3, 10), NOW).is_empty());
+    assert!(m.release_slot(&B256::repeat_byte(1), NOW).is_empty(), "unknown offer ignored");
+}
+
+#[test]
+fn matching_is_deterministic() {
+    let run = || {
+        let mut m = Matcher::new();
+        let mut out = vec![];
+        for i in 0..50u8 {
+            let mut r = res(i, u64::from(i) * 2, u64::from(i % 7) + 1);
+            r.resources.cpu = 1000 + u64::from(i % 3) * 1000;
+            out.extend(m.add_resource(r, NOW));
+            let mut j = job(i, u64::from(i) * 2 + 1);
+            j.needs.cpu = 500 + u64::from(i % 5) * 500;
+            j.max_price = U256::from(u64::from(i % 4) + 2);
+            out.extend(m.add_job(j, NOW));
+        }
+        out
+    };
+    let first = run();
+    assert!(first.len() > 10);
+    assert_eq!(first, run());
+}

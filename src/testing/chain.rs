@@ -1,0 +1,276 @@
+//! [`FakeChain`]: a tiny `DcnDeals` (and job board, and log source) with a clock the test
+//! sets; every transaction is recorded as a [`Tx`].
+
+#![allow(clippy::unwrap_used, missing_docs)]
+
+use super::{CHAIN_ID, DEALS, MEDIATOR};
+use crate::chain::bindings::DcnDeals;
+use crate::chain::deals::{deal_id, domain};
+use crate::chain::{BoardChain, ChainError, DealState, DealView, DealsChain, LogSource, RequestStatus, RequestView};
+use alloy::primitives::{Address, Bytes, B256, U256};
+use alloy::rpc::types::{Filter, Log};
+use async_trait::async_trait;
+use std::collections::HashMap;
+use std::sync::Mutex;
+
+/// A transaction a role sent.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Tx {
+    Deposit(U256),
+    Create(B256),
+    Submit(B256, B256),
+    Accept(B256),
+    Challenge(B256),
+    Mediate(B256, bool),
+    Timeout(B256),
+    Deliver(U256, B256, B256),
+}
+
+#[derive(Default)]
+struct ChainState {
+    now: u64,
+    head: u64,
+    deals: HashMap<B256, (DealView, Option<DcnDeals::Deal>)>,
+    txs: Vec<Tx>,
+    fail_reads: u32,
+    logs: Vec<Log>,
+    requests: HashMap<U256, RequestView>,
+    free: U256,
+}
+
+/// A tiny `DcnDeals` with a clock the test sets.
+pub struct FakeChain {
+    account: Address,
+    state: Mutex<ChainState>,
+}
+
+fn reverted(what: &str) -> ChainError {
+    ChainError::Reverted { what: what.into(), tx: B256::ZERO }
+}
+
+impl FakeChain {
+    pub fn new(account: Address) -> Self {
+        Self { account, state: Mutex::new(ChainState { now: 1_000, ..Default::default() }) }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, ChainState> {
+        self.state.lock().unwrap()
+    }
+
+    pub fn set_now(&self, now: u64) {
+        self.lock().now = now;
+    }
+
+    pub fn advance(&self, secs: u64) {
+        self.lock().now += secs;
+    }
+
+    pub fn set_head(&self, head: u64) {
+        self.lock().head = head;
+    }
+
+    pub fn push_log(&self, log: Log) {
+        self.lock().logs.push(log);
+    }
+
+    /// The next `n` reads fail as if the node were down.
+    pub fn fail_reads(&self, n: u32) {
+        self.lock().fail_reads = n;
+    }
+
+    /// Puts deal `id` in `state` with `deadline`, as if it happened elsewhere.
+    pub fn put(&self, id: B256, state: DealState, deadline: u64, result_hash: B256) {
+        let mut s = self.lock();
+        let terms = s.deals.get(&id).and_then(|(_, t)| t.clone());
+        s.deals.insert(id, (DealView { state, deadline, result_hash, mediator: MEDIATOR }, terms));
+    }
+
+    /// Creates `deal` on chain now (as its job creator would).
+    pub fn create(&self, deal: &DcnDeals::Deal) -> B256 {
+        let id = deal_id(deal, &domain(CHAIN_ID, DEALS));
+        let mut s = self.lock();
+        let view = DealView {
+            state: DealState::Created,
+            deadline: s.now + deal.resultTimeout,
+            result_hash: B256::ZERO,
+            mediator: MEDIATOR,
+        };
+        s.deals.insert(id, (view, Some(deal.clone())));
+        id
+    }
+
+    pub fn view(&self, id: B256) -> DealView {
+        self.lock().deals.get(&id).map(|(v, _)| v.clone()).unwrap_or_else(DealView::none)
+    }
+
+    pub fn txs(&self) -> Vec<Tx> {
+        self.lock().txs.clone()
+    }
+
+    pub fn count(&self, f: impl Fn(&Tx) -> bool) -> usize {
+        self.lock().txs.iter().filter(|t| f(t)).count()
+    }
+
+    pub fn put_request(&self, id: U256, request: RequestView) {
+        self.lock().requests.insert(id, request);
+    }
+
+    fn read(&self) -> Result<std::sync::MutexGuard<'_, ChainState>, ChainError> {
+        let mut s = self.lock();
+        if s.fail_reads > 0 {
+            s.fail_reads -= 1;
+            return Err(ChainError::Unreachable { url: "fake".into(), reason: "down".into() });
+        }
+        Ok(s)
+    }
+
+    fn transition(
+        &self,
+        id: B256,
+        what: &str,
+        tx: Tx,
+        f: impl FnOnce(&mut DealView, u64, Option<&DcnDeals::Deal>) -> bool,
+    ) -> Result<B256, ChainError> {
+        let mut s = self.lock();
+        let now = s.now;
+        let Some((view, terms)) = s.deals.get_mut(&id) else { return Err(reverted(what)) };
+        if !f(view, now, terms.as_ref()) {
+            return Err(reverted(what));
+        }
+        s.txs.push(tx);
+        Ok(B256::random())
+    }
+}
+
+fn timeout_of(terms: Option<&DcnDeals::Deal>, pick: fn(&DcnDeals::Deal) -> u64) -> u64 {
+    terms.map(pick).unwrap_or(100)
+}
+
+#[async_trait]
+impl DealsChain for FakeChain {
+    fn account(&self) -> Address {
+        self.account
+    }
+
+    async fn deal(&self, id: B256) -> Result<DealView, ChainError> {
+        Ok(self.read()?.deals.get(&id).map(|(v, _)| v.clone()).unwrap_or_else(DealView::none))
+    }
+
+    async fn now(&self) -> Result<u64, ChainError> {
+        Ok(self.read()?.now)
+    }
+
+    async fn ensure_free_escrow(&self, need: U256) -> Result<U256, ChainError> {
+        let mut s = self.lock();
+        if s.free >= need {
+            return Ok(U256::ZERO);
+        }
+        let short = need - s.free;
+        s.free = need;
+        s.txs.push(Tx::Deposit(short));
+        Ok(short)
+    }
+
+    async fn create_deal(&self, deal: &DcnDeals::Deal, _signature: Bytes) -> Result<B256, ChainError> {
+        let id = self.create(deal);
+        self.lock().txs.push(Tx::Create(id));
+        Ok(B256::random())
+    }
+
+    async fn submit_result(&self, id: B256, result_hash: B256) -> Result<B256, ChainError> {
+        self.transition(id, "submitResult", Tx::Submit(id, result_hash), |v, now, t| {
+            let ok = v.state == DealState::Created && now <= v.deadline;
+            if ok {
+                *v = DealView {
+                    state: DealState::ResultSubmitted,
+                    deadline: now + timeout_of(t, |d| d.judgeTimeout),
+                    result_hash,
+                    ..v.clone()
+                };
+            }
+            ok
+        })
+    }
+
+    async fn accept_result(&self, id: B256) -> Result<B256, ChainError> {
+        self.transition(id, "acceptResult", Tx::Accept(id), |v, now, _| {
+            let ok = v.state == DealState::ResultSubmitted && now <= v.deadline;
+            if ok {
+                v.state = DealState::Accepted;
+            }
+            ok
+        })
+    }
+
+    async fn challenge(&self, id: B256) -> Result<B256, ChainError> {
+        self.transition(id, "challenge", Tx::Challenge(id), |v, now, t| {
+            let ok = v.state == DealState::ResultSubmitted && now <= v.deadline;
+            if ok {
+                v.state = DealState::Challenged;
+                v.deadline = now + timeout_of(t, |d| d.mediationTimeout);
+            }
+            ok
+        })
+    }
+
+    async fn mediate(&self, id: B256, provider_honest: bool) -> Result<B256, ChainError> {
+        let me = self.account;
+        self.transition(id, "mediate", Tx::Mediate(id, provider_honest), |v, now, _| {
+            let ok = v.state == DealState::Challenged && v.mediator == me && now <= v.deadline;
+            if ok {
+                v.state = if provider_honest { DealState::MediatedHonest } else { DealState::MediatedDishonest };
+            }
+            ok
+        })
+    }
+
+    async fn timeout(&self, id: B256) -> Result<B256, ChainError> {
+        self.transition(id, "timeout", Tx::Timeout(id), |v, now, _| {
+            let next = match v.state {
+                DealState::Created => DealState::TimedOutNoResult,
+                DealState::ResultSubmitted => DealState::TimedOutAccepted,
+                DealState::Challenged => DealState::TimedOutNoVerdict,
+                _ => return false,
+            };
+            let ok = now > v.deadline;
+            if ok {
+                v.state = next;
+            }
+            ok
+        })
+    }
+}
+
+#[async_trait]
+impl BoardChain for FakeChain {
+    async fn operator(&self) -> Result<Address, ChainError> {
+        Ok(self.account)
+    }
+
+    async fn request(&self, id: U256) -> Result<RequestView, ChainError> {
+        self.read()?.requests.get(&id).cloned().ok_or_else(|| reverted("getRequest"))
+    }
+
+    async fn deliver_result(&self, id: U256, deal: B256, result_hash: B256) -> Result<B256, ChainError> {
+        let mut s = self.lock();
+        let r = s.requests.get_mut(&id).ok_or_else(|| reverted("deliverResult"))?;
+        if r.status != RequestStatus::Open {
+            return Err(reverted("deliverResult"));
+        }
+        r.status = RequestStatus::Delivered;
+        s.txs.push(Tx::Deliver(id, deal, result_hash));
+        Ok(B256::random())
+    }
+}
+
+#[async_trait]
+impl LogSource for FakeChain {
+    async fn head(&self) -> Result<u64, ChainError> {
+        Ok(self.read()?.head)
+    }
+
+    async fn logs(&self, _filter: &Filter, from: u64, to: u64) -> Result<Vec<Log>, ChainError> {
+        let s = self.read()?;
+        Ok(s.logs.iter().filter(|l| l.block_number.is_some_and(|b| (from..=to).contains(&b))).cloned().collect())
+    }
+}
