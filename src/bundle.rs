@@ -191,6 +191,39 @@ fn normalize(p: &Path) -> Option<Vec<std::ffi::OsString>> {
     Some(out)
 }
 
+/// Whether a failed write is this machine's problem (disk full, quota, permissions, a
+/// read-only or failing disk, no file handles) rather than the bundle's (an entry clashing
+/// with another: a file where a directory should be, a name taken by a link).
+fn is_local(e: &io::Error) -> bool {
+    matches!(
+        e.raw_os_error(),
+        Some(
+            libc::ENOSPC
+                | libc::EDQUOT
+                | libc::EACCES
+                | libc::EPERM
+                | libc::EROFS
+                | libc::EIO
+                | libc::EMFILE
+                | libc::ENFILE
+                | libc::ENOMEM
+        )
+    )
+}
+
+/// A failed write of the extracted tree: [`BundleError::Io`] when it is this machine's
+/// problem, [`BundleError::Refused`] when the bundle's entries caused it.
+fn write_err(what: impl Into<String>) -> impl FnOnce(io::Error) -> BundleError {
+    let what = what.into();
+    move |source| {
+        if is_local(&source) {
+            BundleError::Io { what, source }
+        } else {
+            BundleError::Refused(format!("{what}: {source}"))
+        }
+    }
+}
+
 /// Copies an entry's bytes into `out`, telling a bad bundle (read) from a bad disk (write).
 fn copy_entry(entry: &mut impl Read, out: &mut File, shown: &str) -> Result<(), BundleError> {
     let mut buf = vec![0u8; 64 * 1024];
@@ -199,7 +232,7 @@ fn copy_entry(entry: &mut impl Read, out: &mut File, shown: &str) -> Result<(), 
         if n == 0 {
             return Ok(());
         }
-        out.write_all(&buf[..n]).map_err(io_err(format!("writing {shown}")))?;
+        out.write_all(&buf[..n]).map_err(write_err(format!("writing {shown}")))?;
     }
 }
 
@@ -249,18 +282,18 @@ pub fn extract(bundle: &Path, dest: &Path, max_bytes: u64) -> Result<Results, Bu
                 let target = dest.join(&path);
                 match kind {
                     EntryType::Directory => {
-                        std::fs::create_dir_all(&target).map_err(io_err(format!("creating {shown}")))?
+                        std::fs::create_dir_all(&target).map_err(write_err(format!("creating {shown}")))?
                     }
                     EntryType::Regular => {
                         if let Some(parent) = target.parent() {
-                            std::fs::create_dir_all(parent).map_err(io_err(format!("creating {shown}")))?;
+                            std::fs::create_dir_all(parent).map_err(write_err(format!("creating {shown}")))?;
                         }
-                        let mut out = File::create(&target).map_err(io_err(format!("writing {shown}")))?;
+                        let mut out = File::create(&target).map_err(write_err(format!("writing {shown}")))?;
                         copy_entry(&mut entry, &mut out, &shown)?;
                         use std::os::unix::fs::PermissionsExt;
                         let mode = if entry.header().mode().unwrap_or(0o644) & 0o111 != 0 { 0o755 } else { 0o644 };
                         std::fs::set_permissions(&target, std::fs::Permissions::from_mode(mode))
-                            .map_err(io_err(format!("writing {shown}")))?;
+                            .map_err(write_err(format!("writing {shown}")))?;
                     }
                     EntryType::Symlink => {
                         let link = entry
@@ -279,9 +312,9 @@ pub fn extract(bundle: &Path, dest: &Path, max_bytes: u64) -> Result<Results, Bu
                             )));
                         }
                         if let Some(p) = target.parent() {
-                            std::fs::create_dir_all(p).map_err(io_err(format!("creating {shown}")))?;
+                            std::fs::create_dir_all(p).map_err(write_err(format!("creating {shown}")))?;
                         }
-                        std::os::unix::fs::symlink(&link, &target).map_err(io_err(format!("linking {shown}")))?;
+                        std::os::unix::fs::symlink(&link, &target).map_err(write_err(format!("linking {shown}")))?;
                     }
                     EntryType::Link => return Err(refuse(format!("hard link `{shown}`"))),
                     other => {
@@ -386,6 +419,22 @@ mod tests {
             assert!(err.contains(want), "{name}: {err}");
             assert!(!tmp.path().join("etc").exists() && !Path::new("/x").exists());
         }
+    }
+
+    #[test]
+    fn entries_that_clash_are_the_bundles_fault_not_the_disks() {
+        // A file, then a file "under" it: the second cannot be written, and that is the
+        // bundle's doing, so the job creator challenges rather than blaming its own disk.
+        let tmp = tempfile::tempdir().unwrap();
+        let p = evil(tmp.path(), |b| {
+            raw_entry(b, "outputs/a", EntryType::Regular, None, b"x");
+            raw_entry(b, "outputs/a/b", EntryType::Regular, None, b"y");
+        });
+        let err = extract(&p, &tmp.path().join("x"), DEFAULT_MAX_BUNDLE_BYTES).unwrap_err();
+        assert!(matches!(err, BundleError::Refused(_)) && err.is_bundle_fault(), "{err}");
+        // A full disk is this machine's: not the bundle's fault.
+        let full = write_err("writing x")(io::Error::from_raw_os_error(libc::ENOSPC));
+        assert!(matches!(full, BundleError::Io { .. }) && !full.is_bundle_fault());
     }
 
     #[test]

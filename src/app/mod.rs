@@ -26,7 +26,7 @@ where
 {
     let supervisor = Supervisor::new();
     let tasks = supervisor.tasks();
-    let (tx, rx) = tokio::sync::oneshot::channel();
+    let (tx, mut rx) = tokio::sync::oneshot::channel();
     let work = body(tasks.clone());
     let done = tasks.clone();
     tasks.spawn(name, async move {
@@ -35,9 +35,11 @@ where
         Ok::<_, std::convert::Infallible>(())
     });
     let stop = supervisor.run(true).await;
-    match (rx.await, stop) {
+    // The supervisor waited for the task (up to its grace period): it either answered or
+    // is abandoned.
+    match (rx.try_recv(), stop) {
         (Ok(result), _) => result,
         (Err(_), Stop::Failed { task, error }) => Err(eyre::eyre!("task `{task}` failed: {error}")),
-        (Err(_), _) => Err(eyre::eyre!("interrupted")),
+        (Err(_), _) => Err(eyre::eyre!("interrupted before `{name}` finished")),
     }
 }

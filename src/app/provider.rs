@@ -42,7 +42,8 @@ pub async fn start(
     tasks: &Tasks,
 ) -> eyre::Result<()> {
     state_dir(dir)?;
-    let machine = Machine::detect(dir, cfg.offer_gpu > 0).wrap_err("--offer-gpu needs NVIDIA GPUs")?;
+    let machine = Machine::detect(dir, cfg.offer_gpu > 0)
+        .wrap_err("offering GPUs (provider.offer_gpu, --offer-gpu) needs NVIDIA GPUs")?;
     let slot = machine.slot(cfg.slots, cfg.offer_cpu, cfg.offer_ram_mb, cfg.offer_gpu)?;
     let mediators = account.mediators(&cfg.mediators).await?;
     let me = account.address();

@@ -19,6 +19,22 @@ pub enum Failure {
     NotPlainModule(String),
     /// The module or its inputs do not make a job.
     BadJob(String),
+    /// Given up by an earlier version of the service, for this reason.
+    Recorded(String),
+}
+
+/// Reads a [`Failure`], or the plain text an earlier version wrote.
+fn failure_or_legacy<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Failure, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Stored {
+        Now(Failure),
+        Legacy(String),
+    }
+    Ok(match Stored::deserialize(d)? {
+        Stored::Now(f) => f,
+        Stored::Legacy(text) => Failure::Recorded(text),
+    })
 }
 
 impl std::fmt::Display for Failure {
@@ -28,6 +44,7 @@ impl std::fmt::Display for Failure {
             Self::DeadlinePassed => f.write_str("the request's deadline passed"),
             Self::NotPlainModule(m) => write!(f, "module `{m}` is not a plain module name"),
             Self::BadJob(why) => write!(f, "cannot make a job of it: {why}"),
+            Self::Recorded(why) => f.write_str(why),
         }
     }
 }
@@ -55,6 +72,7 @@ pub enum BoardStage {
     /// Given up on.
     Failed {
         /// Why.
+        #[serde(deserialize_with = "failure_or_legacy")]
         reason: Failure,
     },
 }
@@ -182,6 +200,17 @@ mod tests {
         let delays: Vec<u64> = (1..=10).map(retry_delay).collect();
         assert_eq!(&delays[..4], &[5, 10, 20, 40]);
         assert!(delays.windows(2).all(|w| w[0] <= w[1]) && delays[9] == 300, "{delays:?}");
+    }
+
+    #[test]
+    fn records_of_the_earlier_version_still_load() {
+        let old = serde_json::json!({"request": "0x1", "stage": {"stage": "failed", "reason": "the request's deadline passed"}});
+        let job: BoardJob = serde_json::from_value(old).unwrap();
+        assert_eq!(job.stage, BoardStage::Failed { reason: Failure::Recorded("the request's deadline passed".into()) });
+        assert_eq!((job.attempts, job.retry_at), (0, 0));
+        let now = BoardJob { stage: BoardStage::Failed { reason: Failure::DeadlinePassed }, ..job };
+        let back: BoardJob = serde_json::from_value(serde_json::to_value(&now).unwrap()).unwrap();
+        assert_eq!(back, now);
     }
 
     #[test]

@@ -206,16 +206,16 @@ impl JobBoardService {
                         return Ok(Some(Duration::ZERO));
                     }
                 };
-                let bought = tokio::select! {
-                    _ = token.cancelled() => return Ok(Some(Duration::ZERO)),
-                    r = self.deps.buyer.buy(&spec) => r,
-                };
-                match bought {
+                // Not raced with the token: the buyer watches it and stops at a point where
+                // the purchase can be recorded (dropping it mid-way could lose a created
+                // deal, which a restart would then buy again).
+                match self.deps.buyer.buy(&spec).await {
                     Ok(created) => {
                         tracing::info!(request = %job.request, deal = %created.deal.id, "deal created for the request");
                         job.stage = BoardStage::Created { created: Box::new(created) };
                         job.attempts = 0;
                     }
+                    Err(_) if token.is_cancelled() => return Ok(Some(Duration::ZERO)),
                     Err(e) => {
                         job.attempts += 1;
                         job.retry_at = now + retry_delay(job.attempts);
@@ -227,10 +227,7 @@ impl JobBoardService {
             }
             Action::Settle => {
                 let BoardStage::Created { created } = &job.stage else { return Ok(Some(Duration::ZERO)) };
-                let settled = tokio::select! {
-                    _ = token.cancelled() => return Ok(Some(Duration::ZERO)),
-                    r = self.deps.buyer.settle(created) => r?,
-                };
+                let settled = self.deps.buyer.settle(created).await?;
                 let deal = created.deal.id;
                 if settled.state != DealState::Accepted || settled.result_hash.is_zero() {
                     // No usable result: buy the job again while the request is open.

@@ -78,7 +78,7 @@ pub enum JobCreatorError {
     #[error(
         "no provider took the job within {secs} s{}; nothing was locked. Is a provider running (`dcn provider`, \
          or `dcn dev`)? Check that one offers module `{module}`, enough resources and a price up to {max_price} \
-         DCN (--max-price)",
+         DCN (job.max_price, --max-price)",
         if *.cancelled { " (offer cancelled)" } else { "" }
     )]
     NoMatch {
@@ -109,6 +109,12 @@ pub enum JobCreatorError {
         what: String,
         /// Why.
         source: std::io::Error,
+    },
+    /// The deal it created is not on chain (a reorg, or a development chain that was reset).
+    #[error("deal {deal} is not on chain any more: it was created, but the chain no longer has it")]
+    Vanished {
+        /// The deal.
+        deal: B256,
     },
     /// Stopped (Ctrl-C, or the service stopping) before the deal ended.
     #[error("stopped before the deal ended")]

@@ -16,6 +16,10 @@ use serde::Serialize;
 use std::path::PathBuf;
 use std::time::Duration;
 
+/// Failures in a row after which reading the deal, or sending a transaction the deal's
+/// state still asks for, is given up (with the default poll, about a minute of backoff).
+const MAX_FAILURES: u32 = 6;
+
 /// What the check of the result bundle found.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Verification {
@@ -152,23 +156,37 @@ impl JobCreator {
         };
         let mut verification = Verification::Pending;
         let mut reported: Option<DealState> = None;
-        let mut backoff = Backoff::new(Duration::from_secs(1), Duration::from_secs(30));
+        // Reads and transactions fail apart: a read that succeeds between two failed
+        // transactions must not reset the count that gives up on them.
+        let retry = self.terms.poll * 5;
+        let mut reads = Backoff::new(retry, Duration::from_secs(30));
+        let mut sends = Backoff::new(retry, Duration::from_secs(30));
+        let mut first_missing: Option<u64> = None;
         loop {
             let seen = async { Ok::<_, JobCreatorError>((self.chain.deal(id).await?, self.chain.now().await?)) };
             let (view, now) = match seen.await {
                 Ok(v) => v,
-                Err(e) if backoff.failures() < 8 => {
-                    let delay = backoff.next_delay();
+                Err(e) if reads.failures() < MAX_FAILURES => {
+                    let delay = reads.next_delay();
                     tracing::warn!(deal = %id, error = %e, retry_in_ms = delay.as_millis() as u64, "reading the deal failed");
                     self.pause(delay).await?;
                     continue;
                 }
                 Err(e) => return Err(e),
             };
-            backoff.reset();
+            reads.reset();
             outcome.result_hash = view.result_hash;
+            // A deal this job creator created that the chain does not show (a reorg, a
+            // reset development chain) is given up once its result deadline would be over.
+            if view.state == DealState::None {
+                let since = *first_missing.get_or_insert(now);
+                if now > since + d.resultTimeout {
+                    return Err(JobCreatorError::Vanished { deal: id });
+                }
+            }
             if reported != Some(view.state) {
                 reported = Some(view.state);
+                sends.reset();
                 match view.state {
                     DealState::Created => progress.step(
                         Step::Running,
@@ -231,11 +249,14 @@ impl JobCreator {
                 }
             };
             match tx {
-                (what, Ok(hash)) => outcome.txs.push((what.to_string(), hash)),
+                (what, Ok(hash)) => {
+                    sends.reset();
+                    outcome.txs.push((what.to_string(), hash));
+                }
                 // A transaction that failed is decided again on what the chain says now
                 // (a reverted timeout means someone else settled the deal first).
-                (what, Err(e)) if backoff.failures() < 8 => {
-                    let delay = backoff.next_delay();
+                (what, Err(e)) if sends.failures() < MAX_FAILURES => {
+                    let delay = sends.next_delay();
                     tracing::warn!(deal = %id, error = %e, tx = what, "transaction failed; deciding again");
                     self.pause(delay).await?;
                 }

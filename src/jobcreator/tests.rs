@@ -158,3 +158,36 @@ async fn a_cancelled_wait_says_so() {
     let err = rig.finish(false).await.unwrap_err();
     assert!(matches!(err, JobCreatorError::Interrupted), "{err}");
 }
+
+#[tokio::test]
+async fn a_transaction_that_keeps_failing_is_given_up_not_retried_forever() {
+    let rig = Rig::new();
+    rig.deliver(None);
+    rig.chain.fail_sends(1_000);
+    let err = rig.finish(false).await.unwrap_err();
+    assert!(matches!(err, JobCreatorError::Chain(_)), "{err}");
+    assert!(rig.chain.txs().is_empty());
+}
+
+#[tokio::test]
+async fn a_transaction_that_fails_once_is_sent_again() {
+    let rig = Rig::new();
+    rig.deliver(None);
+    rig.chain.fail_sends(2);
+    assert_eq!(rig.finish(false).await.unwrap().state, DealState::Accepted);
+    assert_eq!(rig.chain.count(|t| matches!(t, Tx::Accept(_))), 1);
+}
+
+#[tokio::test]
+async fn a_deal_that_vanished_from_the_chain_is_given_up() {
+    let rig = Rig::new();
+    rig.chain.put(rig.id(), DealState::None, 0, B256::ZERO);
+    let chain = rig.chain.clone();
+    let clock = tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        chain.advance(101);
+    });
+    let err = rig.finish(false).await.unwrap_err();
+    clock.await.unwrap();
+    assert!(matches!(err, JobCreatorError::Vanished { .. }), "{err}");
+}

@@ -158,7 +158,13 @@ impl MediatorService {
     async fn mediate(self: Arc<Self>, mut m: Mediation, token: CancellationToken) -> Result<(), MediatorError> {
         let mut backoff = Backoff::new(self.cfg.poll.max(Duration::from_secs(1)), Duration::from_secs(30));
         while !token.is_cancelled() {
-            match self.step(&mut m).await {
+            // A step cut short by the stop is safe to drop: the chain is read before the
+            // verdict, and a dropped re-run removes its container.
+            let step = tokio::select! {
+                _ = token.cancelled() => break,
+                step = self.step(&mut m) => step,
+            };
+            match step {
                 Ok(true) => return Ok(()),
                 Ok(false) => {
                     backoff.reset();

@@ -192,6 +192,12 @@ struct ErrorBody {
     sha256: Option<B256>,
 }
 
+/// The sha256 in an earlier solver's "deal … already has a result (sha256 0x…)" sentence.
+fn legacy_result_sha(message: &str) -> Option<B256> {
+    let (_, rest) = message.split_once("already has a result (sha256 ")?;
+    rest.get(..66)?.parse().ok()
+}
+
 impl SolverClient {
     /// Connects to the solver at `base` (`http://host:port`) and reads its info.
     pub async fn connect(base: &str) -> Result<Self, ClientError> {
@@ -223,6 +229,10 @@ impl SolverClient {
             return Err(match serde_json::from_slice::<ErrorBody>(&bytes) {
                 Ok(ErrorBody { error, sha256: Some(sha256), .. }) if error == RESULT_EXISTS => {
                     ClientError::ResultExists { sha256 }
+                }
+                // Solvers before `result_exists` said so in a `conflict` sentence.
+                Ok(b) if b.error == "conflict" && legacy_result_sha(&b.message).is_some() => {
+                    ClientError::ResultExists { sha256: legacy_result_sha(&b.message).unwrap_or_default() }
                 }
                 Ok(b) => ClientError::Refused { status: status.as_u16(), code: b.error, message: b.message },
                 Err(_) => ClientError::Refused {
@@ -382,5 +392,18 @@ impl SolverApi for SolverClient {
             }
         });
         Ok(EventStream::new(events, since))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_earlier_solvers_conflict_sentence_still_names_the_result() {
+        let sha = B256::repeat_byte(0xab);
+        let old = format!("deal 0x01 already has a result (sha256 {sha}): results are not replaced");
+        assert_eq!(legacy_result_sha(&old), Some(sha));
+        assert_eq!(legacy_result_sha("deal 0x01 is expired: no result is taken now"), None);
     }
 }

@@ -67,9 +67,30 @@ pub struct JobRecord {
     /// The `submitResult` transaction.
     pub submit_tx: Option<B256>,
     /// How it ended.
+    #[serde(default, deserialize_with = "ending_or_legacy")]
     pub outcome: Option<Ending>,
     /// When it was signed, unix seconds.
     pub signed_at: u64,
+}
+
+/// Reads an [`Ending`], or the plain text an earlier version wrote ("accepted",
+/// "expired: never created on chain", …), so that its records still load.
+fn ending_or_legacy<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Ending>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Stored {
+        Now(Ending),
+        Legacy(String),
+    }
+    Ok(match Option::<Stored>::deserialize(d)? {
+        None => None,
+        Some(Stored::Now(e)) => Some(e),
+        Some(Stored::Legacy(text)) if text.starts_with("expired") => Some(Ending::NeverCreated),
+        Some(Stored::Legacy(text)) => {
+            let state = DealState::ALL.into_iter().find(|s| s.name() == text);
+            Some(state.map(Ending::Settled).unwrap_or(Ending::MissedDeadline))
+        }
+    })
 }
 
 /// What the loop saw before deciding.
@@ -234,6 +255,27 @@ mod tests {
         let mut s = seen(DealState::None, 0, 10);
         s.solver = Some(DealStatus::Expired);
         assert_eq!(decide(&job(Stage::Signed), &s), Action::Finish(Ending::NeverCreated));
+    }
+
+    #[test]
+    fn records_of_the_earlier_version_still_load() {
+        let mut old = serde_json::to_value(job(Stage::Done)).unwrap();
+        for (text, want) in [
+            ("accepted", Ending::Settled(DealState::Accepted)),
+            ("timed_out_no_result", Ending::Settled(DealState::TimedOutNoResult)),
+            ("expired: never created on chain", Ending::NeverCreated),
+        ] {
+            old["outcome"] = serde_json::json!(text);
+            let back: JobRecord = serde_json::from_value(old.clone()).unwrap();
+            assert_eq!(back.outcome, Some(want), "{text}");
+        }
+        let new = job(Stage::Done);
+        let round: JobRecord = serde_json::from_value(
+            serde_json::to_value(JobRecord { outcome: Some(Ending::Settled(DealState::MediatedHonest)), ..new })
+                .unwrap(),
+        )
+        .unwrap();
+        assert_eq!(round.outcome, Some(Ending::Settled(DealState::MediatedHonest)));
     }
 
     #[test]

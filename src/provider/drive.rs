@@ -15,6 +15,9 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
+/// How soon the chain is read again after a step, before falling back to the poll interval.
+const FIRST_LOOK: Duration = Duration::from_millis(20);
+
 /// While a deal is not on chain, the solver is asked about it every this many polls.
 const SOLVER_EVERY: u64 = 8;
 
@@ -47,12 +50,15 @@ impl ProviderService {
         let mut polls: u64 = 0;
         let mut backoff = Backoff::new(Duration::from_secs(1), Duration::from_secs(30));
         while !token.is_cancelled() {
-            let step = match self.observe(&job, polls).await {
-                Ok(seen) => {
+            // A step cut short by the stop is safe to drop: the next start reads the chain
+            // before acting, and a dropped job run removes its container.
+            let step = tokio::select! {
+                _ = token.cancelled() => break,
+                step = async {
+                    let seen = self.observe(&job, polls).await?;
                     let action = decide(&job, &seen);
                     self.perform(&mut job, action).await
-                }
-                Err(e) => Err(e),
+                } => step,
             };
             let wait = match step {
                 Ok(Next::Done) => return Ok(()),
@@ -63,7 +69,14 @@ impl ProviderService {
                 }
                 Ok(Next::Poll) => {
                     polls += 1;
-                    self.cfg.poll
+                    // Right after a step the next change is often moments away (the job
+                    // creator creates a deal within milliseconds of the signature): look
+                    // again soon once, then at the poll interval.
+                    if polls == 1 {
+                        FIRST_LOOK.min(self.cfg.poll)
+                    } else {
+                        self.cfg.poll
+                    }
                 }
                 Err(e) if e.is_fatal() => return Err(e),
                 Err(e) => {
@@ -86,9 +99,15 @@ impl ProviderService {
         let now = self.chain.now().await?;
         let (mut solver, mut solver_has_signature) = (None, true);
         if view.state == crate::chain::DealState::None && polls % SOLVER_EVERY == SOLVER_EVERY - 1 {
-            let d = self.solver.deal(id).await?;
-            solver = Some(d.state);
-            solver_has_signature = d.provider_signature.is_some();
+            // The chain decides; the solver's word only helps to stop watching early, so a
+            // solver that does not answer changes nothing.
+            match self.solver.deal(id).await {
+                Ok(d) => {
+                    solver = Some(d.state);
+                    solver_has_signature = d.provider_signature.is_some();
+                }
+                Err(e) => tracing::debug!(deal = %id, error = %e, "cannot ask the solver about the deal"),
+            }
         }
         Ok(Observed { view, now, solver, solver_has_signature, bundle_on_disk: self.bundle_path(id).exists() })
     }
@@ -98,7 +117,9 @@ impl ProviderService {
         match action {
             Action::Wait => Ok(Next::Poll),
             Action::Resign => {
-                self.solver.sign_deal(&self.signer, id).await?;
+                if let Err(e) = self.solver.sign_deal(&self.signer, id).await {
+                    tracing::debug!(deal = %id, error = %e, "cannot give the solver the signature again");
+                }
                 Ok(Next::Poll)
             }
             Action::Goto(stage) => {

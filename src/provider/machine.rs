@@ -22,8 +22,9 @@ pub struct Machine {
 /// An offer the machine cannot back.
 #[derive(Debug, thiserror::Error)]
 #[error(
-    "cannot offer {count} slot(s) of {what}: this machine has {has} in all. Offer less (--offer-count, \
-     --offer-cpu, --offer-ram, --offer-gpu) or leave them unset to derive them from the machine"
+    "cannot offer {count} slot(s) of {what}: this machine has {has} in all. Offer less (provider.offer_count, \
+     offer_cpu, offer_ram_mb, offer_gpu; flags --offer-count, --offer-cpu, --offer-ram, --offer-gpu) or leave \
+     them unset to derive them from the machine"
 )]
 pub struct OverOffer {
     /// Slots asked for.

@@ -157,9 +157,22 @@ impl ProviderService {
     }
 
     /// Runs until the tasks' token is cancelled: deposits collateral when short, resumes
-    /// stored deals, posts the offer, follows the solver's events. On stop, cancels the
-    /// open offer; deals in flight resume at the next start.
+    /// stored deals, posts the offer, follows the solver's events. On stop, and when it
+    /// fails, cancels the open offer so that no job waits for a provider that is gone; deals
+    /// in flight resume at the next start.
     pub async fn run(self: Arc<Self>, tasks: Tasks) -> Result<(), ProviderError> {
+        let result = self.serve(&tasks).await;
+        let current = self.current_offer.lock().unwrap_or_else(|p| p.into_inner()).take();
+        if let Some((id, _)) = current {
+            if let Err(e) = self.solver.cancel_offer(&self.signer, id, OfferKind::Resource).await {
+                tracing::debug!(offer = %id, error = %e, "could not cancel the offer at shutdown");
+            }
+        }
+        tracing::info!("provider stopped");
+        result
+    }
+
+    async fn serve(self: &Arc<Self>, tasks: &Tasks) -> Result<(), ProviderError> {
         let token = tasks.token().clone();
         let need = self.cfg.collateral * U256::from(self.cfg.slots);
         let deposited = self.chain.ensure_free_escrow(need).await?;
@@ -170,23 +183,23 @@ impl ProviderService {
             if job.stage != Stage::Done {
                 tracing::info!(deal = %job.deal.id, stage = ?job.stage, "resuming deal");
                 self.active.lock().unwrap_or_else(|p| p.into_inner()).insert(job.deal.id);
-                self.spawn_deal(&tasks, job);
+                self.spawn_deal(tasks, job);
             }
         }
         self.cancel_stale_offers().await;
         let mut since = self.kv.cursor(EVENTS_CURSOR)?.unwrap_or(0);
         let mut tick = tokio::time::interval(Duration::from_secs(1));
         let mut reconnect = Backoff::new(Duration::from_millis(500), Duration::from_secs(15));
-        'outer: loop {
+        loop {
             let mut events = tokio::select! {
-                _ = token.cancelled() => break 'outer,
+                _ = token.cancelled() => return Ok(()),
                 r = self.solver.events(self.me(), since) => match r {
                     Ok(s) => s,
                     Err(e) => {
                         let delay = reconnect.next_delay();
                         tracing::warn!(error = %e, retry_in_ms = delay.as_millis() as u64, "cannot follow the solver's events");
                         tokio::select! {
-                            _ = token.cancelled() => break 'outer,
+                            _ = token.cancelled() => return Ok(()),
                             _ = tokio::time::sleep(delay) => continue,
                         }
                     }
@@ -194,7 +207,7 @@ impl ProviderService {
             };
             loop {
                 tokio::select! {
-                    _ = token.cancelled() => break 'outer,
+                    _ = token.cancelled() => return Ok(()),
                     _ = tick.tick() => {
                         if let Err(e) = self.keep_offer_fresh().await {
                             tracing::warn!(error = %e, "cannot post the resource offer; retrying");
@@ -206,7 +219,7 @@ impl ProviderService {
                             since = ev.seq;
                             if let EventKind::Deal { deal } = ev.kind {
                                 if let Some(job) = self.consider(*deal).await? {
-                                    self.spawn_deal(&tasks, job);
+                                    self.spawn_deal(tasks, job);
                                 }
                             }
                             self.kv.set_cursor(EVENTS_CURSOR, since)?;
@@ -223,17 +236,9 @@ impl ProviderService {
                 }
             }
             tokio::select! {
-                _ = token.cancelled() => break 'outer,
+                _ = token.cancelled() => return Ok(()),
                 _ = tokio::time::sleep(reconnect.next_delay()) => {}
             }
         }
-        let current = self.current_offer.lock().unwrap_or_else(|p| p.into_inner()).take();
-        if let Some((id, _)) = current {
-            if let Err(e) = self.solver.cancel_offer(&self.signer, id, OfferKind::Resource).await {
-                tracing::debug!(offer = %id, error = %e, "could not cancel the offer at shutdown");
-            }
-        }
-        tracing::info!("provider stopped");
-        Ok(())
     }
 }

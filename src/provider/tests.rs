@@ -325,3 +325,28 @@ async fn proposals_that_lie_are_not_signed() {
     assert_eq!(rig.solver.signatures(), 0);
     assert!(rig.kv.all::<JobRecord>(JOBS).unwrap().is_empty());
 }
+
+#[tokio::test]
+async fn a_solver_that_forgot_the_deal_does_not_stop_the_watch() {
+    let rig = Rig::new();
+    let terms = terms(Address::repeat_byte(0xc0), rig.key.address(), &spec("moo"), 3);
+    let deal = record_of(terms.clone(), DealStatus::Signed);
+    let job = JobRecord {
+        deal,
+        spec: spec("moo"),
+        stage: Stage::Signed,
+        result_hash: None,
+        submit_tx: None,
+        outcome: None,
+        signed_at: 0,
+    };
+    let id = job.deal.id;
+    let task = rig.drive(job);
+    // Long enough for the provider to ask the solver, which answers 404.
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    rig.chain.create(&terms);
+    rig.until(id, DealState::ResultSubmitted).await;
+    rig.chain.accept_result(id).await.unwrap();
+    task.await.unwrap().unwrap();
+    assert_eq!(rig.record(id).outcome, Some(Ending::Settled(DealState::Accepted)));
+}

@@ -184,10 +184,11 @@ impl Supervisor {
     }
 
     /// Waits for a signal (when `signals`), a failure or a cancelled token; then cancels
-    /// every task and waits up to [`GRACE`] for them to finish. Returns why it stopped.
+    /// every task and waits up to [`GRACE`] for them to finish (a second signal stops the
+    /// wait). Returns why it stopped; a failure during the wait is reported too.
     pub async fn run(mut self, signals: bool) -> Stop {
         let token = self.tasks.token.clone();
-        let signal = async {
+        let signal = || async move {
             if signals {
                 shutdown_signal().await
             } else {
@@ -195,20 +196,26 @@ impl Supervisor {
             }
         };
         let mut stop = tokio::select! {
-            _ = signal => Stop::Signal,
+            _ = signal() => Stop::Signal,
             Some(f) = self.failures.recv() => Stop::Failed { task: f.task, error: f.error },
             _ = token.cancelled() => Stop::Requested,
         };
         token.cancel();
-        if stop == Stop::Requested {
-            // A failure cancels the token too: report it rather than a plain request.
+        self.tasks.tracker.close();
+        tokio::select! {
+            done = tokio::time::timeout(GRACE, self.tasks.tracker.wait()) => {
+                if done.is_err() {
+                    tracing::warn!(still_running = ?self.tasks.running(), "tasks did not stop within {} s", GRACE.as_secs());
+                }
+            }
+            _ = signal() => tracing::warn!(still_running = ?self.tasks.running(), "second signal: not waiting for tasks"),
+        }
+        // A failure that came with the stop, or while the tasks were stopping, is what
+        // the process reports (a failure is what stops it first, if there was one).
+        if !matches!(stop, Stop::Failed { .. }) {
             if let Ok(f) = self.failures.try_recv() {
                 stop = Stop::Failed { task: f.task, error: f.error };
             }
-        }
-        self.tasks.tracker.close();
-        if tokio::time::timeout(GRACE, self.tasks.tracker.wait()).await.is_err() {
-            tracing::warn!(still_running = ?self.tasks.running(), "tasks did not stop within {} s", GRACE.as_secs());
         }
         stop
     }
@@ -297,6 +304,22 @@ mod tests {
             }
             other => panic!("{other:?}"),
         }
+    }
+
+    #[tokio::test]
+    async fn a_failure_while_stopping_is_still_reported() {
+        let sup = Supervisor::new();
+        let tasks = sup.tasks();
+        let token = tasks.token().clone();
+        tasks.spawn("provider/deal 0x04", async move {
+            token.cancelled().await;
+            Err::<(), _>(Boom)
+        });
+        tasks.token().cancel();
+        assert_eq!(
+            sup.run(false).await,
+            Stop::Failed { task: "provider/deal 0x04".into(), error: "disk on fire".into() }
+        );
     }
 
     #[tokio::test]

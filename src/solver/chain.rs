@@ -26,9 +26,18 @@ impl Cursor for StoreCursor {
         let err = |reason: String| CursorError { name: CURSOR_KEY.into(), reason };
         match self.0.meta(CURSOR_KEY).map_err(|e| err(e.to_string()))? {
             None => Ok(None),
-            Some(bytes) => Ok(Some(u64::from_be_bytes(
-                bytes.try_into().map_err(|_| err("the stored value is not 8 bytes".into()))?,
-            ))),
+            Some(bytes) => match <[u8; 8]>::try_from(bytes.as_slice()) {
+                Ok(b) => Ok(Some(u64::from_be_bytes(b))),
+                Err(_) => {
+                    // Nothing is lost by starting again from the head: deal states are
+                    // read whole, not summed from logs.
+                    tracing::warn!(
+                        key = CURSOR_KEY,
+                        "the stored chain position is unreadable; following from the head"
+                    );
+                    Ok(None)
+                }
+            },
         }
     }
 
@@ -89,7 +98,15 @@ async fn record_states(state: &AppState, chain: &dyn DealsChain, ids: BTreeSet<B
         if state.core().deal(&id).is_none() {
             continue;
         }
-        let view = chain.deal(id).await?;
+        let view = match chain.deal(id).await {
+            Ok(v) => v,
+            // A state this dcn does not know will not become known by reading again.
+            Err(ChainError::Unknown(e)) => {
+                tracing::warn!(deal = %id, error = %e, "skipping a deal whose state is unknown");
+                continue;
+            }
+            Err(e) => return Err(e.into()),
+        };
         if let Some(s) = DealStatus::on_chain(view.state) {
             state.core().chain_state(id, s, now_ms())?;
         }

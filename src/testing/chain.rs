@@ -33,6 +33,7 @@ struct ChainState {
     deals: HashMap<B256, (DealView, Option<DcnDeals::Deal>)>,
     txs: Vec<Tx>,
     fail_reads: u32,
+    fail_sends: u32,
     logs: Vec<Log>,
     requests: HashMap<U256, RequestView>,
     free: U256,
@@ -115,6 +116,11 @@ impl FakeChain {
         self.lock().requests.insert(id, request);
     }
 
+    /// The next `n` transactions revert.
+    pub fn fail_sends(&self, n: u32) {
+        self.lock().fail_sends = n;
+    }
+
     fn read(&self) -> Result<std::sync::MutexGuard<'_, ChainState>, ChainError> {
         let mut s = self.lock();
         if s.fail_reads > 0 {
@@ -132,6 +138,10 @@ impl FakeChain {
         f: impl FnOnce(&mut DealView, u64, Option<&DcnDeals::Deal>) -> bool,
     ) -> Result<B256, ChainError> {
         let mut s = self.lock();
+        if s.fail_sends > 0 {
+            s.fail_sends -= 1;
+            return Err(reverted(what));
+        }
         let now = s.now;
         let Some((view, terms)) = s.deals.get_mut(&id) else { return Err(reverted(what)) };
         if !f(view, now, terms.as_ref()) {
