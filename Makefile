@@ -24,7 +24,9 @@ images: setup ## Build the example module images locally (debootstrap, docker im
 build: setup ## Build the dcn binary (target/release/dcn)
 	$(CARGO) build --release --locked
 
-demo: build images ## Start a local network (dcn dev), buy a cowsay job on it, stop: the first thing to run
+demo: ## Start a local network (dcn dev), buy a cowsay job on it, stop: the first thing to run
+	@# The image build (mostly downloads) runs beside the compile.
+	@$(MAKE) --no-print-directory -j2 build images
 	@bash scripts/demo
 
 test: setup test-contracts check-artifacts test-rust ## Everything CI runs: contract tests, artifact check, cargo tests

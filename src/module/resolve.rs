@@ -62,7 +62,7 @@ impl Resolver {
         let dir = self.cache_dir.join("git").join(key);
         if dir.join(".git").exists() || dir.join("HEAD").exists() {
             git(&dir, &["fetch", "--quiet", "--force", "--tags", "origin", "+refs/heads/*:refs/remotes/origin/*"])
-                .map_err(load)?;
+                .map_err(|e| load(e.to_string()))?;
         } else {
             std::fs::create_dir_all(&self.cache_dir).map_err(|e| load(e.to_string()))?;
             let status = Command::new("git")
@@ -90,12 +90,22 @@ fn read_module(file: &Path) -> Result<Module, ModuleError> {
     Module::parse(&bytes, &source_name)
 }
 
-fn git(dir: &Path, args: &[&str]) -> Result<Vec<u8>, String> {
-    let out = Command::new("git").arg("-C").arg(dir).args(args).output().map_err(|e| format!("cannot run git: {e}"))?;
+/// A git command that could not run or failed, with what it said.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+struct GitFailed(String);
+
+fn git(dir: &Path, args: &[&str]) -> Result<Vec<u8>, GitFailed> {
+    let out = Command::new("git")
+        .arg("-C")
+        .arg(dir)
+        .args(args)
+        .output()
+        .map_err(|e| GitFailed(format!("cannot run git: {e}")))?;
     if out.status.success() {
         Ok(out.stdout)
     } else {
-        Err(String::from_utf8_lossy(&out.stderr).trim().to_string())
+        Err(GitFailed(String::from_utf8_lossy(&out.stderr).trim().to_string()))
     }
 }
 
