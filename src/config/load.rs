@@ -144,6 +144,17 @@ fn home_dir(env: &HashMap<String, String>) -> Option<PathBuf> {
 }
 
 #[cfg(test)]
+impl Settings {
+    /// Settings from built-in defaults and `env` alone (no config file: `HOME` points nowhere
+    /// unless `env` sets it), for the role config tests.
+    pub(crate) fn from_test_env(env: &[(&str, &str)]) -> Self {
+        let mut m: HashMap<String, String> = env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        m.entry("HOME".into()).or_insert_with(|| "/nonexistent-home".into());
+        Self::load(&Overrides::default(), &m).expect("test settings load")
+    }
+}
+
+#[cfg(test)]
 mod tests {
     use super::*;
     use std::path::Path;

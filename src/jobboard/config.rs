@@ -41,16 +41,14 @@ impl JobBoardConfig {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::Overrides;
 
     #[test]
     fn poll_solver_and_modules() {
-        let env = [
-            ("HOME".to_string(), "/home/op".to_string()),
-            ("DCN_JOBBOARD__POLL_MS".into(), "250".into()),
-            ("DCN_MODULES__DIR".into(), "/srv/modules".into()),
-        ];
-        let s = Settings::load(&Overrides::default(), &env.into_iter().collect()).unwrap();
+        let s = Settings::from_test_env(&[
+            ("HOME", "/home/op"),
+            ("DCN_JOBBOARD__POLL_MS", "250"),
+            ("DCN_MODULES__DIR", "/srv/modules"),
+        ]);
         let c = JobBoardConfig::resolve(&s, &JobBoardOverrides { solver: Some("http://s".into()) });
         assert_eq!(c.poll, Duration::from_millis(250));
         assert_eq!(c.solver.as_deref(), Some("http://s"));

@@ -79,22 +79,14 @@ impl JobCreatorConfig {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::Overrides;
-
-    fn settings(env: &[(&str, &str)]) -> Settings {
-        let mut e: std::collections::HashMap<String, String> =
-            env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
-        e.insert("HOME".into(), "/nonexistent-home".into());
-        Settings::load(&Overrides::default(), &e).unwrap()
-    }
 
     #[test]
     fn defaults_settings_and_flags() {
-        let c = JobCreatorConfig::resolve(&settings(&[]), &RunOverrides::default()).unwrap();
+        let c = JobCreatorConfig::resolve(&Settings::from_test_env(&[]), &RunOverrides::default()).unwrap();
         assert_eq!(c.terms.max_price, parse_amount("10", "x").unwrap());
         assert_eq!(c.terms.match_timeout, Duration::from_secs(60));
         assert_eq!((c.terms.result_margin_secs, c.terms.judge_timeout_secs), (120, 300));
-        let s = settings(&[("DCN_JOB__MAX_PRICE", "3"), ("SERVICE_SOLVER", "http://s")]);
+        let s = Settings::from_test_env(&[("DCN_JOB__MAX_PRICE", "3"), ("SERVICE_SOLVER", "http://s")]);
         let o = RunOverrides { match_timeout_secs: Some(5), mediation_fee: Some("0.5".into()), ..Default::default() };
         let c = JobCreatorConfig::resolve(&s, &o).unwrap();
         assert_eq!(c.terms.max_price, parse_amount("3", "x").unwrap());
@@ -106,7 +98,7 @@ mod tests {
     #[test]
     fn a_bad_amount_names_the_setting() {
         let o = RunOverrides { max_price: Some("cheap".into()), ..Default::default() };
-        let e = JobCreatorConfig::resolve(&settings(&[]), &o).unwrap_err().to_string();
+        let e = JobCreatorConfig::resolve(&Settings::from_test_env(&[]), &o).unwrap_err().to_string();
         assert!(e.contains("job.max_price") && e.contains("`cheap`"), "{e}");
     }
 }

@@ -33,12 +33,10 @@ impl MediatorConfig {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::Overrides;
 
     #[test]
     fn poll_and_solver() {
-        let env = [("HOME".to_string(), "/nonexistent".to_string()), ("DCN_MEDIATOR__POLL_MS".into(), "5".into())];
-        let s = Settings::load(&Overrides::default(), &env.into_iter().collect()).unwrap();
+        let s = Settings::from_test_env(&[("DCN_MEDIATOR__POLL_MS", "5")]);
         let c = MediatorConfig::resolve(&s, &MediatorOverrides::default());
         assert_eq!(c.poll, Duration::from_millis(20), "polls no faster than 20 ms");
         assert_eq!(c.solver, None);

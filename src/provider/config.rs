@@ -101,24 +101,16 @@ impl ProviderConfig {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::Overrides;
-
-    fn settings(env: &[(&str, &str)]) -> Settings {
-        let mut e: std::collections::HashMap<String, String> =
-            env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
-        e.insert("HOME".into(), "/nonexistent-home".into());
-        Settings::load(&Overrides::default(), &e).unwrap()
-    }
 
     #[test]
     fn defaults_then_settings_then_flags() {
-        let c = ProviderConfig::resolve(&settings(&[]), &ProviderOverrides::default()).unwrap();
+        let c = ProviderConfig::resolve(&Settings::from_test_env(&[]), &ProviderOverrides::default()).unwrap();
         assert_eq!((c.slots, c.offer_cpu, c.offer_gpu), (1, 0, 0));
         assert_eq!(c.price, parse_amount("1", "x").unwrap());
         assert_eq!(c.collateral, parse_amount("2", "x").unwrap());
         assert!(c.modules.is_empty() && c.mediators.is_empty() && c.solver.is_none());
 
-        let s = settings(&[
+        let s = Settings::from_test_env(&[
             ("DCN_PROVIDER__PRICE", "0.5"),
             ("DCN_PROVIDER__MODULES", "cowsay, write-files"),
             ("SERVICE_MEDIATORS", "0x70997970C51812dc3A010C7d01b50e0d17dc79C8"),
@@ -149,10 +141,10 @@ mod tests {
     #[test]
     fn invalid_values_name_the_setting() {
         let o = ProviderOverrides { offer_count: Some(0), ..Default::default() };
-        let e = ProviderConfig::resolve(&settings(&[]), &o).unwrap_err().to_string();
+        let e = ProviderConfig::resolve(&Settings::from_test_env(&[]), &o).unwrap_err().to_string();
         assert!(e.contains("provider.offer_count"), "{e}");
         let o = ProviderOverrides { collateral: Some("lots".into()), ..Default::default() };
-        let e = ProviderConfig::resolve(&settings(&[]), &o).unwrap_err().to_string();
+        let e = ProviderConfig::resolve(&Settings::from_test_env(&[]), &o).unwrap_err().to_string();
         assert!(e.contains("provider.collateral") && e.contains("`lots`"), "{e}");
     }
 }

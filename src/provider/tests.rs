@@ -80,15 +80,7 @@ impl Rig {
         let id = self.chain.create(&terms);
         let deal = record_of(terms, DealStatus::Created);
         assert_eq!(deal.id, id);
-        let job = JobRecord {
-            deal,
-            spec: spec("moo"),
-            stage,
-            result_hash: None,
-            submit_tx: None,
-            outcome: None,
-            signed_at: 0,
-        };
+        let job = job_at(deal, stage);
         self.kv.put(JOBS, id.as_slice(), &job).unwrap();
         job
     }
@@ -110,6 +102,11 @@ impl Rig {
         }
         panic!("deal never reached {state}: {:?}", self.chain.view(id));
     }
+}
+
+/// The provider's record of `deal` (for the job `spec("moo")`) at `stage`.
+fn job_at(deal: DealRecord, stage: Stage) -> JobRecord {
+    JobRecord { deal, spec: spec("moo"), stage, result_hash: None, submit_tx: None, outcome: None, signed_at: 0 }
 }
 
 #[tokio::test]
@@ -224,15 +221,7 @@ async fn a_deal_never_created_ends_when_the_solver_gives_up_on_it() {
     let mut deal = record_of(terms, DealStatus::Expired);
     deal.provider_signature = Some(Default::default());
     rig.solver.put_deal(deal.clone());
-    let job = JobRecord {
-        deal,
-        spec: spec("moo"),
-        stage: Stage::Signed,
-        result_hash: None,
-        submit_tx: None,
-        outcome: None,
-        signed_at: 0,
-    };
+    let job = job_at(deal, Stage::Signed);
     let id = job.deal.id;
     rig.drive(job).await.unwrap().unwrap();
     assert_eq!(rig.record(id).outcome, Some(Ending::NeverCreated));
@@ -331,15 +320,7 @@ async fn a_solver_that_forgot_the_deal_does_not_stop_the_watch() {
     let rig = Rig::new();
     let terms = terms(Address::repeat_byte(0xc0), rig.key.address(), &spec("moo"), 3);
     let deal = record_of(terms.clone(), DealStatus::Signed);
-    let job = JobRecord {
-        deal,
-        spec: spec("moo"),
-        stage: Stage::Signed,
-        result_hash: None,
-        submit_tx: None,
-        outcome: None,
-        signed_at: 0,
-    };
+    let job = job_at(deal, Stage::Signed);
     let id = job.deal.id;
     let task = rig.drive(job);
     // Long enough for the provider to ask the solver, which answers 404.

@@ -81,18 +81,11 @@ impl SolverConfig {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::Overrides;
-
-    fn settings(env: &[(&str, &str)]) -> Settings {
-        let mut e: std::collections::HashMap<String, String> =
-            env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
-        e.insert("HOME".into(), "/nonexistent-home".into());
-        Settings::load(&Overrides::default(), &e).unwrap()
-    }
 
     #[test]
     fn flags_beat_settings_and_units_convert() {
-        let s = settings(&[("SERVER_URL", "https://solver.example"), ("DCN_SOLVER__MAX_RESULT_MB", "2")]);
+        let s =
+            Settings::from_test_env(&[("SERVER_URL", "https://solver.example"), ("DCN_SOLVER__MAX_RESULT_MB", "2")]);
         let c = SolverConfig::resolve(&s, &SolverOverrides::default());
         assert_eq!(c.listen, "127.0.0.1:8080");
         assert_eq!(c.public_url.as_deref(), Some("https://solver.example"));
