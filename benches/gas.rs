@@ -86,7 +86,7 @@ async fn deposit(client: &ChainClient, token: Address, deals: Address) -> Result
 
 #[tokio::main]
 async fn main() -> Result<()> {
-    let anvil = chain::anvil::spawn(1337, 0)?;
+    let anvil = chain::anvil::spawn(1337, 0, None)?;
     let net = ResolvedNetwork { name: "bench".into(), rpc_url: anvil.endpoint(), chain_id: 1337, dev_accounts: true };
     let admin = chain::connect(&net, DevRole::Admin.signer()).await?;
     let data = tempfile::tempdir()?;

@@ -82,6 +82,33 @@ fn happy_path_prints_the_cow_and_accounts_for_every_token() {
 }
 
 #[test]
+fn the_whole_network_runs_on_a_chain_of_the_merge_generation() {
+    // THREATS K7: contracts compiled for `cancun` deployed on Shanghai-era chains and then
+    // every registry read failed. They are compiled for `paris` now; this chain knows
+    // neither PUSH0 (Shanghai) nor blobs (Cancun).
+    let net = DevNet::start(&["--hardfork", "paris"]);
+    let head = block_on(net.reader().get_block_by_number(alloy::eips::BlockNumberOrTag::Latest)).unwrap().unwrap();
+    assert!(head.header.withdrawals_root.is_none(), "not a pre-Shanghai chain: {:?}", head.header);
+    let (jc, pv) = (DevRole::JobCreator.address(), DevRole::Provider.address());
+    let before = Wealth::of(&net, &[jc, pv]);
+
+    let v = json(
+        &net.cmd()
+            .current_dir(net.home.path())
+            .args(["run", "cowsay", "-i", "Message=paris", "--json"])
+            .output()
+            .unwrap(),
+    );
+    assert_eq!(v["state"], "accepted", "{v}");
+    let stdout = std::fs::read_to_string(net.home.path().join(v["dir"].as_str().unwrap()).join("stdout")).unwrap();
+    assert!(stdout.contains("< paris >"), "{stdout}");
+    assert_eq!(net.deal_state(deal_id(&v)), DealState::Accepted);
+    assert_eq!(before.delta(&net, pv), i128::try_from(price()).unwrap(), "provider paid the price");
+    assert_eq!(before.delta(&net, jc), -i128::try_from(price()).unwrap(), "job creator paid the price");
+    net.assert_books_balance(&dev_accounts());
+}
+
+#[test]
 fn challenge_of_an_honest_provider_pays_it_and_the_mediator() {
     let net = DevNet::start(&[]);
     let (jc, pv, md) = (DevRole::JobCreator.address(), DevRole::Provider.address(), DevRole::Mediator.address());

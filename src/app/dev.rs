@@ -26,6 +26,8 @@ pub struct DevOptions {
     pub no_provider: bool,
     /// Slots of the built-in provider.
     pub offer_count: Option<u32>,
+    /// EVM hardfork of the local chain; `None`: `dev.hardfork`, else anvil's latest.
+    pub hardfork: Option<String>,
 }
 
 /// What `dcn dev` writes to <data-dir>/dev/ready.json once everything runs.
@@ -40,6 +42,10 @@ pub struct DevReady {
     /// The process id.
     pub pid: u32,
 }
+
+/// The hardforks `dcn dev --hardfork` takes: the contracts are compiled for `paris` (the
+/// Merge), so every later generation runs them and no earlier one is offered.
+pub const HARDFORKS: [&str; 5] = ["paris", "shanghai", "cancun", "prague", "osaka"];
 
 fn port_free(addr: &str) -> bool {
     std::net::TcpListener::bind(addr).is_ok()
@@ -63,6 +69,13 @@ pub async fn run(settings: &Settings, opts: DevOptions) -> eyre::Result<()> {
             net.name
         );
     }
+    let hardfork = opts.hardfork.clone().or_else(|| settings.dev.hardfork.clone());
+    if let Some(fork) = hardfork.as_deref().filter(|f| !HARDFORKS.contains(f)) {
+        eyre::bail!(
+            "unknown hardfork `{fork}` for the local chain: use one of {} (the contracts need paris or later)",
+            HARDFORKS.join(", ")
+        );
+    }
     let dir = settings.data_dir().join("dev");
     if dir.exists() {
         std::fs::remove_dir_all(&dir).wrap_err_with(|| format!("clearing {}", dir.display()))?;
@@ -71,7 +84,7 @@ pub async fn run(settings: &Settings, opts: DevOptions) -> eyre::Result<()> {
 
     let wanted = opts.chain_port.unwrap_or(settings.dev.chain_port);
     let port = if wanted != 0 && port_free(&format!("127.0.0.1:{wanted}")) { wanted } else { 0 };
-    let chain = tokio::task::spawn_blocking(move || anvil::spawn(1337, port)).await??;
+    let chain = tokio::task::spawn_blocking(move || anvil::spawn(1337, port, hardfork.as_deref())).await??;
     let rpc_url = chain.endpoint();
     if wanted != 0 && port == 0 {
         tracing::warn!(wanted, rpc_url = %rpc_url, "port taken: the chain runs elsewhere; pass --rpc-url to other commands");

@@ -32,11 +32,16 @@ pub enum AnvilError {
 
 /// Starts anvil with `chain_id` on `port` (0: a free port), with the development
 /// mnemonic's accounts funded (alloy reads the port from anvil's startup banner).
-pub fn spawn(chain_id: u64, port: u16) -> Result<AnvilInstance, AnvilError> {
+/// `hardfork` limits the chain to that EVM generation (`paris`, `shanghai`, …; `None`:
+/// anvil's latest).
+pub fn spawn(chain_id: u64, port: u16, hardfork: Option<&str>) -> Result<AnvilInstance, AnvilError> {
     let path = find_anvil().ok_or(AnvilError::NotFound)?;
     let mut anvil = Anvil::at(path).chain_id(chain_id).timeout(20_000);
     if port != 0 {
         anvil = anvil.port(port);
+    }
+    if let Some(fork) = hardfork {
+        anvil = anvil.args(["--hardfork", fork]);
     }
     anvil.try_spawn().map_err(|e| AnvilError::Start(e.to_string()))
 }

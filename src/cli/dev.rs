@@ -24,6 +24,10 @@ pub struct DevArgs {
     /// Slots of the built-in provider [default: config provider.offer_count, 1]
     #[arg(long, value_name = "N")]
     pub offer_count: Option<u32>,
+    /// EVM hardfork of the local chain, to try dcn on an older chain generation: paris,
+    /// shanghai, cancun, prague or osaka [default: config dev.hardfork, else anvil's latest]
+    #[arg(long, value_name = "NAME")]
+    pub hardfork: Option<String>,
 }
 
 impl DevArgs {
@@ -34,6 +38,7 @@ impl DevArgs {
             listen: self.listen,
             no_provider: self.no_provider,
             offer_count: self.offer_count,
+            hardfork: self.hardfork,
         };
         crate::app::dev::run(settings, opts).await
     }

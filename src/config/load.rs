@@ -175,6 +175,7 @@ mod tests {
         assert!(n.dev_accounts);
         assert_eq!(s.data_dir(), Path::new("/nonexistent-home/.dcn"));
         assert_eq!(s.log_format, LogFormat::Pretty);
+        assert_eq!(s.dev.hardfork, None, "dcn dev runs anvil's latest hardfork unless told");
     }
 
     #[test]
@@ -216,6 +217,7 @@ mod tests {
             ),
             ("WEB3_PRIVATE_KEY", "1111111111111111111111111111111111111111111111111111111111111111"),
             ("DCN_DATA_DIR", "/tmp/dcn-x"),
+            ("DCN_DEV__HARDFORK", "shanghai"),
         ]);
         let s = Settings::load(&Overrides::default(), &e).unwrap();
         assert_eq!(s.fund.tokens, "42");
@@ -226,6 +228,7 @@ mod tests {
             "an all-digit key stays a string"
         );
         assert_eq!(s.data_dir(), Path::new("/tmp/dcn-x"));
+        assert_eq!(s.dev.hardfork.as_deref(), Some("shanghai"));
     }
 
     #[test]

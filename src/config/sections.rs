@@ -184,6 +184,10 @@ pub struct JobBoardSettings {
 pub struct DevSettings {
     /// Port of the local chain; if taken, a free one is used (and printed).
     pub chain_port: u16,
+    /// EVM hardfork of the local chain (`paris`, `shanghai`, `cancun`, `prague`, `osaka`);
+    /// unset: anvil's latest. The contracts are compiled for `paris`, so each runs them.
+    #[serde(default)]
+    pub hardfork: Option<String>,
 }
 
 pub(super) fn addresses_from_list_or_csv<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<Address>, D::Error> {

@@ -15,7 +15,7 @@ use std::process::{Command, Output};
 /// A running anvil, killed when dropped. Fails loudly if anvil is not installed: tests
 /// never skip silently (run `make test`, which runs scripts/setup first).
 pub fn anvil() -> AnvilInstance {
-    dcn::chain::anvil::spawn(1337, 0).unwrap_or_else(|e| panic!("{e}"))
+    dcn::chain::anvil::spawn(1337, 0, None).unwrap_or_else(|e| panic!("{e}"))
 }
 
 /// A read-only provider to `url`.

@@ -75,10 +75,13 @@ impl DevNet {
             .stderr(std::fs::File::create(&log).unwrap())
             .spawn()
             .unwrap();
-        let dev = Proc { child, log };
+        let mut dev = Proc { child, log };
         let ready = home.path().join(".dcn/dev/ready.json");
         let deadline = Instant::now() + Duration::from_secs(90);
         while !ready.exists() {
+            if let Some(status) = dev.child.try_wait().unwrap() {
+                panic!("dcn dev exited ({status}) before it was ready:\n{}", dev.log_text());
+            }
             assert!(Instant::now() < deadline, "dcn dev not ready within 90 s:\n{}", dev.log_text());
             std::thread::sleep(Duration::from_millis(100));
         }
