@@ -31,6 +31,7 @@ fn deploy_puts_wired_contracts_on_chain_and_records_them() {
         let p = reader(&chain.endpoint());
         let c = d.contracts;
         assert_eq!(DcnDeals::new(c.deals, &p).token().call().await.unwrap(), c.token);
+        assert_eq!(DcnDeals::new(c.deals, &p).owner().call().await.unwrap(), d.deployer, "the deployer may skim");
         let board = DcnJobBoard::new(c.job_board, &p);
         assert_eq!(board.token().call().await.unwrap(), c.token);
         assert_eq!(board.operator().call().await.unwrap(), DevRole::Solver.address(), "dev operator is the solver");

@@ -7,6 +7,7 @@ import {SafeERC20} from "@openzeppelin/contracts/token/ERC20/utils/SafeERC20.sol
 import {SafeCast} from "@openzeppelin/contracts/utils/math/SafeCast.sol";
 import {EIP712} from "@openzeppelin/contracts/utils/cryptography/EIP712.sol";
 import {SignatureChecker} from "@openzeppelin/contracts/utils/cryptography/SignatureChecker.sol";
+import {Ownable} from "@openzeppelin/contracts/access/Ownable.sol";
 
 /// @title DcnDeals
 /// @notice Escrow and the deal state machine of the dcn compute network.
@@ -22,8 +23,13 @@ import {SignatureChecker} from "@openzeppelin/contracts/utils/cryptography/Signa
 ///        ▼                         ▼                          ▼ timeout
 ///     TimedOutNoResult          TimedOutAccepted           TimedOutNoVerdict
 ///
-/// Invariant: `token.balanceOf(this) == Σ (free + locked)` over all accounts.
-contract DcnDeals is EIP712 {
+/// Invariant: `booked == Σ (free + locked)` over all accounts, and
+/// `token.balanceOf(this) >= booked`. Tokens sent here outside `deposit` are not anyone's
+/// escrow; the owner (the deployer) can `skim` them out without touching the books.
+///
+/// The token must move exactly the amounts it is asked to: fee-on-transfer and rebasing
+/// tokens are not supported (a deposit would credit more than arrived).
+contract DcnDeals is EIP712, Ownable {
     using SafeERC20 for IERC20;
 
     /// @notice The terms of a deal, as matched by the solver and signed by the provider
@@ -108,6 +114,9 @@ contract DcnDeals is EIP712 {
     /// @notice The token of payments, collateral and fees.
     IERC20 public immutable token;
 
+    /// @notice Tokens the books account for: Σ (free + locked) over all accounts.
+    uint256 public booked;
+
     mapping(address => Escrow) private _escrow;
     mapping(bytes32 => Record) private _deals;
     // Mediators after the first, stored only for deals that name more than one.
@@ -130,6 +139,7 @@ contract DcnDeals is EIP712 {
     event DealChallenged(bytes32 indexed dealId, address indexed mediator, uint256 mediationFee, uint64 mediationDeadline);
     event DealMediated(bytes32 indexed dealId, address indexed mediator, bool providerHonest);
     event DealTimedOut(bytes32 indexed dealId, State indexed from, State to);
+    event Skimmed(address indexed to, uint256 amount);
 
     error ZeroAmount();
     error InsufficientEscrow(address account, uint256 needed, uint256 available);
@@ -148,8 +158,9 @@ contract DcnDeals is EIP712 {
     error InvalidTimeout(uint64 timeout);
     error CollateralBelowFee(uint256 collateral, uint256 mediationFee);
     error EmptyResultHash();
+    error NothingToSkim(uint256 held, uint256 booked);
 
-    constructor(IERC20 token_) EIP712("DcnDeals", "1") {
+    constructor(IERC20 token_) EIP712("DcnDeals", "1") Ownable(msg.sender) {
         token = token_;
     }
 
@@ -173,8 +184,19 @@ contract DcnDeals is EIP712 {
         Escrow storage e = _escrow[msg.sender];
         if (e.free < amount) revert InsufficientEscrow(msg.sender, amount, e.free);
         e.free -= uint128(amount);
+        booked -= amount;
         emit Withdrawn(msg.sender, amount);
         token.safeTransfer(msg.sender, amount);
+    }
+
+    /// @notice Sends the tokens held beyond the books (sent here outside `deposit`) to `to`.
+    ///         No escrow changes: every account keeps exactly what it had.
+    function skim(address to) external onlyOwner returns (uint256 amount) {
+        uint256 held = token.balanceOf(address(this));
+        if (held <= booked) revert NothingToSkim(held, booked);
+        amount = held - booked;
+        emit Skimmed(to, amount);
+        token.safeTransfer(to, amount);
     }
 
     /// @notice Free and locked escrow of `account`.
@@ -187,6 +209,7 @@ contract DcnDeals is EIP712 {
         if (amount == 0) revert ZeroAmount();
         Escrow storage e = _escrow[msg.sender];
         e.free = SafeCast.toUint128(uint256(e.free) + amount);
+        booked += amount;
         emit Deposited(msg.sender, amount);
         token.safeTransferFrom(msg.sender, address(this), amount);
     }

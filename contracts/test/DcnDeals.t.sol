@@ -3,6 +3,7 @@ pragma solidity ^0.8.24;
 
 import {DealsFixture} from "./utils/DealsFixture.sol";
 import {DcnDeals} from "../src/DcnDeals.sol";
+import {Ownable} from "@openzeppelin/contracts/access/Ownable.sol";
 
 /// Every transition of the deal state machine and every way each one refuses.
 contract DcnDealsTest is DealsFixture {
@@ -16,6 +17,49 @@ contract DcnDealsTest is DealsFixture {
         deals.withdraw(40 ether);
         assertEq(free(jobCreator), FUNDS - 40 ether, "free after withdraw");
         assertEq(token.balanceOf(jobCreator), 40 ether, "tokens back");
+    }
+
+    function test_skim_returns_stray_tokens_and_leaves_every_escrow_whole() public {
+        // Deployed by this test contract: it is the owner.
+        assertEq(deals.owner(), address(this), "deployer owns");
+        bytes32 id = create(newDeal());
+        uint256 jcFree = free(jobCreator);
+        uint256 pvFree = free(provider);
+        uint256 booked = deals.booked();
+        assertEq(booked, 2 * FUNDS, "books hold what was deposited");
+
+        // Tokens sent straight to the contract are nobody's escrow.
+        token.transfer(other, 7 ether);
+        vm.prank(other);
+        token.transfer(address(deals), 7 ether);
+        assertEq(free(other), 0, "a plain transfer credits no escrow");
+
+        // Only the owner skims; a stranger cannot take the stray tokens.
+        vm.prank(other);
+        vm.expectRevert(abi.encodeWithSelector(Ownable.OwnableUnauthorizedAccount.selector, other));
+        deals.skim(other);
+
+        address sink = address(0x51F7);
+        assertEq(deals.skim(sink), 7 ether, "skims exactly the excess");
+        assertEq(token.balanceOf(sink), 7 ether, "sent to the named address");
+        assertEq(token.balanceOf(address(deals)), booked, "held == books again");
+        assertEq(deals.booked(), booked, "books untouched");
+        assertEq(free(jobCreator), jcFree, "job creator's free escrow untouched");
+        assertEq(free(provider), pvFree, "provider's free escrow untouched");
+        assertEq(locked(jobCreator), PRICE, "the open deal's lock untouched");
+
+        // Nothing beyond the books: nothing to skim, not even a wei of escrow.
+        vm.expectRevert(abi.encodeWithSelector(DcnDeals.NothingToSkim.selector, booked, booked));
+        deals.skim(sink);
+
+        // The deal still settles from the books.
+        vm.prank(provider);
+        deals.submitResult(id, keccak256("result"));
+        vm.prank(jobCreator);
+        deals.acceptResult(id);
+        vm.prank(provider);
+        deals.withdraw(FUNDS + PRICE);
+        assertEq(deals.booked(), booked - FUNDS - PRICE, "withdraw leaves the books");
     }
 
     function test_withdraw_refuses_more_than_free() public {
