@@ -41,6 +41,10 @@ contract DcnJobBoard is Ownable {
     /// @notice Gas forwarded to a client's `onJobResult`; a client that needs more or reverts
     ///         does not block delivery (see `CallbackFailed`).
     uint256 public constant CALLBACK_GAS = 200_000;
+    /// @notice Gas a delivery must have left when it calls the client back, so that the
+    ///         client really gets `CALLBACK_GAS`: the EVM keeps 1/64 of what is left
+    ///         (EIP-150), and encoding and the call itself cost a little.
+    uint256 public constant CALLBACK_GAS_NEEDED = CALLBACK_GAS + CALLBACK_GAS / 63 + 10_000;
 
     IERC20 public immutable token;
     /// @notice The account allowed to deliver results.
@@ -69,6 +73,7 @@ contract DcnJobBoard is Ownable {
     error InvalidTimeout(uint64 timeout);
     error EmptyModule();
     error EmptyResultHash();
+    error InsufficientGas(uint256 left, uint256 needed);
 
     constructor(IERC20 token_, address operator_) Ownable(msg.sender) {
         token = token_;
@@ -120,6 +125,10 @@ contract DcnJobBoard is Ownable {
         token.safeTransfer(msg.sender, r.payment);
         address requester = r.requester;
         if (requester.code.length > 0) {
+            // Without this, a delivery with just enough gas for everything else starves the
+            // callback: it fails, is caught, and the request still counts as delivered.
+            uint256 left = gasleft();
+            if (left < CALLBACK_GAS_NEEDED) revert InsufficientGas(left, CALLBACK_GAS_NEEDED);
             try IDcnJobClient(requester).onJobResult{gas: CALLBACK_GAS}(requestId, dealId, resultHash) {}
             catch (bytes memory reason) {
                 emit CallbackFailed(requestId, reason);

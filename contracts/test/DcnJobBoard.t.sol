@@ -12,6 +12,16 @@ contract RevertingClient is IDcnJobClient {
     }
 }
 
+/// A client whose callback needs most of the gas the board promises.
+contract GreedyClient is IDcnJobClient {
+    bytes32 public got;
+
+    function onJobResult(uint256, bytes32, bytes32 resultHash) external {
+        require(gasleft() >= 190_000, "starved");
+        got = resultHash;
+    }
+}
+
 contract DcnJobBoardTest is Test {
     DcnToken internal token;
     DcnJobBoard internal board;
@@ -95,6 +105,30 @@ contract DcnJobBoardTest is Test {
         vm.prank(operator);
         board.deliverResult(id, 0, keccak256("cow"));
         assertEq(token.balanceOf(operator), PRICE, "operator still paid");
+    }
+
+    function test_a_delivery_cannot_starve_the_callback() public {
+        GreedyClient greedy = new GreedyClient();
+        token.transfer(address(greedy), PRICE);
+        vm.startPrank(address(greedy));
+        token.approve(address(board), PRICE);
+        uint256 id = board.requestJob("cowsay", new string[](0), PRICE, 1 hours);
+        vm.stopPrank();
+
+        // Enough gas for everything but the callback (the 63/64 rule): refused, nothing paid.
+        vm.prank(operator);
+        (bool ok, bytes memory err) =
+            address(board).call{gas: 210_000}(abi.encodeCall(board.deliverResult, (id, 0, keccak256("cow"))));
+        assertTrue(!ok, "a starved delivery reverts");
+        assertEq(bytes4(err), DcnJobBoard.InsufficientGas.selector, "with InsufficientGas");
+        assertEq(uint256(board.getRequest(id).status), uint256(DcnJobBoard.Status.Open), "still open");
+        assertEq(token.balanceOf(operator), 0, "operator not paid");
+
+        // With its gas the callback runs and the client has its result.
+        vm.prank(operator);
+        board.deliverResult{gas: 400_000}(id, 0, keccak256("cow"));
+        assertEq(greedy.got(), keccak256("cow"), "client got the result");
+        assertEq(token.balanceOf(operator), PRICE, "operator paid");
     }
 
     function test_request_refusals_and_operator_change() public {
