@@ -111,7 +111,7 @@ pub async fn run(settings: &Settings, opts: DevOptions) -> eyre::Result<()> {
     super::mediator::start(&settings, cfg, &mediator, client, &dir.join("mediator"), &tasks).await?;
 
     let client = solver_account.solver(Some(&solver_url)).await?;
-    let cfg = JobBoardConfig::resolve(&settings, &JobBoardOverrides::default());
+    let cfg = JobBoardConfig::resolve(&settings, &JobBoardOverrides::default())?;
     super::jobboard::start(&settings, cfg, &solver_account, client, &dir.join("jobboard"), &tasks).await?;
 
     if !opts.no_provider {

@@ -12,6 +12,7 @@ use crate::protocol::records::CreatedDeal;
 use crate::protocol::SolverClient;
 use crate::runtime::{Supervisor, Tasks};
 use crate::types::JobSpec;
+use alloy::primitives::U256;
 use async_trait::async_trait;
 use eyre::WrapErr;
 use std::path::Path;
@@ -22,8 +23,11 @@ struct JobCreatorBuyer(JobCreator);
 
 #[async_trait]
 impl Buyer for JobCreatorBuyer {
-    async fn buy(&self, spec: &JobSpec) -> Result<CreatedDeal, BuyError> {
-        self.0.place(spec, &LogProgress).await.map_err(|e| BuyError(Box::new(e)))
+    async fn buy(&self, spec: &JobSpec, max_price: U256) -> Result<CreatedDeal, BuyError> {
+        // Never pay a provider more than the request pays the operator.
+        let mut creator = self.0.clone();
+        creator.terms.max_price = creator.terms.max_price.min(max_price);
+        creator.place(spec, &LogProgress).await.map_err(|e| BuyError(Box::new(e)))
     }
 
     async fn settle(&self, deal: &CreatedDeal) -> Result<Settlement, BuyError> {
@@ -34,7 +38,7 @@ impl Buyer for JobCreatorBuyer {
 
 /// Runs `dcn jobboard` until Ctrl-C or SIGTERM.
 pub async fn run(settings: &Settings, overrides: &JobBoardOverrides) -> eyre::Result<()> {
-    let cfg = JobBoardConfig::resolve(settings, overrides);
+    let cfg = JobBoardConfig::resolve(settings, overrides)?;
     let account = Account::connect(settings, DevRole::Solver).await?;
     let solver = account.solver(cfg.solver.as_deref()).await?;
     let supervisor = Supervisor::new();

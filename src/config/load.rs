@@ -75,6 +75,7 @@ poll_ms = 500
 
 [jobboard]
 poll_ms = 500
+min_payment = "1"
 
 [dev]
 chain_port = 8546

@@ -177,6 +177,8 @@ pub struct MediatorSettings {
 pub struct JobBoardSettings {
     /// How often the chain is read for job requests, milliseconds.
     pub poll_ms: u64,
+    /// Least payment a request must offer before a deal is bought for it, DCN.
+    pub min_payment: String,
 }
 
 /// `dcn dev`.

@@ -2,8 +2,10 @@
 //! overrides (pure: unit-tested below). The terms it buys jobs on are the job creator's
 //! (`[job]`).
 
-use crate::config::Settings;
+use crate::config::{InvalidSetting, Settings};
 use crate::module::resolve::Resolver;
+use crate::units::parse_amount;
+use alloy::primitives::U256;
 use std::time::Duration;
 
 /// What `dcn jobboard` flags override; `None` keeps the setting.
@@ -22,19 +24,37 @@ pub struct JobBoardConfig {
     pub solver: Option<String>,
     /// Where module names are looked up (the operator's module dir, then the built-ins).
     pub resolver: Resolver,
+    /// What a request must offer before a deal is bought for it.
+    pub worth: Worth,
+}
+
+/// When a request is worth buying a deal for (THREATS K5: a request paying nothing, or
+/// due before any job could finish, would make the operator pay for a deal it cannot be
+/// paid for).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Worth {
+    /// Least payment, token units.
+    pub min_payment: U256,
+    /// Seconds over the job's own timeout a provider has to deliver (`job.result_margin_secs`):
+    /// a request due sooner than that could see its deal pay out after the request closed.
+    pub result_margin_secs: u64,
 }
 
 impl JobBoardConfig {
     /// The configuration from `settings` with `overrides` on top.
-    pub fn resolve(settings: &Settings, overrides: &JobBoardOverrides) -> Self {
-        Self {
+    pub fn resolve(settings: &Settings, overrides: &JobBoardOverrides) -> Result<Self, InvalidSetting> {
+        Ok(Self {
             poll: Duration::from_millis(settings.jobboard.poll_ms.max(20)),
             solver: overrides.solver.clone().or_else(|| settings.services.solver.clone()),
             resolver: Resolver {
                 override_dir: settings.modules.dir.clone(),
                 cache_dir: settings.data_dir().join("modules"),
             },
-        }
+            worth: Worth {
+                min_payment: parse_amount(&settings.jobboard.min_payment, "jobboard.min_payment")?,
+                result_margin_secs: settings.job.result_margin_secs,
+            },
+        })
     }
 }
 
@@ -48,8 +68,11 @@ mod tests {
             ("HOME", "/home/op"),
             ("DCN_JOBBOARD__POLL_MS", "250"),
             ("DCN_MODULES__DIR", "/srv/modules"),
+            ("DCN_JOBBOARD__MIN_PAYMENT", "2.5"),
         ]);
-        let c = JobBoardConfig::resolve(&s, &JobBoardOverrides { solver: Some("http://s".into()) });
+        let c = JobBoardConfig::resolve(&s, &JobBoardOverrides { solver: Some("http://s".into()) }).unwrap();
+        assert_eq!(c.worth.min_payment, parse_amount("2.5", "x").unwrap());
+        assert_eq!(c.worth.result_margin_secs, 120, "the job creator's margin");
         assert_eq!(c.poll, Duration::from_millis(250));
         assert_eq!(c.solver.as_deref(), Some("http://s"));
         assert_eq!(c.resolver.override_dir.as_deref(), Some(std::path::Path::new("/srv/modules")));

@@ -2,8 +2,10 @@
 //! what to do next ([`decide`]): the request on chain, the chain's clock and the record →
 //! buy, wait (back off after a failed purchase), follow the deal, or stop.
 
+use super::config::Worth;
 use crate::chain::{RequestStatus, RequestView};
 use crate::protocol::records::CreatedDeal;
+use crate::units::format_amount;
 use alloy::primitives::{B256, U256};
 use serde::{Deserialize, Serialize};
 
@@ -19,6 +21,20 @@ pub enum Failure {
     NotPlainModule(String),
     /// The module or its inputs do not make a job.
     BadJob(String),
+    /// It pays less than the operator's minimum.
+    Underpaid {
+        /// What it pays, token units.
+        payment: U256,
+        /// The minimum, token units.
+        min: U256,
+    },
+    /// Too little time is left for a provider to deliver before the request closes.
+    TooLittleTime {
+        /// Seconds left until its deadline.
+        left: u64,
+        /// Seconds a deal may take: the job's timeout plus the result margin.
+        needed: u64,
+    },
     /// Given up by an earlier version of the service, for this reason.
     Recorded(String),
 }
@@ -44,6 +60,16 @@ impl std::fmt::Display for Failure {
             Self::DeadlinePassed => f.write_str("the request's deadline passed"),
             Self::NotPlainModule(m) => write!(f, "module `{m}` is not a plain module name"),
             Self::BadJob(why) => write!(f, "cannot make a job of it: {why}"),
+            Self::Underpaid { payment, min } => write!(
+                f,
+                "it pays {} DCN, less than this operator's minimum of {} DCN (jobboard.min_payment)",
+                format_amount(*payment),
+                format_amount(*min)
+            ),
+            Self::TooLittleTime { left, needed } => write!(
+                f,
+                "it is due in {left} s, but a deal for it may take {needed} s (the job's timeout plus job.result_margin_secs)"
+            ),
             Self::Recorded(why) => f.write_str(why),
         }
     }
@@ -144,6 +170,20 @@ pub fn decide(job: &BoardJob, request: &RequestView, now: u64) -> Action {
     }
 }
 
+/// Whether `request` is worth buying a deal for a job of `timeout_secs` at chain time `now`;
+/// if so, the most the deal may cost: never more than the request pays. Pure.
+pub fn worth_buying(request: &RequestView, timeout_secs: u64, now: u64, worth: &Worth) -> Result<U256, Failure> {
+    if request.payment < worth.min_payment || request.payment.is_zero() {
+        return Err(Failure::Underpaid { payment: request.payment, min: worth.min_payment });
+    }
+    let left = request.deadline.saturating_sub(now);
+    let needed = timeout_secs.saturating_add(worth.result_margin_secs);
+    if left < needed {
+        return Err(Failure::TooLittleTime { left, needed });
+    }
+    Ok(request.payment)
+}
+
 /// Whether `name` is a plain module name (`[A-Za-z0-9_-]+`): a request on chain never
 /// makes the operator read a path or fetch a repository.
 pub fn is_plain_module(name: &str) -> bool {
@@ -211,6 +251,28 @@ mod tests {
         let now = BoardJob { stage: BoardStage::Failed { reason: Failure::DeadlinePassed }, ..job };
         let back: BoardJob = serde_json::from_value(serde_json::to_value(&now).unwrap()).unwrap();
         assert_eq!(back, now);
+    }
+
+    #[test]
+    fn a_request_that_pays_too_little_or_is_due_too_soon_is_not_bought() {
+        let worth = Worth { min_payment: U256::from(10), result_margin_secs: 120 };
+        let mut r = request(RequestStatus::Open, 1_000);
+        r.payment = U256::from(25);
+        // Due at 1,000; a 60 s job with a 120 s margin needs 180 s.
+        assert_eq!(worth_buying(&r, 60, 820, &worth), Ok(U256::from(25)), "capped at what it pays");
+        assert_eq!(worth_buying(&r, 60, 821, &worth), Err(Failure::TooLittleTime { left: 179, needed: 180 }));
+        assert_eq!(worth_buying(&r, 60, 2_000, &worth), Err(Failure::TooLittleTime { left: 0, needed: 180 }));
+        r.payment = U256::from(9);
+        assert_eq!(
+            worth_buying(&r, 60, 0, &worth),
+            Err(Failure::Underpaid { payment: U256::from(9), min: U256::from(10) })
+        );
+        // A zero minimum still refuses a request that pays nothing.
+        r.payment = U256::ZERO;
+        let free = Worth { min_payment: U256::ZERO, ..worth };
+        assert!(matches!(worth_buying(&r, 60, 0, &free), Err(Failure::Underpaid { .. })));
+        let shown = Failure::Underpaid { payment: U256::ZERO, min: U256::from(10).pow(U256::from(18)) }.to_string();
+        assert!(shown.contains("pays 0 DCN") && shown.contains("minimum of 1 DCN"), "{shown}");
     }
 
     #[test]

@@ -4,7 +4,7 @@
 //! back with `deliverResult`, which pays the operator and calls the requester back.
 
 use super::config::JobBoardConfig;
-use super::request::{decide, is_plain_module, retry_delay, Action, BoardJob, BoardStage, Failure};
+use super::request::{decide, is_plain_module, retry_delay, worth_buying, Action, BoardJob, BoardStage, Failure};
 use crate::chain::bindings::DcnJobBoard;
 use crate::chain::{BoardChain, ChainError, DealState, DealsChain, LogSource};
 use crate::kv::{KvError, KvStore};
@@ -41,8 +41,9 @@ pub struct BuyError(pub Box<dyn std::error::Error + Send + Sync>);
 /// The job board's port to the job creator: buying a job and following its deal.
 #[async_trait]
 pub trait Buyer: Send + Sync {
-    /// Buys `spec` on the network: offer, match, deal created on chain.
-    async fn buy(&self, spec: &JobSpec) -> Result<CreatedDeal, BuyError>;
+    /// Buys `spec` on the network for at most `max_price` token units: offer, match, deal
+    /// created on chain.
+    async fn buy(&self, spec: &JobSpec, max_price: U256) -> Result<CreatedDeal, BuyError>;
     /// Follows `deal` to its end: verified and accepted, or otherwise settled.
     async fn settle(&self, deal: &CreatedDeal) -> Result<Settlement, BuyError>;
 }
@@ -173,6 +174,13 @@ impl JobBoardService {
         Ok(())
     }
 
+    /// Records that `job` is given up for `reason`, and says so.
+    fn give_up(&self, job: &mut BoardJob, reason: Failure) -> Result<(), JobBoardError> {
+        tracing::warn!(request = %job.request, %reason, "job board request given up; the requester can get a refund after its deadline");
+        job.stage = BoardStage::Failed { reason };
+        Ok(self.save(job)?)
+    }
+
     /// One observe-decide-act step: `None` when the request needs nothing more, else how
     /// long to wait before the next step.
     async fn step(&self, job: &mut BoardJob, token: &CancellationToken) -> Result<Option<Duration>, JobBoardError> {
@@ -181,17 +189,14 @@ impl JobBoardService {
         match decide(job, &request, now) {
             Action::Done => Ok(None),
             Action::Fail(reason) => {
-                tracing::warn!(request = %job.request, %reason, "job board request given up; the requester can get a refund after its deadline");
-                job.stage = BoardStage::Failed { reason };
-                self.save(job)?;
+                self.give_up(job, reason)?;
                 Ok(None)
             }
             Action::WaitUntil(t) => Ok(Some(Duration::from_secs(t.saturating_sub(now)).min(self.cfg.poll * 20))),
             Action::Buy => {
                 if !is_plain_module(&request.module) {
-                    job.stage = BoardStage::Failed { reason: Failure::NotPlainModule(request.module.clone()) };
-                    self.save(job)?;
-                    return Ok(Some(Duration::ZERO));
+                    self.give_up(job, Failure::NotPlainModule(request.module.clone()))?;
+                    return Ok(None);
                 }
                 let spec = self
                     .cfg
@@ -201,15 +206,21 @@ impl JobBoardService {
                 let spec = match spec {
                     Ok(s) => s,
                     Err(e) => {
-                        job.stage = BoardStage::Failed { reason: Failure::BadJob(e.to_string()) };
-                        self.save(job)?;
-                        return Ok(Some(Duration::ZERO));
+                        self.give_up(job, Failure::BadJob(e.to_string()))?;
+                        return Ok(None);
+                    }
+                };
+                let max_price = match worth_buying(&request, spec.timeout_secs, now, &self.cfg.worth) {
+                    Ok(max) => max,
+                    Err(reason) => {
+                        self.give_up(job, reason)?;
+                        return Ok(None);
                     }
                 };
                 // Not raced with the token: the buyer watches it and stops at a point where
                 // the purchase can be recorded (dropping it mid-way could lose a created
                 // deal, which a restart would then buy again).
-                match self.deps.buyer.buy(&spec).await {
+                match self.deps.buyer.buy(&spec, max_price).await {
                     Ok(created) => {
                         tracing::info!(request = %job.request, deal = %created.deal.id, "deal created for the request");
                         job.stage = BoardStage::Created { created: Box::new(created) };

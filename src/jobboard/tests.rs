@@ -2,6 +2,7 @@
 //! deliver, never buy twice after a restart, move an expired request to failed, and back
 //! off after a failed purchase instead of looping.
 
+use super::config::Worth;
 use super::request::{BoardJob, BoardStage, Failure};
 use super::service::{BuyError, Buyer, JobBoardDeps, JobBoardService, Settlement};
 use super::JobBoardConfig;
@@ -20,6 +21,7 @@ use tokio_util::sync::CancellationToken;
 
 #[derive(Default)]
 struct FakeBuyer {
+    max_prices: std::sync::Mutex<Vec<U256>>,
     buys: AtomicU32,
     settles: AtomicU32,
     failing: bool,
@@ -27,7 +29,8 @@ struct FakeBuyer {
 
 #[async_trait]
 impl Buyer for FakeBuyer {
-    async fn buy(&self, _spec: &JobSpec) -> Result<CreatedDeal, BuyError> {
+    async fn buy(&self, _spec: &JobSpec, max_price: U256) -> Result<CreatedDeal, BuyError> {
+        self.max_prices.lock().unwrap().push(max_price);
         self.buys.fetch_add(1, Ordering::SeqCst);
         if self.failing {
             return Err(BuyError("no provider took the job".into()));
@@ -55,6 +58,7 @@ impl Rig {
             poll: Duration::from_millis(5),
             solver: None,
             resolver: Resolver { override_dir: None, cache_dir: std::env::temp_dir() },
+            worth: Worth { min_payment: U256::from(1), result_margin_secs: 120 },
         };
         let deps = JobBoardDeps {
             board: chain.clone(),
@@ -68,13 +72,17 @@ impl Rig {
     }
 
     fn request(&self, id: u64, deadline: u64) -> U256 {
+        self.request_paying(id, deadline, U256::from(1))
+    }
+
+    fn request_paying(&self, id: u64, deadline: u64, payment: U256) -> U256 {
         let id = U256::from(id);
         let view = RequestView {
             status: RequestStatus::Open,
             requester: Address::repeat_byte(1),
             module: "cowsay".into(),
             inputs: vec!["Message=moo".into()],
-            payment: U256::from(1),
+            payment,
             deadline,
         };
         self.chain.put_request(id, view);
@@ -98,6 +106,23 @@ async fn a_request_is_bought_once_and_delivered() {
     assert_eq!((rig.buyer.buys.load(Ordering::SeqCst), rig.buyer.settles.load(Ordering::SeqCst)), (1, 1));
     assert_eq!(rig.chain.txs(), [Tx::Deliver(id, created_deal(1).deal.id, B256::repeat_byte(0x42))]);
     assert!(matches!(rig.stored(id).stage, BoardStage::Delivered { .. }));
+    assert_eq!(*rig.buyer.max_prices.lock().unwrap(), [U256::from(1)], "a deal costs at most what the request pays");
+}
+
+#[tokio::test]
+async fn a_request_that_would_drain_the_operator_is_never_bought() {
+    // THREATS K5: a request paying nothing, or due in a second, made the operator buy a
+    // deal it could never be paid for (the requester then took a refund).
+    let rig = Rig::new(FakeBuyer::default());
+    let free = rig.request_paying(1, 5_000, U256::ZERO);
+    rig.handle(BoardJob::new(free)).await;
+    assert!(matches!(rig.stored(free).stage, BoardStage::Failed { reason: Failure::Underpaid { .. } }));
+    // The chain's clock is at 1,000: cowsay's 60 s timeout plus the 120 s margin need 180 s.
+    let hasty = rig.request_paying(2, 1_001, U256::from(1_000));
+    rig.handle(BoardJob::new(hasty)).await;
+    assert_eq!(rig.stored(hasty).stage, BoardStage::Failed { reason: Failure::TooLittleTime { left: 1, needed: 180 } });
+    assert_eq!(rig.buyer.buys.load(Ordering::SeqCst), 0, "no deal bought");
+    assert!(rig.chain.txs().is_empty(), "no transaction sent");
 }
 
 #[tokio::test]

@@ -122,6 +122,7 @@ pub enum JobCreatorError {
 }
 
 /// A job creator account at a solver.
+#[derive(Clone)]
 pub struct JobCreator {
     /// The terms it offers.
     pub terms: JobTerms,
