@@ -151,12 +151,17 @@ impl DevNet {
         })
     }
 
-    /// Waits until `provider` runs a job container (the deal is on chain and its job started).
+    /// Waits until `provider` of this network runs a job container (the deal is on chain and
+    /// its job started). Tests run in parallel with the same development keys, so the
+    /// container is told apart by the instance label of this network's provider state dir.
     pub fn wait_job_running(&self, provider: Address) {
-        let label = format!("label=dcn.provider={}", provider.to_string().to_lowercase());
+        let address = provider.to_string().to_lowercase();
+        let dir = self.data_dir().join("provider").join(&address);
+        let label = format!("label=dcn.provider={address}");
+        let instance = format!("label=dcn.instance={}", dcn::app::node::instance_label(&dir));
         super::wait_until(&format!("a running job container of provider {provider}"), 60, || {
             Command::new("docker")
-                .args(["ps", "-q", "--filter", &label, "--filter", "status=running"])
+                .args(["ps", "-q", "--filter", &label, "--filter", &instance, "--filter", "status=running"])
                 .output()
                 .is_ok_and(|o| !o.stdout.is_empty())
         });
