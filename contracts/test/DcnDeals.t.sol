@@ -341,6 +341,14 @@ contract DcnDealsTest is DealsFixture {
         assertEq(deals.getDeal(id).mediator, mediator1, "drawn mediator");
     }
 
+    // Storage slot of `_moreMediators` (`forge inspect DcnDeals storageLayout`). The test
+    // checks the slot holds the list before the draw, so a layout change fails loudly.
+    uint256 internal constant MORE_MEDIATORS_SLOT = 6;
+
+    function moreMediatorsStored(bytes32 id) internal view returns (uint256) {
+        return uint256(vm.load(address(deals), keccak256(abi.encode(id, MORE_MEDIATORS_SLOT))));
+    }
+
     function test_challenge_draws_from_every_mediator() public {
         bool[2] memory seen;
         for (uint256 i = 0; i < 16 && !(seen[0] && seen[1]); i++) {
@@ -348,13 +356,19 @@ contract DcnDealsTest is DealsFixture {
             d.mediators = mediators2();
             bytes32 id = createAndSubmit(d);
             assertEq(deals.mediatorsOf(id).length, 2, "both listed before the draw");
+            assertEq(moreMediatorsStored(id), 1, "the second mediator is stored before the draw");
             vm.prevrandao(uint256(keccak256(abi.encode(i))));
             vm.prank(jobCreator);
             deals.challenge(id);
             address m = deals.getDeal(id).mediator;
             assertTrue(m == mediator1 || m == mediator2, "drawn from the deal's list");
             seen[m == mediator1 ? 0 : 1] = true;
-            assertEq(deals.mediatorsOf(id).length, 0, "list cleared after the draw");
+            assertEq(moreMediatorsStored(id), 0, "list deleted from storage at the draw");
+            // Only the drawn mediator rules.
+            address notDrawn = m == mediator1 ? mediator2 : mediator1;
+            vm.prank(notDrawn);
+            vm.expectRevert(abi.encodeWithSelector(DcnDeals.NotMediator.selector, notDrawn, m));
+            deals.mediate(id, false);
             vm.prank(m);
             deals.mediate(id, true);
         }
@@ -507,7 +521,7 @@ contract DcnDealsTest is DealsFixture {
 
     // ─── fuzzed amounts and deadlines ───
 
-    function testFuzz_every_path_conserves_tokens(
+    function testFuzz_every_path_pays_whom_the_rules_say(
         uint96 price,
         uint96 collateral,
         uint96 fee,
@@ -522,6 +536,7 @@ contract DcnDealsTest is DealsFixture {
         d.collateral = collateral;
         d.mediationFee = fee;
         uint256 before = free(jobCreator) + free(provider);
+        (uint256 jc0, uint256 pv0, uint256 md0) = (free(jobCreator), free(provider), free(mediator1));
         bytes32 id = create(d);
         path = uint8(bound(path, 0, 4));
         if (path == 0) {
@@ -551,7 +566,20 @@ contract DcnDealsTest is DealsFixture {
         assertTrue(uint256(state(id)) >= uint256(DcnDeals.State.Accepted), "final state");
         assertEq(locked(jobCreator) + locked(provider), 0, "nothing left locked");
         assertEq(free(jobCreator) + free(provider) + free(mediator1), before, "tokens conserved");
-        assertEq(token.balanceOf(address(deals)), 2 * FUNDS, "contract holds the books");
+        // Who is paid, by the rules of each ending (conservation alone would let a mutant
+        // pay the wrong party).
+        int256 p = int256(uint256(price));
+        int256 c = int256(uint256(collateral));
+        int256 f = int256(uint256(fee));
+        int256[3] memory want; // job creator, provider, mediator
+        if (path == 0) want = [c, -c, int256(0)]; // no result: refund, collateral to the job creator
+        else if (path <= 2) want = [-p, p, int256(0)]; // accepted, or not judged in time
+        else if (path == 3 && honest) want = [-p - f, p, f];
+        else if (path == 3) want = [c - f, -c, f]; // dishonest: slashed, the mediator paid from it
+        else want = [int256(0), int256(0), int256(0)]; // no verdict: everyone refunded
+        assertEq(int256(free(jobCreator)) - int256(jc0), want[0], "job creator's payoff");
+        assertEq(int256(free(provider)) - int256(pv0), want[1], "provider's payoff");
+        assertEq(int256(free(mediator1)) - int256(md0), want[2], "mediator's payoff");
     }
 
     function testFuzz_result_deadline_is_inclusive(uint64 resultTimeout, uint64 wait) public {

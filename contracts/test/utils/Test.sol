@@ -21,6 +21,8 @@ interface Vm {
     function toString(uint256 value) external pure returns (string memory);
     function toString(address value) external pure returns (string memory);
     function toString(bytes32 value) external pure returns (string memory);
+    function toString(int256 value) external pure returns (string memory);
+    function load(address target, bytes32 slot) external view returns (bytes32 data);
 }
 
 /// @notice Base of every contract test: cheatcodes, assertions, bounded fuzz inputs and
@@ -44,6 +46,10 @@ abstract contract Test {
     }
 
     function assertEq(uint256 a, uint256 b, string memory what) internal pure {
+        if (a != b) revert(string.concat(what, ": ", vm.toString(a), " != ", vm.toString(b)));
+    }
+
+    function assertEq(int256 a, int256 b, string memory what) internal pure {
         if (a != b) revert(string.concat(what, ": ", vm.toString(a), " != ", vm.toString(b)));
     }
 
