@@ -90,8 +90,13 @@ async fn main() -> Result<()> {
     let net = ResolvedNetwork { name: "bench".into(), rpc_url: anvil.endpoint(), chain_id: 1337, dev_accounts: true };
     let admin = chain::connect(&net, DevRole::Admin.signer()).await?;
     let data = tempfile::tempdir()?;
-    let options =
-        DeployOptions { force: true, job_board_operator: DevRole::Solver.address(), cowsay_price: U256::from(1) };
+    let options = DeployOptions {
+        force: true,
+        job_board_operator: DevRole::Solver.address(),
+        cowsay_price: U256::from(1),
+        job_board_min_payment: U256::from(1),
+        job_board_min_timeout_secs: 600,
+    };
     let c = chain::deploy(&admin, data.path(), &options).await?.deployment.contracts;
     let plan = chain::FundPlan {
         token: c.token,

@@ -35,6 +35,8 @@ fn deploy_puts_wired_contracts_on_chain_and_records_them() {
         let board = DcnJobBoard::new(c.job_board, &p);
         assert_eq!(board.token().call().await.unwrap(), c.token);
         assert_eq!(board.operator().call().await.unwrap(), DevRole::Solver.address(), "dev operator is the solver");
+        assert_eq!(board.minPayment().call().await.unwrap(), parse_ether("1").unwrap(), "requests pay at least 1 DCN");
+        assert_eq!(board.minTimeout().call().await.unwrap(), 600, "and give at least 10 minutes");
         assert_eq!(CowsayClient::new(c.cowsay_client, &p).board().call().await.unwrap(), c.job_board);
         let supply = DcnToken::new(c.token, &p).balanceOf(d.deployer).call().await.unwrap();
         assert_eq!(supply, dcn::chain::deploy::initial_supply(), "supply minted to the deployer");

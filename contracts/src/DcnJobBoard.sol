@@ -17,6 +17,12 @@ interface IDcnJobClient {
 ///         service) runs the job as a job creator on the network and calls
 ///         `deliverResult`, which pays the operator and calls the requester back. A request
 ///         not delivered by its deadline can be refunded to the requester.
+///
+///         A request is bound to the operator of the moment it was made: a later
+///         `setOperator` (by the owner) serves new requests only, so the owner cannot make
+///         itself operator and take the payments already held. Requests pay at least
+///         `minPayment` and give at least `minTimeout` seconds, so a request cannot make
+///         the operator buy a deal for nothing or in no time.
 contract DcnJobBoard is Ownable {
     using SafeERC20 for IERC20;
 
@@ -30,6 +36,7 @@ contract DcnJobBoard is Ownable {
     struct Request {
         address requester;
         Status status;
+        address operator;
         uint64 deadline;
         uint256 payment;
         bytes32 dealId;
@@ -41,18 +48,25 @@ contract DcnJobBoard is Ownable {
     /// @notice Gas forwarded to a client's `onJobResult`; a client that needs more or reverts
     ///         does not block delivery (see `CallbackFailed`).
     uint256 public constant CALLBACK_GAS = 200_000;
+    /// @notice Longest time a request may give.
+    uint64 public constant MAX_TIMEOUT = 30 days;
     /// @notice Gas a delivery must have left when it calls the client back, so that the
     ///         client really gets `CALLBACK_GAS`: the EVM keeps 1/64 of what is left
     ///         (EIP-150), and encoding and the call itself cost a little.
     uint256 public constant CALLBACK_GAS_NEEDED = CALLBACK_GAS + CALLBACK_GAS / 63 + 10_000;
 
     IERC20 public immutable token;
-    /// @notice The account allowed to deliver results.
+    /// @notice The account that serves new requests.
     address public operator;
+    /// @notice Least payment of a request, token units.
+    uint256 public minPayment;
+    /// @notice Least time a request gives, seconds.
+    uint64 public minTimeout;
     uint256 public requestCount;
     mapping(uint256 => Request) private _requests;
 
     event OperatorChanged(address indexed operator);
+    event MinimumsChanged(uint256 minPayment, uint64 minTimeout);
     event JobRequested(
         uint256 indexed requestId,
         address indexed requester,
@@ -66,6 +80,7 @@ contract DcnJobBoard is Ownable {
     event JobRefunded(uint256 indexed requestId, address indexed requester, uint256 payment);
 
     error NotOperator(address caller);
+    error PaymentTooLow(uint256 payment, uint256 minPayment);
     error UnknownRequest(uint256 requestId);
     error NotOpen(uint256 requestId, Status status);
     error DeadlinePassed(uint256 requestId, uint64 deadline);
@@ -75,16 +90,30 @@ contract DcnJobBoard is Ownable {
     error EmptyResultHash();
     error InsufficientGas(uint256 left, uint256 needed);
 
-    constructor(IERC20 token_, address operator_) Ownable(msg.sender) {
+    constructor(IERC20 token_, address operator_, uint256 minPayment_, uint64 minTimeout_) Ownable(msg.sender) {
         token = token_;
+        operator = operator_;
+        emit OperatorChanged(operator_);
+        _setMinimums(minPayment_, minTimeout_);
+    }
+
+    /// @notice Changes the account that serves new requests (open ones keep theirs).
+    function setOperator(address operator_) external onlyOwner {
         operator = operator_;
         emit OperatorChanged(operator_);
     }
 
-    /// @notice Changes the account allowed to deliver results.
-    function setOperator(address operator_) external onlyOwner {
-        operator = operator_;
-        emit OperatorChanged(operator_);
+    /// @notice Changes the least payment and time of new requests.
+    function setMinimums(uint256 minPayment_, uint64 minTimeout_) external onlyOwner {
+        _setMinimums(minPayment_, minTimeout_);
+    }
+
+    function _setMinimums(uint256 minPayment_, uint64 minTimeout_) private {
+        if (minPayment_ == 0) revert PaymentTooLow(0, 1);
+        if (minTimeout_ == 0 || minTimeout_ > MAX_TIMEOUT) revert InvalidTimeout(minTimeout_);
+        minPayment = minPayment_;
+        minTimeout = minTimeout_;
+        emit MinimumsChanged(minPayment_, minTimeout_);
     }
 
     /// @notice Asks for `module` to be run with `inputs` ("Key=Value" each), paying
@@ -95,12 +124,14 @@ contract DcnJobBoard is Ownable {
         returns (uint256 requestId)
     {
         if (bytes(module).length == 0) revert EmptyModule();
-        if (timeout == 0 || timeout > 30 days) revert InvalidTimeout(timeout);
+        if (timeout < minTimeout || timeout > MAX_TIMEOUT) revert InvalidTimeout(timeout);
+        if (payment < minPayment) revert PaymentTooLow(payment, minPayment);
         requestId = ++requestCount;
         uint64 deadline = uint64(block.timestamp) + timeout;
         Request storage r = _requests[requestId];
         r.requester = msg.sender;
         r.status = Status.Open;
+        r.operator = operator;
         r.deadline = deadline;
         r.payment = payment;
         r.module = module;
@@ -111,11 +142,11 @@ contract DcnJobBoard is Ownable {
         token.safeTransferFrom(msg.sender, address(this), payment);
     }
 
-    /// @notice The operator delivers the result of an open request before its deadline:
-    ///         the payment goes to the operator and the requester is called back.
+    /// @notice The request's operator delivers the result of an open request before its
+    ///         deadline: the payment goes to it and the requester is called back.
     function deliverResult(uint256 requestId, bytes32 dealId, bytes32 resultHash) external {
-        if (msg.sender != operator) revert NotOperator(msg.sender);
         Request storage r = _open(requestId);
+        if (msg.sender != r.operator) revert NotOperator(msg.sender);
         if (block.timestamp > r.deadline) revert DeadlinePassed(requestId, r.deadline);
         if (resultHash == bytes32(0)) revert EmptyResultHash();
         r.status = Status.Delivered;

@@ -5,6 +5,7 @@ import {Test} from "./utils/Test.sol";
 import {DcnToken} from "../src/DcnToken.sol";
 import {DcnJobBoard, IDcnJobClient} from "../src/DcnJobBoard.sol";
 import {CowsayClient} from "../src/examples/CowsayClient.sol";
+import {Ownable} from "@openzeppelin/contracts/access/Ownable.sol";
 
 contract RevertingClient is IDcnJobClient {
     function onJobResult(uint256, bytes32, bytes32) external pure {
@@ -28,10 +29,12 @@ contract DcnJobBoardTest is Test {
     CowsayClient internal client;
     address internal operator = address(0x0BE7);
     uint256 internal constant PRICE = 5 ether;
+    uint256 internal constant MIN_PAYMENT = 1 ether;
+    uint64 internal constant MIN_TIMEOUT = 10 minutes;
 
     function setUp() public {
         token = new DcnToken(1_000_000 ether);
-        board = new DcnJobBoard(token, operator);
+        board = new DcnJobBoard(token, operator, MIN_PAYMENT, MIN_TIMEOUT);
         client = new CowsayClient(board, PRICE);
         token.transfer(address(client), 100 ether);
     }
@@ -129,6 +132,44 @@ contract DcnJobBoardTest is Test {
         board.deliverResult{gas: 400_000}(id, 0, keccak256("cow"));
         assertEq(greedy.got(), keccak256("cow"), "client got the result");
         assertEq(token.balanceOf(operator), PRICE, "operator paid");
+    }
+
+    function test_requests_that_pay_too_little_or_give_too_little_time_are_refused() public {
+        string[] memory inputs = new string[](0);
+        vm.expectRevert(abi.encodeWithSelector(DcnJobBoard.PaymentTooLow.selector, 0, MIN_PAYMENT));
+        board.requestJob("cowsay", inputs, 0, 1 hours);
+        vm.expectRevert(abi.encodeWithSelector(DcnJobBoard.InvalidTimeout.selector, MIN_TIMEOUT - 1));
+        board.requestJob("cowsay", inputs, MIN_PAYMENT, MIN_TIMEOUT - 1);
+        token.approve(address(board), MIN_PAYMENT);
+        board.requestJob("cowsay", inputs, MIN_PAYMENT, MIN_TIMEOUT);
+
+        // Only the owner changes the minimums, never to nothing.
+        vm.prank(operator);
+        vm.expectRevert(abi.encodeWithSelector(Ownable.OwnableUnauthorizedAccount.selector, operator));
+        board.setMinimums(0, 1);
+        vm.expectRevert(abi.encodeWithSelector(DcnJobBoard.PaymentTooLow.selector, 0, 1));
+        board.setMinimums(0, 1);
+        vm.expectRevert(abi.encodeWithSelector(DcnJobBoard.InvalidTimeout.selector, 0));
+        board.setMinimums(1, 0);
+        board.setMinimums(2 ether, 1 hours);
+        assertEq(board.minPayment(), 2 ether, "new minimum payment");
+        assertEq(uint256(board.minTimeout()), 1 hours, "new minimum time");
+    }
+
+    function test_an_open_request_stays_with_its_operator() public {
+        uint256 id = client.runCowsay("moo");
+        assertEq(board.getRequest(id).operator, operator, "bound at request time");
+        // The owner makes itself operator: the payment already held is not its to take.
+        board.setOperator(address(this));
+        vm.expectRevert(abi.encodeWithSelector(DcnJobBoard.NotOperator.selector, address(this)));
+        board.deliverResult(id, 0, keccak256("cow"));
+        // The operator the requester chose still delivers and is paid.
+        vm.prank(operator);
+        board.deliverResult(id, 0, keccak256("cow"));
+        assertEq(token.balanceOf(operator), PRICE, "its operator paid");
+        // New requests go to the new operator.
+        uint256 next = client.runCowsay("moo");
+        assertEq(board.getRequest(next).operator, address(this), "new requests: new operator");
     }
 
     function test_request_refusals_and_operator_change() public {

@@ -18,6 +18,14 @@ pub async fn deploy(
     operator: Option<Address>,
     json: bool,
 ) -> eyre::Result<Deployment> {
+    let min_timeout = settings.deploy.job_board_min_timeout_secs;
+    if min_timeout == 0 || min_timeout > 30 * 24 * 3600 {
+        eyre::bail!("deploy.job_board_min_timeout_secs is {min_timeout}: give 1 to 2592000 seconds (30 days)");
+    }
+    let min_payment = parse_amount(&settings.deploy.job_board_min_payment, "deploy.job_board_min_payment")?;
+    if min_payment.is_zero() {
+        eyre::bail!("deploy.job_board_min_payment is 0: a job-board request must pay something; give at least 0.000000000000000001");
+    }
     let net = settings.network()?;
     let admin = accounts::admin_signer(settings, &net)?;
     let admin_address = admin.address();
@@ -31,6 +39,8 @@ pub async fn deploy(
         force,
         job_board_operator: operator,
         cowsay_price: parse_amount(&settings.deploy.cowsay_price, "deploy.cowsay_price")?,
+        job_board_min_payment: min_payment,
+        job_board_min_timeout_secs: min_timeout,
     };
     let outcome = chain::deploy(&client, settings.data_dir(), &options)
         .await

@@ -48,6 +48,8 @@ pub struct RequestView {
     pub status: RequestStatus,
     /// Who asked (a contract, usually).
     pub requester: Address,
+    /// The operator it was made under: the only account that may deliver it.
+    pub operator: Address,
     /// The module name.
     pub module: String,
     /// `Key=Value` inputs.
@@ -241,6 +243,7 @@ impl BoardChain for AlloyChain {
         Ok(RequestView {
             status: RequestStatus::from_chain(r.status)?,
             requester: r.requester,
+            operator: r.operator,
             module: r.module,
             inputs: r.inputs,
             payment: r.payment,

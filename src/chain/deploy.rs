@@ -22,6 +22,10 @@ pub struct DeployOptions {
     pub job_board_operator: Address,
     /// Tokens (base units) the example CowsayClient pays per job.
     pub cowsay_price: U256,
+    /// Least payment of a job-board request, token units.
+    pub job_board_min_payment: U256,
+    /// Least time a job-board request gives, seconds.
+    pub job_board_min_timeout_secs: u64,
 }
 
 /// What `deploy` did.
@@ -71,8 +75,18 @@ pub async fn deploy(
     let token = deploy_one(client, "DcnToken", DcnToken::deploy_builder(p, initial_supply())).await?;
     let registry = deploy_one(client, "DcnRegistry", DcnRegistry::deploy_builder(p)).await?;
     let deals = deploy_one(client, "DcnDeals", DcnDeals::deploy_builder(p, token.0)).await?;
-    let job_board =
-        deploy_one(client, "DcnJobBoard", DcnJobBoard::deploy_builder(p, token.0, options.job_board_operator)).await?;
+    let job_board = deploy_one(
+        client,
+        "DcnJobBoard",
+        DcnJobBoard::deploy_builder(
+            p,
+            token.0,
+            options.job_board_operator,
+            options.job_board_min_payment,
+            options.job_board_min_timeout_secs,
+        ),
+    )
+    .await?;
     let cowsay =
         deploy_one(client, "CowsayClient", CowsayClient::deploy_builder(p, job_board.0, options.cowsay_price)).await?;
     let contracts = Contracts {

@@ -23,6 +23,8 @@ accounts = []
 
 [deploy]
 cowsay_price = "1"
+job_board_min_payment = "1"
+job_board_min_timeout_secs = 600
 
 [executor]
 allow_network = false

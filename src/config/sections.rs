@@ -52,6 +52,10 @@ pub struct DeploySettings {
     pub job_board_operator: Option<Address>,
     /// Tokens the example CowsayClient pays per job (decimal, in DCN).
     pub cowsay_price: String,
+    /// Least payment of a job-board request (decimal, in DCN); more than zero.
+    pub job_board_min_payment: String,
+    /// Least time a job-board request gives, seconds (1 to 30 days).
+    pub job_board_min_timeout_secs: u64,
 }
 
 /// How jobs are sandboxed on this machine.

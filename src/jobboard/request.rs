@@ -6,7 +6,7 @@ use super::config::Worth;
 use crate::chain::{RequestStatus, RequestView};
 use crate::protocol::records::CreatedDeal;
 use crate::units::format_amount;
-use alloy::primitives::{B256, U256};
+use alloy::primitives::{Address, B256, U256};
 use serde::{Deserialize, Serialize};
 
 /// Why a request was given up; the requester can take its payment back after the deadline.
@@ -15,6 +15,8 @@ use serde::{Deserialize, Serialize};
 pub enum Failure {
     /// The request is no longer open (delivered by someone else, or refunded).
     NotOpen(RequestStatus),
+    /// It was made under another operator, who alone may deliver it.
+    OtherOperator(Address),
     /// Its delivery deadline passed.
     DeadlinePassed,
     /// It names something other than a plain module name (a path, a URL).
@@ -57,6 +59,7 @@ impl std::fmt::Display for Failure {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Self::NotOpen(s) => write!(f, "the request is no longer open ({s:?})"),
+            Self::OtherOperator(a) => write!(f, "it was made under operator {a}, who alone may deliver it"),
             Self::DeadlinePassed => f.write_str("the request's deadline passed"),
             Self::NotPlainModule(m) => write!(f, "module `{m}` is not a plain module name"),
             Self::BadJob(why) => write!(f, "cannot make a job of it: {why}"),
@@ -151,13 +154,18 @@ pub enum Action {
     Settle,
 }
 
-/// What to do with `job` given the request on chain and the chain's clock. Pure.
-pub fn decide(job: &BoardJob, request: &RequestView, now: u64) -> Action {
+/// What to do with `job` given the request on chain, the chain's clock and this operator's
+/// account `me`. Pure.
+pub fn decide(job: &BoardJob, request: &RequestView, now: u64, me: Address) -> Action {
     if job.is_over() {
         return Action::Done;
     }
     if request.status != RequestStatus::Open {
         return Action::Fail(Failure::NotOpen(request.status));
+    }
+    if request.operator != me {
+        // Only its own operator can deliver it: a deal bought for it could never be paid.
+        return Action::Fail(Failure::OtherOperator(request.operator));
     }
     if now > request.deadline {
         return Action::Fail(Failure::DeadlinePassed);
@@ -194,12 +202,14 @@ pub fn is_plain_module(name: &str) -> bool {
 mod tests {
     use super::*;
     use crate::testing::created_deal;
-    use alloy::primitives::Address;
+
+    const OPERATOR: Address = Address::repeat_byte(0x0b);
 
     fn request(status: RequestStatus, deadline: u64) -> RequestView {
         RequestView {
             status,
             requester: Address::repeat_byte(1),
+            operator: OPERATOR,
             module: "cowsay".into(),
             inputs: vec!["Message=moo".into()],
             payment: U256::from(1),
@@ -210,33 +220,47 @@ mod tests {
     #[test]
     fn buys_once_then_follows_the_deal() {
         let mut job = BoardJob::new(U256::from(1));
-        assert_eq!(decide(&job, &request(RequestStatus::Open, 100), 10), Action::Buy);
+        assert_eq!(decide(&job, &request(RequestStatus::Open, 100), 10, OPERATOR), Action::Buy);
         // After a restart with a deal on record: follow it, never buy again.
         job.stage = BoardStage::Created { created: Box::new(created_deal(1)) };
-        assert_eq!(decide(&job, &request(RequestStatus::Open, 100), 10), Action::Settle);
+        assert_eq!(decide(&job, &request(RequestStatus::Open, 100), 10, OPERATOR), Action::Settle);
+    }
+
+    #[test]
+    fn a_request_made_under_another_operator_is_not_bought() {
+        let job = BoardJob::new(U256::from(1));
+        let other = Address::repeat_byte(0x99);
+        let r = RequestView { operator: other, ..request(RequestStatus::Open, 100) };
+        assert_eq!(decide(&job, &r, 10, OPERATOR), Action::Fail(Failure::OtherOperator(other)));
     }
 
     #[test]
     fn an_expired_or_closed_request_fails() {
         let job = BoardJob::new(U256::from(1));
-        assert_eq!(decide(&job, &request(RequestStatus::Open, 100), 101), Action::Fail(Failure::DeadlinePassed));
-        assert_eq!(decide(&job, &request(RequestStatus::Open, 100), 100), Action::Buy, "inclusive deadline");
         assert_eq!(
-            decide(&job, &request(RequestStatus::Refunded, 100), 10),
+            decide(&job, &request(RequestStatus::Open, 100), 101, OPERATOR),
+            Action::Fail(Failure::DeadlinePassed)
+        );
+        assert_eq!(decide(&job, &request(RequestStatus::Open, 100), 100, OPERATOR), Action::Buy, "inclusive deadline");
+        assert_eq!(
+            decide(&job, &request(RequestStatus::Refunded, 100), 10, OPERATOR),
             Action::Fail(Failure::NotOpen(RequestStatus::Refunded))
         );
         let mut created = job.clone();
         created.stage = BoardStage::Created { created: Box::new(created_deal(1)) };
-        assert_eq!(decide(&created, &request(RequestStatus::Open, 100), 101), Action::Fail(Failure::DeadlinePassed));
+        assert_eq!(
+            decide(&created, &request(RequestStatus::Open, 100), 101, OPERATOR),
+            Action::Fail(Failure::DeadlinePassed)
+        );
         let failed = BoardJob { stage: BoardStage::Failed { reason: Failure::DeadlinePassed }, ..job };
-        assert_eq!(decide(&failed, &request(RequestStatus::Open, 100), 10), Action::Done);
+        assert_eq!(decide(&failed, &request(RequestStatus::Open, 100), 10, OPERATOR), Action::Done);
     }
 
     #[test]
     fn a_failed_purchase_backs_off() {
         let job = BoardJob { attempts: 1, retry_at: 50, ..BoardJob::new(U256::from(1)) };
-        assert_eq!(decide(&job, &request(RequestStatus::Open, 100), 10), Action::WaitUntil(50));
-        assert_eq!(decide(&job, &request(RequestStatus::Open, 100), 50), Action::Buy);
+        assert_eq!(decide(&job, &request(RequestStatus::Open, 100), 10, OPERATOR), Action::WaitUntil(50));
+        assert_eq!(decide(&job, &request(RequestStatus::Open, 100), 50, OPERATOR), Action::Buy);
         let delays: Vec<u64> = (1..=10).map(retry_delay).collect();
         assert_eq!(&delays[..4], &[5, 10, 20, 40]);
         assert!(delays.windows(2).all(|w| w[0] <= w[1]) && delays[9] == 300, "{delays:?}");

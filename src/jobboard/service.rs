@@ -186,7 +186,7 @@ impl JobBoardService {
     async fn step(&self, job: &mut BoardJob, token: &CancellationToken) -> Result<Option<Duration>, JobBoardError> {
         let request = self.deps.board.request(job.request).await?;
         let now = self.deps.chain.now().await?;
-        match decide(job, &request, now) {
+        match decide(job, &request, now, self.deps.chain.account()) {
             Action::Done => Ok(None),
             Action::Fail(reason) => {
                 self.give_up(job, reason)?;

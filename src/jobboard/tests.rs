@@ -80,6 +80,7 @@ impl Rig {
         let view = RequestView {
             status: RequestStatus::Open,
             requester: Address::repeat_byte(1),
+            operator: crate::chain::DealsChain::account(self.chain.as_ref()),
             module: "cowsay".into(),
             inputs: vec!["Message=moo".into()],
             payment,
