@@ -4,6 +4,23 @@ pragma solidity ^0.8.24;
 import {DealsFixture} from "./utils/DealsFixture.sol";
 import {DcnDeals} from "../src/DcnDeals.sol";
 import {Ownable} from "@openzeppelin/contracts/access/Ownable.sol";
+import {ECDSA} from "@openzeppelin/contracts/utils/cryptography/ECDSA.sol";
+import {IERC1271} from "@openzeppelin/contracts/interfaces/IERC1271.sol";
+
+/// A provider that is a contract (a smart wallet): its deal signatures are checked with
+/// ERC-1271 against the key of its owner.
+contract WalletProvider is IERC1271 {
+    address public immutable owner;
+
+    constructor(address owner_) {
+        owner = owner_;
+    }
+
+    function isValidSignature(bytes32 hash, bytes calldata sig) external view returns (bytes4) {
+        (address signer, ECDSA.RecoverError err,) = ECDSA.tryRecover(hash, sig);
+        return err == ECDSA.RecoverError.NoError && signer == owner ? IERC1271.isValidSignature.selector : bytes4(0);
+    }
+}
 
 /// Every transition of the deal state machine and every way each one refuses.
 contract DcnDealsTest is DealsFixture {
@@ -142,6 +159,30 @@ contract DcnDealsTest is DealsFixture {
         vm.prank(jobCreator);
         vm.expectRevert(abi.encodeWithSelector(DcnDeals.BadSignature.selector, provider));
         deals.createDeal(d, sig);
+    }
+
+    function test_a_contract_provider_signs_by_erc1271_and_is_paid() public {
+        WalletProvider wallet = new WalletProvider(provider); // its owner holds PROVIDER_KEY
+        fund(address(wallet), FUNDS);
+        DcnDeals.Deal memory d = newDeal();
+        d.provider = address(wallet);
+
+        // A key that is not the wallet's owner does not sign for it.
+        bytes memory forged = sign(d, OTHER_KEY);
+        vm.prank(jobCreator);
+        vm.expectRevert(abi.encodeWithSelector(DcnDeals.BadSignature.selector, address(wallet)));
+        deals.createDeal(d, forged);
+
+        bytes memory sig = sign(d, PROVIDER_KEY);
+        vm.prank(jobCreator);
+        bytes32 id = deals.createDeal(d, sig);
+        assertEq(locked(address(wallet)), COLLATERAL, "the wallet's collateral locked");
+        vm.prank(address(wallet));
+        deals.submitResult(id, RESULT);
+        vm.prank(jobCreator);
+        deals.acceptResult(id);
+        assertEq(free(address(wallet)), FUNDS + PRICE, "the wallet is paid and gets its collateral back");
+        assertEq(free(jobCreator), FUNDS - PRICE, "the job creator paid the price");
     }
 
     function test_create_refuses_signature_over_other_terms() public {
