@@ -1,7 +1,8 @@
 //! Gas per job, measured from real receipts on a local anvil: `name value unit` per line.
 //!
 //! Each path creates a fresh deal (deposits excluded) and sums the gas of the
-//! transactions that take it to a final state. Goal: `gas_happy_path` ≤ 250,000.
+//! transactions that take it to a final state (a challenge includes the `draw` of its
+//! mediator). Goal: `gas_happy_path` ≤ 250,000.
 
 use alloy::primitives::{utils::parse_ether, Address, B256, U256};
 use alloy::providers::Provider;
@@ -22,9 +23,11 @@ struct Bench {
 }
 
 impl Bench {
-    fn deal(&mut self) -> DcnDeals::Deal {
+    async fn deal(&mut self) -> Result<DcnDeals::Deal> {
         self.nonce += 1;
-        DcnDeals::Deal {
+        let latest = self.admin.provider.get_block_by_number(alloy::eips::BlockNumberOrTag::Latest).await?;
+        let now = latest.map(|b| b.header.timestamp).unwrap_or_default();
+        Ok(DcnDeals::Deal {
             jobCreator: self.jc.from,
             provider: self.provider.from,
             solver: DevRole::Solver.address(),
@@ -35,13 +38,14 @@ impl Bench {
             resultTimeout: 600,
             judgeTimeout: 600,
             mediationTimeout: 600,
+            createDeadline: now + 600,
             jobHash: B256::repeat_byte(0x11),
             nonce: U256::from(self.nonce),
-        }
+        })
     }
 
     async fn create(&mut self) -> Result<(B256, u64)> {
-        let d = self.deal();
+        let d = self.deal().await?;
         let dom = domain(self.jc.network.chain_id, self.deals);
         let sig = sign_deal(&DevRole::Provider.signer(), &d, &dom).await?;
         let id = deal_id(&d, &dom);
@@ -62,6 +66,17 @@ impl Bench {
     async fn challenge(&self, id: B256) -> Result<u64> {
         let c = DcnDeals::new(self.deals, &self.jc.provider);
         Ok(self.jc.send("challenge", c.challenge(id)).await?.gas_used)
+    }
+
+    async fn draw(&self, id: B256) -> Result<u64> {
+        let c = DcnDeals::new(self.deals, &self.mediator.provider);
+        Ok(self.mediator.send("draw", c.draw(id)).await?.gas_used)
+    }
+
+    async fn cancel(&mut self) -> Result<u64> {
+        let d = self.deal().await?;
+        let c = DcnDeals::new(self.deals, &self.provider.provider);
+        Ok(self.provider.send("cancelDeal", c.cancelDeal(d)).await?.gas_used)
     }
 
     async fn mediate(&self, id: B256, honest: bool) -> Result<u64> {
@@ -117,6 +132,7 @@ async fn main() -> Result<()> {
     let (id, _) = b.create().await?;
     b.submit(id).await?;
     b.challenge(id).await?;
+    b.draw(id).await?;
     b.mediate(id, true).await?;
 
     let (id, create) = b.create().await?;
@@ -129,7 +145,8 @@ async fn main() -> Result<()> {
 
     for (name, honest) in [("gas_challenge_honest", true), ("gas_challenge_dishonest", false)] {
         let (id, create) = b.create().await?;
-        let total = create + b.submit(id).await? + b.challenge(id).await? + b.mediate(id, honest).await?;
+        let judged = create + b.submit(id).await? + b.challenge(id).await?;
+        let total = judged + b.draw(id).await? + b.mediate(id, honest).await?;
         println!("{name} {total} gas");
     }
 
@@ -138,7 +155,9 @@ async fn main() -> Result<()> {
     let (id, create) = b.create().await?;
     println!("gas_timeout_no_judgement {} gas", create + b.submit(id).await? + b.timeout(id).await?);
     let (id, create) = b.create().await?;
-    let total = create + b.submit(id).await? + b.challenge(id).await? + b.timeout(id).await?;
+    let judged = create + b.submit(id).await? + b.challenge(id).await?;
+    let total = judged + b.draw(id).await? + b.timeout(id).await?;
     println!("gas_timeout_no_verdict {total} gas");
+    println!("gas_cancel_deal {} gas", b.cancel().await?);
     Ok(())
 }

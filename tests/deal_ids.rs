@@ -33,6 +33,7 @@ fn rust_deal_id_and_signature_are_what_the_contract_checks() {
             resultTimeout: 60,
             judgeTimeout: 60,
             mediationTimeout: 60,
+            createDeadline: dcn::clock::now_secs() + 600,
             jobHash: B256::repeat_byte(7),
             nonce: U256::from(1),
         };

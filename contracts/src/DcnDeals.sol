@@ -19,9 +19,18 @@ import {Ownable} from "@openzeppelin/contracts/access/Ownable.sol";
 ///
 ///     Created ──submitResult──▶ ResultSubmitted ──acceptResult──▶ Accepted
 ///        │                         │      └──challenge──▶ Challenged ──mediate──▶ MediatedHonest
-///        │ timeout                 │ timeout                  │                   MediatedDishonest
-///        ▼                         ▼                          ▼ timeout
-///     TimedOutNoResult          TimedOutAccepted           TimedOutNoVerdict
+///        │ timeout                 │ timeout               │  ▲  │                MediatedDishonest
+///        ▼                         ▼              draw, or │  │  ▼ timeout, no mediator left
+///     TimedOutNoResult          TimedOutAccepted  timeout  └──┘  TimedOutNoVerdict
+///                                                 (redraw)
+///
+/// A provider's signature is good until the deal's `createDeadline`, and the provider can
+/// `cancelDeal` it before that (state `Cancelled`).
+///
+/// The mediator of a challenge is drawn from the hash of the challenge's block, which nobody
+/// knows when sending the challenge; `draw` (anyone, from the next block) stores it. A
+/// drawn mediator that misses its deadline is excluded and another is drawn; when none is
+/// left the result stands (the provider is paid, the fee goes back).
 ///
 /// Invariant: `booked == Σ (free + locked)` over all accounts, and
 /// `token.balanceOf(this) >= booked`. Tokens sent here outside `deposit` are not anyone's
@@ -46,8 +55,11 @@ contract DcnDeals is EIP712, Ownable {
         uint64 resultTimeout;
         /// Seconds from result submission for the job creator to accept or challenge.
         uint64 judgeTimeout;
-        /// Seconds from the challenge for the drawn mediator to rule.
+        /// Seconds from the draw for the drawn mediator to rule.
         uint64 mediationTimeout;
+        /// Unix seconds after which `createDeal` refuses this deal: the provider's signature
+        /// expires then.
+        uint64 createDeadline;
         /// Content hash of the job spec.
         bytes32 jobHash;
         uint256 nonce;
@@ -64,7 +76,8 @@ contract DcnDeals is EIP712, Ownable {
         MediatedDishonest,
         TimedOutNoResult,
         TimedOutAccepted,
-        TimedOutNoVerdict
+        TimedOutNoVerdict,
+        Cancelled
     }
 
     /// @notice A deal as stored, returned by `getDeal`.
@@ -72,7 +85,7 @@ contract DcnDeals is EIP712, Ownable {
         State state;
         address jobCreator;
         address provider;
-        /// The first mediator of the deal until a challenge, then the drawn one.
+        /// The drawn mediator of the current challenge round; zero before a draw.
         address mediator;
         uint256 price;
         uint256 collateral;
@@ -88,7 +101,8 @@ contract DcnDeals is EIP712, Ownable {
         uint128 locked;
     }
 
-    // Packed into five storage slots; the comments give the slot.
+    // Packed into six storage slots; the comments give the slot. Slot 5 is written only
+    // when a challenge draws a mediator.
     struct Record {
         address jobCreator; // 0
         State state; // 0
@@ -96,16 +110,19 @@ contract DcnDeals is EIP712, Ownable {
         uint32 judgeTimeout; // 0
         address provider; // 1
         uint96 price; // 1
-        address mediator; // 2: first mediator, replaced by the drawn one at challenge
+        address mediator; // 2: the deal's first mediator
         uint96 collateral; // 2
         uint96 mediationFee; // 3
         uint32 mediationTimeout; // 3
         uint8 mediatorCount; // 3
+        uint16 excluded; // 3: bit i set when mediator i missed its deadline
+        uint64 drawBlock; // 3: the block whose hash draws the current round's mediator
         bytes32 resultHash; // 4
+        address drawn; // 5: the current round's mediator, zero until drawn
     }
 
     bytes32 public constant DEAL_TYPEHASH = keccak256(
-        "Deal(address jobCreator,address provider,address solver,address[] mediators,uint256 price,uint256 collateral,uint256 mediationFee,uint64 resultTimeout,uint64 judgeTimeout,uint64 mediationTimeout,bytes32 jobHash,uint256 nonce)"
+        "Deal(address jobCreator,address provider,address solver,address[] mediators,uint256 price,uint256 collateral,uint256 mediationFee,uint64 resultTimeout,uint64 judgeTimeout,uint64 mediationTimeout,uint64 createDeadline,bytes32 jobHash,uint256 nonce)"
     );
 
     /// @notice Most mediators a deal may name.
@@ -122,6 +139,9 @@ contract DcnDeals is EIP712, Ownable {
     // Mediators after the first, stored only for deals that name more than one.
     mapping(bytes32 => address[]) private _moreMediators;
 
+    /// @notice Blocks whose hash the EVM still returns: a draw waiting longer is postponed.
+    uint256 private constant BLOCKHASH_WINDOW = 256;
+
     event Deposited(address indexed account, uint256 amount);
     event Withdrawn(address indexed account, uint256 amount);
     event DealCreated(
@@ -136,7 +156,11 @@ contract DcnDeals is EIP712, Ownable {
     );
     event ResultSubmitted(bytes32 indexed dealId, address indexed provider, bytes32 resultHash, uint64 judgeDeadline);
     event ResultAccepted(bytes32 indexed dealId, address indexed jobCreator, address indexed provider, uint256 price);
-    event DealChallenged(bytes32 indexed dealId, address indexed mediator, uint256 mediationFee, uint64 mediationDeadline);
+    event DealCancelled(bytes32 indexed dealId, address indexed provider);
+    event DealChallenged(bytes32 indexed dealId, address indexed jobCreator, uint256 mediationFee, uint64 drawBlock);
+    event MediatorDrawn(bytes32 indexed dealId, address indexed mediator, uint64 mediationDeadline);
+    event DrawPostponed(bytes32 indexed dealId, uint64 drawBlock);
+    event MediatorMissed(bytes32 indexed dealId, address indexed mediator, uint256 mediatorsLeft);
     event DealMediated(bytes32 indexed dealId, address indexed mediator, bool providerHonest);
     event DealTimedOut(bytes32 indexed dealId, State indexed from, State to);
     event Skimmed(address indexed to, uint256 amount);
@@ -159,6 +183,9 @@ contract DcnDeals is EIP712, Ownable {
     error CollateralBelowFee(uint256 collateral, uint256 mediationFee);
     error EmptyResultHash();
     error NothingToSkim(uint256 held, uint256 booked);
+    error DealExpired(uint64 createDeadline);
+    error DealIsCancelled(bytes32 dealId);
+    error DrawNotReady(bytes32 dealId, uint64 drawBlock);
 
     constructor(IERC20 token_) EIP712("DcnDeals", "1") Ownable(msg.sender) {
         token = token_;
@@ -222,16 +249,21 @@ contract DcnDeals is EIP712, Ownable {
         return _hashTypedDataV4(_hashDeal(deal));
     }
 
-    /// @notice Creates a deal signed by its provider. Sent by the job creator; locks the
-    ///         job creator's `price` and the provider's `collateral`.
+    /// @notice Creates a deal signed by its provider. Sent by the job creator, at the latest
+    ///         at `deal.createDeadline`; locks the job creator's `price` and the provider's
+    ///         `collateral` (so no more deals are created than the provider has free escrow for).
     function createDeal(Deal calldata deal, bytes calldata providerSig) external returns (bytes32 id) {
         if (msg.sender != deal.jobCreator) revert NotJobCreator(msg.sender);
+        if (block.timestamp > deal.createDeadline) revert DealExpired(deal.createDeadline);
         uint256 n = deal.mediators.length;
         if (n == 0) revert NoMediators();
         if (n > MAX_MEDIATORS) revert TooManyMediators(n);
         for (uint256 i = 0; i < n; i++) {
             address m = deal.mediators[i];
             if (m == address(0) || m == deal.jobCreator || m == deal.provider) revert InvalidMediator(m);
+            for (uint256 j = 0; j < i; j++) {
+                if (deal.mediators[j] == m) revert InvalidMediator(m);
+            }
         }
         uint96 price = _toAmount(deal.price);
         uint96 collateral = _toAmount(deal.collateral);
@@ -243,7 +275,10 @@ contract DcnDeals is EIP712, Ownable {
 
         id = dealId(deal);
         Record storage d = _deals[id];
-        if (d.state != State.None) revert DealExists(id);
+        if (d.state != State.None) {
+            if (d.state == State.Cancelled) revert DealIsCancelled(id);
+            revert DealExists(id);
+        }
         if (!SignatureChecker.isValidSignatureNow(deal.provider, id, providerSig)) revert BadSignature(deal.provider);
 
         _lock(deal.jobCreator, price);
@@ -266,6 +301,18 @@ contract DcnDeals is EIP712, Ownable {
         emit DealCreated(
             id, deal.jobCreator, deal.provider, deal.solver, deal.jobHash, price, collateral, uint64(deadline)
         );
+    }
+
+    /// @notice The provider withdraws its signature of `deal` before the deal is created:
+    ///         `createDeal` refuses it from then on. Sent by the provider (a contract
+    ///         provider calls it itself).
+    function cancelDeal(Deal calldata deal) external returns (bytes32 id) {
+        if (msg.sender != deal.provider) revert NotProvider(msg.sender);
+        id = dealId(deal);
+        Record storage d = _deals[id];
+        _checkState(id, d, State.None);
+        d.state = State.Cancelled;
+        emit DealCancelled(id, msg.sender);
     }
 
     /// @notice The provider posts the hash of its result bundle, before the result deadline.
@@ -293,7 +340,8 @@ contract DcnDeals is EIP712, Ownable {
     }
 
     /// @notice The job creator disputes the result before the judge deadline: its mediation
-    ///         fee is locked and one of the deal's mediators is drawn to re-run the job.
+    ///         fee is locked and a mediator of the deal will be drawn from this block's hash,
+    ///         which the job creator cannot know when it sends the challenge.
     function challenge(bytes32 id) external {
         Record storage d = _deals[id];
         if (msg.sender != d.jobCreator) revert NotJobCreator(msg.sender);
@@ -301,18 +349,32 @@ contract DcnDeals is EIP712, Ownable {
         _checkBeforeDeadline(id, d);
         uint96 fee = d.mediationFee;
         _lock(msg.sender, fee);
-
-        // Drawn when the challenge lands, so neither party knew it when the deal was made.
-        uint256 n = d.mediatorCount;
-        uint256 pick = uint256(keccak256(abi.encode(block.prevrandao, block.timestamp, id))) % n;
-        address mediator = pick == 0 ? d.mediator : _moreMediators[id][pick - 1];
-        if (n > 1) delete _moreMediators[id];
-
-        uint40 deadline = uint40(block.timestamp + d.mediationTimeout);
         d.state = State.Challenged;
+        _newRound(d);
+        emit DealChallenged(id, msg.sender, fee, d.drawBlock);
+    }
+
+    /// @notice Draws the mediator of the current challenge round from the hash of the round's
+    ///         block; anyone may call it from the next block on, and calling it again returns
+    ///         the same mediator. The drawn mediator has `mediationTimeout` from now to rule.
+    ///         If the block is too old for its hash (256 blocks), the draw is postponed to
+    ///         the current block and this returns zero: call again from the next block.
+    function draw(bytes32 id) external returns (address mediator) {
+        Record storage d = _deals[id];
+        _checkState(id, d, State.Challenged);
+        mediator = d.drawn;
+        if (mediator != address(0)) return mediator;
+        mediator = _drawn(id, d);
+        if (mediator == address(0)) {
+            if (block.number <= d.drawBlock) revert DrawNotReady(id, d.drawBlock);
+            d.drawBlock = uint64(block.number);
+            emit DrawPostponed(id, uint64(block.number));
+            return address(0);
+        }
+        uint40 deadline = uint40(block.timestamp + d.mediationTimeout);
+        d.drawn = mediator;
         d.deadline = deadline;
-        d.mediator = mediator;
-        emit DealChallenged(id, mediator, fee, uint64(deadline));
+        emit MediatorDrawn(id, mediator, uint64(deadline));
     }
 
     /// @notice The drawn mediator's verdict, before the mediation deadline.
@@ -322,7 +384,7 @@ contract DcnDeals is EIP712, Ownable {
     function mediate(bytes32 id, bool providerHonest) external {
         Record storage d = _deals[id];
         _checkState(id, d, State.Challenged);
-        if (msg.sender != d.mediator) revert NotMediator(msg.sender, d.mediator);
+        if (msg.sender != d.drawn || msg.sender == address(0)) revert NotMediator(msg.sender, d.drawn);
         _checkBeforeDeadline(id, d);
         address jobCreator = d.jobCreator;
         uint96 fee = d.mediationFee;
@@ -343,7 +405,10 @@ contract DcnDeals is EIP712, Ownable {
     /// @notice Settles a deal whose current deadline has passed; anyone may call it.
     ///         Created: the job creator is refunded and gets the provider's collateral.
     ///         ResultSubmitted: the provider is paid as if accepted.
-    ///         Challenged: everyone gets back what they locked; nobody is paid.
+    ///         Challenged: the round's mediator (drawn now if nobody drew it) missed its
+    ///         deadline and is excluded; another is drawn in a new round. When none is left
+    ///         the result stands: the provider is paid and the job creator's fee goes back.
+    ///         A round whose block is too old to draw from excludes nobody.
     function timeout(bytes32 id) external {
         Record storage d = _deals[id];
         State from = d.state;
@@ -361,9 +426,23 @@ contract DcnDeals is EIP712, Ownable {
             to = State.TimedOutAccepted;
             _payProvider(d);
         } else {
+            address missed = d.drawn;
+            if (missed == address(0)) missed = _drawn(id, d);
+            uint256 left = _untried(d);
+            if (missed != address(0)) {
+                d.excluded |= uint16(1 << _indexOf(id, d, missed));
+                left -= 1;
+                emit MediatorMissed(id, missed, left);
+            }
+            if (left > 0) {
+                _newRound(d);
+                d.drawn = address(0);
+                emit DealChallenged(id, jobCreator, d.mediationFee, d.drawBlock);
+                return;
+            }
             to = State.TimedOutNoVerdict;
-            _unlockTo(jobCreator, uint256(d.price) + d.mediationFee, jobCreator);
-            _unlockTo(d.provider, d.collateral, d.provider);
+            _payProvider(d);
+            _unlockTo(jobCreator, d.mediationFee, jobCreator);
         }
         d.state = to;
         emit DealTimedOut(id, from, to);
@@ -373,21 +452,23 @@ contract DcnDeals is EIP712, Ownable {
     function getDeal(bytes32 id) external view returns (DealInfo memory) {
         Record storage d = _deals[id];
         return DealInfo(
-            d.state, d.jobCreator, d.provider, d.mediator, d.price, d.collateral, d.mediationFee, d.deadline, d.resultHash
+            d.state, d.jobCreator, d.provider, d.drawn, d.price, d.collateral, d.mediationFee, d.deadline, d.resultHash
         );
     }
 
-    /// @notice Every mediator a deal named, in order; empty once a challenge has drawn one
-    ///         (then `getDeal(id).mediator` is the drawn one).
+    /// @notice Every mediator deal `id` named, in order (empty for an unknown deal).
     function mediatorsOf(bytes32 id) external view returns (address[] memory list) {
         Record storage d = _deals[id];
-        if (d.state == State.None || d.state >= State.Challenged) return list;
-        address[] storage more = _moreMediators[id];
         list = new address[](d.mediatorCount);
-        list[0] = d.mediator;
-        for (uint256 i = 0; i < more.length; i++) {
-            list[i + 1] = more[i];
+        for (uint256 i = 0; i < list.length; i++) {
+            list[i] = _mediatorAt(id, d, i);
         }
+    }
+
+    /// @notice The mediators of deal `id` that missed a deadline and are drawn no more.
+    function excludedMediatorsOf(bytes32 id) external view returns (uint16 excluded, uint64 drawBlock) {
+        Record storage d = _deals[id];
+        return (d.excluded, d.drawBlock);
     }
 
     // ─── Internals ────────────────────────────────────────────────────────────
@@ -406,10 +487,50 @@ contract DcnDeals is EIP712, Ownable {
                 deal.resultTimeout,
                 deal.judgeTimeout,
                 deal.mediationTimeout,
+                deal.createDeadline,
                 deal.jobHash,
                 deal.nonce
             )
         );
+    }
+
+    // Starts a challenge round: its mediator comes from the hash of this block, and it has
+    // until `mediationTimeout` from now to be drawn (then from the draw to rule).
+    function _newRound(Record storage d) private {
+        d.drawBlock = uint64(block.number);
+        d.deadline = uint40(block.timestamp + d.mediationTimeout);
+    }
+
+    // The mediator the round's block hash draws among those not excluded; zero while the
+    // hash is not known yet (same block) or no longer (older than 256 blocks).
+    function _drawn(bytes32 id, Record storage d) private view returns (address m) {
+        uint256 b = d.drawBlock;
+        if (block.number <= b || block.number - b > BLOCKHASH_WINDOW) return address(0);
+        uint16 excluded = d.excluded;
+        uint256 pick = uint256(keccak256(abi.encode(blockhash(b), id, excluded))) % _untried(d);
+        for (uint256 i = 0; m == address(0); i++) {
+            if (excluded & (1 << i) != 0) continue;
+            if (pick == 0) m = _mediatorAt(id, d, i);
+            else pick--;
+        }
+    }
+
+    function _untried(Record storage d) private view returns (uint256 n) {
+        n = d.mediatorCount;
+        for (uint16 x = d.excluded; x != 0; x &= x - 1) {
+            n--;
+        }
+    }
+
+    function _mediatorAt(bytes32 id, Record storage d, uint256 i) private view returns (address) {
+        return i == 0 ? d.mediator : _moreMediators[id][i - 1];
+    }
+
+    // The index of `m` among the deal's mediators (which `createDeal` made distinct).
+    function _indexOf(bytes32 id, Record storage d, address m) private view returns (uint256 i) {
+        while (_mediatorAt(id, d, i) != m) {
+            i++;
+        }
     }
 
     // Provider gets the price from the job creator's lock and its collateral back.

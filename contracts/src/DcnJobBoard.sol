@@ -4,6 +4,7 @@ pragma solidity ^0.8.24;
 import {IERC20} from "@openzeppelin/contracts/token/ERC20/IERC20.sol";
 import {SafeERC20} from "@openzeppelin/contracts/token/ERC20/utils/SafeERC20.sol";
 import {Ownable} from "@openzeppelin/contracts/access/Ownable.sol";
+import {DcnDeals} from "./DcnDeals.sol";
 
 /// @notice What a contract implements to receive job results from `DcnJobBoard`.
 interface IDcnJobClient {
@@ -23,6 +24,14 @@ interface IDcnJobClient {
 ///         itself operator and take the payments already held. Requests pay at least
 ///         `minPayment` and give at least `minTimeout` seconds, so a request cannot make
 ///         the operator buy a deal for nothing or in no time.
+///
+///         The operator `claim`s a request with the `DcnDeals` deal it created for it; from
+///         then on the request cannot be refunded while that deal is in flight, and the
+///         operator may deliver until `DELIVERY_GRACE` after the deadline. A delivery is
+///         checked against `DcnDeals`: the deal's job creator is the operator, the provider
+///         was paid, the result hash is the deal's, and no deal serves two requests. (That the
+///         deal ran this request's module and inputs is the operator's word: the chain sees
+///         only the job spec's hash, which the requester does not know.)
 contract DcnJobBoard is Ownable {
     using SafeERC20 for IERC20;
 
@@ -50,12 +59,17 @@ contract DcnJobBoard is Ownable {
     uint256 public constant CALLBACK_GAS = 200_000;
     /// @notice Longest time a request may give.
     uint64 public constant MAX_TIMEOUT = 30 days;
+    /// @notice Time after the deadline in which a claimed request may still be delivered,
+    ///         and before which it cannot be refunded unless its deal failed.
+    uint64 public constant DELIVERY_GRACE = 1 days;
     /// @notice Gas a delivery must have left when it calls the client back, so that the
     ///         client really gets `CALLBACK_GAS`: the EVM keeps 1/64 of what is left
     ///         (EIP-150), and encoding and the call itself cost a little.
     uint256 public constant CALLBACK_GAS_NEEDED = CALLBACK_GAS + CALLBACK_GAS / 63 + 10_000;
 
     IERC20 public immutable token;
+    /// @notice The deals contract whose deals deliver results.
+    DcnDeals public immutable deals;
     /// @notice The account that serves new requests.
     address public operator;
     /// @notice Least payment of a request, token units.
@@ -64,6 +78,8 @@ contract DcnJobBoard is Ownable {
     uint64 public minTimeout;
     uint256 public requestCount;
     mapping(uint256 => Request) private _requests;
+    /// @notice The request each deal was claimed for (0: none).
+    mapping(bytes32 => uint256) public requestOfDeal;
 
     event OperatorChanged(address indexed operator);
     event MinimumsChanged(uint256 minPayment, uint64 minTimeout);
@@ -75,6 +91,7 @@ contract DcnJobBoard is Ownable {
         uint256 payment,
         uint64 deadline
     );
+    event JobClaimed(uint256 indexed requestId, bytes32 indexed dealId);
     event JobDelivered(uint256 indexed requestId, bytes32 indexed dealId, bytes32 resultHash);
     event CallbackFailed(uint256 indexed requestId, bytes reason);
     event JobRefunded(uint256 indexed requestId, address indexed requester, uint256 payment);
@@ -89,9 +106,18 @@ contract DcnJobBoard is Ownable {
     error EmptyModule();
     error EmptyResultHash();
     error InsufficientGas(uint256 left, uint256 needed);
+    error NotOperatorsDeal(bytes32 dealId, address jobCreator);
+    error DealUsed(bytes32 dealId, uint256 requestId);
+    error DealInFlight(uint256 requestId, bytes32 dealId);
+    error DealNotPaid(bytes32 dealId, DcnDeals.State state);
+    error WrongDeal(uint256 requestId, bytes32 claimed, bytes32 given);
+    error ResultMismatch(bytes32 dealId, bytes32 onChain, bytes32 given);
 
-    constructor(IERC20 token_, address operator_, uint256 minPayment_, uint64 minTimeout_) Ownable(msg.sender) {
+    constructor(IERC20 token_, DcnDeals deals_, address operator_, uint256 minPayment_, uint64 minTimeout_)
+        Ownable(msg.sender)
+    {
         token = token_;
+        deals = deals_;
         operator = operator_;
         emit OperatorChanged(operator_);
         _setMinimums(minPayment_, minTimeout_);
@@ -142,15 +168,38 @@ contract DcnJobBoard is Ownable {
         token.safeTransferFrom(msg.sender, address(this), payment);
     }
 
-    /// @notice The request's operator delivers the result of an open request before its
-    ///         deadline: the payment goes to it and the requester is called back.
-    function deliverResult(uint256 requestId, bytes32 dealId, bytes32 resultHash) external {
+    /// @notice The request's operator names the deal it created for an open request, before
+    ///         the deadline. A request whose claimed deal ended without paying its provider
+    ///         (no result, or a dishonest one) can be claimed again with a new deal.
+    function claim(uint256 requestId, bytes32 dealId) external {
         Request storage r = _open(requestId);
         if (msg.sender != r.operator) revert NotOperator(msg.sender);
         if (block.timestamp > r.deadline) revert DeadlinePassed(requestId, r.deadline);
+        if (r.dealId != 0 && !_failed(r.dealId)) revert DealInFlight(requestId, r.dealId);
+        _claim(requestId, r, dealId);
+    }
+
+    /// @notice The request's operator delivers the result of its deal for an open request:
+    ///         the payment goes to it and the requester is called back. In time means before
+    ///         the deadline, or within `DELIVERY_GRACE` after it for a request claimed in time.
+    ///         The deal must be the operator's, have paid its provider and carry
+    ///         `resultHash`; an unclaimed request is claimed by the delivery.
+    function deliverResult(uint256 requestId, bytes32 dealId, bytes32 resultHash) external {
+        Request storage r = _open(requestId);
+        if (msg.sender != r.operator) revert NotOperator(msg.sender);
         if (resultHash == bytes32(0)) revert EmptyResultHash();
+        if (r.dealId == 0) {
+            if (block.timestamp > r.deadline) revert DeadlinePassed(requestId, r.deadline);
+            _claim(requestId, r, dealId);
+        } else {
+            if (r.dealId != dealId) revert WrongDeal(requestId, r.dealId, dealId);
+            uint64 last = r.deadline + DELIVERY_GRACE;
+            if (block.timestamp > last) revert DeadlinePassed(requestId, last);
+        }
+        DcnDeals.DealInfo memory d = deals.getDeal(dealId);
+        if (!_paid(d.state)) revert DealNotPaid(dealId, d.state);
+        if (d.resultHash != resultHash) revert ResultMismatch(dealId, d.resultHash, resultHash);
         r.status = Status.Delivered;
-        r.dealId = dealId;
         r.resultHash = resultHash;
         emit JobDelivered(requestId, dealId, resultHash);
         token.safeTransfer(msg.sender, r.payment);
@@ -167,14 +216,44 @@ contract DcnJobBoard is Ownable {
         }
     }
 
-    /// @notice Returns the payment of an undelivered request once its deadline has passed.
-    ///         Anyone may call it; the tokens go to the requester.
+    /// @notice Returns the payment of an undelivered request to its requester; anyone may
+    ///         call it. Unclaimed: once its deadline has passed. Claimed: once its deal
+    ///         failed (after the deadline), or `DELIVERY_GRACE` after the deadline once the
+    ///         deal is settled; never while the deal is in flight.
     function refund(uint256 requestId) external {
         Request storage r = _open(requestId);
         if (block.timestamp <= r.deadline) revert DeadlineNotReached(requestId, r.deadline);
+        bytes32 dealId = r.dealId;
+        if (dealId != 0 && !_failed(dealId)) {
+            DcnDeals.State state = deals.getDeal(dealId).state;
+            if (state < DcnDeals.State.Accepted) revert DealInFlight(requestId, dealId);
+            uint64 last = r.deadline + DELIVERY_GRACE;
+            if (block.timestamp <= last) revert DeadlineNotReached(requestId, last);
+        }
         r.status = Status.Refunded;
         emit JobRefunded(requestId, r.requester, r.payment);
         token.safeTransfer(r.requester, r.payment);
+    }
+
+    function _claim(uint256 requestId, Request storage r, bytes32 dealId) private {
+        uint256 used = requestOfDeal[dealId];
+        if (used != 0) revert DealUsed(dealId, used);
+        DcnDeals.DealInfo memory d = deals.getDeal(dealId);
+        if (d.jobCreator != r.operator) revert NotOperatorsDeal(dealId, d.jobCreator);
+        requestOfDeal[dealId] = requestId;
+        r.dealId = dealId;
+        emit JobClaimed(requestId, dealId);
+    }
+
+    // Settled without paying its provider: no result will come from it.
+    function _failed(bytes32 dealId) private view returns (bool) {
+        DcnDeals.State s = deals.getDeal(dealId).state;
+        return s >= DcnDeals.State.Accepted && !_paid(s);
+    }
+
+    function _paid(DcnDeals.State s) private pure returns (bool) {
+        return s == DcnDeals.State.Accepted || s == DcnDeals.State.MediatedHonest
+            || s == DcnDeals.State.TimedOutAccepted || s == DcnDeals.State.TimedOutNoVerdict;
     }
 
     /// @notice The request `requestId`.

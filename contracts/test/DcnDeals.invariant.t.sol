@@ -6,14 +6,20 @@ import {DcnToken} from "../src/DcnToken.sol";
 import {DcnDeals} from "../src/DcnDeals.sol";
 
 /// @notice Drives DcnDeals with random actions by a few actors: deposits, withdrawals,
-///         deals with random terms, every transition, time passing. Actions that the
-///         contract refuses are skipped so that each run goes deep.
+///         deals with random terms (self-deals, 1 to 16 mediators), every transition, time
+///         and blocks passing, and calls that must revert. Actions the contract would refuse
+///         are skipped so that each run goes deep. A ghost ledger applies the rules to every
+///         account's free and locked escrow on its own; the invariants compare it with the
+///         contract after every action.
 contract DealsHandler is Test {
     DcnToken public immutable token;
     DcnDeals public immutable deals;
     uint256[4] internal keys = [uint256(0xA1), 0xA2, 0xA3, 0xA4];
     address[4] public actors;
-    address[3] public mediatorSet = [address(0x3ED1), address(0x3ED2), address(0x3ED3)];
+    address[16] public mediatorSet;
+    /// What the rules say each account's escrow is (ghost ledger).
+    mapping(address => uint256) public ghostFree;
+    mapping(address => uint256) public ghostLocked;
     bytes32[] public ids;
     uint256 internal nonce;
     /// Tokens sent to DcnDeals outside `deposit` and not skimmed yet (ghost).
@@ -26,6 +32,24 @@ contract DealsHandler is Test {
         for (uint256 i = 0; i < 4; i++) {
             actors[i] = vm.addr(keys[i]);
         }
+        for (uint256 i = 0; i < 16; i++) {
+            mediatorSet[i] = address(uint160(0x3E00 + i));
+        }
+    }
+
+    function _lockGhost(address a, uint256 amount) internal {
+        ghostFree[a] -= amount;
+        ghostLocked[a] += amount;
+    }
+
+    function _unlockGhost(address from, uint256 amount, address to) internal {
+        ghostLocked[from] -= amount;
+        ghostFree[to] += amount;
+    }
+
+    function _payProviderGhost(DcnDeals.DealInfo memory d) internal {
+        _unlockGhost(d.jobCreator, d.price, d.provider);
+        _unlockGhost(d.provider, d.collateral, d.provider);
     }
 
     function idCount() external view returns (uint256) {
@@ -33,9 +57,9 @@ contract DealsHandler is Test {
     }
 
     function allAccounts() public view returns (address[] memory list) {
-        list = new address[](7);
+        list = new address[](20);
         for (uint256 i = 0; i < 4; i++) list[i] = actors[i];
-        for (uint256 i = 0; i < 3; i++) list[4 + i] = mediatorSet[i];
+        for (uint256 i = 0; i < 16; i++) list[4 + i] = mediatorSet[i];
     }
 
     function deposit(uint256 who, uint256 amount) external {
@@ -46,14 +70,26 @@ contract DealsHandler is Test {
         token.approve(address(deals), amount);
         deals.deposit(amount);
         vm.stopPrank();
+        ghostFree[a] += amount;
     }
 
     function withdraw(uint256 who, uint256 amount) external {
         address a = actors[who % 4];
         (uint256 free,) = deals.escrowOf(a);
         if (free == 0) return;
+        amount = bound(amount, 1, free);
         vm.prank(a);
-        deals.withdraw(bound(amount, 1, free));
+        deals.withdraw(amount);
+        ghostFree[a] -= amount;
+    }
+
+    /// Must revert: more than the free escrow (locked tokens are never withdrawable).
+    function withdrawTooMuch(uint256 who) external {
+        address a = actors[who % 4];
+        (uint256 free,) = deals.escrowOf(a);
+        vm.prank(a);
+        vm.expectRevert(abi.encodeWithSelector(DcnDeals.InsufficientEscrow.selector, a, free + 1, free));
+        deals.withdraw(free + 1);
     }
 
     /// Someone sends tokens straight to the contract (a mistake, or a try at the books).
@@ -79,15 +115,18 @@ contract DealsHandler is Test {
     {
         uint256 ci = creatorSeed % 4;
         uint256 pi = providerSeed % 4;
-        if (ci == pi) pi = (pi + 1) % 4;
+        // One deal in eight is a self-deal: one account is job creator and provider.
+        if (ci == pi && providerSeed % 8 != 0) pi = (pi + 1) % 4;
         (uint256 creatorFree,) = deals.escrowOf(actors[ci]);
-        (uint256 providerFree,) = deals.escrowOf(actors[pi]);
-        if (creatorFree == 0 || providerFree == 0) return;
+        if (creatorFree == 0) return;
         price = bound(price, 0, creatorFree);
+        (uint256 providerFree,) = deals.escrowOf(actors[pi]);
+        if (ci == pi) providerFree -= price;
+        if (providerFree == 0) return;
         collateral = bound(collateral, 0, providerFree);
         fee = bound(fee, 0, collateral);
-        address[] memory ms = new address[](1 + (t % 3));
-        for (uint256 i = 0; i < ms.length; i++) ms[i] = mediatorSet[i];
+        address[] memory ms = new address[](1 + (t % 16));
+        for (uint256 i = 0; i < ms.length; i++) ms[i] = mediatorSet[(i + (t >> 32)) % 16];
         DcnDeals.Deal memory d = DcnDeals.Deal({
             jobCreator: actors[ci],
             provider: actors[pi],
@@ -99,12 +138,34 @@ contract DealsHandler is Test {
             resultTimeout: uint64(bound(t, 1, 3 days)),
             judgeTimeout: uint64(bound(t >> 8, 1, 3 days)),
             mediationTimeout: uint64(bound(t >> 16, 1, 3 days)),
+            createDeadline: uint64(block.timestamp),
             jobHash: bytes32(nonce),
             nonce: ++nonce
         });
         (uint8 v, bytes32 r, bytes32 s) = vm.sign(keys[pi], deals.dealId(d));
         vm.prank(d.jobCreator);
         ids.push(deals.createDeal(d, abi.encodePacked(r, s, v)));
+        _lockGhost(d.jobCreator, price);
+        _lockGhost(d.provider, collateral);
+    }
+
+    /// Must revert: a signed deal created after its creation deadline.
+    function createLate(uint256 lateBy) external {
+        if (block.timestamp < 2) vm.warp(2);
+        DcnDeals.Deal memory d;
+        d.jobCreator = actors[0];
+        d.provider = actors[1];
+        d.mediators = new address[](1);
+        d.mediators[0] = mediatorSet[0];
+        d.resultTimeout = 1;
+        d.judgeTimeout = 1;
+        d.mediationTimeout = 1;
+        d.createDeadline = uint64(block.timestamp - bound(lateBy, 1, block.timestamp - 1));
+        d.nonce = ++nonce;
+        (uint8 v, bytes32 r, bytes32 s) = vm.sign(keys[1], deals.dealId(d));
+        vm.prank(d.jobCreator);
+        vm.expectRevert(abi.encodeWithSelector(DcnDeals.DealExpired.selector, d.createDeadline));
+        deals.createDeal(d, abi.encodePacked(r, s, v));
     }
 
     function submit(uint256 which, bytes32 resultHash) external {
@@ -119,6 +180,7 @@ contract DealsHandler is Test {
         if (id == 0) return;
         vm.prank(d.jobCreator);
         deals.acceptResult(id);
+        _payProviderGhost(d);
     }
 
     function challenge(uint256 which) external {
@@ -128,13 +190,40 @@ contract DealsHandler is Test {
         if (free < d.mediationFee) return;
         vm.prank(d.jobCreator);
         deals.challenge(id);
+        _lockGhost(d.jobCreator, d.mediationFee);
+    }
+
+    function draw(uint256 which) external {
+        (bytes32 id, DcnDeals.DealInfo memory d) = _pick(which, DcnDeals.State.Challenged);
+        if (id == 0 || d.mediator != address(0)) return;
+        vm.roll(block.number + 1);
+        deals.draw(id);
     }
 
     function mediate(uint256 which, bool honest) external {
         (bytes32 id, DcnDeals.DealInfo memory d) = _pick(which, DcnDeals.State.Challenged);
-        if (id == 0 || block.timestamp > d.deadline) return;
+        if (id == 0 || d.mediator == address(0) || block.timestamp > d.deadline) return;
         vm.prank(d.mediator);
         deals.mediate(id, honest);
+        if (honest) {
+            _payProviderGhost(d);
+            _unlockGhost(d.jobCreator, d.mediationFee, d.mediator);
+        } else {
+            _unlockGhost(d.jobCreator, d.price + d.mediationFee, d.jobCreator);
+            _unlockGhost(d.provider, d.mediationFee, d.mediator);
+            _unlockGhost(d.provider, d.collateral - d.mediationFee, d.jobCreator);
+        }
+    }
+
+    /// Must revert: a mediator of the deal that was not drawn rules.
+    function mediateNotDrawn(uint256 which, uint256 who) external {
+        (bytes32 id, DcnDeals.DealInfo memory d) = _pick(which, DcnDeals.State.Challenged);
+        if (id == 0) return;
+        address m = mediatorSet[who % 16];
+        if (m == d.mediator) return;
+        vm.prank(m);
+        vm.expectRevert(abi.encodeWithSelector(DcnDeals.NotMediator.selector, m, d.mediator));
+        deals.mediate(id, true);
     }
 
     function timeout(uint256 which) external {
@@ -143,10 +232,41 @@ contract DealsHandler is Test {
         DcnDeals.DealInfo memory d = deals.getDeal(id);
         if (uint256(d.state) >= uint256(DcnDeals.State.Accepted) || block.timestamp <= d.deadline) return;
         deals.timeout(id);
+        settledByTimeout(d, deals.getDeal(id).state);
+    }
+
+    /// Every deadline passes, as many times as it takes: every deal that is not final is
+    /// settled by `timeout` (one call per silent mediator of a challenge).
+    function settleEverything() external {
+        for (uint256 i = 0; i < ids.length; i++) {
+            for (uint256 round = 0; round < 17; round++) {
+                DcnDeals.DealInfo memory d = deals.getDeal(ids[i]);
+                if (uint256(d.state) >= uint256(DcnDeals.State.Accepted)) break;
+                vm.warp(block.timestamp + 4 days);
+                vm.roll(block.number + 1);
+                deals.timeout(ids[i]);
+                settledByTimeout(d, deals.getDeal(ids[i]).state);
+            }
+        }
+    }
+
+    /// What a `timeout` from `d` to `to` does to the ghost ledger.
+    function settledByTimeout(DcnDeals.DealInfo memory d, DcnDeals.State to) internal {
+        if (d.state == DcnDeals.State.Created) {
+            _unlockGhost(d.jobCreator, d.price, d.jobCreator);
+            _unlockGhost(d.provider, d.collateral, d.jobCreator);
+        } else if (d.state == DcnDeals.State.ResultSubmitted) {
+            _payProviderGhost(d);
+        } else if (to == DcnDeals.State.TimedOutNoVerdict) {
+            // No mediator left: the result stands and the fee goes back.
+            _payProviderGhost(d);
+            _unlockGhost(d.jobCreator, d.mediationFee, d.jobCreator);
+        }
     }
 
     function passTime(uint256 secs) external {
         vm.warp(block.timestamp + bound(secs, 1, 2 days));
+        vm.roll(block.number + 1 + secs % 300);
     }
 
     function _pick(uint256 which, DcnDeals.State wanted) internal view returns (bytes32, DcnDeals.DealInfo memory d) {
@@ -181,6 +301,15 @@ contract DcnDealsInvariantTest is Test {
         assertEq(token.balanceOf(address(deals)), _books() + handler.stray(), "tokens held == books + stray");
     }
 
+    function invariant_every_account_holds_what_the_rules_say() public view {
+        address[] memory accounts = handler.allAccounts();
+        for (uint256 i = 0; i < accounts.length; i++) {
+            (uint256 f, uint256 l) = deals.escrowOf(accounts[i]);
+            assertEq(f, handler.ghostFree(accounts[i]), "free escrow as the rules say");
+            assertEq(l, handler.ghostLocked(accounts[i]), "locked escrow as the rules say");
+        }
+    }
+
     function invariant_locked_equals_open_deals() public view {
         uint256 open;
         for (uint256 i = 0; i < handler.idCount(); i++) {
@@ -203,16 +332,16 @@ contract DcnDealsInvariantTest is Test {
     /// After each run: let every deadline pass; every deal that is not final must accept
     /// `timeout` and end final, and nothing may stay locked.
     function afterInvariant() public {
-        vm.warp(block.timestamp + 4 days);
+        handler.settleEverything();
         for (uint256 i = 0; i < handler.idCount(); i++) {
             bytes32 id = handler.ids(i);
-            if (uint256(deals.getDeal(id).state) < uint256(DcnDeals.State.Accepted)) deals.timeout(id);
             assertTrue(uint256(deals.getDeal(id).state) >= uint256(DcnDeals.State.Accepted), "deal final");
         }
         address[] memory accounts = handler.allAccounts();
         for (uint256 i = 0; i < accounts.length; i++) {
-            (, uint256 l) = deals.escrowOf(accounts[i]);
+            (uint256 f, uint256 l) = deals.escrowOf(accounts[i]);
             assertEq(l, 0, "nothing locked once all deadlines passed");
+            assertEq(f, handler.ghostFree(accounts[i]), "every account ends with what the rules say");
         }
         assertEq(token.balanceOf(address(deals)), _books() + handler.stray(), "books balance after settling");
     }

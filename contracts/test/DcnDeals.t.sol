@@ -130,7 +130,8 @@ contract DcnDealsTest is DealsFixture {
         assertEq(locked(provider), COLLATERAL, "collateral locked");
         DcnDeals.DealInfo memory info = deals.getDeal(id);
         assertEq(info.deadline, block.timestamp + RESULT_TIMEOUT, "result deadline");
-        assertEq(info.mediator, mediator1, "first mediator");
+        assertEq(info.mediator, address(0), "no mediator drawn before a challenge");
+        assertEq(deals.mediatorsOf(id)[0], mediator1, "the deal's mediators");
         assertEq(info.price, PRICE, "price");
     }
 
@@ -203,6 +204,7 @@ contract DcnDealsTest is DealsFixture {
 
     function test_create_refuses_reused_deal() public {
         DcnDeals.Deal memory d = newDeal();
+        d.resultTimeout = 1; // settled within the signature's creation window
         bytes memory sig = sign(d, PROVIDER_KEY);
         vm.prank(jobCreator);
         bytes32 id = deals.createDeal(d, sig);
@@ -210,7 +212,7 @@ contract DcnDealsTest is DealsFixture {
         vm.expectRevert(abi.encodeWithSelector(DcnDeals.DealExists.selector, id));
         deals.createDeal(d, sig);
         // Also once the first one is settled: a signature is good for one deal only.
-        vm.warp(block.timestamp + RESULT_TIMEOUT + 1);
+        vm.warp(block.timestamp + 2);
         deals.timeout(id);
         vm.prank(jobCreator);
         vm.expectRevert(abi.encodeWithSelector(DcnDeals.DealExists.selector, id));
@@ -371,19 +373,27 @@ contract DcnDealsTest is DealsFixture {
 
     // ─── challenge ───
 
-    function test_challenge_locks_fee_and_names_mediator() public {
+    function test_challenge_locks_fee_then_a_draw_names_the_mediator() public {
         bytes32 id = createAndSubmit(newDeal());
         vm.expectEmit(true, true, false, true);
-        emit DcnDeals.DealChallenged(id, mediator1, FEE, uint64(block.timestamp) + MEDIATION_TIMEOUT);
+        emit DcnDeals.DealChallenged(id, jobCreator, FEE, uint64(block.number));
         vm.prank(jobCreator);
         deals.challenge(id);
         assertState(id, DcnDeals.State.Challenged);
         assertEq(locked(jobCreator), PRICE + FEE, "fee locked");
+        assertEq(deals.getDeal(id).mediator, address(0), "nobody drawn in the challenge's block");
+        vm.roll(block.number + 1);
+        vm.warp(block.timestamp + 60);
+        vm.expectEmit(true, true, false, true);
+        emit DcnDeals.MediatorDrawn(id, mediator1, uint64(block.timestamp) + MEDIATION_TIMEOUT);
+        vm.prank(other); // anyone may draw
+        assertEq(deals.draw(id), mediator1, "the only mediator");
         assertEq(deals.getDeal(id).mediator, mediator1, "drawn mediator");
+        assertEq(deals.getDeal(id).deadline, block.timestamp + MEDIATION_TIMEOUT, "the mediator's time runs from the draw");
     }
 
     // Storage slot of `_moreMediators` (`forge inspect DcnDeals storageLayout`). The test
-    // checks the slot holds the list before the draw, so a layout change fails loudly.
+    // checks the slot holds the list, so a layout change fails loudly.
     uint256 internal constant MORE_MEDIATORS_SLOT = 6;
 
     function moreMediatorsStored(bytes32 id) internal view returns (uint256) {
@@ -396,15 +406,15 @@ contract DcnDealsTest is DealsFixture {
             DcnDeals.Deal memory d = newDeal();
             d.mediators = mediators2();
             bytes32 id = createAndSubmit(d);
-            assertEq(deals.mediatorsOf(id).length, 2, "both listed before the draw");
-            assertEq(moreMediatorsStored(id), 1, "the second mediator is stored before the draw");
-            vm.prevrandao(uint256(keccak256(abi.encode(i))));
+            assertEq(deals.mediatorsOf(id).length, 2, "both listed");
+            assertEq(moreMediatorsStored(id), 1, "the second mediator is stored");
             vm.prank(jobCreator);
             deals.challenge(id);
-            address m = deals.getDeal(id).mediator;
+            vm.setBlockhash(block.number, keccak256(abi.encode("block", i)));
+            vm.roll(block.number + 1);
+            address m = deals.draw(id);
             assertTrue(m == mediator1 || m == mediator2, "drawn from the deal's list");
             seen[m == mediator1 ? 0 : 1] = true;
-            assertEq(moreMediatorsStored(id), 0, "list deleted from storage at the draw");
             // Only the drawn mediator rules.
             address notDrawn = m == mediator1 ? mediator2 : mediator1;
             vm.prank(notDrawn);
@@ -449,8 +459,7 @@ contract DcnDealsTest is DealsFixture {
 
     function _challenged() internal returns (bytes32 id) {
         id = createAndSubmit(newDeal());
-        vm.prank(jobCreator);
-        deals.challenge(id);
+        challengeAndDraw(id);
     }
 
     function test_mediate_honest() public {
@@ -483,6 +492,11 @@ contract DcnDealsTest is DealsFixture {
 
         vm.prank(jobCreator);
         deals.challenge(id);
+        vm.prank(mediator1);
+        vm.expectRevert(abi.encodeWithSelector(DcnDeals.NotMediator.selector, mediator1, address(0)));
+        deals.mediate(id, true); // not drawn yet
+        vm.roll(block.number + 1);
+        deals.draw(id);
         vm.prank(mediator2);
         vm.expectRevert(abi.encodeWithSelector(DcnDeals.NotMediator.selector, mediator2, mediator1));
         deals.mediate(id, true);
@@ -501,9 +515,7 @@ contract DcnDealsTest is DealsFixture {
         DcnDeals.Deal memory d = newDeal();
         d.mediators = mediators2();
         bytes32 id = createAndSubmit(d);
-        vm.prank(jobCreator);
-        deals.challenge(id);
-        address drawn = deals.getDeal(id).mediator;
+        address drawn = challengeAndDraw(id);
         address notDrawn = drawn == mediator1 ? mediator2 : mediator1;
         vm.prank(notDrawn);
         vm.expectRevert(abi.encodeWithSelector(DcnDeals.NotMediator.selector, notDrawn, drawn));
@@ -538,7 +550,7 @@ contract DcnDealsTest is DealsFixture {
         assertEq(free(jobCreator), FUNDS - PRICE, "creator paid");
     }
 
-    function test_timeout_without_verdict_refunds_everyone() public {
+    function test_timeout_without_verdict_lets_the_result_stand() public {
         bytes32 id = _challenged();
         uint64 deadline = deals.getDeal(id).deadline;
         vm.expectRevert(abi.encodeWithSelector(DcnDeals.DeadlineNotReached.selector, id, deadline));
@@ -546,9 +558,10 @@ contract DcnDealsTest is DealsFixture {
         vm.warp(deadline + 1);
         deals.timeout(id);
         assertState(id, DcnDeals.State.TimedOutNoVerdict);
-        assertEq(free(provider), FUNDS, "provider whole");
-        assertEq(free(jobCreator), FUNDS, "creator whole");
-        assertEq(free(mediator1), 0, "mediator unpaid");
+        assertEq(free(provider), FUNDS + PRICE, "provider paid, collateral back");
+        assertEq(free(jobCreator), FUNDS - PRICE, "creator pays the price, gets its fee back");
+        assertEq(free(mediator1), 0, "the silent mediator unpaid");
+        assertEq(locked(jobCreator) + locked(provider), 0, "nothing locked");
     }
 
     function test_timeout_refused_in_final_states() public {
@@ -593,8 +606,7 @@ contract DcnDealsTest is DealsFixture {
                 vm.warp(block.timestamp + JUDGE_TIMEOUT + 1);
                 deals.timeout(id);
             } else {
-                vm.prank(jobCreator);
-                deals.challenge(id);
+                challengeAndDraw(id);
                 if (path == 3) {
                     vm.prank(mediator1);
                     deals.mediate(id, honest);
@@ -617,7 +629,7 @@ contract DcnDealsTest is DealsFixture {
         else if (path <= 2) want = [-p, p, int256(0)]; // accepted, or not judged in time
         else if (path == 3 && honest) want = [-p - f, p, f];
         else if (path == 3) want = [c - f, -c, f]; // dishonest: slashed, the mediator paid from it
-        else want = [int256(0), int256(0), int256(0)]; // no verdict: everyone refunded
+        else want = [-p, p, int256(0)]; // no verdict: the result stands, the fee goes back
         assertEq(int256(free(jobCreator)) - int256(jc0), want[0], "job creator's payoff");
         assertEq(int256(free(provider)) - int256(pv0), want[1], "provider's payoff");
         assertEq(int256(free(mediator1)) - int256(md0), want[2], "mediator's payoff");

@@ -1,8 +1,8 @@
 // SPDX-License-Identifier: Apache-2.0
 pragma solidity ^0.8.24;
 
-import {Test} from "./utils/Test.sol";
-import {DcnToken} from "../src/DcnToken.sol";
+import {DealsFixture} from "./utils/DealsFixture.sol";
+import {DcnDeals} from "../src/DcnDeals.sol";
 import {DcnJobBoard, IDcnJobClient} from "../src/DcnJobBoard.sol";
 import {CowsayClient} from "../src/examples/CowsayClient.sol";
 import {Ownable} from "@openzeppelin/contracts/access/Ownable.sol";
@@ -23,20 +23,36 @@ contract GreedyClient is IDcnJobClient {
     }
 }
 
-contract DcnJobBoardTest is Test {
-    DcnToken internal token;
+/// The job board against a real `DcnDeals`: its operator is the fixture's job creator, who
+/// buys deals from the fixture's provider.
+contract DcnJobBoardTest is DealsFixture {
     DcnJobBoard internal board;
     CowsayClient internal client;
-    address internal operator = address(0x0BE7);
-    uint256 internal constant PRICE = 5 ether;
+    address internal operator;
+    uint256 internal constant JOB_PAYMENT = 5 ether;
     uint256 internal constant MIN_PAYMENT = 1 ether;
     uint64 internal constant MIN_TIMEOUT = 10 minutes;
+    bytes32 internal constant COW = keccak256("cow");
 
-    function setUp() public {
-        token = new DcnToken(1_000_000 ether);
-        board = new DcnJobBoard(token, operator, MIN_PAYMENT, MIN_TIMEOUT);
-        client = new CowsayClient(board, PRICE);
+    function setUp() public override {
+        super.setUp();
+        operator = jobCreator;
+        board = new DcnJobBoard(token, deals, operator, MIN_PAYMENT, MIN_TIMEOUT);
+        client = new CowsayClient(board, JOB_PAYMENT);
         token.transfer(address(client), 100 ether);
+    }
+
+    /// A deal the operator bought and accepted, with result `result`.
+    function paidDeal(bytes32 result) internal returns (bytes32 id) {
+        id = create(newDeal());
+        vm.prank(provider);
+        deals.submitResult(id, result);
+        vm.prank(operator);
+        deals.acceptResult(id);
+    }
+
+    function operatorBalance() internal view returns (uint256) {
+        return token.balanceOf(operator);
     }
 
     function test_cowsay_request_and_delivery() public {
@@ -46,13 +62,16 @@ contract DcnJobBoardTest is Test {
         assertEq(r.requester, address(client), "requester");
         assertEq(keccak256(bytes(r.module)), keccak256("cowsay"), "module");
         assertEq(keccak256(bytes(r.inputs[0])), keccak256("Message=moo"), "inputs");
-        assertEq(token.balanceOf(address(board)), PRICE, "payment held");
+        assertEq(token.balanceOf(address(board)), JOB_PAYMENT, "payment held");
 
+        bytes32 deal = paidDeal(COW);
         vm.prank(operator);
-        board.deliverResult(id, bytes32(uint256(7)), keccak256("cow"));
+        board.deliverResult(id, deal, COW);
+        assertEq(board.getRequest(id).dealId, deal, "the deal that delivered it");
+        assertEq(board.requestOfDeal(deal), id, "and the deal is used up");
         assertEq(client.lastResultHash(), keccak256("cow"), "client got the result");
         assertEq(client.results(id), keccak256("cow"), "by request");
-        assertEq(token.balanceOf(operator), PRICE, "operator paid");
+        assertEq(token.balanceOf(operator), JOB_PAYMENT, "operator paid");
         assertEq(uint256(board.getRequest(id).status), uint256(DcnJobBoard.Status.Delivered), "delivered");
     }
 
@@ -99,29 +118,31 @@ contract DcnJobBoardTest is Test {
 
     function test_reverting_client_does_not_block_delivery() public {
         RevertingClient bad = new RevertingClient();
-        token.transfer(address(bad), PRICE);
+        token.transfer(address(bad), JOB_PAYMENT);
         vm.startPrank(address(bad));
-        token.approve(address(board), PRICE);
+        token.approve(address(board), JOB_PAYMENT);
         string[] memory inputs = new string[](0);
-        uint256 id = board.requestJob("cowsay", inputs, PRICE, 1 hours);
+        uint256 id = board.requestJob("cowsay", inputs, JOB_PAYMENT, 1 hours);
         vm.stopPrank();
+        bytes32 deal = paidDeal(COW);
         vm.prank(operator);
-        board.deliverResult(id, 0, keccak256("cow"));
-        assertEq(token.balanceOf(operator), PRICE, "operator still paid");
+        board.deliverResult(id, deal, COW);
+        assertEq(token.balanceOf(operator), JOB_PAYMENT, "operator still paid");
     }
 
     function test_a_delivery_cannot_starve_the_callback() public {
         GreedyClient greedy = new GreedyClient();
-        token.transfer(address(greedy), PRICE);
+        token.transfer(address(greedy), JOB_PAYMENT);
         vm.startPrank(address(greedy));
-        token.approve(address(board), PRICE);
-        uint256 id = board.requestJob("cowsay", new string[](0), PRICE, 1 hours);
+        token.approve(address(board), JOB_PAYMENT);
+        uint256 id = board.requestJob("cowsay", new string[](0), JOB_PAYMENT, 1 hours);
         vm.stopPrank();
+        bytes32 deal = paidDeal(COW);
 
         // Enough gas for everything but the callback (the 63/64 rule): refused, nothing paid.
         vm.prank(operator);
         (bool ok, bytes memory err) =
-            address(board).call{gas: 210_000}(abi.encodeCall(board.deliverResult, (id, 0, keccak256("cow"))));
+            address(board).call{gas: 260_000}(abi.encodeCall(board.deliverResult, (id, deal, COW)));
         assertTrue(!ok, "a starved delivery reverts");
         assertEq(bytes4(err), DcnJobBoard.InsufficientGas.selector, "with InsufficientGas");
         assertEq(uint256(board.getRequest(id).status), uint256(DcnJobBoard.Status.Open), "still open");
@@ -129,9 +150,9 @@ contract DcnJobBoardTest is Test {
 
         // With its gas the callback runs and the client has its result.
         vm.prank(operator);
-        board.deliverResult{gas: 400_000}(id, 0, keccak256("cow"));
+        board.deliverResult{gas: 450_000}(id, deal, COW);
         assertEq(greedy.got(), keccak256("cow"), "client got the result");
-        assertEq(token.balanceOf(operator), PRICE, "operator paid");
+        assertEq(token.balanceOf(operator), JOB_PAYMENT, "operator paid");
     }
 
     function test_requests_that_pay_too_little_or_give_too_little_time_are_refused() public {
@@ -164,9 +185,10 @@ contract DcnJobBoardTest is Test {
         vm.expectRevert(abi.encodeWithSelector(DcnJobBoard.NotOperator.selector, address(this)));
         board.deliverResult(id, 0, keccak256("cow"));
         // The operator the requester chose still delivers and is paid.
+        bytes32 deal = paidDeal(COW);
         vm.prank(operator);
-        board.deliverResult(id, 0, keccak256("cow"));
-        assertEq(token.balanceOf(operator), PRICE, "its operator paid");
+        board.deliverResult(id, deal, COW);
+        assertEq(token.balanceOf(operator), JOB_PAYMENT, "its operator paid");
         // New requests go to the new operator.
         uint256 next = client.runCowsay("moo");
         assertEq(board.getRequest(next).operator, address(this), "new requests: new operator");
@@ -183,5 +205,124 @@ contract DcnJobBoardTest is Test {
         vm.prank(operator);
         vm.expectRevert();
         board.setOperator(operator);
+    }
+
+    // ─── deliveries are checked against DcnDeals (K5) ───
+
+    function test_a_delivery_is_checked_against_the_deal() public {
+        uint256 id = client.runCowsay("moo");
+
+        // Not a deal at all, or a deal the operator did not buy.
+        vm.prank(operator);
+        vm.expectRevert(abi.encodeWithSelector(DcnJobBoard.NotOperatorsDeal.selector, bytes32(uint256(7)), address(0)));
+        board.deliverResult(id, bytes32(uint256(7)), COW);
+        fund(other, FUNDS);
+        DcnDeals.Deal memory d = newDeal();
+        d.jobCreator = other;
+        bytes memory sig = sign(d, PROVIDER_KEY);
+        vm.prank(other);
+        bytes32 theirs = deals.createDeal(d, sig);
+        vm.prank(operator);
+        vm.expectRevert(abi.encodeWithSelector(DcnJobBoard.NotOperatorsDeal.selector, theirs, other));
+        board.deliverResult(id, theirs, COW);
+
+        // The operator's deal, but its provider was not paid (yet).
+        bytes32 pending = create(newDeal());
+        vm.prank(operator);
+        vm.expectRevert(abi.encodeWithSelector(DcnJobBoard.DealNotPaid.selector, pending, DcnDeals.State.Created));
+        board.deliverResult(id, pending, COW);
+
+        // Paid, but for another result.
+        bytes32 paid = paidDeal(COW);
+        vm.prank(operator);
+        vm.expectRevert(abi.encodeWithSelector(DcnJobBoard.ResultMismatch.selector, paid, COW, keccak256("horse")));
+        board.deliverResult(id, paid, keccak256("horse"));
+        assertEq(operatorBalance(), 0, "nothing paid for any of these");
+
+        // One deal delivers one request.
+        vm.prank(operator);
+        board.deliverResult(id, paid, COW);
+        uint256 next = client.runCowsay("moo");
+        vm.prank(operator);
+        vm.expectRevert(abi.encodeWithSelector(DcnJobBoard.DealUsed.selector, paid, id));
+        board.deliverResult(next, paid, COW);
+        assertEq(operatorBalance(), JOB_PAYMENT, "paid once");
+    }
+
+    function test_no_refund_while_the_claimed_deal_is_in_flight() public {
+        uint256 id = client.runCowsay("moo");
+        uint64 deadline = board.getRequest(id).deadline;
+        DcnDeals.Deal memory d = newDeal();
+        d.resultTimeout = 2 hours; // longer than the request gives
+        bytes32 deal = create(d);
+        vm.prank(other);
+        vm.expectRevert(abi.encodeWithSelector(DcnJobBoard.NotOperator.selector, other));
+        board.claim(id, deal);
+        vm.prank(operator);
+        board.claim(id, deal);
+
+        // The request's deadline passes while the provider still works: no refund.
+        vm.warp(deadline + 1);
+        vm.expectRevert(abi.encodeWithSelector(DcnJobBoard.DealInFlight.selector, id, deal));
+        board.refund(id);
+
+        // The deal pays its provider after the deadline; the operator delivers in the grace.
+        vm.prank(provider);
+        deals.submitResult(deal, COW);
+        vm.prank(operator);
+        deals.acceptResult(deal);
+        vm.prank(operator);
+        board.deliverResult(id, deal, COW);
+        assertEq(operatorBalance(), JOB_PAYMENT, "the operator that bought the job is paid");
+        assertEq(client.results(id), COW, "and the client has its result");
+    }
+
+    function test_a_claim_in_flight_cannot_be_swapped_and_a_failed_one_can() public {
+        uint256 id = client.runCowsay("moo");
+        DcnDeals.Deal memory d = newDeal();
+        d.resultTimeout = 10 minutes;
+        bytes32 first = create(d);
+        vm.prank(operator);
+        board.claim(id, first);
+        bytes32 second = create(newDeal());
+        vm.prank(operator);
+        vm.expectRevert(abi.encodeWithSelector(DcnJobBoard.DealInFlight.selector, id, first));
+        board.claim(id, second);
+        // The first deal fails (no result): the operator buys again and claims the new one.
+        vm.warp(block.timestamp + 10 minutes + 1);
+        deals.timeout(first);
+        vm.prank(operator);
+        board.claim(id, second);
+        assertEq(board.getRequest(id).dealId, second, "claimed with the new deal");
+    }
+
+    function test_a_failed_deal_lets_the_requester_refund_after_the_deadline() public {
+        uint256 id = client.runCowsay("moo");
+        uint64 deadline = board.getRequest(id).deadline;
+        bytes32 deal = create(newDeal());
+        vm.prank(operator);
+        board.claim(id, deal);
+        vm.warp(deadline + 1);
+        deals.timeout(deal); // no result: the deal failed
+        board.refund(id);
+        assertEq(token.balanceOf(address(client)), 100 ether, "client refunded");
+    }
+
+    function test_a_settled_claim_not_delivered_is_refunded_after_the_grace() public {
+        uint256 id = client.runCowsay("moo");
+        uint64 deadline = board.getRequest(id).deadline;
+        bytes32 deal = paidDeal(COW);
+        vm.prank(operator);
+        board.claim(id, deal);
+        uint64 last = deadline + board.DELIVERY_GRACE();
+        vm.warp(last);
+        vm.expectRevert(abi.encodeWithSelector(DcnJobBoard.DeadlineNotReached.selector, id, last));
+        board.refund(id);
+        vm.warp(last + 1);
+        vm.prank(operator);
+        vm.expectRevert(abi.encodeWithSelector(DcnJobBoard.DeadlinePassed.selector, id, last));
+        board.deliverResult(id, deal, COW);
+        board.refund(id);
+        assertEq(token.balanceOf(address(client)), 100 ether, "client refunded");
     }
 }

@@ -24,7 +24,8 @@ pub struct DealView {
     pub deadline: u64,
     /// The submitted result hash (zero before).
     pub result_hash: B256,
-    /// The deal's first mediator until a challenge, then the drawn one.
+    /// The mediator drawn for the current challenge round; zero before a challenge and
+    /// until someone calls `draw`.
     pub mediator: Address,
 }
 
@@ -38,6 +39,12 @@ impl DealView {
     /// `timeout` is allowed from `deadline + 1`).
     pub fn past_deadline(&self, now: u64) -> bool {
         self.state.has_deadline() && now > self.deadline
+    }
+
+    /// Whether it is challenged and waits for someone to draw its mediator before the
+    /// round's deadline.
+    pub fn awaits_draw(&self, now: u64) -> bool {
+        self.state == DealState::Challenged && self.mediator.is_zero() && !self.past_deadline(now)
     }
 }
 
@@ -56,9 +63,16 @@ pub struct RequestView {
     pub inputs: Vec<String>,
     /// What the requester pays the operator on delivery.
     pub payment: U256,
-    /// Delivery deadline, unix seconds; the requester may take its payment back after it.
+    /// Delivery deadline, unix seconds. Unclaimed, the requester may take its payment back
+    /// after it; claimed, the operator may deliver until [`DELIVERY_GRACE_SECS`] after it.
     pub deadline: u64,
+    /// The deal the operator claimed it with (zero: none).
+    pub deal: B256,
 }
+
+/// `DcnJobBoard.DELIVERY_GRACE`: how long after its deadline a claimed request may still be
+/// delivered.
+pub const DELIVERY_GRACE_SECS: u64 = 86_400;
 
 /// The `DcnDeals` contract, as a party to deals sees it.
 #[async_trait]
@@ -80,6 +94,11 @@ pub trait DealsChain: Send + Sync {
     async fn accept_result(&self, id: B256) -> Result<B256, ChainError>;
     /// `challenge`, as the deal's job creator (pays the mediation fee).
     async fn challenge(&self, id: B256) -> Result<B256, ChainError>;
+    /// `draw`: draws the mediator of a challenged deal's round (anyone may, from the block
+    /// after the challenge; drawing again changes nothing).
+    async fn draw(&self, id: B256) -> Result<B256, ChainError>;
+    /// The mediators deal `id` names, in order (empty if it does not exist).
+    async fn mediators(&self, id: B256) -> Result<Vec<Address>, ChainError>;
     /// `mediate`, as the deal's drawn mediator.
     async fn mediate(&self, id: B256, provider_honest: bool) -> Result<B256, ChainError>;
     /// `timeout`: settles a deal whose deadline passed, by the rule of its state.
@@ -93,6 +112,9 @@ pub trait BoardChain: Send + Sync {
     async fn operator(&self) -> Result<Address, ChainError>;
     /// Request `id`.
     async fn request(&self, id: U256) -> Result<RequestView, ChainError>;
+    /// `claim`: names the deal bought for an open request, so that it is not refunded
+    /// while the deal is in flight.
+    async fn claim(&self, id: U256, deal: B256) -> Result<B256, ChainError>;
     /// `deliverResult`: pays the operator and calls the requester back.
     async fn deliver_result(&self, id: U256, deal: B256, result_hash: B256) -> Result<B256, ChainError>;
 }
@@ -215,6 +237,14 @@ impl DealsChain for AlloyChain {
         self.tx("challenging the result", self.deals().challenge(id)).await
     }
 
+    async fn draw(&self, id: B256) -> Result<B256, ChainError> {
+        self.tx("drawing the mediator", self.deals().draw(id)).await
+    }
+
+    async fn mediators(&self, id: B256) -> Result<Vec<Address>, ChainError> {
+        self.deals().mediatorsOf(id).call().await.map_err(call_err(format!("reading deal {id}'s mediators")))
+    }
+
     async fn mediate(&self, id: B256, provider_honest: bool) -> Result<B256, ChainError> {
         self.tx("sending the verdict", self.deals().mediate(id, provider_honest)).await
     }
@@ -248,7 +278,13 @@ impl BoardChain for AlloyChain {
             inputs: r.inputs,
             payment: r.payment,
             deadline: r.deadline,
+            deal: r.dealId,
         })
+    }
+
+    async fn claim(&self, id: U256, deal: B256) -> Result<B256, ChainError> {
+        let board = DcnJobBoard::new(self.contracts.job_board, &self.client.provider);
+        self.tx("claiming the job request with its deal", board.claim(id, deal)).await
     }
 
     async fn deliver_result(&self, id: U256, deal: B256, result_hash: B256) -> Result<B256, ChainError> {

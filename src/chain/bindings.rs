@@ -23,12 +23,19 @@ sol!(
     DcnDeals,
     "contracts/out/DcnDeals.json"
 );
-sol!(
-    #[sol(rpc)]
-    #[derive(Debug, PartialEq, Eq)]
-    DcnJobBoard,
-    "contracts/out/DcnJobBoard.json"
-);
+/// `DcnJobBoard`'s ABI names `DcnDeals` types (its `deals()` and errors), for which `sol!`
+/// makes its own `DcnDeals` items: they live in this module so that they do not clash.
+mod board {
+    use alloy::sol;
+
+    sol!(
+        #[sol(rpc)]
+        #[derive(Debug, PartialEq, Eq)]
+        DcnJobBoard,
+        "contracts/out/DcnJobBoard.json"
+    );
+}
+pub use board::DcnJobBoard;
 sol!(
     #[sol(rpc)]
     #[derive(Debug, PartialEq, Eq)]

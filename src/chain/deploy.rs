@@ -81,6 +81,7 @@ pub async fn deploy(
         DcnJobBoard::deploy_builder(
             p,
             token.0,
+            deals.0,
             options.job_board_operator,
             options.job_board_min_payment,
             options.job_board_min_timeout_secs,
@@ -161,12 +162,14 @@ pub async fn check_wiring(client: &ChainClient, c: &Contracts, operator: Address
     let board = DcnJobBoard::new(c.job_board, p);
     let board_token = board.token().call().await.map_err(read("reading DcnJobBoard.token"))?;
     let board_operator = board.operator().call().await.map_err(read("reading DcnJobBoard.operator"))?;
+    let board_deals = board.deals().call().await.map_err(read("reading DcnJobBoard.deals"))?;
     let client_board =
         CowsayClient::new(c.cowsay_client, p).board().call().await.map_err(read("reading CowsayClient.board"))?;
     let checks = [
         ("DcnDeals.token", deals_token, c.token),
         ("DcnJobBoard.token", board_token, c.token),
         ("DcnJobBoard.operator", board_operator, operator),
+        ("DcnJobBoard.deals", board_deals, c.deals),
         ("CowsayClient.board", client_board, c.job_board),
     ];
     for (what, got, want) in checks {

@@ -17,7 +17,7 @@ pub mod fund;
 pub mod state;
 
 pub use accounts::{DevRole, DEV_MNEMONIC};
-pub use api::{AlloyChain, BoardChain, DealView, DealsChain, LogSource, RequestView};
+pub use api::{AlloyChain, BoardChain, DealView, DealsChain, LogSource, RequestView, DELIVERY_GRACE_SECS};
 pub use client::{connect, ChainClient, ChainError};
 pub use deploy::{deploy, DeployOutcome};
 pub use deployment::{Contracts, Deployment};

@@ -25,7 +25,8 @@ pub enum DealState {
     Created = 1,
     /// A result hash is on chain: the job creator must accept or challenge.
     ResultSubmitted = 2,
-    /// Challenged: the drawn mediator must rule.
+    /// Challenged: a mediator of the deal is drawn (by `draw`, from the next block) and
+    /// must rule; one that stays silent past its deadline is replaced by another.
     Challenged = 3,
     /// Final: the job creator accepted; the provider was paid.
     Accepted = 4,
@@ -37,13 +38,16 @@ pub enum DealState {
     TimedOutNoResult = 7,
     /// Final: the job creator did not judge in time; the provider was paid.
     TimedOutAccepted = 8,
-    /// Final: no verdict in time; everyone got back what they locked.
+    /// Final: no mediator ruled in time, so the result stood: the provider was paid and
+    /// the job creator's mediation fee went back.
     TimedOutNoVerdict = 9,
+    /// Final: the provider cancelled its signature before the deal was created.
+    Cancelled = 10,
 }
 
 impl DealState {
     /// Every state, in the contract's order.
-    pub const ALL: [DealState; 10] = [
+    pub const ALL: [DealState; 11] = [
         Self::None,
         Self::Created,
         Self::ResultSubmitted,
@@ -54,6 +58,7 @@ impl DealState {
         Self::TimedOutNoResult,
         Self::TimedOutAccepted,
         Self::TimedOutNoVerdict,
+        Self::Cancelled,
     ];
 
     /// The state for the contract's number.
@@ -74,7 +79,7 @@ impl DealState {
 
     /// Whether the provider was paid in this final state.
     pub fn provider_paid(self) -> bool {
-        matches!(self, Self::Accepted | Self::MediatedHonest | Self::TimedOutAccepted)
+        matches!(self, Self::Accepted | Self::MediatedHonest | Self::TimedOutAccepted | Self::TimedOutNoVerdict)
     }
 
     /// Whether the provider lost its collateral in this final state.
@@ -95,6 +100,7 @@ impl DealState {
             Self::TimedOutNoResult => "timed_out_no_result",
             Self::TimedOutAccepted => "timed_out_accepted",
             Self::TimedOutNoVerdict => "timed_out_no_verdict",
+            Self::Cancelled => "cancelled",
         }
     }
 }
@@ -172,10 +178,12 @@ mod tests {
             assert_eq!(*s as u8 as usize, n);
             assert_eq!(DealState::from_chain(n as u8).unwrap(), *s);
         }
-        assert!(DealState::from_chain(10).is_err());
+        assert!(DealState::from_chain(11).is_err());
         let finals: Vec<_> = DealState::ALL.into_iter().filter(|s| s.is_final()).collect();
-        assert_eq!(finals.len(), 6);
-        assert!(finals.iter().all(|s| s.provider_paid() != s.provider_slashed() || *s == DealState::TimedOutNoVerdict));
+        assert_eq!(finals.len(), 7);
+        // Every settled deal either paid or slashed the provider; only a cancelled one
+        // (never created) did neither.
+        assert!(finals.iter().all(|s| s.provider_paid() != s.provider_slashed() || *s == DealState::Cancelled));
         assert_eq!(RequestStatus::from_chain(1).unwrap(), RequestStatus::Open);
         assert!(RequestStatus::from_chain(4).is_err());
         assert_eq!(Role::Provider.to_chain(), 2);

@@ -61,6 +61,7 @@ offer_ttl_secs = 600
 min_result_margin_secs = 10
 max_judge_timeout_secs = 86400
 max_mediation_timeout_secs = 86400
+max_create_window_secs = 900
 poll_ms = 250
 
 [job]

@@ -146,6 +146,10 @@ pub struct ProviderSettings {
     pub max_judge_timeout_secs: u64,
     /// Longest mediation timeout signed.
     pub max_mediation_timeout_secs: u64,
+    /// Longest time a signature is good for before its deal is created: the provider
+    /// refuses deals whose creation deadline is further away, and watches each signed deal
+    /// until its deadline.
+    pub max_create_window_secs: u64,
     /// How often the chain is read for deal states, milliseconds.
     pub poll_ms: u64,
 }

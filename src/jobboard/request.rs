@@ -3,7 +3,7 @@
 //! buy, wait (back off after a failed purchase), follow the deal, or stop.
 
 use super::config::Worth;
-use crate::chain::{RequestStatus, RequestView};
+use crate::chain::{RequestStatus, RequestView, DELIVERY_GRACE_SECS};
 use crate::protocol::records::CreatedDeal;
 use crate::units::format_amount;
 use alloy::primitives::{Address, B256, U256};
@@ -150,6 +150,8 @@ pub enum Action {
     WaitUntil(u64),
     /// Buy the job.
     Buy,
+    /// Claim the request with the deal bought for it: no refund while it is in flight.
+    Claim(B256),
     /// Follow the deal to its end, then deliver or buy again.
     Settle,
 }
@@ -167,12 +169,19 @@ pub fn decide(job: &BoardJob, request: &RequestView, now: u64, me: Address) -> A
         // Only its own operator can deliver it: a deal bought for it could never be paid.
         return Action::Fail(Failure::OtherOperator(request.operator));
     }
-    if now > request.deadline {
+    let claimed = match &job.stage {
+        BoardStage::Created { created } => (request.deal == created.deal.id).then_some(created.deal.id),
+        _ => None,
+    };
+    // A request claimed in time may be delivered in the grace after its deadline.
+    let last = if claimed.is_some() { request.deadline.saturating_add(DELIVERY_GRACE_SECS) } else { request.deadline };
+    if now > last {
         return Action::Fail(Failure::DeadlinePassed);
     }
-    match job.stage {
+    match &job.stage {
         BoardStage::New if now < job.retry_at => Action::WaitUntil(job.retry_at),
         BoardStage::New => Action::Buy,
+        BoardStage::Created { created } if claimed.is_none() => Action::Claim(created.deal.id),
         BoardStage::Created { .. } => Action::Settle,
         BoardStage::Delivered { .. } | BoardStage::Failed { .. } => Action::Done,
     }
@@ -214,6 +223,7 @@ mod tests {
             inputs: vec!["Message=moo".into()],
             payment: U256::from(1),
             deadline,
+            deal: B256::ZERO,
         }
     }
 
@@ -221,9 +231,25 @@ mod tests {
     fn buys_once_then_follows_the_deal() {
         let mut job = BoardJob::new(U256::from(1));
         assert_eq!(decide(&job, &request(RequestStatus::Open, 100), 10, OPERATOR), Action::Buy);
-        // After a restart with a deal on record: follow it, never buy again.
-        job.stage = BoardStage::Created { created: Box::new(created_deal(1)) };
-        assert_eq!(decide(&job, &request(RequestStatus::Open, 100), 10, OPERATOR), Action::Settle);
+        // After a restart with a deal on record: claim the request with it, then follow it;
+        // never buy again.
+        let created = created_deal(1);
+        let deal = created.deal.id;
+        job.stage = BoardStage::Created { created: Box::new(created) };
+        assert_eq!(decide(&job, &request(RequestStatus::Open, 100), 10, OPERATOR), Action::Claim(deal));
+        let claimed = RequestView { deal, ..request(RequestStatus::Open, 100) };
+        assert_eq!(decide(&job, &claimed, 10, OPERATOR), Action::Settle);
+    }
+
+    #[test]
+    fn a_claimed_request_is_delivered_in_the_grace_after_its_deadline() {
+        let created = created_deal(1);
+        let claimed = RequestView { deal: created.deal.id, ..request(RequestStatus::Open, 100) };
+        let job =
+            BoardJob { stage: BoardStage::Created { created: Box::new(created) }, ..BoardJob::new(U256::from(1)) };
+        assert_eq!(decide(&job, &claimed, 101, OPERATOR), Action::Settle, "the deal is still in flight");
+        assert_eq!(decide(&job, &claimed, 100 + DELIVERY_GRACE_SECS, OPERATOR), Action::Settle);
+        assert_eq!(decide(&job, &claimed, 101 + DELIVERY_GRACE_SECS, OPERATOR), Action::Fail(Failure::DeadlinePassed));
     }
 
     #[test]

@@ -236,11 +236,16 @@ impl JobBoardService {
                 self.save(job)?;
                 Ok(Some(Duration::ZERO))
             }
+            Action::Claim(deal) => {
+                let tx = self.deps.board.claim(job.request, deal).await?;
+                tracing::info!(request = %job.request, %deal, %tx, "request claimed with its deal: no refund while it runs");
+                Ok(Some(Duration::ZERO))
+            }
             Action::Settle => {
                 let BoardStage::Created { created } = &job.stage else { return Ok(Some(Duration::ZERO)) };
                 let settled = self.deps.buyer.settle(created).await?;
                 let deal = created.deal.id;
-                if settled.state != DealState::Accepted || settled.result_hash.is_zero() {
+                if !settled.state.provider_paid() || settled.result_hash.is_zero() {
                     // No usable result: buy the job again while the request is open.
                     tracing::warn!(request = %job.request, %deal, state = %settled.state, "the deal gave no accepted result; buying again");
                     job.stage = BoardStage::New;

@@ -85,6 +85,7 @@ impl Rig {
             inputs: vec!["Message=moo".into()],
             payment,
             deadline,
+            deal: alloy::primitives::B256::ZERO,
         };
         self.chain.put_request(id, view);
         id
@@ -105,7 +106,12 @@ async fn a_request_is_bought_once_and_delivered() {
     let id = rig.request(1, 5_000);
     rig.handle(BoardJob::new(id)).await;
     assert_eq!((rig.buyer.buys.load(Ordering::SeqCst), rig.buyer.settles.load(Ordering::SeqCst)), (1, 1));
-    assert_eq!(rig.chain.txs(), [Tx::Deliver(id, created_deal(1).deal.id, B256::repeat_byte(0x42))]);
+    let deal = created_deal(1).deal.id;
+    assert_eq!(
+        rig.chain.txs(),
+        [Tx::Claim(id, deal), Tx::Deliver(id, deal, B256::repeat_byte(0x42))],
+        "claimed with its deal as soon as it was bought (no refund while it runs), then delivered"
+    );
     assert!(matches!(rig.stored(id).stage, BoardStage::Delivered { .. }));
     assert_eq!(*rig.buyer.max_prices.lock().unwrap(), [U256::from(1)], "a deal costs at most what the request pays");
 }

@@ -3,8 +3,10 @@
 //! an [`Action`]) and the loop that performs it ([`JobCreator::finish`]).
 //!
 //! Every deadline the job creator can claim is here: no result by the result deadline
-//! (refund plus the provider's collateral), no verdict by the mediation deadline
-//! (everyone refunded), and its own judge deadline passed (the provider is paid).
+//! (refund plus the provider's collateral), a drawn mediator silent past its deadline
+//! (another is drawn; when none is left the result stands and the fee comes back), and its
+//! own judge deadline passed (the provider is paid). After a challenge it draws the
+//! mediator itself, from the next block.
 
 use super::{JobCreator, JobCreatorError, Progress, Step};
 use crate::chain::{DealState, DealView};
@@ -43,6 +45,8 @@ pub enum Action {
     Accept,
     /// Challenge the result: a mediator re-runs the job.
     Challenge,
+    /// Draw the challenged deal's mediator.
+    Draw,
     /// Call `timeout`: the deadline of the current state passed.
     Timeout,
     /// The deal is settled in this state.
@@ -56,6 +60,7 @@ pub fn decide(view: &DealView, now: u64, verification: &Verification, want_chall
         // Just created: a node behind the one that mined it may not show it yet.
         DealState::None => Action::Wait,
         _ if view.past_deadline(now) => Action::Timeout,
+        _ if view.awaits_draw(now) => Action::Draw,
         DealState::ResultSubmitted => match verification {
             Verification::Pending => Action::Verify,
             Verification::Verified if !want_challenge => Action::Accept,
@@ -123,9 +128,12 @@ pub fn summary(
             "{because}verdict: the provider cheated. You got back {} DCN and its collateral minus the mediator's fee",
             format_amount(price + fee)
         ),
-        DealState::TimedOutNoVerdict => {
-            format!("{because}no verdict came before the mediation deadline: everyone got back what they locked")
-        }
+        DealState::TimedOutNoVerdict => format!(
+            "{because}no mediator ruled before its deadline, so the result stood: provider {provider} was paid {} DCN \
+             and your mediation fee of {} DCN came back",
+            format_amount(price),
+            format_amount(fee)
+        ),
         other => format!("the deal is {other}"),
     }
 }
@@ -155,7 +163,7 @@ impl JobCreator {
             summary: String::new(),
         };
         let mut verification = Verification::Pending;
-        let mut reported: Option<DealState> = None;
+        let mut reported: Option<(DealState, Address)> = None;
         // Reads and transactions fail apart: a read that succeeds between two failed
         // transactions must not reset the count that gives up on them.
         let retry = self.terms.poll * 5;
@@ -184,14 +192,17 @@ impl JobCreator {
                     return Err(JobCreatorError::Vanished { deal: id });
                 }
             }
-            if reported != Some(view.state) {
-                reported = Some(view.state);
+            if reported != Some((view.state, view.mediator)) {
+                reported = Some((view.state, view.mediator));
                 sends.reset();
                 match view.state {
                     DealState::Created => progress.step(
                         Step::Running,
                         &format!("deal {id} is on chain; provider {} is running the job", d.provider),
                     ),
+                    DealState::Challenged if view.mediator.is_zero() => {
+                        progress.step(Step::AwaitingVerdict, "challenged; drawing one of the deal's mediators")
+                    }
                     DealState::Challenged => progress
                         .step(Step::AwaitingVerdict, &format!("mediator {} is re-running the job", view.mediator)),
                     _ => {}
@@ -229,10 +240,13 @@ impl JobCreator {
                     );
                     ("challenge", self.chain.challenge(id).await)
                 }
+                Action::Draw => ("draw", self.chain.draw(id).await),
                 Action::Timeout => {
                     let why = match view.state {
                         DealState::Created => "the provider missed the result deadline; claiming the refund",
-                        DealState::Challenged => "no verdict before the mediation deadline; settling",
+                        DealState::Challenged => {
+                            "no verdict before the mediation deadline; another mediator is drawn, or the result stands"
+                        }
                         _ => "the judge deadline passed; settling",
                     };
                     progress.step(Step::TimingOut, why);
@@ -288,6 +302,9 @@ mod tests {
         let refuted = Verification::Refuted("the hash differs".into());
         assert_eq!(decide(&view(DealState::ResultSubmitted, 100), 10, &refuted, false), Action::Challenge);
         assert_eq!(decide(&view(DealState::Challenged, 100), 10, &refuted, false), Action::Wait);
+        // Challenged, nobody drew yet: the job creator draws.
+        let undrawn = DealView { mediator: Address::ZERO, ..view(DealState::Challenged, 100) };
+        assert_eq!(decide(&undrawn, 10, &refuted, false), Action::Draw);
     }
 
     #[test]
@@ -296,7 +313,7 @@ mod tests {
         // No result: refund plus collateral.
         assert_eq!(decide(&view(DealState::Created, 100), 101, &p, false), Action::Timeout);
         assert_eq!(decide(&view(DealState::Created, 100), 100, &p, false), Action::Wait, "deadlines are inclusive");
-        // No verdict: everyone refunded.
+        // No verdict: another mediator is drawn, or the result stands.
         assert_eq!(decide(&view(DealState::Challenged, 100), 101, &Verification::Verified, true), Action::Timeout);
         // Its own judge deadline passed: settle (the provider is paid) rather than hang.
         assert_eq!(decide(&view(DealState::ResultSubmitted, 100), 101, &p, false), Action::Timeout);
@@ -321,6 +338,7 @@ mod tests {
         assert!(summary(DealState::TimedOutNoResult, p, c, f, a, None).contains("refunded 1 DCN and awarded its 2 DCN"));
         let s = summary(DealState::MediatedDishonest, p, c, f, a, Some("the hash differs"));
         assert!(s.starts_with("challenged because the hash differs; verdict: the provider cheated"), "{s}");
-        assert!(summary(DealState::TimedOutNoVerdict, p, c, f, a, None).contains("no verdict"));
+        let s = summary(DealState::TimedOutNoVerdict, p, c, f, a, None);
+        assert!(s.contains("the result stood") && s.contains("fee of 1 DCN came back"), "{s}");
     }
 }

@@ -1,6 +1,11 @@
-//! One challenge this mediator was drawn for ([`Mediation`], as kept in its store) and the
-//! pure decision of what to do next ([`decide`]): the deal on chain, the chain's clock and
-//! what the mediator has done so far → re-run, rule, or close.
+//! One challenge of a deal that names this mediator ([`Mediation`], as kept in its store)
+//! and the pure decision of what to do next ([`decide`]): the deal on chain, the chain's
+//! clock and what the mediator has done so far → draw, wait, re-run, rule, or close.
+//!
+//! A challenge's mediator is drawn from the challenge block's hash by a `draw` call that
+//! anyone may send; every mediator of the deal sends it if nobody did. A mediator that is
+//! not drawn keeps watching until the deal settles: if the drawn one stays silent past its
+//! deadline, the next round may draw this one.
 
 use crate::chain::{DealState, DealView};
 use alloy::primitives::{Address, B256};
@@ -12,7 +17,8 @@ use serde::{Deserialize, Serialize};
 pub enum Closed {
     /// The deal settled in this state (after this mediator's verdict, or otherwise).
     Settled(DealState),
-    /// Another mediator was drawn for it.
+    /// The deal does not name this mediator (or, in records of older versions, another
+    /// mediator was drawn).
     NotOurs,
     /// The mediation deadline passed before a verdict.
     DeadlinePassed,
@@ -31,18 +37,25 @@ pub struct Mediation {
     pub tx: Option<B256>,
     /// How it ended; `None` while open.
     pub closed: Option<Closed>,
+    /// Whether the deal names this mediator; `None` until checked.
+    #[serde(default)]
+    pub named: Option<bool>,
 }
 
 impl Mediation {
     /// A challenge just seen.
     pub fn new(deal: B256) -> Self {
-        Self { deal, rerun: None, provider_honest: None, tx: None, closed: None }
+        Self { deal, rerun: None, provider_honest: None, tx: None, closed: None, named: None }
     }
 }
 
 /// What to do next.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Action {
+    /// Nothing until the chain moves (another mediator rules, or a timeout starts a round).
+    Wait,
+    /// Draw the round's mediator: nobody has yet.
+    Draw,
     /// Fetch the job, check it against the deal and run it.
     Rerun,
     /// Send the verdict.
@@ -59,10 +72,17 @@ pub fn decide(m: &Mediation, view: &DealView, now: u64, me: Address) -> Action {
     if view.state.is_final() {
         return Action::Close(Closed::Settled(view.state));
     }
-    if view.state != DealState::Challenged || view.mediator != me {
+    if view.state != DealState::Challenged {
         return Action::Close(Closed::NotOurs);
     }
+    if view.awaits_draw(now) {
+        return Action::Draw;
+    }
+    if view.mediator != me {
+        return Action::Wait;
+    }
     if view.past_deadline(now) {
+        // Excluded from the next rounds once anyone calls `timeout`.
         return Action::Close(Closed::DeadlinePassed);
     }
     match m.rerun {
@@ -102,12 +122,23 @@ mod tests {
     }
 
     #[test]
+    fn nobody_drew_so_this_mediator_draws() {
+        let m = Mediation::new(B256::repeat_byte(1));
+        let undrawn = DealView { mediator: Address::ZERO, ..challenged(5, 100) };
+        assert_eq!(decide(&m, &undrawn, 10, ME), Action::Draw);
+        // The round's time is up undrawn: whoever calls `timeout` starts the next round.
+        assert_eq!(decide(&m, &undrawn, 101, ME), Action::Wait);
+    }
+
+    #[test]
     fn timeouts_and_other_mediators_close_it() {
         let m = Mediation::new(B256::repeat_byte(1));
         assert_eq!(decide(&m, &challenged(5, 100), 101, ME), Action::Close(Closed::DeadlinePassed));
         assert_eq!(decide(&m, &challenged(5, 100), 100, ME), Action::Rerun, "inclusive deadline");
+        // Another mediator was drawn: watch, it may stay silent and this one be drawn next.
         let other = DealView { mediator: Address::repeat_byte(8), ..challenged(5, 100) };
-        assert_eq!(decide(&m, &other, 10, ME), Action::Close(Closed::NotOurs));
+        assert_eq!(decide(&m, &other, 10, ME), Action::Wait);
+        assert_eq!(decide(&m, &other, 101, ME), Action::Wait);
         let timed_out = DealView { state: DealState::TimedOutNoVerdict, ..challenged(5, 100) };
         assert_eq!(decide(&m, &timed_out, 200, ME), Action::Close(Closed::Settled(DealState::TimedOutNoVerdict)));
     }

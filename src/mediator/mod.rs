@@ -1,6 +1,7 @@
-//! `dcn mediator`: rules on challenged deals. It follows `DealChallenged` logs naming this
-//! account, re-runs each job on its own executor and compares the result hash with the one
-//! the provider put on chain, then calls `mediate`.
+//! `dcn mediator`: rules on challenged deals. It follows `DealChallenged` logs of deals
+//! that name this account, draws the mediator when nobody has, and when drawn re-runs the
+//! job on its own executor, compares the result hash with the one the provider put on
+//! chain, and calls `mediate`.
 //!
 //! Read [`config`], then [`case`] (a challenge's record and the pure decision of its next
 //! step), then [`service`] (the follower and the loop that performs the steps). Each

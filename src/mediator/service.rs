@@ -1,7 +1,8 @@
-//! The mediator service: follows `DealChallenged` logs naming this account, records each
-//! challenge before acting on it, and drives each by its own named task through
-//! [`decide`]: fetch the deal and its spec from the solver (the deal checked against its
-//! id, the spec against the deal's job hash), re-run the job, and rule.
+//! The mediator service: follows `DealChallenged` logs, records each challenge before
+//! acting on it, and drives each by its own named task through [`decide`]: skip deals that
+//! do not name this mediator, draw the mediator if nobody did, and when drawn fetch the deal
+//! and its spec from the solver (the deal checked against its id, the spec against the
+//! deal's job hash), re-run the job, and rule.
 
 use super::case::{decide, Action, Closed, Mediation};
 use super::config::MediatorConfig;
@@ -129,10 +130,10 @@ impl MediatorService {
                 self.spawn_case(&tasks, m);
             }
         }
-        let filter = Filter::new()
-            .address(self.deps.deals_contract)
-            .event_signature(DcnDeals::DealChallenged::SIGNATURE_HASH)
-            .topic2(self.deps.account.into_word());
+        // Every challenge: whether the deal names this mediator is read from the chain by
+        // the case's task, which retries what fails.
+        let filter =
+            Filter::new().address(self.deps.deals_contract).event_signature(DcnDeals::DealChallenged::SIGNATURE_HASH);
         let cursor = Box::new(KvCursor::new(self.deps.kv.clone(), BLOCK_CURSOR));
         let start = Start::BeforeHead(1_000);
         let mut follower = Follower::new("mediator", self.deps.logs.clone(), filter, cursor, start, self.cfg.poll)?;
@@ -145,7 +146,7 @@ impl MediatorService {
                 }
                 let m = Mediation::new(id);
                 self.save(&m)?;
-                tracing::info!(deal = %id, "challenge received: re-running the job");
+                tracing::debug!(deal = %id, "challenge seen");
                 self.spawn_case(&tasks, m);
             }
             follower.commit(&batch)?;
@@ -187,9 +188,29 @@ impl MediatorService {
     /// One observe-decide-act step; `Ok(true)` once the mediation is closed.
     pub(super) async fn step(&self, m: &mut Mediation) -> Result<bool, MediatorError> {
         let id = m.deal;
+        if m.named.is_none() {
+            let named = self.deps.chain.mediators(id).await?.contains(&self.deps.account);
+            m.named = Some(named);
+            if named {
+                tracing::info!(deal = %id, "challenge of a deal naming this mediator: following it");
+            } else {
+                m.closed = Some(Closed::NotOurs);
+            }
+            self.save(m)?;
+            return Ok(!named);
+        }
         let view = self.deps.chain.deal(id).await?;
         let now = self.deps.chain.now().await?;
         match decide(m, &view, now, self.deps.account) {
+            Action::Wait => {
+                tokio::time::sleep(self.cfg.poll).await;
+                Ok(false)
+            }
+            Action::Draw => {
+                let tx = self.deps.chain.draw(id).await?;
+                tracing::info!(deal = %id, %tx, "drew the challenge's mediator");
+                Ok(false)
+            }
             Action::Rerun => {
                 let mine = self.rerun(id).await?;
                 tracing::info!(deal = %id, mine = %mine, provider = %view.result_hash, "re-ran the job");
@@ -211,7 +232,7 @@ impl MediatorService {
                     Closed::DeadlinePassed => {
                         tracing::warn!(deal = %id, "the mediation deadline passed before a verdict")
                     }
-                    Closed::NotOurs => tracing::info!(deal = %id, "no longer ours to rule"),
+                    Closed::NotOurs => tracing::info!(deal = %id, "not this mediator's deal"),
                     Closed::Settled(s) => tracing::info!(deal = %id, state = %s, "mediation closed"),
                 }
                 m.closed = Some(closed);

@@ -102,7 +102,7 @@ async fn a_restart_after_the_rerun_rules_without_running_again() {
 async fn a_spec_that_is_not_the_deals_job_is_never_run() {
     let rig = Rig::new();
     let id = rig.challenged("oink", rig.honest_result());
-    let mut m = Mediation::new(id);
+    let mut m = Mediation { named: Some(true), ..Mediation::new(id) };
     let err = rig.service.step(&mut m).await.unwrap_err();
     assert!(matches!(err, MediatorError::SpecMismatch { .. }), "{err}");
     assert!(!err.is_fatal(), "retried: the solver may serve the right spec later");
@@ -118,7 +118,62 @@ async fn nothing_is_sent_after_the_mediation_deadline() {
     let m = rig.run_to_close(Mediation::new(id)).await;
     assert_eq!(m.closed, Some(Closed::DeadlinePassed));
     assert_eq!((rig.executor.runs(), rig.chain.txs().len()), (0, 0));
-    // The provider (or anyone) settles it: no verdict, everyone refunded.
+    // The provider (or anyone) settles it: no other mediator, so the result stands.
     rig.chain.timeout(id).await.unwrap();
     assert_eq!(rig.chain.view(id).state, DealState::TimedOutNoVerdict);
+}
+
+impl Rig {
+    /// A deal naming `mediators`, with a result on chain, challenged and not drawn yet.
+    async fn challenged_undrawn(&self, mediators: Vec<Address>) -> B256 {
+        let mut terms = terms(Address::repeat_byte(0xc0), Address::repeat_byte(0xa0), &spec("moo"), 1);
+        terms.mediators = mediators;
+        let id = self.chain.create(&terms);
+        let record = record_of(terms, DealStatus::Challenged);
+        self.solver.put_job_offer(record.job_offer, spec("moo"), &PrivateKeySigner::random());
+        self.solver.put_deal(record);
+        self.chain.submit_result(id, self.honest_result()).await.unwrap();
+        self.chain.challenge(id).await.unwrap();
+        id
+    }
+}
+
+#[tokio::test]
+async fn a_challenge_nobody_drew_is_drawn_then_ruled() {
+    let rig = Rig::new();
+    let id = rig.challenged_undrawn(vec![MEDIATOR]).await;
+    let m = rig.run_to_close(Mediation::new(id)).await;
+    assert_eq!(m.closed, Some(Closed::Settled(DealState::MediatedHonest)));
+    assert_eq!(rig.chain.count(|t| *t == Tx::Draw(id)), 1, "drew once");
+    assert_eq!(rig.chain.count(|t| *t == Tx::Mediate(id, true)), 1);
+}
+
+#[tokio::test]
+async fn a_deal_that_does_not_name_this_mediator_is_left_alone() {
+    let rig = Rig::new();
+    let id = rig.challenged_undrawn(vec![Address::repeat_byte(0x3e)]).await;
+    let m = rig.run_to_close(Mediation::new(id)).await;
+    assert_eq!(m.closed, Some(Closed::NotOurs));
+    assert_eq!(rig.chain.count(|t| matches!(t, Tx::Draw(_) | Tx::Mediate(..))), 0);
+    assert_eq!(rig.executor.runs(), 0);
+}
+
+#[tokio::test]
+async fn when_the_drawn_mediator_stays_silent_this_one_is_drawn_and_rules() {
+    let rig = Rig::new();
+    let silent = Address::repeat_byte(0x3e);
+    let id = rig.challenged_undrawn(vec![silent, MEDIATOR]).await;
+    rig.chain.draw(id).await.unwrap(); // the fake draws the first: the silent one
+    let mut m = Mediation::new(id);
+    for _ in 0..3 {
+        assert!(!rig.service.step(&mut m).await.unwrap(), "another mediator's round: watch, do not close");
+    }
+    assert_eq!(rig.executor.runs(), 0);
+    // Its deadline passes; anyone's timeout excludes it and starts a round without it.
+    rig.chain.advance(101);
+    rig.chain.timeout(id).await.unwrap();
+    assert_eq!(rig.chain.view(id).state, DealState::Challenged);
+    let m = rig.run_to_close(m).await;
+    assert_eq!(m.closed, Some(Closed::Settled(DealState::MediatedHonest)));
+    assert_eq!(rig.chain.count(|t| *t == Tx::Mediate(id, true)), 1);
 }

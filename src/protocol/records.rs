@@ -146,9 +146,10 @@ pub enum DealStatus {
     TimedOutNoResult,
     /// Final: the job creator did not judge in time; the provider was paid.
     TimedOutAccepted,
-    /// Final: no verdict in time; everyone refunded.
+    /// Final: no mediator ruled in time; the result stood and the provider was paid.
     TimedOutNoVerdict,
-    /// Final: never created on chain (not signed, or not created, in time).
+    /// Final: never created on chain (not signed or not created in time, or cancelled by
+    /// its provider).
     Expired,
 }
 
@@ -187,6 +188,7 @@ impl DealStatus {
             DealState::TimedOutNoResult => Self::TimedOutNoResult,
             DealState::TimedOutAccepted => Self::TimedOutAccepted,
             DealState::TimedOutNoVerdict => Self::TimedOutNoVerdict,
+            DealState::Cancelled => Self::Expired,
         })
     }
 

@@ -91,6 +91,7 @@ impl ProviderConfig {
                 min_result_margin_secs: p.min_result_margin_secs,
                 max_judge_timeout_secs: p.max_judge_timeout_secs,
                 max_mediation_timeout_secs: p.max_mediation_timeout_secs,
+                max_create_window_secs: p.max_create_window_secs,
             },
             poll: Duration::from_millis(p.poll_ms.max(20)),
             fault_wrong_result: overrides.fault_wrong_result,

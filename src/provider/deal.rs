@@ -36,7 +36,7 @@ pub enum Stage {
 pub enum Ending {
     /// Settled on chain in this final state.
     Settled(DealState),
-    /// Never created on chain: the solver gave up on it.
+    /// Never created on chain: its creation deadline passed (or the provider cancelled it).
     NeverCreated,
     /// The result deadline passed before a result was on chain: the collateral is lost
     /// once anyone calls `timeout`.
@@ -123,8 +123,10 @@ pub enum Action {
     Upload,
     /// Submit the result hash on chain.
     Submit,
-    /// Call `timeout`: payment after the judge deadline, or the collateral back after a
-    /// mediation deadline with no verdict.
+    /// Call `draw`: the deal was challenged and nobody drew its mediator yet.
+    Draw,
+    /// Call `timeout`: payment after the judge deadline; after a mediation deadline with
+    /// no verdict, another mediator is drawn, or the result stands when none is left.
     ClaimTimeout,
     /// The deal is over.
     Finish(Ending),
@@ -139,9 +141,10 @@ pub fn decide(job: &JobRecord, seen: &Observed) -> Action {
     let late = seen.view.past_deadline(seen.now);
     match (job.stage, state) {
         (Stage::Done, _) => Action::Wait,
-        // Not on chain (yet): only the solver knows whether it still may come.
+        // Not on chain (yet): the job creator may create it until its creation deadline,
+        // whatever the solver says, so it is watched until the chain's clock passes it.
+        (_, DealState::None) if seen.now > job.deal.deal.createDeadline => Action::Finish(Ending::NeverCreated),
         (_, DealState::None) => match seen.solver {
-            Some(DealStatus::Expired) => Action::Finish(Ending::NeverCreated),
             Some(DealStatus::Signed | DealStatus::Proposed) if !seen.solver_has_signature => Action::Resign,
             _ => Action::Wait,
         },
@@ -158,6 +161,7 @@ pub fn decide(job: &JobRecord, seen: &Observed) -> Action {
         // The result is on chain: a restart after `submitResult` lands here, not at Submit.
         (Stage::Signed | Stage::Running | Stage::Ran | Stage::Uploaded, _) => Action::Goto(Stage::Submitted),
         (Stage::Submitted, DealState::ResultSubmitted | DealState::Challenged) if late => Action::ClaimTimeout,
+        (Stage::Submitted, DealState::Challenged) if seen.view.awaits_draw(seen.now) => Action::Draw,
         (Stage::Submitted, _) => Action::Wait,
     }
 }
@@ -182,7 +186,7 @@ mod tests {
 
     fn seen(state: DealState, deadline: u64, now: u64) -> Observed {
         Observed {
-            view: DealView { state, deadline, result_hash: B256::ZERO, mediator: Address::ZERO },
+            view: DealView { state, deadline, result_hash: B256::ZERO, mediator: Address::repeat_byte(3) },
             now,
             solver: None,
             solver_has_signature: true,
@@ -236,9 +240,13 @@ mod tests {
         assert_eq!(decide(&job(Stage::Submitted), &seen(DealState::ResultSubmitted, 200, 201)), Action::ClaimTimeout);
         // Inclusive deadline: not yet at the deadline itself.
         assert_eq!(decide(&job(Stage::Submitted), &seen(DealState::ResultSubmitted, 200, 200)), Action::Wait);
-        // No verdict by the mediation deadline: its collateral comes back.
+        // No verdict by the mediation deadline: another mediator, or the result stands.
         assert_eq!(decide(&job(Stage::Submitted), &seen(DealState::Challenged, 300, 301)), Action::ClaimTimeout);
         assert_eq!(decide(&job(Stage::Submitted), &seen(DealState::Challenged, 300, 250)), Action::Wait);
+        // Challenged and nobody drew the mediator: the provider draws it.
+        let mut undrawn = seen(DealState::Challenged, 300, 250);
+        undrawn.view.mediator = Address::ZERO;
+        assert_eq!(decide(&job(Stage::Submitted), &undrawn), Action::Draw);
     }
 
     #[test]
@@ -251,10 +259,17 @@ mod tests {
                 "{stage:?}"
             );
         }
-        // The deal was never created: the solver says it expired.
-        let mut s = seen(DealState::None, 0, 10);
+        // The solver says the deal expired, but the signature is good until the creation
+        // deadline: a job creator may still create it, so the provider keeps watching.
+        let deadline = job(Stage::Signed).deal.deal.createDeadline;
+        let mut s = seen(DealState::None, 0, deadline);
         s.solver = Some(DealStatus::Expired);
+        assert_eq!(decide(&job(Stage::Signed), &s), Action::Wait);
+        s.now = deadline + 1;
         assert_eq!(decide(&job(Stage::Signed), &s), Action::Finish(Ending::NeverCreated));
+        // Created late, at the deadline: it is run like any other.
+        let late = seen(DealState::Created, deadline + 100, deadline);
+        assert_eq!(decide(&job(Stage::Signed), &late), Action::Goto(Stage::Running));
     }
 
     #[test]

@@ -144,6 +144,11 @@ impl ProviderService {
                 self.save(job)?;
                 Ok(Next::Now)
             }
+            Action::Draw => {
+                let tx = self.chain.draw(id).await?;
+                tracing::info!(deal = %id, %tx, "the job creator challenged: drew the deal's mediator");
+                Ok(Next::Now)
+            }
             Action::ClaimTimeout => {
                 let tx = self.chain.timeout(id).await?;
                 tracing::info!(deal = %id, %tx, "deadline passed: settled the deal by timeout");

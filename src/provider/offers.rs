@@ -136,7 +136,8 @@ impl ProviderService {
             Ok(OfferRecord::Resource(_)) => return Err(Refusal::JobOfferUnavailable("it is a resource offer".into())),
             Err(e) => return Err(Refusal::JobOfferUnavailable(e.to_string())),
         };
-        terms::check(&deal.deal, &spec, &offer.offer, self.solver.info().solver, &self.cfg.limits)?;
+        let now = self.chain.now().await.map_err(|e| Refusal::ChainUnavailable(e.to_string()))?;
+        terms::check(&deal.deal, &spec, &offer.offer, self.solver.info().solver, &self.cfg.limits, now)?;
         self.reserve_slot(deal.id).await?;
         let waiting = self.kv.all::<JobRecord>(JOBS).map(|j| j.iter().filter(|j| j.stage == Stage::Signed).count());
         let need = self.cfg.collateral * U256::from(waiting.unwrap_or(0) + 1);

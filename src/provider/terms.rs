@@ -102,6 +102,20 @@ pub enum Refusal {
         /// The limit.
         max: u64,
     },
+    /// The signature would be good for too long (or is already void): a job creator could
+    /// hold it and create the deal when this provider no longer expects it.
+    #[error("creation deadline {deadline} is not within {max} s after now ({now})")]
+    CreateDeadline {
+        /// The deal's creation deadline, unix seconds.
+        deadline: u64,
+        /// The chain's time.
+        now: u64,
+        /// The longest window signed.
+        max: u64,
+    },
+    /// The chain's clock cannot be read.
+    #[error("cannot read the chain's time: {0}")]
+    ChainUnavailable(String),
     /// Every slot is taken.
     #[error("all {0} slot(s) are busy")]
     Busy(u32),
@@ -121,16 +135,20 @@ pub struct Limits {
     pub max_judge_timeout_secs: u64,
     /// Longest mediation timeout signed.
     pub max_mediation_timeout_secs: u64,
+    /// Longest time from signing to the deal's creation deadline: how long this provider
+    /// watches a signed deal that was not created.
+    pub max_create_window_secs: u64,
 }
 
 /// Checks `deal` (id `id`, computed by the caller from the terms), proposed by `solver`
-/// for `spec`, against `offer`. Returns why it is refused.
+/// for `spec`, against `offer`, at the chain's time `now`. Returns why it is refused.
 pub fn check(
     deal: &DcnDeals::Deal,
     spec: &JobSpec,
     offer: &ResourceOffer,
     solver: Address,
     limits: &Limits,
+    now: u64,
 ) -> Result<(), Refusal> {
     if deal.provider != offer.provider {
         return Err(Refusal::WrongProvider { named: deal.provider, me: offer.provider });
@@ -180,6 +198,10 @@ pub fn check(
     if deal.mediationTimeout > limits.max_mediation_timeout_secs {
         return Err(Refusal::MediationTimeout { deal: deal.mediationTimeout, max: limits.max_mediation_timeout_secs });
     }
+    let max = limits.max_create_window_secs;
+    if deal.createDeadline <= now || deal.createDeadline > now.saturating_add(max) {
+        return Err(Refusal::CreateDeadline { deadline: deal.createDeadline, now, max });
+    }
     Ok(())
 }
 
@@ -192,6 +214,8 @@ pub fn id_matches(deal: &DcnDeals::Deal, id: B256, domain: &alloy::sol_types::Ei
 mod tests {
     use super::*;
     use crate::types::ModuleRef;
+
+    const NOW: u64 = 1_000_000;
 
     fn spec() -> JobSpec {
         JobSpec {
@@ -237,6 +261,7 @@ mod tests {
             resultTimeout: 180,
             judgeTimeout: 60,
             mediationTimeout: 60,
+            createDeadline: NOW + 300,
             jobHash: spec().content_hash(),
             nonce: U256::ZERO,
         }
@@ -248,18 +273,19 @@ mod tests {
             min_result_margin_secs: 10,
             max_judge_timeout_secs: 3600,
             max_mediation_timeout_secs: 3600,
+            max_create_window_secs: 900,
         }
     }
 
     fn refused(f: impl FnOnce(&mut DcnDeals::Deal, &mut JobSpec, &mut ResourceOffer)) -> String {
         let (mut d, mut s, mut o) = (deal(), spec(), offer());
         f(&mut d, &mut s, &mut o);
-        check(&d, &s, &o, Address::repeat_byte(2), &limits()).unwrap_err().to_string()
+        check(&d, &s, &o, Address::repeat_byte(2), &limits(), NOW).unwrap_err().to_string()
     }
 
     #[test]
     fn a_matching_deal_passes() {
-        check(&deal(), &spec(), &offer(), Address::repeat_byte(2), &limits()).unwrap();
+        check(&deal(), &spec(), &offer(), Address::repeat_byte(2), &limits(), NOW).unwrap();
     }
 
     #[test]
@@ -284,5 +310,8 @@ mod tests {
         assert!(refused(|d, _, _| d.resultTimeout = 65).contains("result timeout"));
         assert!(refused(|d, _, _| d.judgeTimeout = 7200).contains("judge timeout"));
         assert!(refused(|d, _, _| d.mediationTimeout = 7200).contains("mediation timeout"));
+        // A signature good for longer than the provider watches, or already void.
+        assert!(refused(|d, _, _| d.createDeadline = NOW + 901).contains("creation deadline"));
+        assert!(refused(|d, _, _| d.createDeadline = NOW).contains("creation deadline"));
     }
 }

@@ -44,6 +44,7 @@ fn cfg() -> ProviderConfig {
             min_result_margin_secs: 10,
             max_judge_timeout_secs: 3600,
             max_mediation_timeout_secs: 3600,
+            max_create_window_secs: 900,
         },
         poll: Duration::from_millis(5),
         fault_wrong_result: false,
@@ -215,15 +216,21 @@ async fn an_executor_failure_is_retried() {
 }
 
 #[tokio::test]
-async fn a_deal_never_created_ends_when_the_solver_gives_up_on_it() {
+async fn a_deal_never_created_is_watched_until_its_creation_deadline() {
     let rig = Rig::new();
     let terms = terms(Address::repeat_byte(0xc0), rig.key.address(), &spec("moo"), 2);
+    let deadline = terms.createDeadline;
     let mut deal = record_of(terms, DealStatus::Expired);
     deal.provider_signature = Some(Default::default());
     rig.solver.put_deal(deal.clone());
     let job = job_at(deal, Stage::Signed);
     let id = job.deal.id;
-    rig.drive(job).await.unwrap().unwrap();
+    // The solver gave up on it, but the job creator may still create it until the deadline.
+    let task = rig.drive(job);
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert!(!task.is_finished(), "still watched before the creation deadline");
+    rig.chain.set_now(deadline + 1);
+    task.await.unwrap().unwrap();
     assert_eq!(rig.record(id).outcome, Some(Ending::NeverCreated));
 }
 

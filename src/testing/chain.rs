@@ -21,8 +21,10 @@ pub enum Tx {
     Submit(B256, B256),
     Accept(B256),
     Challenge(B256),
+    Draw(B256),
     Mediate(B256, bool),
     Timeout(B256),
+    Claim(U256, B256),
     Deliver(U256, B256, B256),
 }
 
@@ -37,6 +39,17 @@ struct ChainState {
     logs: Vec<Log>,
     requests: HashMap<U256, RequestView>,
     free: U256,
+    // Mediators excluded from deals' draws after missing a deadline.
+    excluded: HashMap<B256, Vec<Address>>,
+}
+
+impl ChainState {
+    // The mediators of `id` still drawable.
+    fn untried(&self, id: B256) -> Vec<Address> {
+        let named = self.deals.get(&id).and_then(|(_, t)| t.as_ref()).map(|t| t.mediators.clone());
+        let out = self.excluded.get(&id).cloned().unwrap_or_default();
+        named.unwrap_or_else(|| vec![MEDIATOR]).into_iter().filter(|m| !out.contains(m)).collect()
+    }
 }
 
 /// A tiny `DcnDeals` with a clock the test sets.
@@ -94,7 +107,7 @@ impl FakeChain {
             state: DealState::Created,
             deadline: s.now + deal.resultTimeout,
             result_hash: B256::ZERO,
-            mediator: MEDIATOR,
+            mediator: Address::ZERO,
         };
         s.deals.insert(id, (view, Some(deal.clone())));
         id
@@ -218,9 +231,29 @@ impl DealsChain for FakeChain {
             if ok {
                 v.state = DealState::Challenged;
                 v.deadline = now + timeout_of(t, |d| d.mediationTimeout);
+                v.mediator = Address::ZERO;
             }
             ok
         })
+    }
+
+    /// Draws the first mediator not excluded (the real draw is random).
+    async fn draw(&self, id: B256) -> Result<B256, ChainError> {
+        let first = self.lock().untried(id).first().copied();
+        self.transition(id, "draw", Tx::Draw(id), |v, now, t| {
+            let ok = v.state == DealState::Challenged;
+            if ok && v.mediator.is_zero() {
+                v.mediator = first.unwrap_or_default();
+                v.deadline = now + timeout_of(t, |d| d.mediationTimeout);
+            }
+            ok
+        })
+    }
+
+    async fn mediators(&self, id: B256) -> Result<Vec<Address>, ChainError> {
+        let s = self.read()?;
+        let named = s.deals.get(&id).map(|(_, t)| t.as_ref().map(|t| t.mediators.clone()).unwrap_or(vec![MEDIATOR]));
+        Ok(named.unwrap_or_default())
     }
 
     async fn mediate(&self, id: B256, provider_honest: bool) -> Result<B256, ChainError> {
@@ -234,20 +267,38 @@ impl DealsChain for FakeChain {
         })
     }
 
+    /// As the contract: a silent drawn mediator is excluded and another round starts
+    /// while any is left; then the result stands.
     async fn timeout(&self, id: B256) -> Result<B256, ChainError> {
-        self.transition(id, "timeout", Tx::Timeout(id), |v, now, _| {
+        let (missed, left) = {
+            let s = self.lock();
+            let challenged = s.deals.get(&id).filter(|(v, _)| v.state == DealState::Challenged);
+            // The drawn mediator, or the one the round's block draws if nobody asked.
+            let drawn = challenged.map(|(v, _)| v.mediator).filter(|m| !m.is_zero());
+            let missed = drawn.or_else(|| challenged.and_then(|_| s.untried(id).first().copied()));
+            (missed, s.untried(id).len() - usize::from(missed.is_some()))
+        };
+        let tx = self.transition(id, "timeout", Tx::Timeout(id), |v, now, t| {
             let next = match v.state {
                 DealState::Created => DealState::TimedOutNoResult,
                 DealState::ResultSubmitted => DealState::TimedOutAccepted,
+                DealState::Challenged if left > 0 => DealState::Challenged,
                 DealState::Challenged => DealState::TimedOutNoVerdict,
                 _ => return false,
             };
             let ok = now > v.deadline;
-            if ok {
+            if ok && next == DealState::Challenged {
+                v.mediator = Address::ZERO;
+                v.deadline = now + timeout_of(t, |d| d.mediationTimeout);
+            } else if ok {
                 v.state = next;
             }
             ok
-        })
+        })?;
+        if let Some(m) = missed {
+            self.lock().excluded.entry(id).or_default().push(m);
+        }
+        Ok(tx)
     }
 }
 
@@ -259,6 +310,17 @@ impl BoardChain for FakeChain {
 
     async fn request(&self, id: U256) -> Result<RequestView, ChainError> {
         self.read()?.requests.get(&id).cloned().ok_or_else(|| reverted("getRequest"))
+    }
+
+    async fn claim(&self, id: U256, deal: B256) -> Result<B256, ChainError> {
+        let mut s = self.lock();
+        let r = s.requests.get_mut(&id).ok_or_else(|| reverted("claim"))?;
+        if r.status != RequestStatus::Open {
+            return Err(reverted("claim"));
+        }
+        r.deal = deal;
+        s.txs.push(Tx::Claim(id, deal));
+        Ok(B256::random())
     }
 
     async fn deliver_result(&self, id: U256, deal: B256, result_hash: B256) -> Result<B256, ChainError> {

@@ -53,6 +53,7 @@ pub fn terms(creator: Address, provider: Address, spec: &JobSpec, n: u8) -> DcnD
         resultTimeout: 100,
         judgeTimeout: 100,
         mediationTimeout: 100,
+        createDeadline: 1_500,
         jobHash: spec.content_hash(),
         nonce: U256::from(n),
     }

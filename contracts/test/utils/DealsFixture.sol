@@ -25,6 +25,7 @@ abstract contract DealsFixture is Test {
     uint64 internal constant RESULT_TIMEOUT = 1 hours;
     uint64 internal constant JUDGE_TIMEOUT = 30 minutes;
     uint64 internal constant MEDIATION_TIMEOUT = 2 hours;
+    uint64 internal constant CREATE_WINDOW = 10 minutes;
     uint256 internal constant FUNDS = 1_000 ether;
 
     uint256 private _nonce;
@@ -71,6 +72,7 @@ abstract contract DealsFixture is Test {
             resultTimeout: RESULT_TIMEOUT,
             judgeTimeout: JUDGE_TIMEOUT,
             mediationTimeout: MEDIATION_TIMEOUT,
+            createDeadline: uint64(block.timestamp + CREATE_WINDOW),
             jobHash: keccak256("cowsay Message=moo"),
             nonce: ++_nonce
         });
@@ -91,6 +93,14 @@ abstract contract DealsFixture is Test {
         id = create(deal);
         vm.prank(deal.provider);
         deals.submitResult(id, keccak256("result"));
+    }
+
+    /// The job creator challenges; a block later anyone draws. Returns the drawn mediator.
+    function challengeAndDraw(bytes32 id) internal returns (address drawn) {
+        vm.prank(jobCreator);
+        deals.challenge(id);
+        vm.roll(block.number + 1);
+        drawn = deals.draw(id);
     }
 
     function free(address who) internal view returns (uint256 f) {

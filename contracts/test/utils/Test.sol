@@ -7,6 +7,10 @@ pragma solidity ^0.8.24;
 interface Vm {
     function warp(uint256 newTimestamp) external;
     function prevrandao(uint256 newPrevrandao) external;
+    function roll(uint256 newHeight) external;
+    function snapshotState() external returns (uint256 snapshotId);
+    function revertToState(uint256 snapshotId) external returns (bool success);
+    function setBlockhash(uint256 blockNumber, bytes32 blockHash) external;
     function prank(address msgSender) external;
     function startPrank(address msgSender) external;
     function stopPrank() external;

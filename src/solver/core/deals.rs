@@ -143,7 +143,8 @@ impl Core {
             let deal = self.deals[&id].clone();
             let lapsed = match deal.state {
                 DealStatus::Proposed => deal.updated_at + self.cfg.sign_timeout_secs * 1000 <= now_ms,
-                DealStatus::Signed => deal.updated_at + self.cfg.create_timeout_secs * 1000 <= now_ms,
+                // Expired when the chain would refuse it: after its creation deadline.
+                DealStatus::Signed => deal.deal.createDeadline.saturating_mul(1000) < now_ms,
                 _ => false,
             };
             if !lapsed {

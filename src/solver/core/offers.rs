@@ -96,6 +96,9 @@ impl Core {
                 resultTimeout: j.resultTimeout,
                 judgeTimeout: j.judgeTimeout,
                 mediationTimeout: j.mediationTimeout,
+                // The provider's signature is good until the provider has had its time to
+                // sign and the job creator its time to create; `createDeal` refuses it after.
+                createDeadline: txn.now_ms / 1000 + self.cfg.sign_timeout_secs + self.cfg.create_timeout_secs,
                 jobHash: j.jobHash,
                 nonce: U256::from_be_bytes(keccak256(nonce_input).0),
             };

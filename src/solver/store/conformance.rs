@@ -59,6 +59,7 @@ fn deal(id: u8, seq: u64) -> DealRecord {
             resultTimeout: 10,
             judgeTimeout: 11,
             mediationTimeout: 12,
+            createDeadline: 13,
             jobHash: B256::repeat_byte(0xee),
             nonce: U256::from(seq),
         },
