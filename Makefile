@@ -10,7 +10,7 @@ CARGO ?= cargo
 
 .DEFAULT_GOAL := help
 # Example module images, built locally (no registry): see scripts/build-images.
-.PHONY: help setup images build demo test test-contracts check-artifacts test-rust test-gpu contracts bench lint fmt clean
+.PHONY: help setup images build demo test test-contracts check-artifacts test-rust test-gpu contracts bench mutants lint fmt clean
 
 help: ## List the targets
 	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
@@ -48,6 +48,9 @@ contracts: setup ## Recompile the contracts into contracts/out (commit the resul
 
 bench: setup images ## Print the product metrics (`name value unit` per line)
 	@$(CARGO) bench --locked -q 2>/dev/null | grep -E '^[a-z_0-9]+ '
+
+mutants: setup ## Mutation run of the contracts: prints contract_mutants_killed <killed>/<total> (about 30 min)
+	node scripts/mutants.js
 
 lint: setup ## rustfmt and clippy, warnings are errors
 	$(CARGO) fmt --check

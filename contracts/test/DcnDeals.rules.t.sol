@@ -124,6 +124,34 @@ contract DcnDealsRulesTest is DealsFixture {
         assertEq(locked(provider), 900 ether, "three collaterals locked, no more");
     }
 
+    /// The id the provider signs covers every term, the creation deadline included: computed
+    /// here by hand from the EIP-712 rules, not with the contract's own function.
+    function test_the_deal_id_is_the_eip712_digest_of_every_term() public {
+        DcnDeals.Deal memory d = newDeal();
+        d.mediators = mediators2();
+        bytes32 typeHash = keccak256(
+            "Deal(address jobCreator,address provider,address solver,address[] mediators,uint256 price,uint256 collateral,uint256 mediationFee,uint64 resultTimeout,uint64 judgeTimeout,uint64 mediationTimeout,uint64 createDeadline,bytes32 jobHash,uint256 nonce)"
+        );
+        bytes memory head = abi.encode(
+            typeHash, d.jobCreator, d.provider, d.solver, keccak256(abi.encodePacked(d.mediators)), d.price, d.collateral
+        );
+        bytes memory tail = abi.encode(
+            d.mediationFee, d.resultTimeout, d.judgeTimeout, d.mediationTimeout, d.createDeadline, d.jobHash, d.nonce
+        );
+        bytes32 domain = keccak256(
+            abi.encode(
+                keccak256("EIP712Domain(string name,string version,uint256 chainId,address verifyingContract)"),
+                keccak256("DcnDeals"),
+                keccak256("1"),
+                block.chainid,
+                address(deals)
+            )
+        );
+        bytes32 digest = keccak256(abi.encodePacked(hex"1901", domain, keccak256(bytes.concat(head, tail))));
+        assertEq(deals.dealId(d), digest, "dealId is the EIP-712 digest");
+        assertEq(deals.DEAL_TYPEHASH(), typeHash, "type hash");
+    }
+
     // ─── K2: nobody picks the mediator ───
 
     function _challengedTwo() internal returns (bytes32 id) {
@@ -227,6 +255,8 @@ contract DcnDealsRulesTest is DealsFixture {
         assertEq(deals.getDeal(id).mediator, address(0), "a new round, not drawn yet");
         assertEq(locked(jobCreator), PRICE + FEE, "the fee stays locked for the next mediator");
 
+        (uint16 excluded,) = deals.excludedMediatorsOf(id);
+        assertEq(uint256(excluded), first == mediator1 ? 1 : 2, "the silent one is marked excluded");
         vm.roll(block.number + 1);
         assertEq(deals.draw(id), second, "the silent mediator is not drawn again");
         vm.prank(first);

@@ -258,6 +258,12 @@ contract DcnDealsTest is DealsFixture {
         d = newDeal();
         d.mediators[0] = address(0);
         _expectCreateRevert(d, abi.encodeWithSelector(DcnDeals.InvalidMediator.selector, address(0)));
+
+        // One mediator named twice would be drawn again after it was excluded for silence.
+        d = newDeal();
+        d.mediators = mediators2();
+        d.mediators[1] = mediator1;
+        _expectCreateRevert(d, abi.encodeWithSelector(DcnDeals.InvalidMediator.selector, mediator1));
     }
 
     function test_create_refuses_bad_terms() public {
@@ -407,6 +413,7 @@ contract DcnDealsTest is DealsFixture {
             d.mediators = mediators2();
             bytes32 id = createAndSubmit(d);
             assertEq(deals.mediatorsOf(id).length, 2, "both listed");
+            assertEq(deals.mediatorsOf(id)[1], mediator2, "in the deal's order");
             assertEq(moreMediatorsStored(id), 1, "the second mediator is stored");
             vm.prank(jobCreator);
             deals.challenge(id);

@@ -88,6 +88,8 @@ contract DcnJobBoardTest is DealsFixture {
         vm.prank(operator);
         vm.expectRevert(abi.encodeWithSelector(DcnJobBoard.UnknownRequest.selector, 9));
         board.deliverResult(9, 0, keccak256("cow"));
+        vm.expectRevert(abi.encodeWithSelector(DcnJobBoard.UnknownRequest.selector, 9));
+        board.getRequest(9);
 
         uint256 id = client.runCowsay("moo");
         vm.prank(operator);
@@ -324,5 +326,39 @@ contract DcnJobBoardTest is DealsFixture {
         board.deliverResult(id, deal, COW);
         board.refund(id);
         assertEq(token.balanceOf(address(client)), 100 ether, "client refunded");
+    }
+
+    function test_only_the_claimed_deal_and_one_that_paid_its_provider_delivers() public {
+        uint256 id = client.runCowsay("moo");
+        // A deal of the operator that ended without paying its provider (no result).
+        DcnDeals.Deal memory d = newDeal();
+        d.resultTimeout = 10 minutes;
+        bytes32 failed = create(d);
+        vm.warp(block.timestamp + 10 minutes + 1);
+        deals.timeout(failed);
+        vm.prank(operator);
+        vm.expectRevert(abi.encodeWithSelector(DcnJobBoard.DealNotPaid.selector, failed, DcnDeals.State.TimedOutNoResult));
+        board.deliverResult(id, failed, COW);
+
+        // Claimed with one deal, delivered with another: refused.
+        bytes32 claimed = create(newDeal());
+        vm.prank(operator);
+        board.claim(id, claimed);
+        bytes32 other = paidDeal(COW);
+        vm.prank(operator);
+        vm.expectRevert(abi.encodeWithSelector(DcnJobBoard.WrongDeal.selector, id, claimed, other));
+        board.deliverResult(id, other, COW);
+
+        // The claimed deal is challenged and no mediator rules: the result stands, the
+        // provider is paid, and that result delivers the request.
+        vm.prank(provider);
+        deals.submitResult(claimed, COW);
+        challengeAndDraw(claimed);
+        vm.warp(deals.getDeal(claimed).deadline + 1);
+        deals.timeout(claimed);
+        assertState(claimed, DcnDeals.State.TimedOutNoVerdict);
+        vm.prank(operator);
+        board.deliverResult(id, claimed, COW);
+        assertEq(operatorBalance(), JOB_PAYMENT, "paid for the result that stood");
     }
 }

@@ -58,6 +58,10 @@ contract DcnRegistryTest is Test {
         reg.leave(DcnRegistry.Role.Provider);
         DcnRegistry.Service[] memory all = reg.list(DcnRegistry.Role.Provider);
         assertEq(all.length, 2, "two left");
+        // The last one moved into the gap: the list is c, b, each once.
+        assertEq(all[0].account, c, "c took a's place");
+        assertEq(keccak256(bytes(all[0].url)), keccak256("http://c"), "with its own entry");
+        assertEq(all[1].account, b, "b where it was");
         assertTrue(!reg.isRegistered(DcnRegistry.Role.Provider, a), "a gone");
         assertTrue(reg.isRegistered(DcnRegistry.Role.Provider, b), "b stays");
         assertTrue(reg.isRegistered(DcnRegistry.Role.Provider, c), "c stays");
