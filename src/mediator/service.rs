@@ -203,7 +203,10 @@ impl MediatorService {
         let now = self.deps.chain.now().await?;
         match decide(m, &view, now, self.deps.account) {
             Action::Wait => {
-                tokio::time::sleep(self.cfg.poll).await;
+                // Another mediator holds the round (or nobody drew in time): nothing for
+                // this one to do for a while. Ten polls apart, so a mediator named in many
+                // deals does not read the chain for each of them twice a second.
+                tokio::time::sleep(self.cfg.poll * 10).await;
                 Ok(false)
             }
             Action::Draw => {
