@@ -102,7 +102,13 @@ async fn deposit(client: &ChainClient, token: Address, deals: Address) -> Result
 #[tokio::main]
 async fn main() -> Result<()> {
     let anvil = chain::anvil::spawn(1337, 0, None)?;
-    let net = ResolvedNetwork { name: "bench".into(), rpc_url: anvil.endpoint(), chain_id: 1337, dev_accounts: true };
+    let net = ResolvedNetwork {
+        name: "bench".into(),
+        rpc_url: anvil.endpoint(),
+        chain_id: 1337,
+        dev_accounts: true,
+        registry: None,
+    };
     let admin = chain::connect(&net, DevRole::Admin.signer()).await?;
     let data = tempfile::tempdir()?;
     let options = DeployOptions {
@@ -111,6 +117,7 @@ async fn main() -> Result<()> {
         cowsay_price: U256::from(1),
         job_board_min_payment: U256::from(1),
         job_board_min_timeout_secs: 600,
+        approve: Vec::new(),
     };
     let c = chain::deploy(&admin, data.path(), &options).await?.deployment.contracts;
     let plan = chain::FundPlan {

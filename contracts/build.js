@@ -1,7 +1,9 @@
 #!/usr/bin/env node
 // Compiles contracts/src with the pinned solc-js and writes one artifact per deployable
 // contract to contracts/out/<Name>.json: { contractName, sourceName, compiler, abi,
-// bytecode, deployedBytecode }. src/chain/ loads these with alloy's `sol!`.
+// bytecode, deployedBytecode, immutableReferences }. src/chain/ loads these with alloy's
+// `sol!`, and compares the code found on a chain with deployedBytecode, immutables masked,
+// before it trusts a network found through its registry.
 //
 //   node contracts/build.js          write contracts/out/
 //   node contracts/build.js --check  compile and fail if contracts/out/ differs
@@ -26,7 +28,7 @@ const SETTINGS = {
   optimizer: { enabled: true, runs: 10000 },
   evmVersion: 'paris',
   metadata: { bytecodeHash: 'none', appendCBOR: false },
-  outputSelection: { '*': { '*': ['abi', 'evm.bytecode.object', 'evm.deployedBytecode.object'] } },
+  outputSelection: { '*': { '*': ['abi', 'evm.bytecode.object', 'evm.deployedBytecode.object', 'evm.deployedBytecode.immutableReferences'] } },
 };
 
 function walk(dir) {
@@ -69,6 +71,11 @@ function compile() {
         abi: c.abi,
         bytecode: '0x' + c.evm.bytecode.object,
         deployedBytecode: '0x' + c.evm.deployedBytecode.object,
+        // Byte ranges of deployedBytecode that the constructor fills in: [[start, length], …].
+        immutableReferences: Object.values(c.evm.deployedBytecode.immutableReferences || {})
+          .flat()
+          .map((r) => [r.start, r.length])
+          .sort((a, b) => a[0] - b[0]),
       };
       artifacts[`${name}.json`] = JSON.stringify(artifact, null, 2) + '\n';
     }

@@ -10,7 +10,8 @@
 // Survivors that are equivalent to the original are listed in EQUIVALENT with the reason;
 // any other survivor makes the script exit 1.
 //
-// Usage: node scripts/mutants.js [id-substring]   (run by `make mutants`)
+// Usage: node scripts/mutants.js [id-substring | DcnDeals | DcnJobBoard | DcnRegistry]
+//        (all of them: `make mutants`)
 
 "use strict";
 const fs = require("fs");
@@ -111,16 +112,35 @@ const MUTANTS = [
   ["paid-includes-no-result", B, "deliverResult", "|| s == DcnDeals.State.TimedOutAccepted || s == DcnDeals.State.TimedOutNoVerdict;", "|| s == DcnDeals.State.TimedOutAccepted || s == DcnDeals.State.TimedOutNoResult;"],
   ["getrequest-unknown", B, "getRequest", "if (_requests[requestId].status == Status.None) revert UnknownRequest(requestId);", ""],
   // ── DcnRegistry ──
-  ["register-empty-url", R, "register", "if (bytes(url).length == 0) revert EmptyUrl();\n        Entry storage e = _entries[role][msg.sender];\n        if (e.position != 0)", "Entry storage e = _entries[role][msg.sender];\n        if (e.position != 0)"],
+  ["register-no-checks", R, "register", "_checkSizes(url, metadata);\n        Entry storage e = _entries[role][msg.sender];\n        if (e.position != 0)", "Entry storage e = _entries[role][msg.sender];\n        if (e.position != 0)"],
+  ["update-no-checks", R, "update", "_checkSizes(url, metadata);\n        Entry storage e = _entries[role][msg.sender];\n        if (e.position == 0)", "Entry storage e = _entries[role][msg.sender];\n        if (e.position == 0)"],
+  ["empty-url-allowed", R, "register", "if (bytes(url).length == 0) revert EmptyUrl();", ""],
+  ["url-cap-off-by-one", R, "register", "if (bytes(url).length > MAX_URL_BYTES)", "if (bytes(url).length >= MAX_URL_BYTES)"],
+  ["metadata-uncapped", R, "update", "if (bytes(metadata).length > MAX_METADATA_BYTES) {", "if (false) {"],
   ["register-twice", R, "register", "if (e.position != 0) revert AlreadyRegistered(msg.sender, role);", ""],
   ["update-unregistered", R, "update", "if (e.position == 0) revert NotRegistered(msg.sender, role);\n        e.url = url;", "e.url = url;"],
   ["update-keeps-url", R, "update", "e.url = url;\n        e.metadata = metadata;\n        e.updatedAt", "e.metadata = metadata;\n        e.updatedAt"],
   ["leave-breaks-index", R, "leave", "_entries[role][last].position = uint32(position);", ""],
   ["leave-keeps-entry", R, "leave", "delete _entries[role][msg.sender];", ""],
   ["is-registered-always", R, "isRegistered", "return _entries[role][account].position != 0;", "return true;"],
-  ["get-unregistered", R, "get", "if (e.position == 0) revert NotRegistered(account, role);\n        return Service", "return Service"],
+  ["get-unregistered", R, "get", "if (_entries[role][account].position == 0) revert NotRegistered(account, role);\n        return _service", "return _service"],
   ["count-off-by-one", R, "count", "return _members[role].length;", "return _members[role].length + 1;"],
-  ["list-repeats-first", R, "list", "services[i] = get(role, members[i]);", "services[i] = get(role, members[0]);"],
+  ["page-ignores-offset", R, "list", "page[i] = _service(role, accounts[offset + i]);", "page[i] = _service(role, accounts[i]);"],
+  ["page-uncapped", R, "list", "if (n > MAX_PAGE) n = MAX_PAGE;", ""],
+  ["page-ignores-limit", R, "list", "if (n > limit) n = limit;", ""],
+  ["set-approved-by-anyone", R, "setApproved", "function setApproved(Role role, address account, bool approved) external onlyOwner {", "function setApproved(Role role, address account, bool approved) external {"],
+  ["approve-twice-lists-twice", R, "setApproved", "if (approved == (position != 0)) return;", ""],
+  ["revoke-breaks-index", R, "setApproved", "_approvedPosition[role][last] = position;", ""],
+  ["revoke-keeps-flag", R, "setApproved", "delete _approvedPosition[role][account];", ""],
+  ["is-approved-always", R, "isApproved", "return _approvedPosition[role][account] != 0;", "return true;"],
+  ["approved-count-off-by-one", R, "approvedCount", "return _approved[role].length;", "return _approved[role].length + 1;"],
+  ["list-approved-lists-everyone", R, "listApproved", "return _page(role, _approved[role], offset, limit);", "return _page(role, _members[role], offset, limit);"],
+  ["entry-never-approved", R, "get", "_approvedPosition[role][account] != 0\n        );", "false\n        );"],
+  ["set-network-by-anyone", R, "setNetwork", "address exampleClient) external onlyOwner {", "address exampleClient) external {"],
+  ["set-network-twice", R, "setNetwork", "if (_network.deals != address(0)) revert NetworkAlreadySet();", ""],
+  ["set-network-without-deals", R, "setNetwork", "|| deals == address(0) ", ""],
+  ["set-network-no-block", R, "setNetwork", "exampleClient, uint64(block.number));", "exampleClient, uint64(0));"],
+  ["network-empty", R, "network", "return _network;", "Network memory empty;\n        return empty;"],
 ];
 
 // Survivors that behave exactly as the original, with the reason (none today).
@@ -159,7 +179,7 @@ function workCopy() {
 
 async function main() {
   const only = process.argv[2];
-  const selected = MUTANTS.filter(([id]) => !only || id.includes(only));
+  const selected = MUTANTS.filter(([id, file]) => !only || id.includes(only) || file === `${only}.sol`);
   const originals = {};
   for (const f of [D, B, R]) originals[f] = fs.readFileSync(path.join(ROOT, "contracts", "src", f), "utf8");
   const env = {

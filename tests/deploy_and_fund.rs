@@ -5,7 +5,7 @@ mod common;
 use alloy::primitives::{utils::parse_ether, Address, U256};
 use alloy::providers::Provider;
 use common::{anvil, block_on, code_len, reader, stderr, Dcn};
-use dcn::chain::bindings::{CowsayClient, DcnDeals, DcnJobBoard, DcnToken};
+use dcn::chain::bindings::{CowsayClient, DcnDeals, DcnJobBoard, DcnRegistry, DcnToken};
 use dcn::chain::{Deployment, DevRole};
 
 fn deploy_json(dcn: &Dcn, extra: &[&str]) -> Deployment {
@@ -120,12 +120,8 @@ fn rpc_down_is_a_clear_error() {
         let out = dcn.run(cmd);
         assert!(!out.status.success(), "{cmd:?} must fail");
         let err = stderr(&out);
-        if cmd == ["deploy"] {
-            assert!(err.contains(&format!("cannot reach the chain at http://127.0.0.1:{port}")), "{err}");
-            assert!(err.contains("Is the node running?"), "{err}");
-        } else {
-            assert!(err.contains("run `dcn deploy --network geth` first"), "{err}");
-        }
+        assert!(err.contains(&format!("cannot reach the chain at http://127.0.0.1:{port}")), "{err}");
+        assert!(err.contains("Is the node running?"), "{err}");
     }
 }
 
@@ -148,4 +144,98 @@ fn wrong_chain_unknown_network_and_unfunded_admin_are_clear_errors() {
     assert!(!out.status.success());
     assert!(err.contains("has no ETH"), "{err}");
     assert!(!err.contains(&key[2..]), "key leaked: {err}");
+}
+
+#[test]
+fn fund_without_a_deployment_says_how_to_get_one() {
+    let chain = anvil();
+    let err = stderr(&Dcn::new(chain.endpoint()).run(&["fund"]));
+    assert!(err.contains("run `dcn deploy --network geth` first"), "{err}");
+}
+
+fn hex_key(role: DevRole) -> String {
+    hex::encode(role.signer().to_bytes())
+}
+
+#[test]
+fn another_machine_finds_the_network_from_its_registry_and_refuses_a_wrong_one() {
+    // THREATS S10: the registry names the other contracts; a machine with no record joins
+    // with the RPC URL, the chain id and its address. A wrong or hostile address is refused
+    // before any token moves: dcn checks the code at every address against its artifacts.
+    let chain = anvil();
+    let dcn = Dcn::new(chain.endpoint());
+    let printed = dcn.ok(&["deploy"]);
+    let d = Deployment::require(&dcn.data_dir(), "geth").unwrap();
+    let registry = d.contracts.registry;
+    assert!(printed.contains(&format!("--chain-id 1337 --registry {registry}")), "{printed}");
+    assert!(printed.contains(&format!("registry = \"{registry}\"")), "{printed}");
+
+    let other = Dcn::new(chain.endpoint());
+    let joined = |reg: Address, args: &[&str]| {
+        let reg = reg.to_string();
+        let mut c = other.cmd();
+        c.args(["--network", "lab", "--chain-id", "1337", "--registry", &reg])
+            .env("DCN_KEYS__ADMIN_PRIVATE_KEY", hex_key(DevRole::Admin))
+            .args(args);
+        c.output().unwrap()
+    };
+    let fresh = Address::repeat_byte(0x42).to_string();
+    let out = joined(registry, &["fund", "--account", &fresh, "--tokens", "3", "--eth", "1"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let p = reader(&chain.endpoint());
+    let token = DcnToken::new(d.contracts.token, &p);
+    assert_eq!(block_on(token.balanceOf(Address::repeat_byte(0x42)).call()).unwrap(), parse_ether("3").unwrap());
+    assert!(!other.data_dir().join("deployments").exists(), "no record needed, none written");
+
+    // The deployment approved the development solver and mediator; listing needs no key.
+    let out = other
+        .cmd()
+        .args(["--network", "lab", "--chain-id", "1337", "--registry", &registry.to_string()])
+        .args(["registry", "list", "solver", "--approved", "--json"])
+        .output()
+        .unwrap();
+    let rows: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|_| panic!("{}", stderr(&out)));
+    assert_eq!(rows.as_array().unwrap().len(), 1, "{rows}");
+    assert_eq!(rows[0]["account"].as_str().unwrap().parse::<Address>().unwrap(), DevRole::Solver.address());
+    assert_eq!(rows[0]["registered"], false, "approved before it registered");
+
+    // The owner approves and revokes; anyone else is told who the owner is.
+    let stranger = Address::repeat_byte(0x51).to_string();
+    let out = joined(registry, &["registry", "approve", "mediator", &stranger]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let reg = DcnRegistry::new(registry, &p);
+    assert!(block_on(reg.isApproved(1, Address::repeat_byte(0x51)).call()).unwrap());
+    let out = joined(registry, &["registry", "revoke", "mediator", &stranger]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(!block_on(reg.isApproved(1, Address::repeat_byte(0x51)).call()).unwrap());
+    let mut c = other.cmd();
+    let out = c
+        .args(["--network", "lab", "--chain-id", "1337", "--registry", &registry.to_string()])
+        .env("DCN_KEYS__ADMIN_PRIVATE_KEY", hex_key(DevRole::Provider))
+        .args(["registry", "approve", "mediator", &stranger])
+        .output()
+        .unwrap();
+    let err = stderr(&out);
+    assert!(!out.status.success() && err.contains(&format!("is owned by {}", DevRole::Admin.address())), "{err}");
+
+    // Wrong addresses: no code, another contract, a registry that names nothing, and a
+    // hostile registry (our own code) that names the token as DcnDeals.
+    let err = stderr(&joined(Address::repeat_byte(0x77), &["fund"]));
+    assert!(err.contains("no contract at") && err.contains("expected DcnRegistry"), "{err}");
+    let err = stderr(&joined(d.contracts.token, &["fund"]));
+    assert!(err.contains("is not the DcnRegistry this dcn was built with"), "{err}");
+    let (empty, hostile) = block_on(async {
+        let wallet = alloy::network::EthereumWallet::from(DevRole::JobCreator.signer());
+        let p = alloy::providers::ProviderBuilder::new().wallet(wallet).connect_http(chain.endpoint_url());
+        let empty = DcnRegistry::deploy(&p).await.unwrap();
+        let hostile = DcnRegistry::deploy(&p).await.unwrap();
+        let c = d.contracts;
+        let set = hostile.setNetwork(c.token, c.token, c.job_board, Address::ZERO);
+        set.send().await.unwrap().get_receipt().await.unwrap();
+        (*empty.address(), *hostile.address())
+    });
+    let err = stderr(&joined(empty, &["fund"]));
+    assert!(err.contains("names no contracts yet"), "{err}");
+    let err = stderr(&joined(hostile, &["fund"]));
+    assert!(err.contains(&format!("the code at {} is not the DcnDeals", d.contracts.token)), "{err}");
 }

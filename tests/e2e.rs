@@ -325,3 +325,72 @@ fn two_providers_serve_twenty_jobs_at_once_without_overbooking() {
     accounts.extend(to_fund);
     net.assert_books_balance(&accounts);
 }
+
+#[test]
+fn machines_join_from_three_values_and_trust_only_approved_services() {
+    // THREATS S10: a machine other than the deployer's finds the network from the RPC URL,
+    // the chain id and the registry's address; no record file is copied. THREATS K4:
+    // strangers registered as solver and mediator are not trusted by default.
+    let net = DevNet::start(&["--no-provider"]);
+    let registry = net.deployment().contracts.registry;
+    let stranger = dev_key(9);
+    let wallet = alloy::network::EthereumWallet::from(stranger.clone());
+    let p = ProviderBuilder::new().wallet(wallet).connect_http(net.rpc_url.parse().unwrap());
+    let reg = dcn::chain::bindings::DcnRegistry::new(registry, &p);
+    block_on(async {
+        for role in [dcn::chain::Role::Mediator, dcn::chain::Role::Solver] {
+            let call = reg.register(role.to_chain(), "http://127.0.0.1:9".into(), String::new());
+            call.send().await.unwrap().get_receipt().await.unwrap();
+        }
+    });
+
+    let registry = registry.to_string();
+    let join = |home: &std::path::Path, key: &alloy::signers::local::PrivateKeySigner| {
+        let mut c = common::bare_dcn(home);
+        c.args(["--network", "lab", "--rpc-url", &net.rpc_url, "--chain-id", "1337", "--registry", &registry])
+            .env("WEB3_PRIVATE_KEY", hex::encode(key.to_bytes()))
+            .current_dir(home);
+        c
+    };
+    let provider_home = tempfile::tempdir().unwrap();
+    let log = provider_home.path().join("provider.log");
+    let child = join(provider_home.path(), &DevRole::Provider.signer())
+        .arg("provider")
+        .env("DCN_PROVIDER__MIN_RESULT_MARGIN_SECS", "1")
+        .env("DCN_PROVIDER__OFFER_RAM_MB", "256")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    let _provider = common::net::Proc { child, log };
+    common::wait_until("the joined provider's offer at the solver", 60, || {
+        net.open_offers(DevRole::Provider.address()) > 0
+    });
+
+    let jc_home = tempfile::tempdir().unwrap();
+    let listed = join(jc_home.path(), &DevRole::JobCreator.signer())
+        .args(["registry", "list", "mediator", "--json"])
+        .output()
+        .unwrap();
+    let listed = json(&listed);
+    let approved: Vec<bool> = listed.as_array().unwrap().iter().map(|e| e["approved"].as_bool().unwrap()).collect();
+    assert_eq!(approved.len(), 2, "the network's mediator and the stranger are registered: {listed}");
+    assert_eq!(approved.iter().filter(|a| **a).count(), 1, "only the network's is approved: {listed}");
+
+    let v = json(
+        &join(jc_home.path(), &DevRole::JobCreator.signer())
+            .args(["run", "cowsay", "-i", "Message=joined", "--json"])
+            .output()
+            .unwrap(),
+    );
+    assert_eq!(v["state"], "accepted", "{v}");
+    let stdout = std::fs::read_to_string(jc_home.path().join(v["dir"].as_str().unwrap()).join("stdout")).unwrap();
+    assert!(stdout.contains("< joined >"), "{stdout}");
+    let mediators = block_on(async {
+        DcnDeals::new(net.deployment().contracts.deals, net.reader()).mediatorsOf(deal_id(&v)).call().await.unwrap()
+    });
+    assert_eq!(mediators, vec![DevRole::Mediator.address()], "the stranger is not among the deal's mediators");
+    for home in [provider_home.path(), jc_home.path()] {
+        assert!(!home.join(".dcn/deployments").exists(), "no deployment record on a joined machine");
+    }
+}

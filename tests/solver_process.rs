@@ -79,7 +79,13 @@ async fn all_events(client: &SolverClient, who: Address) -> Vec<Event> {
 }
 
 async fn chain(url: &str, role: DevRole) -> ChainClient {
-    let net = ResolvedNetwork { name: "geth".into(), rpc_url: url.into(), chain_id: 1337, dev_accounts: true };
+    let net = ResolvedNetwork {
+        name: "geth".into(),
+        rpc_url: url.into(),
+        chain_id: 1337,
+        dev_accounts: true,
+        registry: None,
+    };
     dcn::chain::connect(&net, role.signer()).await.unwrap()
 }
 

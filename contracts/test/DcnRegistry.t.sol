@@ -3,6 +3,7 @@ pragma solidity ^0.8.24;
 
 import {Test} from "./utils/Test.sol";
 import {DcnRegistry} from "../src/DcnRegistry.sol";
+import {Ownable} from "@openzeppelin/contracts/access/Ownable.sol";
 
 contract DcnRegistryTest is Test {
     DcnRegistry internal reg;
@@ -22,8 +23,8 @@ contract DcnRegistryTest is Test {
         assertEq(keccak256(bytes(s.url)), keccak256("http://solver:8080"), "url");
         assertTrue(reg.isRegistered(DcnRegistry.Role.Solver, a), "registered");
         assertTrue(!reg.isRegistered(DcnRegistry.Role.Mediator, a), "per role");
-        assertEq(reg.list(DcnRegistry.Role.Solver).length, 1, "listed");
-        assertEq(reg.list(DcnRegistry.Role.Provider).length, 0, "other role empty");
+        assertEq(reg.list(DcnRegistry.Role.Solver, 0, 100).length, 1, "listed");
+        assertEq(reg.list(DcnRegistry.Role.Provider, 0, 100).length, 0, "other role empty");
     }
 
     function test_one_account_many_roles() public {
@@ -56,7 +57,7 @@ contract DcnRegistryTest is Test {
         reg.register(DcnRegistry.Role.Provider, "http://c", "");
         vm.prank(a);
         reg.leave(DcnRegistry.Role.Provider);
-        DcnRegistry.Service[] memory all = reg.list(DcnRegistry.Role.Provider);
+        DcnRegistry.Service[] memory all = reg.list(DcnRegistry.Role.Provider, 0, 100);
         assertEq(all.length, 2, "two left");
         // The last one moved into the gap: the list is c, b, each once.
         assertEq(all[0].account, c, "c took a's place");
@@ -90,5 +91,154 @@ contract DcnRegistryTest is Test {
         reg.leave(DcnRegistry.Role.Solver);
         vm.expectRevert(abi.encodeWithSelector(DcnRegistry.NotRegistered.selector, b, DcnRegistry.Role.Mediator));
         reg.get(DcnRegistry.Role.Mediator, b);
+    }
+
+    function _string(uint256 n) internal pure returns (string memory) {
+        bytes memory b_ = new bytes(n);
+        for (uint256 i = 0; i < n; i++) {
+            b_[i] = "x";
+        }
+        return string(b_);
+    }
+
+    function test_sizes_are_capped() public {
+        string memory url256 = _string(256);
+        string memory meta1024 = _string(1024);
+        vm.prank(a);
+        vm.expectRevert(abi.encodeWithSelector(DcnRegistry.UrlTooLong.selector, 257, 256));
+        reg.register(DcnRegistry.Role.Solver, _string(257), "");
+        vm.prank(a);
+        vm.expectRevert(abi.encodeWithSelector(DcnRegistry.MetadataTooLong.selector, 1025, 1024));
+        reg.register(DcnRegistry.Role.Solver, "http://s", _string(1025));
+        vm.prank(a);
+        reg.register(DcnRegistry.Role.Solver, url256, meta1024);
+        assertEq(bytes(reg.get(DcnRegistry.Role.Solver, a).url).length, 256, "the largest URL fits");
+        vm.prank(a);
+        vm.expectRevert(abi.encodeWithSelector(DcnRegistry.UrlTooLong.selector, 257, 256));
+        reg.update(DcnRegistry.Role.Solver, _string(257), "");
+        vm.prank(a);
+        vm.expectRevert(abi.encodeWithSelector(DcnRegistry.MetadataTooLong.selector, 1025, 1024));
+        reg.update(DcnRegistry.Role.Solver, "http://s", _string(1025));
+        vm.prank(a);
+        vm.expectRevert(DcnRegistry.EmptyUrl.selector);
+        reg.update(DcnRegistry.Role.Solver, "", "");
+        assertEq(bytes(reg.get(DcnRegistry.Role.Solver, a).metadata).length, 1024, "refused updates change nothing");
+    }
+
+    function test_list_is_paginated() public {
+        for (uint256 i = 1; i <= 250; i++) {
+            vm.prank(address(uint160(0x1000 + i)));
+            reg.register(DcnRegistry.Role.Mediator, "http://m", "");
+        }
+        assertEq(reg.list(DcnRegistry.Role.Mediator, 0, 1000).length, 100, "a page is at most MAX_PAGE");
+        assertEq(reg.list(DcnRegistry.Role.Mediator, 200, 100).length, 50, "the last page is short");
+        assertEq(reg.list(DcnRegistry.Role.Mediator, 250, 100).length, 0, "nothing past the end");
+        assertEq(reg.list(DcnRegistry.Role.Mediator, 7, 0).length, 0, "limit 0");
+        DcnRegistry.Service[] memory some = reg.list(DcnRegistry.Role.Mediator, 10, 5);
+        assertEq(some.length, 5, "limit");
+        for (uint256 i = 0; i < 5; i++) {
+            assertEq(some[i].account, address(uint160(0x1000 + 11 + i)), "the page starts at offset");
+        }
+        // Paging through sees every account once.
+        uint256 seen;
+        for (uint256 offset = 0; offset < 250; offset += 100) {
+            DcnRegistry.Service[] memory page = reg.list(DcnRegistry.Role.Mediator, offset, 100);
+            for (uint256 i = 0; i < page.length; i++) {
+                assertEq(page[i].account, address(uint160(0x1000 + offset + i + 1)), "in order");
+                seen++;
+            }
+        }
+        assertEq(seen, 250, "all seen");
+    }
+
+    function test_only_the_owner_approves() public {
+        assertEq(reg.owner(), address(this), "the deployer owns the registry");
+        vm.prank(a);
+        vm.expectRevert(abi.encodeWithSelector(Ownable.OwnableUnauthorizedAccount.selector, a));
+        reg.setApproved(DcnRegistry.Role.Mediator, a, true);
+        assertTrue(!reg.isApproved(DcnRegistry.Role.Mediator, a), "a stranger cannot approve itself");
+
+        vm.prank(a);
+        reg.register(DcnRegistry.Role.Mediator, "http://a", "");
+        vm.prank(b);
+        reg.register(DcnRegistry.Role.Mediator, "http://b", "");
+        reg.setApproved(DcnRegistry.Role.Mediator, b, true);
+        reg.setApproved(DcnRegistry.Role.Mediator, b, true);
+        reg.setApproved(DcnRegistry.Role.Mediator, c, true);
+        assertEq(reg.approvedCount(DcnRegistry.Role.Mediator), 2, "approving twice lists once");
+        assertTrue(reg.isApproved(DcnRegistry.Role.Mediator, b), "b approved");
+        assertTrue(!reg.isApproved(DcnRegistry.Role.Solver, b), "per role");
+        assertTrue(!reg.get(DcnRegistry.Role.Mediator, a).approved, "a registered, not approved");
+        assertTrue(reg.get(DcnRegistry.Role.Mediator, b).approved, "the entry says approved");
+
+        DcnRegistry.Service[] memory ok = reg.listApproved(DcnRegistry.Role.Mediator, 0, 100);
+        assertEq(ok.length, 2, "b and c");
+        assertEq(ok[0].account, b, "b first");
+        assertEq(keccak256(bytes(ok[0].url)), keccak256("http://b"), "with its registration");
+        assertTrue(ok[0].approved, "flagged");
+        assertEq(ok[1].account, c, "c, approved but not registered");
+        assertEq(bytes(ok[1].url).length, 0, "no url");
+        assertEq(ok[1].registeredAt, 0, "not registered");
+        assertEq(reg.listApproved(DcnRegistry.Role.Mediator, 1, 100).length, 1, "paginated");
+        assertEq(reg.listApproved(DcnRegistry.Role.Mediator, 2, 100).length, 0, "past the end");
+
+        // An approval is about the account: it outlives a leave.
+        vm.prank(b);
+        reg.leave(DcnRegistry.Role.Mediator);
+        assertTrue(reg.isApproved(DcnRegistry.Role.Mediator, b), "still approved");
+        vm.prank(b);
+        reg.register(DcnRegistry.Role.Mediator, "http://b2", "");
+        assertTrue(reg.get(DcnRegistry.Role.Mediator, b).approved, "approved again on return");
+
+        // Revoking keeps the others listed, each once.
+        reg.setApproved(DcnRegistry.Role.Mediator, b, false);
+        reg.setApproved(DcnRegistry.Role.Mediator, b, false);
+        assertTrue(!reg.isApproved(DcnRegistry.Role.Mediator, b), "revoked");
+        ok = reg.listApproved(DcnRegistry.Role.Mediator, 0, 100);
+        assertEq(ok.length, 1, "c only");
+        assertEq(ok[0].account, c, "c moved into b's place");
+        reg.setApproved(DcnRegistry.Role.Mediator, c, false);
+        assertEq(reg.approvedCount(DcnRegistry.Role.Mediator), 0, "none");
+        reg.setApproved(DcnRegistry.Role.Mediator, a, true);
+        assertEq(reg.listApproved(DcnRegistry.Role.Mediator, 0, 100)[0].account, a, "the list is reusable");
+    }
+
+    function test_revoking_from_the_middle_keeps_the_index() public {
+        reg.setApproved(DcnRegistry.Role.Solver, a, true);
+        reg.setApproved(DcnRegistry.Role.Solver, b, true);
+        reg.setApproved(DcnRegistry.Role.Solver, c, true);
+        reg.setApproved(DcnRegistry.Role.Solver, a, false);
+        // c moved to a's slot; revoking c now must remove c, not b.
+        reg.setApproved(DcnRegistry.Role.Solver, c, false);
+        DcnRegistry.Service[] memory ok = reg.listApproved(DcnRegistry.Role.Solver, 0, 100);
+        assertEq(ok.length, 1, "one left");
+        assertEq(ok[0].account, b, "b stays");
+        assertTrue(reg.isApproved(DcnRegistry.Role.Solver, b), "b approved");
+        assertTrue(!reg.isApproved(DcnRegistry.Role.Solver, c), "c revoked");
+    }
+
+    function test_the_network_is_set_once_by_the_owner() public {
+        DcnRegistry.Network memory n = reg.network();
+        assertEq(n.deals, address(0), "empty at first");
+        vm.prank(a);
+        vm.expectRevert(abi.encodeWithSelector(Ownable.OwnableUnauthorizedAccount.selector, a));
+        reg.setNetwork(address(1), address(2), address(3), address(4));
+        vm.expectRevert(DcnRegistry.NetworkIncomplete.selector);
+        reg.setNetwork(address(0), address(2), address(3), address(4));
+        vm.expectRevert(DcnRegistry.NetworkIncomplete.selector);
+        reg.setNetwork(address(1), address(0), address(3), address(4));
+        vm.expectRevert(DcnRegistry.NetworkIncomplete.selector);
+        reg.setNetwork(address(1), address(2), address(0), address(4));
+        vm.roll(42);
+        reg.setNetwork(address(1), address(2), address(3), address(0));
+        n = reg.network();
+        assertEq(n.token, address(1), "token");
+        assertEq(n.deals, address(2), "deals");
+        assertEq(n.jobBoard, address(3), "job board");
+        assertEq(n.exampleClient, address(0), "no example");
+        assertEq(n.block, 42, "block");
+        vm.expectRevert(DcnRegistry.NetworkAlreadySet.selector);
+        reg.setNetwork(address(5), address(6), address(7), address(8));
+        assertEq(reg.network().deals, address(2), "unchanged");
     }
 }

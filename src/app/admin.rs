@@ -1,7 +1,7 @@
 //! The admin commands: `dcn deploy` and `dcn fund` (with the admin key), `dcn keys` and
 //! `dcn config show`. Each does its work and prints its result.
 
-use crate::chain::{self, accounts, deploy::DeployOptions, Deployment, DevRole, FundPlan};
+use crate::chain::{self, accounts, deploy::DeployOptions, Deployment, DevRole, FundPlan, Role};
 use crate::config::Settings;
 use crate::units::{format_amount, parse_amount};
 use alloy::primitives::Address;
@@ -41,6 +41,13 @@ pub async fn deploy(
         cowsay_price: parse_amount(&settings.deploy.cowsay_price, "deploy.cowsay_price")?,
         job_board_min_payment: min_payment,
         job_board_min_timeout_secs: min_timeout,
+        // On a development network the development solver and mediator are the network's
+        // own; elsewhere the owner approves with `dcn registry approve`.
+        approve: if net.dev_accounts {
+            vec![(Role::Solver, DevRole::Solver.address()), (Role::Mediator, DevRole::Mediator.address())]
+        } else {
+            Vec::new()
+        },
     };
     let outcome = chain::deploy(&client, settings.data_dir(), &options)
         .await
@@ -57,7 +64,93 @@ pub async fn deploy(
     }
     println!("  job board operator {}", d.job_board_operator);
     println!("record: {}", Deployment::path(settings.data_dir(), &d.network).display());
+    println!();
+    print!("{}", profile_text(&d.network, &net.display_url(), d.chain_id, d.contracts.registry));
+    if !net.dev_accounts {
+        println!();
+        println!("Clients trust only the solvers and mediators they name or that the registry's owner approves:");
+        println!("  dcn registry approve solver 0x…     dcn registry approve mediator 0x…");
+    }
     Ok(d)
+}
+
+/// How another machine joins the network: the three values, as flags and as a profile.
+pub fn profile_text(network: &str, rpc_url: &str, chain_id: u64, registry: Address) -> String {
+    format!(
+        "Join this network from any machine with three values (no file to copy; the RPC URL must be one that machine \
+         reaches):\n  dcn provider --network {network} --rpc-url {rpc_url} --chain-id {chain_id} --registry \
+         {registry}\nor as a profile in ~/.dcn/config.toml:\n  [networks.{network}]\n  rpc_url = \"{rpc_url}\"\n  chain_id = \
+         {chain_id}\n  registry = \"{registry}\"\n"
+    )
+}
+
+/// A role in the registry, as `dcn registry` names it.
+pub use crate::chain::Role as RegistryRole;
+
+/// Prints `role`'s entries in the network's registry: the registered ones (`approved`:
+/// the approved ones), `limit` from position `offset`. Needs no key.
+pub async fn registry_list(
+    settings: &Settings,
+    role: Role,
+    approved: bool,
+    offset: usize,
+    limit: usize,
+    json: bool,
+) -> eyre::Result<()> {
+    use crate::protocol::registry::{list, Listing};
+    let net = settings.network()?;
+    // Reads only: any key will do, and none is needed.
+    let client = chain::connect(&net, PrivateKeySigner::random()).await?;
+    let deployment = chain::locate(&client, settings.data_dir()).await?;
+    let which = if approved { Listing::Approved } else { Listing::Registered };
+    let rows = list(&client, deployment.contracts.registry, role, which, offset.saturating_add(limit)).await?;
+    let rows: Vec<_> = rows.into_iter().skip(offset).collect();
+    if json {
+        println!("{}", serde_json::to_string_pretty(&rows)?);
+        return Ok(());
+    }
+    if rows.is_empty() {
+        let what = if approved { "approved" } else { "registered" };
+        println!("no {} {what} on network `{}`", role.name(), net.name);
+        return Ok(());
+    }
+    println!("{:<42} {:<10} {:<10} URL", "ACCOUNT", "APPROVED", "REGISTERED");
+    for r in rows {
+        let yes = |b: bool| if b { "yes" } else { "no" };
+        println!("{:<42} {:<10} {:<10} {}", r.account.to_string(), yes(r.approved), yes(r.registered), r.url);
+    }
+    Ok(())
+}
+
+/// Approves (or, with `approved` false, revokes) `accounts` in `role` with the admin key,
+/// which must be the registry's owner.
+pub async fn registry_approve(
+    settings: &Settings,
+    role: Role,
+    accounts: &[Address],
+    approved: bool,
+) -> eyre::Result<()> {
+    let net = settings.network()?;
+    let client = chain::connect(&net, accounts::admin_signer(settings, &net)?).await?;
+    let deployment = chain::locate(&client, settings.data_dir()).await?;
+    let registry = deployment.contracts.registry;
+    let owner = chain::bindings::DcnRegistry::new(registry, &client.provider)
+        .owner()
+        .call()
+        .await
+        .map_err(|e| chain::ChainError::call("reading DcnRegistry.owner", e))?;
+    if owner != client.from {
+        eyre::bail!(
+            "DcnRegistry {registry} is owned by {owner}, not by the admin key's account {}: run this with the \
+             owner's key (keys.admin_private_key, or DCN_KEYS__ADMIN_PRIVATE_KEY)",
+            client.from
+        );
+    }
+    let pairs: Vec<_> = accounts.iter().map(|a| (role, *a)).collect();
+    let sent = chain::deploy::set_approvals(&client, registry, &pairs, approved).await?;
+    let verb = if approved { "approved" } else { "not approved" };
+    println!("{} account(s) {verb} as {} on network `{}` ({sent} changed)", accounts.len(), role.name(), net.name);
+    Ok(())
 }
 
 /// Tops up `accounts` (else `fund.accounts`, else on a development network the development
@@ -71,7 +164,8 @@ pub async fn fund(
     json: bool,
 ) -> eyre::Result<()> {
     let net = settings.network()?;
-    let deployment = Deployment::require(settings.data_dir(), &net.name)?;
+    let client = chain::connect(&net, accounts::admin_signer(settings, &net)?).await?;
+    let deployment = chain::locate(&client, settings.data_dir()).await?;
     let mut plan = FundPlan {
         token: deployment.contracts.token,
         eth: parse_amount(eth.unwrap_or(&settings.fund.eth), "fund.eth")?,
@@ -84,14 +178,15 @@ pub async fn fund(
         plan.accounts = configured.iter().map(|a| ("account".to_string(), *a)).collect();
     } else if net.dev_accounts {
         plan.accounts = DevRole::ALL[1..].iter().map(|r| (r.name().to_string(), r.address())).collect();
-        plan.token_only = vec![("cowsay-client".to_string(), deployment.contracts.cowsay_client)];
+        if !deployment.contracts.cowsay_client.is_zero() {
+            plan.token_only = vec![("cowsay-client".to_string(), deployment.contracts.cowsay_client)];
+        }
     } else {
         eyre::bail!(
             "no accounts to fund on network `{}`: pass --account ADDRESS (repeatable) or set fund.accounts",
             net.name
         );
     }
-    let client = chain::connect(&net, accounts::admin_signer(settings, &net)?).await?;
     let rows = chain::fund(&client, &plan).await.wrap_err_with(|| format!("funding on network `{}`", net.name))?;
     if json {
         println!("{}", serde_json::to_string_pretty(&rows)?);

@@ -37,9 +37,9 @@ impl Account {
     /// and checks it has gas money.
     pub async fn connect(settings: &Settings, dev_role: DevRole) -> eyre::Result<Self> {
         let net = settings.network()?;
-        let deployment = Deployment::require(settings.data_dir(), &net.name)?;
         let signer = accounts::service_signer(settings, &net, dev_role)?;
         let client = chain::connect(&net, signer.clone()).await?;
+        let deployment = chain::locate(&client, settings.data_dir()).await?;
         client.require_gas_money().await?;
         Ok(Self { client, signer, deployment })
     }

@@ -94,6 +94,9 @@ pub enum ChainError {
         #[source]
         source: Box<alloy::transports::TransportError>,
     },
+    /// A transaction the contract would refuse, caught before sending; says what to change.
+    #[error("{0}")]
+    WouldRevert(String),
 }
 
 impl ChainError {
@@ -188,12 +191,15 @@ impl ChainClient {
 
     /// keccak256 of the code at `address` (the empty-code hash if there is none).
     pub async fn code_hash(&self, address: Address) -> Result<B256, ChainError> {
-        let code = self
-            .provider
+        Ok(keccak256(self.code(address).await?))
+    }
+
+    /// The code at `address` (empty where there is no contract).
+    pub async fn code(&self, address: Address) -> Result<alloy::primitives::Bytes, ChainError> {
+        self.provider
             .get_code_at(address)
             .await
-            .map_err(|source| ChainError::rpc(format!("reading the code at {address}"), source))?;
-        Ok(keccak256(&code))
+            .map_err(|source| ChainError::rpc(format!("reading the code at {address}"), source))
     }
 
     /// The latest block number.

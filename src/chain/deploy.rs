@@ -4,6 +4,7 @@
 use super::bindings::{CowsayClient, DcnDeals, DcnJobBoard, DcnRegistry, DcnToken};
 use super::client::{ChainClient, ChainError};
 use super::deployment::{current_artifact_hashes, Contracts, Deployment, DeploymentError};
+use super::state::Role;
 use alloy::primitives::{Address, U256};
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -26,6 +27,8 @@ pub struct DeployOptions {
     pub job_board_min_payment: U256,
     /// Least time a job-board request gives, seconds.
     pub job_board_min_timeout_secs: u64,
+    /// Accounts the registry's owner approves, per role (on a new or a reused deployment).
+    pub approve: Vec<(Role, Address)>,
 }
 
 /// What `deploy` did.
@@ -64,6 +67,7 @@ pub async fn deploy(
         if let Some(existing) = Deployment::load(data_dir, &net.name)? {
             if still_valid(client, &existing).await? {
                 tracing::info!(network = %net.name, block = existing.block, "reusing the recorded deployment");
+                approve(client, existing.contracts.registry, &options.approve).await?;
                 return Ok(DeployOutcome { deployment: existing, reused: true });
             }
             tracing::info!(network = %net.name, "recorded deployment is stale (other chain, code or artifacts): redeploying");
@@ -97,6 +101,10 @@ pub async fn deploy(
         job_board: job_board.0,
         cowsay_client: cowsay.0,
     };
+    // The registry names the others: one address is all another machine needs.
+    let reg = DcnRegistry::new(registry.0, p);
+    let set = reg.setNetwork(token.0, deals.0, job_board.0, cowsay.0);
+    let block = client.send("recording the contracts in DcnRegistry", set).await?.block_number.unwrap_or(cowsay.1);
 
     check_wiring(client, &contracts, options.job_board_operator).await?;
 
@@ -107,7 +115,7 @@ pub async fn deploy(
     let deployment = Deployment {
         network: net.name.clone(),
         chain_id: net.chain_id,
-        block: cowsay.1,
+        block,
         deployer: client.from,
         deployed_at: std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
@@ -118,9 +126,41 @@ pub async fn deploy(
         artifact_hashes: current_artifact_hashes(),
         code_hashes,
     };
+    approve(client, contracts.registry, &options.approve).await?;
     let path = deployment.save(data_dir)?;
     tracing::info!(network = %net.name, record = %path.display(), "deployment recorded");
     Ok(DeployOutcome { deployment, reused: false })
+}
+
+/// Makes the registry at `registry` approve (`approved`) or stop approving each account in
+/// its role, sending a transaction only where that changes something. Needs the owner's key.
+pub async fn set_approvals(
+    client: &ChainClient,
+    registry: Address,
+    accounts: &[(Role, Address)],
+    approved: bool,
+) -> Result<usize, ChainError> {
+    let reg = DcnRegistry::new(registry, &client.provider);
+    let mut sent = 0;
+    for &(role, account) in accounts {
+        let now = reg
+            .isApproved(role.to_chain(), account)
+            .call()
+            .await
+            .map_err(|e| ChainError::call("reading DcnRegistry.isApproved", e))?;
+        if now == approved {
+            continue;
+        }
+        let what =
+            format!("{} {} {account} in DcnRegistry", if approved { "approving" } else { "revoking" }, role.name());
+        client.send(&what, reg.setApproved(role.to_chain(), account, approved)).await?;
+        sent += 1;
+    }
+    Ok(sent)
+}
+
+async fn approve(client: &ChainClient, registry: Address, accounts: &[(Role, Address)]) -> Result<(), ChainError> {
+    set_approvals(client, registry, accounts, true).await.map(|_| ())
 }
 
 // Sends one deployment; returns the address and the block it landed in.
@@ -163,8 +203,12 @@ pub async fn check_wiring(client: &ChainClient, c: &Contracts, operator: Address
     let board_token = board.token().call().await.map_err(read("reading DcnJobBoard.token"))?;
     let board_operator = board.operator().call().await.map_err(read("reading DcnJobBoard.operator"))?;
     let board_deals = board.deals().call().await.map_err(read("reading DcnJobBoard.deals"))?;
-    let client_board =
-        CowsayClient::new(c.cowsay_client, p).board().call().await.map_err(read("reading CowsayClient.board"))?;
+    // A network joined from its registry may have no example client.
+    let client_board = if c.cowsay_client.is_zero() {
+        c.job_board
+    } else {
+        CowsayClient::new(c.cowsay_client, p).board().call().await.map_err(read("reading CowsayClient.board"))?
+    };
     let checks = [
         ("DcnDeals.token", deals_token, c.token),
         ("DcnJobBoard.token", board_token, c.token),

@@ -14,6 +14,7 @@ pub mod deals;
 pub mod deploy;
 pub mod deployment;
 pub mod fund;
+pub mod join;
 pub mod state;
 
 pub use accounts::{DevRole, DEV_MNEMONIC};
@@ -22,4 +23,5 @@ pub use client::{connect, ChainClient, ChainError};
 pub use deploy::{deploy, DeployOutcome};
 pub use deployment::{Contracts, Deployment};
 pub use fund::{fund, FundPlan, FundRow};
+pub use join::{locate, JoinError};
 pub use state::{DealState, RequestStatus, Role};

@@ -10,6 +10,7 @@ mod jobboard;
 mod keys;
 mod mediator;
 mod provider;
+mod registry;
 mod run;
 mod solver;
 
@@ -46,6 +47,10 @@ pub struct GlobalOpts {
     /// Chain id the node must report, overriding the profile's (also WEB3_CHAIN_ID)
     #[arg(long, global = true, value_name = "ID")]
     pub chain_id: Option<u64>,
+    /// The network's DcnRegistry address, as `dcn deploy` prints it: the other contracts are
+    /// read from it, so no deployment record is needed on this machine (also DCN_REGISTRY)
+    #[arg(long, global = true, value_name = "ADDRESS")]
+    pub registry: Option<alloy::primitives::Address>,
     /// Where deployments, keys and state are kept [default: ~/.dcn]
     #[arg(long, global = true, value_name = "DIR")]
     pub data_dir: Option<PathBuf>,
@@ -62,6 +67,7 @@ impl GlobalOpts {
             network: self.network.clone(),
             rpc_url: self.rpc_url.clone(),
             chain_id: self.chain_id,
+            registry: self.registry,
             data_dir: self.data_dir.clone(),
             log_format: self.log_format,
         }
@@ -83,6 +89,8 @@ pub enum Command {
     Keys(keys::KeysArgs),
     /// Re-run challenged jobs and post verdicts on chain
     Mediator(mediator::MediatorArgs),
+    /// List the network's registered services; approve or revoke them (owner)
+    Registry(registry::RegistryArgs),
     /// Sell this machine's CPU/GPU time: offer it, sign deals, run jobs, get paid
     Provider(provider::ProviderArgs),
     /// Run a module (--local: on this machine, without the network)
@@ -103,6 +111,7 @@ impl Command {
             Command::Jobboard(args) => args.run(&settings).await,
             Command::Keys(args) => args.run(&settings),
             Command::Mediator(args) => args.run(&settings).await,
+            Command::Registry(args) => args.run(&settings).await,
             Command::Provider(args) => args.run(&settings).await,
             Command::Run(args) => args.run(&settings).await,
             Command::Solver(args) => args.run(&settings).await,

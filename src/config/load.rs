@@ -129,6 +129,7 @@ impl Settings {
             .set_override_option("network", overrides.network.clone())?
             .set_override_option("rpc_url", overrides.rpc_url.clone())?
             .set_override_option("chain_id", overrides.chain_id)?
+            .set_override_option("registry", overrides.registry.map(|a| a.to_string()))?
             .set_override_option("data_dir", overrides.data_dir.as_ref().map(|p| p.display().to_string()))?
             .set_override_option(
                 "log_format",
@@ -161,6 +162,7 @@ impl Settings {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use alloy::primitives::Address;
     use std::path::Path;
 
     fn env(pairs: &[(&str, &str)]) -> HashMap<String, String> {
@@ -209,6 +211,34 @@ mod tests {
         let o = flags(Overrides { rpc_url: Some("https://flag.example".into()), ..Default::default() });
         let n = Settings::load(&o, &e).unwrap().network().unwrap();
         assert_eq!(n.rpc_url, "https://flag.example", "flags beat env");
+    }
+
+    #[test]
+    fn the_registry_comes_from_the_profile_the_environment_or_the_flag() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("config.toml");
+        let (a, b, c) = (Address::repeat_byte(0xA), Address::repeat_byte(0xB), Address::repeat_byte(0xC));
+        std::fs::write(
+            &file,
+            format!("network = \"lab\"\n[networks.lab]\nrpc_url = \"https://lab.example\"\nchain_id = 7\nregistry = \"{a}\"\n"),
+        )
+        .unwrap();
+        let flags = |registry| Overrides { config_file: Some(file.clone()), registry, ..Default::default() };
+        assert_eq!(Settings::load(&flags(None), &env(&[])).unwrap().network().unwrap().registry, Some(a));
+        let e = env(&[("DCN_REGISTRY", &b.to_string())]);
+        assert_eq!(Settings::load(&flags(None), &e).unwrap().network().unwrap().registry, Some(b));
+        assert_eq!(Settings::load(&flags(Some(c)), &e).unwrap().network().unwrap().registry, Some(c));
+        // An ad-hoc network: three values and nothing else.
+        let o = Overrides {
+            network: Some("elsewhere".into()),
+            rpc_url: Some("http://10.0.0.2:8545".into()),
+            chain_id: Some(9),
+            registry: Some(c),
+            ..Default::default()
+        };
+        let n = Settings::load(&o, &env(&[])).unwrap().network().unwrap();
+        assert_eq!((n.name.as_str(), n.chain_id, n.registry, n.dev_accounts), ("elsewhere", 9, Some(c), false));
+        assert_eq!(Settings::load(&Overrides::default(), &env(&[])).unwrap().network().unwrap().registry, None);
     }
 
     #[test]

@@ -32,7 +32,7 @@ pub enum ConfigError {
     /// The selected network has no profile.
     #[error(
         "unknown network `{name}` (known: {known}); add [networks.{name}] with rpc_url and chain_id to \
-         your config file, or pass both --rpc-url and --chain-id"
+         your config file, or pass both --rpc-url and --chain-id (and --registry to find its contracts)"
     )]
     UnknownNetwork {
         /// The name asked for.
@@ -82,6 +82,9 @@ pub struct Settings {
     /// Overrides the selected profile's chain id (`--chain-id`, `WEB3_CHAIN_ID`).
     #[serde(default)]
     pub chain_id: Option<u64>,
+    /// Overrides the selected profile's registry address (`--registry`, `DCN_REGISTRY`).
+    #[serde(default)]
+    pub registry: Option<alloy::primitives::Address>,
     /// Where dcn keeps deployments, keys and state; default `~/.dcn`.
     #[serde(default)]
     pub data_dir: Option<PathBuf>,
@@ -129,6 +132,8 @@ pub struct Overrides {
     pub rpc_url: Option<String>,
     /// `--chain-id`.
     pub chain_id: Option<u64>,
+    /// `--registry`.
+    pub registry: Option<alloy::primitives::Address>,
     /// `--data-dir`.
     pub data_dir: Option<PathBuf>,
     /// `--log-format`.
@@ -147,6 +152,9 @@ pub struct ResolvedNetwork {
     pub chain_id: u64,
     /// Whether the development mnemonic supplies missing keys.
     pub dev_accounts: bool,
+    /// The network's `DcnRegistry`, when the profile names it: the deployment is then read
+    /// from the chain instead of from `<data_dir>/deployments/<network>.json`.
+    pub registry: Option<alloy::primitives::Address>,
 }
 
 impl ResolvedNetwork {
@@ -161,22 +169,27 @@ fn serialize_redacted_url<S: serde::Serializer>(url: &str, s: S) -> Result<S::Ok
 }
 
 impl Settings {
-    /// The network in use, with `rpc_url`/`chain_id` overrides applied. An unknown name
-    /// is allowed when both overrides are given (an ad-hoc network).
+    /// The network in use, with `rpc_url`/`chain_id`/`registry` overrides applied. An
+    /// unknown name is allowed when the RPC URL and chain id are given (an ad-hoc network,
+    /// for example one joined from the three values `dcn deploy` prints).
     pub fn network(&self) -> Result<ResolvedNetwork, ConfigError> {
-        let (rpc_url, chain_id, dev_accounts) = match (self.networks.get(&self.network), &self.rpc_url, self.chain_id) {
-            (Some(p), url, id) => {
-                (url.clone().unwrap_or_else(|| p.rpc_url.clone()), id.unwrap_or(p.chain_id), p.dev_accounts)
-            }
-            (None, Some(url), Some(id)) => (url.clone(), id, false),
-            (None, _, _) => {
-                return Err(ConfigError::UnknownNetwork {
-                    name: self.network.clone(),
-                    known: self.networks.keys().cloned().collect::<Vec<_>>().join(", "),
-                })
-            }
-        };
-        Ok(ResolvedNetwork { name: self.network.clone(), rpc_url, chain_id, dev_accounts })
+        let (rpc_url, chain_id, dev_accounts, registry) =
+            match (self.networks.get(&self.network), &self.rpc_url, self.chain_id) {
+                (Some(p), url, id) => (
+                    url.clone().unwrap_or_else(|| p.rpc_url.clone()),
+                    id.unwrap_or(p.chain_id),
+                    p.dev_accounts,
+                    self.registry.or(p.registry),
+                ),
+                (None, Some(url), Some(id)) => (url.clone(), id, false, self.registry),
+                (None, _, _) => {
+                    return Err(ConfigError::UnknownNetwork {
+                        name: self.network.clone(),
+                        known: self.networks.keys().cloned().collect::<Vec<_>>().join(", "),
+                    })
+                }
+            };
+        Ok(ResolvedNetwork { name: self.network.clone(), rpc_url, chain_id, dev_accounts, registry })
     }
 
     /// The data directory (always set after [`Settings::load`]).

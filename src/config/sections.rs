@@ -17,6 +17,10 @@ pub struct NetworkProfile {
     /// (`test test … junk`): true only for local development chains.
     #[serde(default)]
     pub dev_accounts: bool,
+    /// The network's `DcnRegistry`, which names its other contracts: with it, a machine
+    /// joins the network without the record `dcn deploy` wrote on another machine.
+    #[serde(default)]
+    pub registry: Option<Address>,
 }
 
 /// Keys of this process's accounts.

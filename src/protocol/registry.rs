@@ -1,12 +1,23 @@
 //! `DcnRegistry`: services announce themselves ([`register`]) and clients find them
-//! ([`find_solver`], [`find_mediators`]): the solver is a configured URL or address, else
-//! the first registered one; the trusted mediators are the configured ones, else every
-//! registered one.
+//! ([`find_solver`], [`find_mediators`]). Registering is open to anyone, so a client trusts
+//! only what it names itself or what the network's owner approved in the registry: the
+//! solver is a configured URL or address, else the first approved one; the mediators are
+//! the configured ones, else the approved ones. Listings are read a page at a time
+//! ([`list`]).
 
 use super::client::{ClientError, SolverApi, SolverClient};
 use crate::chain::bindings::DcnRegistry;
 use crate::chain::{ChainClient, ChainError, Contracts, Role};
-use alloy::primitives::Address;
+use alloy::primitives::{Address, U256};
+
+/// Entries per registry read: the contract's `MAX_PAGE`.
+pub const PAGE: usize = 100;
+
+/// Longest URL the registry takes, in bytes (`MAX_URL_BYTES`).
+pub const MAX_URL_BYTES: usize = 256;
+
+/// Longest metadata the registry takes, in bytes (`MAX_METADATA_BYTES`).
+pub const MAX_METADATA_BYTES: usize = 1024;
 
 fn read_err(source: alloy::contract::Error) -> ChainError {
     ChainError::call("reading the registry", source)
@@ -21,6 +32,15 @@ pub async fn register(
     url: &str,
     metadata: &str,
 ) -> Result<bool, ChainError> {
+    if url.len() > MAX_URL_BYTES || metadata.len() > MAX_METADATA_BYTES {
+        return Err(ChainError::WouldRevert(format!(
+            "the registry takes a URL of at most {MAX_URL_BYTES} bytes and metadata of at most \
+             {MAX_METADATA_BYTES}; this {} has {} and {}: shorten its public URL",
+            role.name(),
+            url.len(),
+            metadata.len()
+        )));
+    }
     let reg = DcnRegistry::new(registry, &chain.provider);
     let role = role.to_chain();
     if reg.isRegistered(role, chain.from).call().await.map_err(read_err)? {
@@ -35,14 +55,61 @@ pub async fn register(
     Ok(true)
 }
 
-/// Every service registered for `role`: (account, url), in registration order.
-pub async fn registered(
+/// One entry of a registry listing.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Listed {
+    /// The account.
+    pub account: Address,
+    /// Its URL; empty for an approved account that is not registered.
+    pub url: String,
+    /// Its metadata.
+    pub metadata: String,
+    /// Whether it is registered now.
+    pub registered: bool,
+    /// Whether the registry's owner approved it.
+    pub approved: bool,
+}
+
+/// Which accounts of a role to list.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Listing {
+    /// The registered ones.
+    Registered,
+    /// The ones the owner approved (registered or not).
+    Approved,
+}
+
+/// Up to `max` entries of `role` from the registry at `registry`, read a page at a time.
+pub async fn list(
     chain: &ChainClient,
     registry: Address,
     role: Role,
-) -> Result<Vec<(Address, String)>, ChainError> {
-    let list = DcnRegistry::new(registry, &chain.provider).list(role.to_chain()).call().await.map_err(read_err)?;
-    Ok(list.into_iter().map(|s| (s.account, s.url)).collect())
+    which: Listing,
+    max: usize,
+) -> Result<Vec<Listed>, ChainError> {
+    let reg = DcnRegistry::new(registry, &chain.provider);
+    let mut out = Vec::new();
+    while out.len() < max {
+        let (offset, limit) = (U256::from(out.len()), U256::from(PAGE));
+        let page = match which {
+            Listing::Registered => reg.list(role.to_chain(), offset, limit).call().await,
+            Listing::Approved => reg.listApproved(role.to_chain(), offset, limit).call().await,
+        }
+        .map_err(read_err)?;
+        let full = page.len() == PAGE;
+        out.extend(page.into_iter().map(|s| Listed {
+            account: s.account,
+            url: s.url,
+            metadata: s.metadata,
+            registered: s.registeredAt != 0,
+            approved: s.approved,
+        }));
+        if !full {
+            break;
+        }
+    }
+    out.truncate(max);
+    Ok(out)
 }
 
 /// Why a service could not be found.
@@ -51,12 +118,13 @@ pub enum DiscoveryError {
     /// Reading the registry failed.
     #[error(transparent)]
     Chain(#[from] ChainError),
-    /// Nobody registered.
+    /// No approved service of the role is registered, and none was named.
     #[error(
-        "no {role} is registered in DcnRegistry on network `{network}`: start one (`dcn {role}`, or `dcn dev` \
-         for a local network), or name one with {flag}"
+        "no {role} approved by the network's owner is registered in DcnRegistry on network `{network}`: name one \
+         you trust with {flag} (`dcn registry list {role}` shows who registered), ask the owner to approve one \
+         (`dcn registry approve {role} 0x…`), or use `dcn dev` for a local network"
     )]
-    NoneRegistered {
+    NoneApproved {
         /// The role.
         role: &'static str,
         /// The network.
@@ -91,8 +159,9 @@ pub enum DiscoveryError {
     },
 }
 
-/// Connects to the solver: `configured` is a URL or an address; `None` takes the first
-/// solver in the registry. Checks that it serves this deployment.
+/// Connects to the solver: `configured` is a URL or an address (trusted because the user
+/// named it); `None` takes the first solver the registry's owner approved. Checks that it
+/// serves this deployment.
 pub async fn find_solver(
     chain: &ChainClient,
     contracts: &Contracts,
@@ -107,20 +176,22 @@ pub async fn find_solver(
                     reason: "not an http(s) URL or an address".into(),
                 })
             })?;
-            registered(chain, contracts.registry, Role::Solver)
-                .await?
-                .into_iter()
-                .find(|(a, _)| *a == addr)
-                .map(|(_, url)| url)
-                .ok_or(DiscoveryError::UnknownSolver(addr))?
+            let reg = DcnRegistry::new(contracts.registry, &chain.provider);
+            if !reg.isRegistered(Role::Solver.to_chain(), addr).call().await.map_err(read_err)? {
+                return Err(DiscoveryError::UnknownSolver(addr));
+            }
+            reg.get(Role::Solver.to_chain(), addr).call().await.map_err(read_err)?.url
         }
-        None => registered(chain, contracts.registry, Role::Solver).await?.into_iter().next().map(|(_, u)| u).ok_or(
-            DiscoveryError::NoneRegistered {
+        None => list(chain, contracts.registry, Role::Solver, Listing::Approved, usize::MAX)
+            .await?
+            .into_iter()
+            .find(|s| s.registered)
+            .map(|s| s.url)
+            .ok_or(DiscoveryError::NoneApproved {
                 role: "solver",
                 network: chain.network.name.clone(),
                 flag: "--solver URL (or SERVICE_SOLVER)",
-            },
-        )?,
+            })?,
     };
     let client = SolverClient::connect(&url).await?;
     let info = client.info();
@@ -137,23 +208,29 @@ pub async fn find_solver(
     Ok(client)
 }
 
-/// The mediators to trust: `configured` if not empty, else every registered mediator
-/// other than `me`.
+/// The mediators to trust: `configured` if not empty, else the registered mediators the
+/// registry's owner approved; never `me`, at most `MAX_MEDIATORS`.
 pub async fn find_mediators(
     chain: &ChainClient,
     contracts: &Contracts,
     configured: &[Address],
 ) -> Result<Vec<Address>, DiscoveryError> {
     let mut list: Vec<Address> = if configured.is_empty() {
-        registered(chain, contracts.registry, Role::Mediator).await?.into_iter().map(|(a, _)| a).collect()
+        list(chain, contracts.registry, Role::Mediator, Listing::Approved, usize::MAX)
+            .await?
+            .into_iter()
+            .filter(|s| s.registered)
+            .map(|s| s.account)
+            .collect()
     } else {
         configured.to_vec()
     };
     list.retain(|a| *a != chain.from);
-    list.dedup();
+    let mut seen = std::collections::HashSet::new();
+    list.retain(|a| seen.insert(*a));
     list.truncate(super::MAX_MEDIATORS);
     if list.is_empty() {
-        return Err(DiscoveryError::NoneRegistered {
+        return Err(DiscoveryError::NoneApproved {
             role: "mediator",
             network: chain.network.name.clone(),
             flag: "--mediators 0x… (or SERVICE_MEDIATORS)",
