@@ -49,7 +49,7 @@ contracts: setup ## Recompile the contracts into contracts/out (commit the resul
 bench: setup images ## Print the product metrics (`name value unit` per line)
 	@$(CARGO) bench --locked -q 2>/dev/null | grep -E '^[a-z_0-9]+ '
 
-mutants: setup ## Mutation run of the contracts: prints contract_mutants_killed <killed>/<total> (about 30 min)
+mutants: setup ## Mutation run of the contracts: prints contract_mutants_killed <killed>/<total> (about 15 min)
 	node scripts/mutants.js
 
 lint: setup ## rustfmt and clippy, warnings are errors

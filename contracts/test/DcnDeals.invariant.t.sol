@@ -4,18 +4,22 @@ pragma solidity ^0.8.24;
 import {Test} from "./utils/Test.sol";
 import {DcnToken} from "../src/DcnToken.sol";
 import {DcnDeals} from "../src/DcnDeals.sol";
+import {WalletProvider} from "./utils/WalletProvider.sol";
 
-/// @notice Drives DcnDeals with random actions by a few actors: deposits, withdrawals,
-///         deals with random terms (self-deals, 1 to 16 mediators), every transition, time
-///         and blocks passing, and calls that must revert. Actions the contract would refuse
+/// @notice Drives DcnDeals with random actions by a few actors (four keys and a contract
+///         wallet that signs by ERC-1271): deposits (plain, by permit, by a front-run
+///         permit), withdrawals, deals with random terms (self-deals, 1 to 16 mediators),
+///         every transition, time and blocks passing, and calls that must revert. Actions the contract would refuse
 ///         are skipped so that each run goes deep. A ghost ledger applies the rules to every
 ///         account's free and locked escrow on its own; the invariants compare it with the
 ///         contract after every action.
 contract DealsHandler is Test {
     DcnToken public immutable token;
     DcnDeals public immutable deals;
-    uint256[4] internal keys = [uint256(0xA1), 0xA2, 0xA3, 0xA4];
-    address[4] public actors;
+    /// Actors 0-3 are keys; actor 4 is a WalletProvider whose owner holds keys[4].
+    uint256 internal constant N = 5;
+    uint256[N] internal keys = [uint256(0xA1), 0xA2, 0xA3, 0xA4, 0xA5];
+    address[N] public actors;
     address[16] public mediatorSet;
     /// What the rules say each account's escrow is (ghost ledger).
     mapping(address => uint256) public ghostFree;
@@ -32,6 +36,7 @@ contract DealsHandler is Test {
         for (uint256 i = 0; i < 4; i++) {
             actors[i] = vm.addr(keys[i]);
         }
+        actors[4] = address(new WalletProvider(vm.addr(keys[4])));
         for (uint256 i = 0; i < 16; i++) {
             mediatorSet[i] = address(uint160(0x3E00 + i));
         }
@@ -57,13 +62,13 @@ contract DealsHandler is Test {
     }
 
     function allAccounts() public view returns (address[] memory list) {
-        list = new address[](20);
-        for (uint256 i = 0; i < 4; i++) list[i] = actors[i];
-        for (uint256 i = 0; i < 16; i++) list[4 + i] = mediatorSet[i];
+        list = new address[](N + 16);
+        for (uint256 i = 0; i < N; i++) list[i] = actors[i];
+        for (uint256 i = 0; i < 16; i++) list[N + i] = mediatorSet[i];
     }
 
     function deposit(uint256 who, uint256 amount) external {
-        address a = actors[who % 4];
+        address a = actors[who % N];
         amount = bound(amount, 1, 1_000 ether);
         token.transfer(a, amount);
         vm.startPrank(a);
@@ -73,8 +78,55 @@ contract DealsHandler is Test {
         ghostFree[a] += amount;
     }
 
+    function _permit(uint256 i, uint256 amount, uint256 deadline) internal view returns (uint8, bytes32, bytes32) {
+        bytes32 structHash = keccak256(
+            abi.encode(
+                keccak256("Permit(address owner,address spender,uint256 value,uint256 nonce,uint256 deadline)"),
+                actors[i],
+                address(deals),
+                amount,
+                token.nonces(actors[i]),
+                deadline
+            )
+        );
+        return vm.sign(keys[i], keccak256(abi.encodePacked("\x19\x01", token.DOMAIN_SEPARATOR(), structHash)));
+    }
+
+    /// A deposit by EIP-2612 permit, no approval first; one in three has its permit
+    /// front-run (someone submits it before the deposit), which must not stop the deposit.
+    function depositWithPermit(uint256 who, uint256 amount, uint256 mode) external {
+        uint256 i = who % 4; // a permit is an ECDSA signature of the holder: keys only
+        address a = actors[i];
+        amount = bound(amount, 1, 1_000 ether);
+        token.transfer(a, amount);
+        uint256 deadline = block.timestamp + 1 hours;
+        (uint8 v, bytes32 r, bytes32 s) = _permit(i, amount, deadline);
+        if (mode % 3 == 0) token.permit(a, address(deals), amount, deadline, v, r, s);
+        vm.prank(a);
+        deals.depositWithPermit(amount, deadline, v, r, s);
+        ghostFree[a] += amount;
+        assertEq(token.allowance(a, address(deals)), 0, "the permit is used up");
+    }
+
+    /// Must revert: a permit signed by another key gives no allowance, so nothing moves.
+    function depositWithForgedPermit(uint256 who, uint256 amount) external {
+        uint256 i = who % 4;
+        address a = actors[i];
+        amount = bound(amount, 1, 1_000 ether);
+        token.transfer(a, amount);
+        uint256 deadline = block.timestamp + 1 hours;
+        (uint8 v, bytes32 r, bytes32 s) = _permit(i, amount, deadline);
+        (v, r, s) = vm.sign(keys[(i + 1) % 4], keccak256(abi.encode(r, s, v)));
+        vm.prank(a);
+        vm.expectRevert();
+        deals.depositWithPermit(amount, deadline, v, r, s);
+        // The tokens stay with `a`, outside escrow: give them back to the handler.
+        vm.prank(a);
+        token.transfer(address(this), amount);
+    }
+
     function withdraw(uint256 who, uint256 amount) external {
-        address a = actors[who % 4];
+        address a = actors[who % N];
         (uint256 free,) = deals.escrowOf(a);
         if (free == 0) return;
         amount = bound(amount, 1, free);
@@ -85,7 +137,7 @@ contract DealsHandler is Test {
 
     /// Must revert: more than the free escrow (locked tokens are never withdrawable).
     function withdrawTooMuch(uint256 who) external {
-        address a = actors[who % 4];
+        address a = actors[who % N];
         (uint256 free,) = deals.escrowOf(a);
         vm.prank(a);
         vm.expectRevert(abi.encodeWithSelector(DcnDeals.InsufficientEscrow.selector, a, free + 1, free));
@@ -113,10 +165,10 @@ contract DealsHandler is Test {
     function create(uint256 creatorSeed, uint256 providerSeed, uint256 price, uint256 collateral, uint256 fee, uint64 t)
         external
     {
-        uint256 ci = creatorSeed % 4;
-        uint256 pi = providerSeed % 4;
+        uint256 ci = creatorSeed % N;
+        uint256 pi = providerSeed % N;
         // One deal in eight is a self-deal: one account is job creator and provider.
-        if (ci == pi && providerSeed % 8 != 0) pi = (pi + 1) % 4;
+        if (ci == pi && providerSeed % 8 != 0) pi = (pi + 1) % N;
         (uint256 creatorFree,) = deals.escrowOf(actors[ci]);
         if (creatorFree == 0) return;
         price = bound(price, 0, creatorFree);
@@ -149,19 +201,33 @@ contract DealsHandler is Test {
         _lockGhost(d.provider, collateral);
     }
 
-    /// Must revert: a signed deal created after its creation deadline.
-    function createLate(uint256 lateBy) external {
-        if (block.timestamp < 2) vm.warp(2);
-        DcnDeals.Deal memory d;
+    /// A deal of actor 0 with `provider` for nothing, one mediator, 1 s timeouts.
+    function _plainDeal(address provider, uint64 createDeadline) internal returns (DcnDeals.Deal memory d) {
         d.jobCreator = actors[0];
-        d.provider = actors[1];
+        d.provider = provider;
         d.mediators = new address[](1);
         d.mediators[0] = mediatorSet[0];
         d.resultTimeout = 1;
         d.judgeTimeout = 1;
         d.mediationTimeout = 1;
-        d.createDeadline = uint64(block.timestamp - bound(lateBy, 1, block.timestamp - 1));
+        d.createDeadline = createDeadline;
         d.nonce = ++nonce;
+    }
+
+    /// Must revert: a deal for the wallet provider signed by a key that is not its owner's.
+    function createForgedForWallet(uint256 signer) external {
+        DcnDeals.Deal memory d = _plainDeal(actors[4], uint64(block.timestamp));
+        (uint8 v, bytes32 r, bytes32 s) = vm.sign(keys[signer % 4], deals.dealId(d));
+        vm.prank(d.jobCreator);
+        vm.expectRevert(abi.encodeWithSelector(DcnDeals.BadSignature.selector, actors[4]));
+        deals.createDeal(d, abi.encodePacked(r, s, v));
+    }
+
+    /// Must revert: a signed deal created after its creation deadline.
+    function createLate(uint256 lateBy) external {
+        if (block.timestamp < 2) vm.warp(2);
+        uint64 deadline = uint64(block.timestamp - bound(lateBy, 1, block.timestamp - 1));
+        DcnDeals.Deal memory d = _plainDeal(actors[1], deadline);
         (uint8 v, bytes32 r, bytes32 s) = vm.sign(keys[1], deals.dealId(d));
         vm.prank(d.jobCreator);
         vm.expectRevert(abi.encodeWithSelector(DcnDeals.DealExpired.selector, d.createDeadline));
