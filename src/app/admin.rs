@@ -117,9 +117,21 @@ pub async fn registry_list(
     println!("{:<42} {:<10} {:<10} URL", "ACCOUNT", "APPROVED", "REGISTERED");
     for r in rows {
         let yes = |b: bool| if b { "yes" } else { "no" };
-        println!("{:<42} {:<10} {:<10} {}", r.account.to_string(), yes(r.approved), yes(r.registered), r.url);
+        // Anyone writes these URLs: never send their control characters to the terminal.
+        println!(
+            "{:<42} {:<10} {:<10} {}",
+            r.account.to_string(),
+            yes(r.approved),
+            yes(r.registered),
+            printable(&r.url)
+        );
     }
     Ok(())
+}
+
+/// `text` with control characters (terminal escapes, newlines) written as escapes.
+fn printable(text: &str) -> String {
+    text.chars().map(|c| if c.is_control() { c.escape_default().to_string() } else { c.to_string() }).collect()
 }
 
 /// Approves (or, with `approved` false, revokes) `accounts` in `role` with the admin key,
@@ -242,4 +254,16 @@ fn write_private(path: &Path, text: &str) -> std::io::Result<()> {
     let mut f = std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(path)?;
     f.write_all(text.as_bytes())?;
     f.sync_all()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::printable;
+
+    #[test]
+    fn strangers_text_cannot_drive_the_terminal() {
+        assert_eq!(printable("http://a.example:8080/x"), "http://a.example:8080/x");
+        assert_eq!(printable("http://a\u{1b}[2J\u{1b}]0;pwned\u{7}\nb"), "http://a\\u{1b}[2J\\u{1b}]0;pwned\\u{7}\\nb");
+        assert_eq!(printable("ünïcode"), "ünïcode");
+    }
 }

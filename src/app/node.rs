@@ -59,7 +59,7 @@ impl Account {
         Ok(find_solver(&self.client, &self.deployment.contracts, configured).await?)
     }
 
-    /// The mediators to trust: `configured`, else every registered one (never this account).
+    /// The mediators to trust: `configured`, else the approved ones (never this account).
     pub async fn mediators(&self, configured: &[Address]) -> eyre::Result<Vec<Address>> {
         Ok(find_mediators(&self.client, &self.deployment.contracts, configured).await?)
     }

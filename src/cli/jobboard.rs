@@ -12,7 +12,7 @@ use clap::Args;
 /// Ctrl-C.
 #[derive(Debug, Args)]
 pub struct JobBoardArgs {
-    /// The solver: a URL, or an address looked up in DcnRegistry [default: config services.solver / SERVICE_SOLVER, else the registered solver]
+    /// The solver: a URL, or an address looked up in DcnRegistry [default: config services.solver / SERVICE_SOLVER, else the first solver the registry's owner approved]
     #[arg(long, value_name = "URL|ADDRESS")]
     pub solver: Option<String>,
 }

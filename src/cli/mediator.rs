@@ -10,7 +10,7 @@ use clap::Args;
 /// under <data-dir>/mediator/<address>/ and resume after a restart. Stop it with Ctrl-C.
 #[derive(Debug, Args)]
 pub struct MediatorArgs {
-    /// The solver to fetch job specs from: a URL, or an address looked up in DcnRegistry [default: config services.solver / SERVICE_SOLVER, else the registered solver]
+    /// The solver to fetch job specs from: a URL, or an address looked up in DcnRegistry [default: config services.solver / SERVICE_SOLVER, else the first solver the registry's owner approved]
     #[arg(long, value_name = "URL|ADDRESS")]
     pub solver: Option<String>,
 }

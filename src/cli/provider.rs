@@ -35,10 +35,10 @@ pub struct ProviderArgs {
     /// Only run these modules (comma-separated names) [default: config provider.modules; empty = any]
     #[arg(long, value_name = "NAMES", value_delimiter = ',')]
     pub modules: Option<Vec<String>>,
-    /// Trusted mediators (comma-separated addresses) [default: config services.mediators / SERVICE_MEDIATORS, else every registered mediator]
+    /// Trusted mediators (comma-separated addresses) [default: config services.mediators / SERVICE_MEDIATORS, else the mediators the registry's owner approved]
     #[arg(long, value_name = "ADDRS", value_delimiter = ',')]
     pub mediators: Option<Vec<Address>>,
-    /// The solver: a URL, or an address looked up in DcnRegistry [default: config services.solver / SERVICE_SOLVER, else the registered solver]
+    /// The solver: a URL, or an address looked up in DcnRegistry [default: config services.solver / SERVICE_SOLVER, else the first solver the registry's owner approved]
     #[arg(long, value_name = "URL|ADDRESS")]
     pub solver: Option<String>,
     /// Test builds only: report wrong results, to exercise challenges

@@ -26,7 +26,7 @@ pub struct RunArgs {
     /// Challenge the result instead of accepting it, and wait for the mediator's verdict
     #[arg(long, conflicts_with = "local")]
     pub challenge: bool,
-    /// The solver: a URL, or an address looked up in DcnRegistry [default: config services.solver / SERVICE_SOLVER, else the registered solver]
+    /// The solver: a URL, or an address looked up in DcnRegistry [default: config services.solver / SERVICE_SOLVER, else the first solver the registry's owner approved]
     #[arg(long, value_name = "URL|ADDRESS")]
     pub solver: Option<String>,
     /// Most to pay for the job, in DCN [default: config job.max_price, 10]
@@ -35,7 +35,7 @@ pub struct RunArgs {
     /// Mediation fee paid if you challenge, in DCN [default: config job.mediation_fee, 1]
     #[arg(long, value_name = "DCN")]
     pub mediation_fee: Option<String>,
-    /// Trusted mediators (comma-separated) [default: config services.mediators / SERVICE_MEDIATORS, else every registered mediator]
+    /// Trusted mediators (comma-separated) [default: config services.mediators / SERVICE_MEDIATORS, else the mediators the registry's owner approved]
     #[arg(long, value_name = "ADDRS", value_delimiter = ',')]
     pub mediators: Option<Vec<alloy::primitives::Address>>,
     /// Seconds to wait for a provider [default: config job.match_timeout_secs, 60]

@@ -47,7 +47,7 @@ pub struct JobTerms {
 pub struct JobCreatorConfig {
     /// The offer terms.
     pub terms: JobTerms,
-    /// Trusted mediators as configured (empty: every registered one).
+    /// Trusted mediators as configured (empty: the ones the registry's owner approved).
     pub mediators: Vec<Address>,
     /// The solver as configured (URL or address; `None`: the registry's).
     pub solver: Option<String>,

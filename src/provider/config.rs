@@ -51,7 +51,7 @@ pub struct ProviderConfig {
     pub collateral: U256,
     /// Module allow-list (empty: any).
     pub modules: Vec<String>,
-    /// Trusted mediators as configured (empty: every registered one).
+    /// Trusted mediators as configured (empty: the ones the registry's owner approved).
     pub mediators: Vec<Address>,
     /// The solver as configured (URL or address; `None`: the registry's).
     pub solver: Option<String>,
