@@ -130,8 +130,18 @@ fn wrong_chain_unknown_network_and_unfunded_admin_are_clear_errors() {
     let chain = anvil();
     let dcn = Dcn::new(chain.endpoint());
 
+    // THREATS S9: chain id 5 is no development chain, so the public development keys are
+    // refused before anything is sent; with a real key the node's own chain id is checked.
     let err = stderr(&dcn.run(&["deploy", "--chain-id", "5"]));
+    assert!(err.contains("may not use the development keys") && err.contains("(chain id 5)"), "{err}");
+    let admin = hex::encode(DevRole::Admin.signer().to_bytes());
+    let out =
+        dcn.cmd().env("DCN_KEYS__ADMIN_PRIVATE_KEY", &admin).args(["deploy", "--chain-id", "5"]).output().unwrap();
+    let err = stderr(&out);
     assert!(err.contains("chain id mismatch") && err.contains("reports 1337") && err.contains("expects 5"), "{err}");
+    // The same for a node that is not on this machine, whatever its chain id.
+    let err = stderr(&dcn.run(&["fund", "--rpc-url", "http://10.255.255.1:8545"]));
+    assert!(err.contains("may not use the development keys") && err.contains("http://10.255.255.1:8545"), "{err}");
 
     let out = dcn.cmd().args(["deploy", "--network", "mainnet"]).output().unwrap();
     assert!(!out.status.success());

@@ -76,6 +76,25 @@ pub enum KeyError {
         /// The network name.
         network: String,
     },
+    /// The profile asks for the development keys, but the chain is not a local one.
+    #[error(
+        "no {what} key configured, and network `{network}` may not use the development keys: {url} (chain id \
+         {chain_id}) is not a local development chain (a loopback address and chain id 1337 or 31337), and those \
+         keys are public, so anyone could spend from them there. Set WEB3_PRIVATE_KEY (or keys.{key} in the \
+         config file), or keys.key_file to a file made by `dcn keys new`"
+    )]
+    DevKeysNotLocal {
+        /// Which key.
+        what: &'static str,
+        /// The config key to set.
+        key: &'static str,
+        /// The network name.
+        network: String,
+        /// Its RPC URL, credentials removed.
+        url: String,
+        /// Its chain id.
+        chain_id: u64,
+    },
     /// The configured value is not a private key.
     #[error("{source_name} is not a valid private key (expected 32 bytes of hex, with or without 0x)")]
     Invalid {
@@ -119,6 +138,15 @@ pub fn service_signer(
     if net.dev_accounts {
         return Ok(dev_role.signer());
     }
+    if settings.dev_accounts_refused(net) {
+        return Err(KeyError::DevKeysNotLocal {
+            what: "service",
+            key: "private_key",
+            network: net.name.clone(),
+            url: net.display_url(),
+            chain_id: net.chain_id,
+        });
+    }
     Err(KeyError::Missing { what: "service", key: "private_key", network: net.name.clone() })
 }
 
@@ -130,6 +158,9 @@ pub fn admin_signer(settings: &Settings, net: &ResolvedNetwork) -> Result<Privat
     }
     service_signer(settings, net, DevRole::Admin).map_err(|e| match e {
         KeyError::Missing { network, .. } => KeyError::Missing { what: "admin", key: "admin_private_key", network },
+        KeyError::DevKeysNotLocal { network, url, chain_id, .. } => {
+            KeyError::DevKeysNotLocal { what: "admin", key: "admin_private_key", network, url, chain_id }
+        }
         other => other,
     })
 }
@@ -146,6 +177,24 @@ mod tests {
             DevRole::JobCreator.address(),
             "0x15d34AAf54267DB7D7c367839AAf71A00a2C6A65".parse::<Address>().unwrap()
         );
+    }
+
+    #[test]
+    fn the_development_keys_are_refused_off_a_local_chain() {
+        let s = Settings::from_test_env(&[("DCN_RPC_URL", "https://user:pw@rpc.example/x"), ("DCN_CHAIN_ID", "1337")]);
+        let net = s.network().unwrap();
+        let err = service_signer(&s, &net, DevRole::Provider).unwrap_err().to_string();
+        assert!(err.contains("may not use the development keys") && err.contains("WEB3_PRIVATE_KEY"), "{err}");
+        assert!(!err.contains("pw"), "credentials are not shown: {err}");
+        let err = admin_signer(&s, &net).unwrap_err().to_string();
+        assert!(err.contains("no admin key") && err.contains("keys.admin_private_key"), "{err}");
+        let key = "ac0974bec39a17e36ba4a6b4d238ff944bacb478cbed5efcae784d7bf4f2ff80";
+        let s = Settings::from_test_env(&[("DCN_RPC_URL", "https://rpc.example"), ("WEB3_PRIVATE_KEY", key)]);
+        let net = s.network().unwrap();
+        assert_eq!(service_signer(&s, &net, DevRole::Provider).unwrap().address(), DevRole::Admin.address());
+        let local = Settings::from_test_env(&[]);
+        let net = local.network().unwrap();
+        assert_eq!(service_signer(&local, &net, DevRole::Provider).unwrap().address(), DevRole::Provider.address());
     }
 
     #[test]

@@ -45,6 +45,24 @@ pub enum ConfigError {
     NoHome,
 }
 
+/// Chain ids of local development chains: geth `--dev`, ganache and `dcn dev` (1337);
+/// anvil and hardhat by default (31337).
+pub const DEV_CHAIN_IDS: [u64; 2] = [1337, 31337];
+
+/// Whether `rpc_url` and `chain_id` are a local development chain: a loopback address
+/// (`127.0.0.0/8`, `::1`, `localhost`) and a development chain id. A node on this machine
+/// that follows a public chain reports that chain's id, so it is not one.
+pub fn is_local_chain(rpc_url: &str, chain_id: u64) -> bool {
+    let Ok(url) = url::Url::parse(rpc_url) else { return false };
+    let loopback = match url.host() {
+        Some(url::Host::Domain(d)) => d.eq_ignore_ascii_case("localhost"),
+        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+        None => false,
+    };
+    loopback && DEV_CHAIN_IDS.contains(&chain_id)
+}
+
 /// A setting whose value cannot be used: names the setting, the value and what to do.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("invalid {setting}: {reason}")]
@@ -175,12 +193,12 @@ impl Settings {
     pub fn network(&self) -> Result<ResolvedNetwork, ConfigError> {
         let (rpc_url, chain_id, dev_accounts, registry) =
             match (self.networks.get(&self.network), &self.rpc_url, self.chain_id) {
-                (Some(p), url, id) => (
-                    url.clone().unwrap_or_else(|| p.rpc_url.clone()),
-                    id.unwrap_or(p.chain_id),
-                    p.dev_accounts,
-                    self.registry.or(p.registry),
-                ),
+                (Some(p), url, id) => {
+                    let (url, id) = (url.clone().unwrap_or_else(|| p.rpc_url.clone()), id.unwrap_or(p.chain_id));
+                    // The development keys are public: only ever on a chain that is plainly local.
+                    let dev = p.dev_accounts && is_local_chain(&url, id);
+                    (url, id, dev, self.registry.or(p.registry))
+                }
                 (None, Some(url), Some(id)) => (url.clone(), id, false, self.registry),
                 (None, _, _) => {
                     return Err(ConfigError::UnknownNetwork {
@@ -190,6 +208,12 @@ impl Settings {
                 }
             };
         Ok(ResolvedNetwork { name: self.network.clone(), rpc_url, chain_id, dev_accounts, registry })
+    }
+
+    /// Whether the selected profile asks for the development keys but the chain it points
+    /// at is not a local development chain ([`is_local_chain`]), so they are refused.
+    pub fn dev_accounts_refused(&self, net: &ResolvedNetwork) -> bool {
+        !net.dev_accounts && self.networks.get(&net.name).is_some_and(|p| p.dev_accounts)
     }
 
     /// The data directory (always set after [`Settings::load`]).
@@ -205,5 +229,41 @@ impl Settings {
             profile.rpc_url = redact_url(&profile.rpc_url);
         }
         toml::to_string_pretty(&shown).unwrap_or_else(|e| format!("# cannot render settings: {e}\n"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_a_loopback_node_with_a_development_chain_id_is_local() {
+        for url in ["http://127.0.0.1:8546", "http://localhost:8545", "ws://127.0.0.2:1/", "http://[::1]:8545"] {
+            assert!(is_local_chain(url, 1337), "{url}");
+            assert!(is_local_chain(url, 31337), "{url}");
+        }
+        for (url, id) in [
+            ("http://127.0.0.1:8545", 1),
+            ("http://127.0.0.1:8545", 11155111),
+            ("http://10.0.0.2:8545", 1337),
+            ("https://rpc.example", 31337),
+            ("http://localhost.example:8545", 1337),
+            ("not a url", 1337),
+        ] {
+            assert!(!is_local_chain(url, id), "{url} {id}");
+        }
+    }
+
+    #[test]
+    fn the_development_keys_follow_the_chain_not_the_profile_alone() {
+        let local = Settings::from_test_env(&[]);
+        let net = local.network().unwrap();
+        assert!(net.dev_accounts && !local.dev_accounts_refused(&net), "the geth profile on this machine");
+        let remote = Settings::from_test_env(&[("DCN_RPC_URL", "http://10.0.0.2:8545")]);
+        let net = remote.network().unwrap();
+        assert!(!net.dev_accounts && remote.dev_accounts_refused(&net), "the geth profile pointed elsewhere");
+        let public = Settings::from_test_env(&[("DCN_CHAIN_ID", "1")]);
+        let net = public.network().unwrap();
+        assert!(!net.dev_accounts && public.dev_accounts_refused(&net), "a local node of a public chain");
     }
 }
