@@ -139,6 +139,8 @@ const MUTANTS = [
   ["set-network-by-anyone", R, "setNetwork", "address exampleClient) external onlyOwner {", "address exampleClient) external {"],
   ["set-network-twice", R, "setNetwork", "if (_network.deals != address(0)) revert NetworkAlreadySet();", ""],
   ["set-network-without-deals", R, "setNetwork", "|| deals == address(0) ", ""],
+  ["set-network-over-others-deals", R, "setNetwork", "if (Ownable(deals).owner() != msg.sender || ", "if ("],
+  ["set-network-over-others-board", R, "setNetwork", " || Ownable(jobBoard).owner() != msg.sender) {", ") {"],
   ["set-network-no-block", R, "setNetwork", "exampleClient, uint64(block.number));", "exampleClient, uint64(0));"],
   ["network-empty", R, "network", "return _network;", "Network memory empty;\n        return empty;"],
 ];

@@ -229,7 +229,8 @@ fn another_machine_finds_the_network_from_its_registry_and_refuses_a_wrong_one()
     assert!(!out.status.success() && err.contains(&format!("is owned by {}", DevRole::Admin.address())), "{err}");
 
     // Wrong addresses: no code, another contract, a registry that names nothing, and a
-    // hostile registry (our own code) that names the token as DcnDeals.
+    // hostile registry (our own code) that names a contract of its owner's as DcnDeals. It
+    // cannot name the real network's contracts: it does not own them.
     let err = stderr(&joined(Address::repeat_byte(0x77), &["fund"]));
     assert!(err.contains("no contract at") && err.contains("expected DcnRegistry"), "{err}");
     let err = stderr(&joined(d.contracts.token, &["fund"]));
@@ -240,12 +241,14 @@ fn another_machine_finds_the_network_from_its_registry_and_refuses_a_wrong_one()
         let empty = DcnRegistry::deploy(&p).await.unwrap();
         let hostile = DcnRegistry::deploy(&p).await.unwrap();
         let c = d.contracts;
-        let set = hostile.setNetwork(c.token, c.token, c.job_board, Address::ZERO);
+        let over_theirs = hostile.setNetwork(c.token, c.deals, c.job_board, Address::ZERO);
+        assert!(over_theirs.call().await.is_err(), "a registry cannot publish contracts its owner does not own");
+        let set = hostile.setNetwork(c.token, *empty.address(), *empty.address(), Address::ZERO);
         set.send().await.unwrap().get_receipt().await.unwrap();
         (*empty.address(), *hostile.address())
     });
     let err = stderr(&joined(empty, &["fund"]));
     assert!(err.contains("names no contracts yet"), "{err}");
     let err = stderr(&joined(hostile, &["fund"]));
-    assert!(err.contains(&format!("the code at {} is not the DcnDeals", d.contracts.token)), "{err}");
+    assert!(err.contains(&format!("the code at {empty} is not the DcnDeals")), "{err}");
 }

@@ -82,16 +82,22 @@ contract DcnRegistry is Ownable {
     error MetadataTooLong(uint256 length, uint256 max);
     error NetworkAlreadySet();
     error NetworkIncomplete();
+    error NotTheirOwner(address deals, address jobBoard);
 
     constructor() Ownable(msg.sender) {}
 
     // ── the network ──
 
     /// @notice Records the network's contracts. Once: a registry address names one network
-    ///         for good, and a new release of the contracts is a new registry.
+    ///         for good, and a new release of the contracts is a new registry. The caller
+    ///         must own `deals` and `jobBoard`: nobody can publish a registry of their own
+    ///         (with mediators of their choosing) over another owner's contracts.
     function setNetwork(address token, address deals, address jobBoard, address exampleClient) external onlyOwner {
         if (_network.deals != address(0)) revert NetworkAlreadySet();
         if (token == address(0) || deals == address(0) || jobBoard == address(0)) revert NetworkIncomplete();
+        if (Ownable(deals).owner() != msg.sender || Ownable(jobBoard).owner() != msg.sender) {
+            revert NotTheirOwner(deals, jobBoard);
+        }
         _network = Network(token, deals, jobBoard, exampleClient, uint64(block.number));
         emit NetworkSet(token, deals, jobBoard, exampleClient);
     }

@@ -217,28 +217,51 @@ contract DcnRegistryTest is Test {
         assertTrue(!reg.isApproved(DcnRegistry.Role.Solver, c), "c revoked");
     }
 
-    function test_the_network_is_set_once_by_the_owner() public {
+    function test_the_network_is_set_once_by_the_owner_of_its_contracts() public {
+        address deals = address(new Owned(address(this)));
+        address board = address(new Owned(address(this)));
         DcnRegistry.Network memory n = reg.network();
         assertEq(n.deals, address(0), "empty at first");
         vm.prank(a);
         vm.expectRevert(abi.encodeWithSelector(Ownable.OwnableUnauthorizedAccount.selector, a));
-        reg.setNetwork(address(1), address(2), address(3), address(4));
+        reg.setNetwork(address(1), deals, board, address(4));
         vm.expectRevert(DcnRegistry.NetworkIncomplete.selector);
-        reg.setNetwork(address(0), address(2), address(3), address(4));
+        reg.setNetwork(address(0), deals, board, address(4));
         vm.expectRevert(DcnRegistry.NetworkIncomplete.selector);
-        reg.setNetwork(address(1), address(0), address(3), address(4));
+        reg.setNetwork(address(1), address(0), board, address(4));
         vm.expectRevert(DcnRegistry.NetworkIncomplete.selector);
-        reg.setNetwork(address(1), address(2), address(0), address(4));
+        reg.setNetwork(address(1), deals, address(0), address(4));
+        // Contracts someone else owns cannot be published under this registry.
+        address theirs = address(new Owned(a));
+        vm.expectRevert(abi.encodeWithSelector(DcnRegistry.NotTheirOwner.selector, theirs, board));
+        reg.setNetwork(address(1), theirs, board, address(4));
+        vm.expectRevert(abi.encodeWithSelector(DcnRegistry.NotTheirOwner.selector, deals, theirs));
+        reg.setNetwork(address(1), deals, theirs, address(4));
+        vm.prank(a);
+        DcnRegistry impostor = new DcnRegistry();
+        vm.prank(a);
+        vm.expectRevert(abi.encodeWithSelector(DcnRegistry.NotTheirOwner.selector, deals, board));
+        impostor.setNetwork(address(1), deals, board, address(0));
+
         vm.roll(42);
-        reg.setNetwork(address(1), address(2), address(3), address(0));
+        reg.setNetwork(address(1), deals, board, address(0));
         n = reg.network();
         assertEq(n.token, address(1), "token");
-        assertEq(n.deals, address(2), "deals");
-        assertEq(n.jobBoard, address(3), "job board");
+        assertEq(n.deals, deals, "deals");
+        assertEq(n.jobBoard, board, "job board");
         assertEq(n.exampleClient, address(0), "no example");
         assertEq(n.block, 42, "block");
         vm.expectRevert(DcnRegistry.NetworkAlreadySet.selector);
-        reg.setNetwork(address(5), address(6), address(7), address(8));
-        assertEq(reg.network().deals, address(2), "unchanged");
+        reg.setNetwork(address(5), deals, board, address(8));
+        assertEq(reg.network().token, address(1), "unchanged");
+    }
+}
+
+/// Stands in for an Ownable contract (DcnDeals, DcnJobBoard) owned by `owner`.
+contract Owned {
+    address public owner;
+
+    constructor(address owner_) {
+        owner = owner_;
     }
 }

@@ -103,15 +103,15 @@ pub async fn registry_list(
     let client = chain::connect(&net, PrivateKeySigner::random()).await?;
     let deployment = chain::locate(&client, settings.data_dir()).await?;
     let which = if approved { Listing::Approved } else { Listing::Registered };
-    let rows = list(&client, deployment.contracts.registry, role, which, offset.saturating_add(limit)).await?;
-    let rows: Vec<_> = rows.into_iter().skip(offset).collect();
+    let rows = list(&client, deployment.contracts.registry, role, which, offset, limit).await?;
     if json {
         println!("{}", serde_json::to_string_pretty(&rows)?);
         return Ok(());
     }
     if rows.is_empty() {
         let what = if approved { "approved" } else { "registered" };
-        println!("no {} {what} on network `{}`", role.name(), net.name);
+        let from = if offset > 0 { format!(" from position {offset}") } else { String::new() };
+        println!("no {} {what} on network `{}`{from}", role.name(), net.name);
         return Ok(());
     }
     println!("{:<42} {:<10} {:<10} URL", "ACCOUNT", "APPROVED", "REGISTERED");
@@ -129,9 +129,13 @@ pub async fn registry_list(
     Ok(())
 }
 
-/// `text` with control characters (terminal escapes, newlines) written as escapes.
+/// `text` with control characters (terminal escapes, newlines) and bidirectional overrides
+/// (which make a URL show as another) written as escapes.
 fn printable(text: &str) -> String {
-    text.chars().map(|c| if c.is_control() { c.escape_default().to_string() } else { c.to_string() }).collect()
+    let hidden = |c: char| {
+        c.is_control() || matches!(c, '\u{200e}' | '\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
+    };
+    text.chars().map(|c| if hidden(c) { c.escape_default().to_string() } else { c.to_string() }).collect()
 }
 
 /// Approves (or, with `approved` false, revokes) `accounts` in `role` with the admin key,
@@ -265,5 +269,6 @@ mod tests {
         assert_eq!(printable("http://a.example:8080/x"), "http://a.example:8080/x");
         assert_eq!(printable("http://a\u{1b}[2J\u{1b}]0;pwned\u{7}\nb"), "http://a\\u{1b}[2J\\u{1b}]0;pwned\\u{7}\\nb");
         assert_eq!(printable("ünïcode"), "ünïcode");
+        assert_eq!(printable("http://good\u{202e}moc.live"), "http://good\\u{202e}moc.live");
     }
 }

@@ -62,7 +62,9 @@ pub fn write_json_atomic<T: serde::Serialize>(path: &Path, value: &T) -> std::io
 pub async fn run(settings: &Settings, opts: DevOptions) -> eyre::Result<()> {
     let mut settings = settings.clone();
     let net = settings.network()?;
-    if !net.dev_accounts {
+    // The profile's own flag: dcn dev runs its chain on this machine, whatever RPC URL the
+    // environment names for other commands.
+    if !settings.networks.get(&net.name).is_some_and(|p| p.dev_accounts) {
         eyre::bail!(
             "`dcn dev` runs a local development chain, but network `{}` has no development accounts: use \
              --network geth (the default)",

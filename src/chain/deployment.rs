@@ -61,7 +61,11 @@ pub struct Deployment {
 #[derive(Debug, thiserror::Error)]
 pub enum DeploymentError {
     /// No record for this network.
-    #[error("no deployment of network `{network}` in {dir}: run `dcn deploy --network {network}` first")]
+    #[error(
+        "no deployment of network `{network}` in {dir}: run `dcn deploy --network {network}` first, or, to join a \
+         network deployed from another machine, give its registry address (--registry 0x…, or registry = \"0x…\" \
+         in [networks.{network}])"
+    )]
     Missing {
         /// Network name.
         network: String,

@@ -48,8 +48,20 @@ pub enum JoinError {
         /// The address.
         address: Address,
     },
+    /// `DcnDeals` computes deal ids under another EIP-712 domain than this dcn.
+    #[error(
+        "DcnDeals at {address} does not compute deal ids as this dcn does (another EIP-712 domain): its \
+         signatures would not be the ones this dcn makes; this is not a network this dcn can use"
+    )]
+    OtherDomain {
+        /// The contract.
+        address: Address,
+    },
     /// The registry was deployed but `setNetwork` never ran.
-    #[error("DcnRegistry {registry} names no contracts yet: its owner sets them by running `dcn deploy`")]
+    #[error(
+        "DcnRegistry {registry} names no contracts yet: it is not the registry of a finished deployment (the \
+         address `dcn deploy` prints is); ask the network's operator for that one"
+    )]
     NotSet {
         /// The registry.
         registry: Address,
@@ -106,6 +118,7 @@ pub async fn from_registry(client: &ChainClient, registry: Address) -> Result<De
         DeployError::Record(e) => JoinError::Record(e),
         DeployError::Wiring(reason) => JoinError::Wiring { registry, reason },
     })?;
+    check_domain(client, contracts.deals).await?;
     let deployed_at = client
         .provider
         .get_block_by_number(n.block.into())
@@ -133,6 +146,37 @@ async fn verify_code(client: &ChainClient, name: &'static str, address: Address)
     }
     if !code_matches(name, &code) {
         return Err(JoinError::OtherCode { name, address });
+    }
+    Ok(())
+}
+
+// The immutables are masked in the code check; the EIP-712 domain among them is checked
+// here, by asking the contract for the id of a probe deal and computing it locally.
+async fn check_domain(client: &ChainClient, deals: Address) -> Result<(), JoinError> {
+    use super::bindings::DcnDeals;
+    let probe = DcnDeals::Deal {
+        jobCreator: Address::repeat_byte(1),
+        provider: Address::repeat_byte(2),
+        solver: Address::repeat_byte(3),
+        mediators: vec![Address::repeat_byte(4)],
+        price: alloy::primitives::U256::from(5),
+        collateral: alloy::primitives::U256::from(6),
+        mediationFee: alloy::primitives::U256::from(7),
+        resultTimeout: 8,
+        judgeTimeout: 9,
+        mediationTimeout: 10,
+        createDeadline: 11,
+        jobHash: alloy::primitives::B256::repeat_byte(12),
+        nonce: alloy::primitives::U256::from(13),
+    };
+    let theirs = DcnDeals::new(deals, &client.provider)
+        .dealId(probe.clone())
+        .call()
+        .await
+        .map_err(|e| ChainError::call("reading DcnDeals.dealId", e))?;
+    let ours = super::deals::deal_id(&probe, &super::deals::domain(client.network.chain_id, deals));
+    if theirs != ours {
+        return Err(JoinError::OtherDomain { address: deals });
     }
     Ok(())
 }

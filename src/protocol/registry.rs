@@ -32,12 +32,19 @@ pub async fn register(
     url: &str,
     metadata: &str,
 ) -> Result<bool, ChainError> {
-    if url.len() > MAX_URL_BYTES || metadata.len() > MAX_METADATA_BYTES {
+    if url.len() > MAX_URL_BYTES {
         return Err(ChainError::WouldRevert(format!(
-            "the registry takes a URL of at most {MAX_URL_BYTES} bytes and metadata of at most \
-             {MAX_METADATA_BYTES}; this {} has {} and {}: shorten its public URL",
+            "the registry takes a URL of at most {MAX_URL_BYTES} bytes; this {}'s has {}: give it a shorter \
+             public URL",
             role.name(),
-            url.len(),
+            url.len()
+        )));
+    }
+    if metadata.len() > MAX_METADATA_BYTES {
+        return Err(ChainError::WouldRevert(format!(
+            "the registry takes metadata of at most {MAX_METADATA_BYTES} bytes; this {}'s has {} (the provider \
+             lists its modules there): offer fewer modules (provider.modules)",
+            role.name(),
             metadata.len()
         )));
     }
@@ -79,18 +86,24 @@ pub enum Listing {
     Approved,
 }
 
-/// Up to `max` entries of `role` from the registry at `registry`, read a page at a time.
+/// Most entries a client reads to find whom to trust (the owner's approvals are few; this
+/// bounds the work whatever a node answers).
+pub const MAX_TRUSTED_READ: usize = 10_000;
+
+/// Up to `max` entries of `role` from position `offset` in the registry at `registry`,
+/// read a page at a time.
 pub async fn list(
     chain: &ChainClient,
     registry: Address,
     role: Role,
     which: Listing,
+    offset: usize,
     max: usize,
 ) -> Result<Vec<Listed>, ChainError> {
     let reg = DcnRegistry::new(registry, &chain.provider);
     let mut out = Vec::new();
     while out.len() < max {
-        let (offset, limit) = (U256::from(out.len()), U256::from(PAGE));
+        let (offset, limit) = (U256::from(offset + out.len()), U256::from(PAGE));
         let page = match which {
             Listing::Registered => reg.list(role.to_chain(), offset, limit).call().await,
             Listing::Approved => reg.listApproved(role.to_chain(), offset, limit).call().await,
@@ -182,7 +195,7 @@ pub async fn find_solver(
             }
             reg.get(Role::Solver.to_chain(), addr).call().await.map_err(read_err)?.url
         }
-        None => list(chain, contracts.registry, Role::Solver, Listing::Approved, usize::MAX)
+        None => list(chain, contracts.registry, Role::Solver, Listing::Approved, 0, MAX_TRUSTED_READ)
             .await?
             .into_iter()
             .find(|s| s.registered)
@@ -216,7 +229,7 @@ pub async fn find_mediators(
     configured: &[Address],
 ) -> Result<Vec<Address>, DiscoveryError> {
     let mut list: Vec<Address> = if configured.is_empty() {
-        list(chain, contracts.registry, Role::Mediator, Listing::Approved, usize::MAX)
+        list(chain, contracts.registry, Role::Mediator, Listing::Approved, 0, MAX_TRUSTED_READ)
             .await?
             .into_iter()
             .filter(|s| s.registered)
