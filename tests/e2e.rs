@@ -247,24 +247,25 @@ fn cowsay_client_gets_its_result_hash_through_the_job_board() {
     net.assert_books_balance(&accounts);
 }
 
+/// A user scripting a batch: twenty `dcn run` of one account started at once, from an
+/// account with nothing in escrow yet (each run approves and deposits), against two providers
+/// of two slots each. Every transaction of the account takes its turn (one nonce at a time,
+/// escrow top-ups not racing), so all twenty are bought once, run and paid once.
 #[test]
-fn two_providers_serve_twenty_jobs_at_once_without_overbooking() {
+fn twenty_runs_of_one_account_at_once_are_each_bought_and_paid_once_without_overbooking() {
     let net = DevNet::start(&["--no-provider"]);
     let second = dev_key(5);
-    let creators: Vec<_> = (10..30).map(dev_key).collect();
-    let mut to_fund: Vec<Address> = creators.iter().map(|k| k.address()).collect();
-    to_fund.push(second.address());
-    net.fund(&to_fund);
+    let creator = dev_key(10);
+    net.fund(&[creator.address(), second.address()]);
+    let before = net.wealth(creator.address());
     let _p1 = net.provider(None, &["--offer-count", "2"], "p1");
     let _p2 = net.provider(Some(&second), &["--offer-count", "2"], "p2");
 
-    let runs: Vec<_> = creators
-        .iter()
-        .enumerate()
-        .map(|(i, k)| {
+    let runs: Vec<_> = (0..20)
+        .map(|i| {
             net.cmd()
                 .current_dir(net.home.path())
-                .env("WEB3_PRIVATE_KEY", hex::encode(k.to_bytes()))
+                .env("WEB3_PRIVATE_KEY", hex::encode(creator.to_bytes()))
                 .args(["run", "cowsay", "-i", &format!("Message=job-{i}"), "--json", "--match-timeout", "240"])
                 .stdout(std::process::Stdio::piped())
                 .stderr(std::process::Stdio::piped())
@@ -274,7 +275,9 @@ fn two_providers_serve_twenty_jobs_at_once_without_overbooking() {
         .collect();
     let mut ids = std::collections::BTreeSet::new();
     for (i, r) in runs.into_iter().enumerate() {
-        let v = json(&r.wait_with_output().unwrap());
+        let out = r.wait_with_output().unwrap();
+        assert!(out.status.success(), "run {i} failed: {}", String::from_utf8_lossy(&out.stderr));
+        let v = json(&out);
         assert_eq!(v["state"], "accepted", "{v}");
         let id = deal_id(&v);
         let stdout = std::fs::read_to_string(net.home.path().join(format!("dcn-results/{id}/stdout"))).unwrap();
@@ -321,8 +324,10 @@ fn two_providers_serve_twenty_jobs_at_once_without_overbooking() {
         }
         assert!(max <= 2, "provider {provider} had {max} deals at once with 2 slots");
     }
+    // Paid once each: the account is poorer by twenty prices, no more.
+    assert_eq!(signed_delta(net.wealth(creator.address()), before), -20 * i128::try_from(price()).unwrap());
     let mut accounts = dev_accounts();
-    accounts.extend(to_fund);
+    accounts.extend([creator.address(), second.address()]);
     net.assert_books_balance(&accounts);
 }
 

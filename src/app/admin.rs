@@ -29,7 +29,7 @@ pub async fn deploy(
     let net = settings.network()?;
     let admin = accounts::admin_signer(settings, &net)?;
     let admin_address = admin.address();
-    let client = chain::connect(&net, admin).await?;
+    let client = chain::connect(&net, admin).await?.sharing_turns_in(settings.data_dir());
     let operator = operator.or(settings.deploy.job_board_operator).unwrap_or(if net.dev_accounts {
         DevRole::Solver.address()
     } else {
@@ -147,7 +147,8 @@ pub async fn registry_approve(
     approved: bool,
 ) -> eyre::Result<()> {
     let net = settings.network()?;
-    let client = chain::connect(&net, accounts::admin_signer(settings, &net)?).await?;
+    let client =
+        chain::connect(&net, accounts::admin_signer(settings, &net)?).await?.sharing_turns_in(settings.data_dir());
     let deployment = chain::locate(&client, settings.data_dir()).await?;
     let registry = deployment.contracts.registry;
     let owner = chain::bindings::DcnRegistry::new(registry, &client.provider)
@@ -180,7 +181,8 @@ pub async fn fund(
     json: bool,
 ) -> eyre::Result<()> {
     let net = settings.network()?;
-    let client = chain::connect(&net, accounts::admin_signer(settings, &net)?).await?;
+    let client =
+        chain::connect(&net, accounts::admin_signer(settings, &net)?).await?.sharing_turns_in(settings.data_dir());
     let deployment = chain::locate(&client, settings.data_dir()).await?;
     let mut plan = FundPlan {
         token: deployment.contracts.token,

@@ -38,7 +38,7 @@ impl Account {
     pub async fn connect(settings: &Settings, dev_role: DevRole) -> eyre::Result<Self> {
         let net = settings.network()?;
         let signer = accounts::service_signer(settings, &net, dev_role)?;
-        let client = chain::connect(&net, signer.clone()).await?;
+        let client = chain::connect(&net, signer.clone()).await?.sharing_turns_in(settings.data_dir());
         let deployment = chain::locate(&client, settings.data_dir()).await?;
         client.require_gas_money().await?;
         Ok(Self { client, signer, deployment })

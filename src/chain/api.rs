@@ -84,15 +84,18 @@ pub trait DealsChain: Send + Sync {
     /// The time the next block will carry, about: deadlines are compared with it.
     async fn now(&self) -> Result<u64, ChainError>;
     /// Tops this account's free escrow up to `need` (approving and depositing the
-    /// shortfall); returns what was deposited.
+    /// shortfall); returns what was deposited. Concurrent jobs of one account take turns
+    /// (`queue`), so no top-up reads a balance another is about to spend.
     async fn ensure_free_escrow(&self, need: U256) -> Result<U256, ChainError>;
-    /// `createDeal` with the provider's signature.
+    /// `createDeal` with the provider's signature; as its job creator, first tops the free
+    /// escrow up to the price, in the same escrow turn.
     async fn create_deal(&self, deal: &DcnDeals::Deal, signature: Bytes) -> Result<B256, ChainError>;
     /// `submitResult`, as the deal's provider.
     async fn submit_result(&self, id: B256, result_hash: B256) -> Result<B256, ChainError>;
     /// `acceptResult`, as the deal's job creator.
     async fn accept_result(&self, id: B256) -> Result<B256, ChainError>;
-    /// `challenge`, as the deal's job creator (pays the mediation fee).
+    /// `challenge`, as the deal's job creator (pays the mediation fee, topping the free
+    /// escrow up to it first, in one escrow turn).
     async fn challenge(&self, id: B256) -> Result<B256, ChainError>;
     /// `draw`: draws the mediator of a challenged deal's round (anyone may, from the block
     /// after the challenge; drawing again changes nothing).
@@ -158,6 +161,33 @@ impl AlloyChain {
         Ok((e.free, e.locked))
     }
 
+    /// Tops the free escrow up to `need`, in the caller's escrow turn.
+    async fn top_up(&self, need: U256) -> Result<U256, ChainError> {
+        let me = self.client.from;
+        let (free, _) = self.escrow_of(me).await?;
+        if free >= need {
+            return Ok(U256::ZERO);
+        }
+        let short = need - free;
+        let token = DcnToken::new(self.contracts.token, &self.client.provider);
+        let balance = token.balanceOf(me).call().await.map_err(call_err("reading the token balance"))?;
+        if balance < short {
+            return Err(ChainError::TokensShort {
+                account: me,
+                have: format_amount(balance),
+                need: format_amount(short),
+                network: self.client.network.name.clone(),
+            });
+        }
+        let allowance =
+            token.allowance(me, self.contracts.deals).call().await.map_err(call_err("reading the token allowance"))?;
+        if allowance < short {
+            self.client.send("approving DcnDeals to take tokens", token.approve(self.contracts.deals, short)).await?;
+        }
+        self.tx("depositing into escrow", self.deals().deposit(short)).await?;
+        Ok(short)
+    }
+
     async fn tx<P: Provider, D: alloy::contract::CallDecoder>(
         &self,
         what: &str,
@@ -196,32 +226,16 @@ impl DealsChain for AlloyChain {
     }
 
     async fn ensure_free_escrow(&self, need: U256) -> Result<U256, ChainError> {
-        let me = self.client.from;
-        let (free, _) = self.escrow_of(me).await?;
-        if free >= need {
-            return Ok(U256::ZERO);
-        }
-        let short = need - free;
-        let token = DcnToken::new(self.contracts.token, &self.client.provider);
-        let balance = token.balanceOf(me).call().await.map_err(call_err("reading the token balance"))?;
-        if balance < short {
-            return Err(ChainError::TokensShort {
-                account: me,
-                have: format_amount(balance),
-                need: format_amount(short),
-                network: self.client.network.name.clone(),
-            });
-        }
-        let allowance =
-            token.allowance(me, self.contracts.deals).call().await.map_err(call_err("reading the token allowance"))?;
-        if allowance < short {
-            self.client.send("approving DcnDeals to take tokens", token.approve(self.contracts.deals, short)).await?;
-        }
-        self.tx("depositing into escrow", self.deals().deposit(short)).await?;
-        Ok(short)
+        let _turn = self.client.escrow_turn().await?;
+        self.top_up(need).await
     }
 
     async fn create_deal(&self, deal: &DcnDeals::Deal, signature: Bytes) -> Result<B256, ChainError> {
+        // Another job of this account may have locked what was deposited for this one.
+        let _turn = self.client.escrow_turn().await?;
+        if deal.jobCreator == self.client.from {
+            self.top_up(deal.price).await?;
+        }
         self.tx("creating the deal", self.deals().createDeal(deal.clone(), signature)).await
     }
 
@@ -234,6 +248,9 @@ impl DealsChain for AlloyChain {
     }
 
     async fn challenge(&self, id: B256) -> Result<B256, ChainError> {
+        let _turn = self.client.escrow_turn().await?;
+        let info = self.deals().getDeal(id).call().await.map_err(call_err(format!("reading deal {id}")))?;
+        self.top_up(info.mediationFee).await?;
         self.tx("challenging the result", self.deals().challenge(id)).await
     }
 

@@ -1,16 +1,22 @@
 //! A connection to the chain with a signing account, and the errors of talking to it.
 
+use super::queue::{is_nonce_error, Kind, LockError, Turn, TxQueue};
 use crate::config::ResolvedNetwork;
 use alloy::contract::{CallBuilder, CallDecoder};
-use alloy::network::EthereumWallet;
+use alloy::network::{Ethereum, EthereumWallet, TransactionBuilder};
 use alloy::primitives::{keccak256, Address, B256};
-use alloy::providers::{DynProvider, Provider, ProviderBuilder};
-use alloy::rpc::types::TransactionReceipt;
+use alloy::providers::{DynProvider, PendingTransactionBuilder, Provider, ProviderBuilder};
+use alloy::rpc::types::{TransactionReceipt, TransactionRequest};
 use alloy::signers::local::PrivateKeySigner;
+use std::path::Path;
 use std::time::Duration;
 
 /// How long to wait for the node to answer the first request.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Times a transaction is sent again with a fresh nonce after the node said its nonce was
+/// taken (by a process of this account that shares no data directory with this one).
+const NONCE_RETRIES: u32 = 8;
 
 /// Failures talking to the chain. The variants are what a caller decides on: the node is
 /// down, it is the wrong chain, an account needs money, or a transaction failed.
@@ -97,6 +103,9 @@ pub enum ChainError {
     /// A transaction the contract would refuse, caught before sending; says what to change.
     #[error("{0}")]
     WouldRevert(String),
+    /// This account's turn to send could not be taken.
+    #[error(transparent)]
+    Lock(#[from] LockError),
 }
 
 impl ChainError {
@@ -120,6 +129,8 @@ pub struct ChainClient {
     pub from: Address,
     /// The network it is connected to.
     pub network: ResolvedNetwork,
+    /// This account's turns to send.
+    pub queue: TxQueue,
 }
 
 impl std::fmt::Debug for ChainClient {
@@ -153,23 +164,68 @@ pub async fn connect(net: &ResolvedNetwork, signer: PrivateKeySigner) -> Result<
             actual,
         });
     }
-    Ok(ChainClient { provider: provider.erased(), from, network: net.clone() })
+    let queue = TxQueue::in_process(net.chain_id, from);
+    Ok(ChainClient { provider: provider.erased(), from, network: net.clone(), queue })
 }
 
 impl ChainClient {
+    /// Shares this account's turns to send with every dcn process using `data_dir`.
+    pub fn sharing_turns_in(mut self, data_dir: &Path) -> Self {
+        self.queue = self.queue.shared_in(data_dir);
+        self
+    }
+
+    /// Waits for this account's escrow turn: hold it from reading the free escrow until the
+    /// transaction that locks it is mined.
+    pub async fn escrow_turn(&self) -> Result<Turn, ChainError> {
+        Ok(self.queue.turn(Kind::Escrow).await?)
+    }
+
     /// Sends a contract transaction, waits for its receipt and fails if it reverted.
     pub async fn send<P: Provider, D: CallDecoder>(
         &self,
         what: &str,
         call: CallBuilder<P, D>,
     ) -> Result<TransactionReceipt, ChainError> {
-        let call_err = |source: alloy::contract::Error| ChainError::call(what.to_string(), source);
-        let pending = call.send().await.map_err(call_err)?;
-        let receipt = pending.get_receipt().await.map_err(|e| call_err(e.into()))?;
+        self.send_request(what, call.into_transaction_request()).await
+    }
+
+    /// Sends `tx` in this account's turn, waits for its receipt and fails if it reverted.
+    pub async fn send_request(&self, what: &str, tx: TransactionRequest) -> Result<TransactionReceipt, ChainError> {
+        let pending = self.broadcast(what, tx).await?;
+        let receipt = pending.get_receipt().await.map_err(|e| ChainError::call(what, e.into()))?;
         if !receipt.status() {
             return Err(ChainError::Reverted { what: what.to_string(), tx: receipt.transaction_hash });
         }
         Ok(receipt)
+    }
+
+    /// Broadcasts `tx` with the account's next nonce, in its turn; the turn ends once the
+    /// node accepted it, so the next sender reads the nonce after it.
+    async fn broadcast(
+        &self,
+        what: &str,
+        tx: TransactionRequest,
+    ) -> Result<PendingTransactionBuilder<Ethereum>, ChainError> {
+        let _turn = self.queue.turn(Kind::Nonce).await?;
+        let mut retries = 0;
+        loop {
+            let nonce = self
+                .provider
+                .get_transaction_count(self.from)
+                .pending()
+                .await
+                .map_err(|source| ChainError::rpc(format!("reading the account's nonce for {what}"), source))?;
+            match self.provider.send_transaction(tx.clone().with_nonce(nonce)).await {
+                Ok(pending) => return Ok(pending),
+                Err(e) if retries < NONCE_RETRIES && is_nonce_error(&e.to_string()) => {
+                    retries += 1;
+                    tracing::debug!(what, nonce, error = %e, "nonce taken meanwhile; sending again with the next");
+                    tokio::time::sleep(Duration::from_millis(50 * u64::from(retries))).await;
+                }
+                Err(e) => return Err(ChainError::call(what, e.into())),
+            }
+        }
     }
 
     /// Fails with [`ChainError::NoFunds`] unless the signing account has some ether.

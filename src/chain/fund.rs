@@ -4,7 +4,6 @@ use super::bindings::DcnToken;
 use super::client::{ChainClient, ChainError};
 use alloy::network::TransactionBuilder;
 use alloy::primitives::{Address, U256};
-use alloy::providers::Provider;
 use alloy::rpc::types::TransactionRequest;
 
 /// Who gets what. Each account is topped up to at least the target: running `fund`
@@ -111,17 +110,7 @@ pub async fn fund(client: &ChainClient, plan: &FundPlan) -> Result<Vec<FundRow>,
         if !eth.is_zero() {
             let tx = TransactionRequest::default().with_to(account).with_value(eth);
             let what = format!("sending {} ETH to {label} {account}", format_amount(eth));
-            let receipt = client
-                .provider
-                .send_transaction(tx)
-                .await
-                .map_err(|source| ChainError::rpc(what.clone(), source))?
-                .get_receipt()
-                .await
-                .map_err(|e| ChainError::call(what.clone(), e.into()))?;
-            if !receipt.status() {
-                return Err(ChainError::Reverted { what, tx: receipt.transaction_hash }.into());
-            }
+            client.send_request(&what, tx).await?;
         }
         if !tokens.is_zero() {
             let what = format!("sending {} DCN to {label} {account}", format_amount(tokens));

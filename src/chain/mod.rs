@@ -15,6 +15,7 @@ pub mod deploy;
 pub mod deployment;
 pub mod fund;
 pub mod join;
+pub mod queue;
 pub mod state;
 
 pub use accounts::{DevRole, DEV_MNEMONIC};
