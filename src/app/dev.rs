@@ -24,6 +24,8 @@ pub struct DevOptions {
     pub listen: Option<String>,
     /// Run no provider (tests run their own).
     pub no_provider: bool,
+    /// Run no mediator (tests run their own, as a process they can kill).
+    pub no_mediator: bool,
     /// Slots of the built-in provider.
     pub offer_count: Option<u32>,
     /// EVM hardfork of the local chain; `None`: `dev.hardfork`, else anvil's latest.
@@ -92,6 +94,11 @@ pub async fn run(settings: &Settings, opts: DevOptions) -> eyre::Result<()> {
         tracing::warn!(wanted, rpc_url = %rpc_url, "port taken: the chain runs elsewhere; pass --rpc-url to other commands");
     }
     settings.rpc_url = Some(rpc_url.clone());
+    if opts.no_mediator && settings.services.mediators.is_empty() {
+        // The dev mediator is approved but not registered until its own process starts:
+        // the dev services name it rather than find none in the registry.
+        settings.services.mediators = vec![DevRole::Mediator.address()];
+    }
     settings.chain_id = Some(1337);
 
     println!("── deploying the contracts");
@@ -107,10 +114,12 @@ pub async fn run(settings: &Settings, opts: DevOptions) -> eyre::Result<()> {
     let solver_account = Account::connect(&settings, DevRole::Solver).await?;
     let solver_url = super::solver::start(&solver_cfg, &solver_account, &dir.join("solver"), &tasks).await?;
 
-    let mediator = Account::connect(&settings, DevRole::Mediator).await?;
-    let client = mediator.solver(Some(&solver_url)).await?;
-    let cfg = MediatorConfig::resolve(&settings, &MediatorOverrides::default());
-    super::mediator::start(&settings, cfg, &mediator, client, &dir.join("mediator"), &tasks).await?;
+    if !opts.no_mediator {
+        let mediator = Account::connect(&settings, DevRole::Mediator).await?;
+        let client = mediator.solver(Some(&solver_url)).await?;
+        let cfg = MediatorConfig::resolve(&settings, &MediatorOverrides::default());
+        super::mediator::start(&settings, cfg, &mediator, client, &dir.join("mediator"), &tasks).await?;
+    }
 
     let client = solver_account.solver(Some(&solver_url)).await?;
     let cfg = JobBoardConfig::resolve(&settings, &JobBoardOverrides::default())?;
@@ -151,7 +160,11 @@ fn print_banner(settings: &Settings, opts: &DevOptions, rpc_url: &str, solver_ur
     println!("── dcn dev is running (Ctrl-C stops it)");
     println!("   chain      {rpc_url} (chain id 1337)");
     println!("   solver     {solver_url}  (dashboard: {solver_url}/)");
-    println!("   mediator   {}", DevRole::Mediator.address());
+    if opts.no_mediator {
+        println!("   mediator   none (--no-mediator); `dcn mediator` as {} is approved", DevRole::Mediator.address());
+    } else {
+        println!("   mediator   {}", DevRole::Mediator.address());
+    }
     if opts.no_provider {
         println!("   provider   none (--no-provider)");
     } else {

@@ -21,6 +21,9 @@ pub struct DevArgs {
     /// Do not run a provider (tests run their own)
     #[arg(long)]
     pub no_provider: bool,
+    /// Do not run a mediator (tests run their own)
+    #[arg(long)]
+    pub no_mediator: bool,
     /// Slots of the built-in provider [default: config provider.offer_count, 1]
     #[arg(long, value_name = "N")]
     pub offer_count: Option<u32>,
@@ -37,6 +40,7 @@ impl DevArgs {
             chain_port: self.chain_port,
             listen: self.listen,
             no_provider: self.no_provider,
+            no_mediator: self.no_mediator,
             offer_count: self.offer_count,
             hardfork: self.hardfork,
         };

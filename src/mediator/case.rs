@@ -2,6 +2,12 @@
 //! and the pure decision of what to do next ([`decide`]): the deal on chain, the chain's
 //! clock and what the mediator has done so far → draw, wait, re-run, rule, or close.
 //!
+//! Verdicts blame only the guilty (THREATS S2): a re-run that matches the provider's result
+//! makes it honest at once; one that differs is run a second time, and only when the
+//! mediator's own two runs agree with each other and not with the provider is the provider
+//! ruled dishonest. Two runs that differ mean the job is not reproducible (randomness, the
+//! clock): the job creator's spec is to blame, not the provider, who is ruled honest.
+//!
 //! A challenge's mediator is drawn from the challenge block's hash by a `draw` call that
 //! anyone may send; every mediator of the deal sends it if nobody did. A mediator that is
 //! not drawn keeps watching until the deal settles: if the drawn one stays silent past its
@@ -22,6 +28,10 @@ pub enum Closed {
     NotOurs,
     /// The mediation deadline passed before a verdict.
     DeadlinePassed,
+    /// This mediator cannot run the job (its image is not here, the spec is invalid or not
+    /// the deal's): it sends no verdict, so that at its deadline another mediator is drawn
+    /// (or, with none left, the result stands).
+    Abstained,
 }
 
 /// One challenge, as kept in the mediator's store.
@@ -31,6 +41,9 @@ pub struct Mediation {
     pub deal: B256,
     /// The result hash of this mediator's own run, once it ran the job.
     pub rerun: Option<B256>,
+    /// The result hash of its second run, made when the first differed from the provider's.
+    #[serde(default)]
+    pub second_run: Option<B256>,
     /// The verdict sent, if any.
     pub provider_honest: Option<bool>,
     /// The `mediate` transaction.
@@ -45,7 +58,7 @@ pub struct Mediation {
 impl Mediation {
     /// A challenge just seen.
     pub fn new(deal: B256) -> Self {
-        Self { deal, rerun: None, provider_honest: None, tx: None, closed: None, named: None }
+        Self { deal, rerun: None, second_run: None, provider_honest: None, tx: None, closed: None, named: None }
     }
 }
 
@@ -56,7 +69,8 @@ pub enum Action {
     Wait,
     /// Draw the round's mediator: nobody has yet.
     Draw,
-    /// Fetch the job, check it against the deal and run it.
+    /// Fetch the job, check it against the deal and run it (again, when the first run
+    /// differed from the provider's result).
     Rerun,
     /// Send the verdict.
     Rule {
@@ -85,10 +99,19 @@ pub fn decide(m: &Mediation, view: &DealView, now: u64, me: Address) -> Action {
         // Excluded from the next rounds once anyone calls `timeout`.
         return Action::Close(Closed::DeadlinePassed);
     }
-    match m.rerun {
-        None => Action::Rerun,
-        Some(mine) => Action::Rule { provider_honest: mine == view.result_hash },
+    let theirs = view.result_hash;
+    match (m.rerun, m.second_run) {
+        (None, _) => Action::Rerun,
+        (Some(first), _) if first == theirs => Action::Rule { provider_honest: true },
+        (Some(_), None) => Action::Rerun,
+        // Honest unless the job is reproducible and the provider's result is not its result.
+        (Some(first), Some(second)) => Action::Rule { provider_honest: second == theirs || first != second },
     }
+}
+
+/// Whether the mediator's own two runs of the job differed (it is not reproducible).
+pub fn not_reproducible(m: &Mediation) -> bool {
+    matches!((m.rerun, m.second_run), (Some(a), Some(b)) if a != b)
 }
 
 #[cfg(test)]
@@ -107,7 +130,22 @@ mod tests {
         assert_eq!(decide(&m, &challenged(5, 100), 10, ME), Action::Rerun);
         m.rerun = Some(B256::repeat_byte(5));
         assert_eq!(decide(&m, &challenged(5, 100), 10, ME), Action::Rule { provider_honest: true });
+        // A first run unlike the provider's is not enough to blame it: run again.
+        assert_eq!(decide(&m, &challenged(6, 100), 10, ME), Action::Rerun);
+        m.second_run = Some(B256::repeat_byte(5));
         assert_eq!(decide(&m, &challenged(6, 100), 10, ME), Action::Rule { provider_honest: false });
+        assert!(!not_reproducible(&m));
+    }
+
+    #[test]
+    fn a_job_whose_own_runs_differ_blames_nobody() {
+        let mut m = Mediation::new(B256::repeat_byte(1));
+        m.rerun = Some(B256::repeat_byte(5));
+        m.second_run = Some(B256::repeat_byte(9));
+        assert!(not_reproducible(&m));
+        assert_eq!(decide(&m, &challenged(6, 100), 10, ME), Action::Rule { provider_honest: true });
+        // The second run matching the provider's result is honest too.
+        assert_eq!(decide(&m, &challenged(9, 100), 10, ME), Action::Rule { provider_honest: true });
     }
 
     #[test]
@@ -116,6 +154,9 @@ mod tests {
         let mut m = Mediation::new(B256::repeat_byte(1));
         m.rerun = Some(B256::repeat_byte(5));
         assert!(matches!(decide(&m, &challenged(5, 100), 10, ME), Action::Rule { .. }));
+        let twice = Mediation { second_run: Some(B256::repeat_byte(5)), ..Mediation::new(B256::repeat_byte(1)) };
+        let twice = Mediation { rerun: Some(B256::repeat_byte(5)), ..twice };
+        assert!(matches!(decide(&twice, &challenged(6, 100), 10, ME), Action::Rule { provider_honest: false }));
         // Ruled before the restart: the deal is settled, nothing is sent.
         let settled = DealView { state: DealState::MediatedHonest, ..challenged(5, 100) };
         assert_eq!(decide(&m, &settled, 10, ME), Action::Close(Closed::Settled(DealState::MediatedHonest)));

@@ -4,7 +4,7 @@
 //! and its spec from the solver (the deal checked against its id, the spec against the
 //! deal's job hash), re-run the job, and rule.
 
-use super::case::{decide, Action, Closed, Mediation};
+use super::case::{decide, not_reproducible, Action, Closed, Mediation};
 use super::config::MediatorConfig;
 use crate::bundle::{self, BundleError};
 use crate::chain::bindings::DcnDeals;
@@ -80,6 +80,23 @@ impl MediatorError {
     /// Whether the mediator must stop rather than retry.
     pub fn is_fatal(&self) -> bool {
         matches!(self, Self::Store(_) | Self::Cursor(_))
+    }
+
+    /// Whether this machine cannot run the job however often it tries (so the mediator
+    /// abstains): the image is not here, the spec is invalid or wants the network, the
+    /// output cannot be bundled. Docker down, a full disk, an unreachable solver or a spec
+    /// from the solver that is not the deal's are retried until the deadline instead.
+    pub fn cannot_run(&self) -> bool {
+        match self {
+            Self::Executor(e) => matches!(
+                e,
+                ExecutorError::ImageUnavailable { .. }
+                    | ExecutorError::InvalidJob(_)
+                    | ExecutorError::NetworkNotAllowed(_)
+            ),
+            Self::Bundle(e) => !matches!(e, BundleError::Io { .. }),
+            _ => false,
+        }
     }
 }
 
@@ -215,10 +232,28 @@ impl MediatorService {
                 Ok(false)
             }
             Action::Rerun => {
-                let mine = self.rerun(id).await?;
-                tracing::info!(deal = %id, mine = %mine, provider = %view.result_hash, "re-ran the job");
-                m.rerun = Some(mine);
+                let mine = match self.rerun(id).await {
+                    Ok(h) => h,
+                    Err(e) if e.cannot_run() => {
+                        tracing::warn!(deal = %id, error = %e, "cannot run this job: abstaining, so that another mediator is drawn at the deadline");
+                        m.closed = Some(Closed::Abstained);
+                        self.save(m)?;
+                        self.remove_work_dir(id);
+                        return Ok(true);
+                    }
+                    Err(e) => return Err(e),
+                };
+                let run = if m.rerun.is_none() { "first" } else { "second" };
+                tracing::info!(deal = %id, mine = %mine, provider = %view.result_hash, run, "re-ran the job");
+                if m.rerun.is_none() {
+                    m.rerun = Some(mine);
+                } else {
+                    m.second_run = Some(mine);
+                }
                 self.save(m)?;
+                if not_reproducible(m) {
+                    tracing::warn!(deal = %id, "the job's two re-runs differ: it is not reproducible, so the provider is not blamed");
+                }
                 Ok(false)
             }
             Action::Rule { provider_honest } => {
@@ -237,11 +272,23 @@ impl MediatorService {
                     }
                     Closed::NotOurs => tracing::info!(deal = %id, "not this mediator's deal"),
                     Closed::Settled(s) => tracing::info!(deal = %id, state = %s, "mediation closed"),
+                    Closed::Abstained => {}
                 }
                 m.closed = Some(closed);
                 self.save(m)?;
+                self.remove_work_dir(id);
                 Ok(true)
             }
+        }
+    }
+
+    /// Removes deal `id`'s work directory once its mediation is closed.
+    fn remove_work_dir(&self, id: B256) {
+        let dir = self.work_dir.join(id.to_string());
+        match std::fs::remove_dir_all(&dir) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => tracing::warn!(deal = %id, dir = %dir.display(), error = %e, "cannot remove the work directory"),
         }
     }
 

@@ -1,6 +1,7 @@
 //! The mediator's handling of a challenge with fakes of the chain, the solver and the
-//! executor: re-run and rule once (also across a restart), refuse a spec that is not the
-//! deal's, and stop at the deadline.
+//! executor: re-run and rule once (also across a restart), run twice before blaming, blame
+//! nobody for a job that is not reproducible, abstain from a job it cannot run, refuse a
+//! spec that is not the deal's, and stop at the deadline.
 
 use super::case::{Closed, Mediation};
 use super::service::{MediatorDeps, MediatorError, MediatorService};
@@ -93,9 +94,34 @@ async fn a_restart_after_the_rerun_rules_without_running_again() {
     let id = rig.challenged("moo", B256::repeat_byte(9));
     let m = Mediation { rerun: Some(rig.honest_result()), ..Mediation::new(id) };
     let m = rig.run_to_close(m).await;
-    assert_eq!(m.provider_honest, Some(false), "a different hash on chain is dishonest");
-    assert_eq!(rig.executor.runs(), 0);
+    assert_eq!(m.provider_honest, Some(false), "a different hash on chain, twice, is dishonest");
+    assert_eq!(rig.executor.runs(), 1, "only the second run");
     assert_eq!(rig.chain.count(|t| *t == Tx::Mediate(id, false)), 1);
+    assert!(!rig.dir.path().join("jobs").join(id.to_string()).exists(), "work directory removed");
+}
+
+#[tokio::test]
+async fn a_job_that_is_not_reproducible_does_not_get_the_provider_slashed() {
+    let rig = Rig::new();
+    rig.executor.random.store(true, std::sync::atomic::Ordering::SeqCst);
+    // The provider's run printed its own random line: unlike either of the mediator's.
+    let id = rig.challenged("moo", B256::repeat_byte(9));
+    let m = rig.run_to_close(Mediation::new(id)).await;
+    assert_eq!(rig.executor.runs(), 2, "ran twice before judging");
+    assert_ne!(m.rerun, m.second_run);
+    assert_eq!(m.provider_honest, Some(true));
+    assert_eq!(rig.chain.count(|t| *t == Tx::Mediate(id, true)), 1);
+    assert_eq!(m.closed, Some(Closed::Settled(DealState::MediatedHonest)));
+}
+
+#[tokio::test]
+async fn a_job_this_machine_cannot_run_is_abstained_from() {
+    let rig = Rig::new();
+    rig.executor.no_image.store(true, std::sync::atomic::Ordering::SeqCst);
+    let id = rig.challenged("moo", B256::repeat_byte(9));
+    let m = rig.run_to_close(Mediation::new(id)).await;
+    assert_eq!(m.closed, Some(Closed::Abstained));
+    assert!(rig.chain.txs().is_empty(), "no verdict: another mediator is drawn at the deadline");
 }
 
 #[tokio::test]

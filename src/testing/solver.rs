@@ -203,6 +203,10 @@ fn sha256(bytes: &[u8]) -> B256 {
 pub struct FakeExecutor {
     runs: AtomicU32,
     failures_left: AtomicU32,
+    /// Each run prints its run number too: a job that is not reproducible.
+    pub random: std::sync::atomic::AtomicBool,
+    /// Every run fails as if the image were not on this machine.
+    pub no_image: std::sync::atomic::AtomicBool,
 }
 
 impl FakeExecutor {
@@ -233,10 +237,16 @@ impl Executor for FakeExecutor {
                 self.failures_left.fetch_sub(1, Ordering::SeqCst);
                 return Err(ExecutorError::DockerUnavailable("fake: down".into()));
             }
-            self.runs.fetch_add(1, Ordering::SeqCst);
+            if self.no_image.load(Ordering::SeqCst) {
+                return Err(ExecutorError::ImageUnavailable { image: job.image.clone(), reason: "fake: gone".into() });
+            }
+            let n = self.runs.fetch_add(1, Ordering::SeqCst);
             let outputs = workdir.join("outputs");
             std::fs::create_dir_all(&outputs).map_err(|source| ExecutorError::Io { what: "outputs".into(), source })?;
-            let r = fake_results(job, &outputs);
+            let mut r = fake_results(job, &outputs);
+            if self.random.load(Ordering::SeqCst) {
+                r.stdout.extend(format!("run {n}\n").into_bytes());
+            }
             Ok(RunOutcome {
                 exit_code: r.exit_code,
                 termination: Termination::Exited,

@@ -5,8 +5,8 @@ use super::{bare_dcn, block_on};
 use alloy::primitives::{Address, B256, U256};
 use alloy::providers::{DynProvider, Provider, ProviderBuilder};
 use alloy::signers::local::{coins_bip39::English, MnemonicBuilder, PrivateKeySigner};
-use dcn::chain::bindings::{DcnDeals, DcnToken};
-use dcn::chain::{DealState, Deployment, DevRole, DEV_MNEMONIC};
+use dcn::chain::bindings::{DcnDeals, DcnRegistry, DcnToken};
+use dcn::chain::{DealState, Deployment, DevRole, Role, DEV_MNEMONIC};
 use std::path::PathBuf;
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
@@ -138,6 +138,46 @@ impl DevNet {
             self.open_offers(provider) > 0
         });
         p
+    }
+
+    /// Starts `dcn mediator` as the development mediator (for `dcn dev --no-mediator`) and
+    /// waits until it is registered (clients then find it; it reads challenges from before
+    /// it started too).
+    pub fn mediator(&self, name: &str) -> Proc {
+        let log = self.home.path().join(format!("{name}.log"));
+        let child = self
+            .cmd()
+            .args(["mediator", "--solver", &self.solver_url])
+            .stdout(Stdio::null())
+            .stderr(std::fs::OpenOptions::new().create(true).append(true).open(&log).unwrap())
+            .spawn()
+            .unwrap();
+        let p = Proc { child, log };
+        let c = self.deployment().contracts;
+        super::wait_until("the mediator to register", 60, || {
+            block_on(async {
+                DcnRegistry::new(c.registry, &self.reader())
+                    .isRegistered(Role::Mediator.to_chain(), DevRole::Mediator.address())
+                    .call()
+                    .await
+                    .unwrap_or(false)
+            })
+        });
+        p
+    }
+
+    /// Waits until this network's development mediator runs a job container (a re-run).
+    pub fn wait_mediator_running(&self) {
+        let address = DevRole::Mediator.address().to_string().to_lowercase();
+        let dir = self.data_dir().join("mediator").join(&address);
+        let label = format!("label=dcn.mediator={address}");
+        let instance = format!("label=dcn.instance={}", dcn::app::node::instance_label(&dir));
+        super::wait_until("a running re-run container of the mediator", 90, || {
+            Command::new("docker")
+                .args(["ps", "-q", "--filter", &label, "--filter", &instance, "--filter", "status=running"])
+                .output()
+                .is_ok_and(|o| !o.stdout.is_empty())
+        });
     }
 
     /// The open resource offers of `provider` at the solver.

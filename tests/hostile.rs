@@ -1,0 +1,90 @@
+//! Hostile parties end to end (issue 12): `dcn dev`, `dcn provider`, `dcn mediator` and
+//! `dcn run` as processes on a real anvil with real Docker jobs. Each test shows that the
+//! honest party's balance changes exactly as the rules promise.
+
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use alloy::primitives::{Address, U256};
+use alloy::providers::Provider;
+use alloy::rpc::types::Filter;
+use alloy::sol_types::SolEvent;
+use common::block_on;
+use common::net::{deal_id, dev_accounts, json, test_module, DevNet};
+use dcn::chain::bindings::DcnDeals;
+use dcn::chain::{DealState, DevRole};
+
+/// Dev defaults: price 1 DCN, mediation fee 1 DCN.
+fn units(n: u64) -> i128 {
+    i128::from(n) * 10i128.pow(18)
+}
+
+fn delta(after: U256, before: U256) -> i128 {
+    i128::try_from(after).unwrap() - i128::try_from(before).unwrap()
+}
+
+fn wealth(net: &DevNet, accounts: &[Address]) -> Vec<U256> {
+    accounts.iter().map(|a| net.wealth(*a)).collect()
+}
+
+/// THREATS S2: a job creator writes a job whose output changes from run to run and
+/// challenges it. The mediator's own two runs differ, so the job is not reproducible: the
+/// provider is paid and keeps its collateral; the job creator pays for the mediation it asked
+/// for.
+#[test]
+fn a_job_that_is_not_reproducible_challenged_does_not_slash_the_provider() {
+    let net = DevNet::start(&[]);
+    let who = [DevRole::JobCreator.address(), DevRole::Provider.address(), DevRole::Mediator.address()];
+    let before = wealth(&net, &who);
+    let out = net
+        .cmd()
+        .current_dir(net.home.path())
+        .args(["run", &test_module("random"), "--challenge", "--json"])
+        .output()
+        .unwrap();
+    let v = json(&out);
+    assert_eq!(v["state"], "mediated_honest", "{v}");
+    assert_eq!(net.deal_state(deal_id(&v)), DealState::MediatedHonest);
+    let after = wealth(&net, &who);
+    assert_eq!(delta(after[1], before[1]), units(1), "the provider is paid its price and keeps its collateral");
+    assert_eq!(delta(after[2], before[2]), units(1), "the mediator earns its fee");
+    assert_eq!(delta(after[0], before[0]), -units(2), "the job creator pays the price and the fee");
+    let log = net.dev.as_ref().unwrap().log_text();
+    assert!(log.contains("not reproducible"), "the mediator says why:\n{log}");
+    net.assert_books_balance(&dev_accounts());
+}
+
+/// The mediator is killed (SIGKILL) while it re-runs a challenged job and started again: it
+/// resumes from its store and the deal settles once, with one verdict.
+#[test]
+fn a_mediator_killed_mid_rerun_and_restarted_rules_once() {
+    let net = DevNet::start(&["--no-mediator"]);
+    let mut mediator = net.mediator("mediator");
+    let who = [DevRole::JobCreator.address(), DevRole::Provider.address(), DevRole::Mediator.address()];
+    let before = wealth(&net, &who);
+    let run = net
+        .cmd()
+        .current_dir(net.home.path())
+        .args(["run", &test_module("slow"), "-i", "Secs=4", "--challenge", "--json"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    net.wait_mediator_running();
+    mediator.kill9();
+    let _again = net.mediator("mediator-again");
+    let v = json(&run.wait_with_output().unwrap());
+    assert_eq!(v["state"], "mediated_honest", "{v}");
+    let c = net.deployment().contracts;
+    let verdicts = block_on(async {
+        let f = Filter::new().address(c.deals).from_block(0).event_signature(DcnDeals::DealMediated::SIGNATURE_HASH);
+        net.reader().get_logs(&f).await.unwrap()
+    });
+    assert_eq!(verdicts.len(), 1, "one verdict");
+    let after = wealth(&net, &who);
+    assert_eq!(delta(after[1], before[1]), units(1));
+    assert_eq!(delta(after[2], before[2]), units(1), "the mediator is paid once");
+    assert_eq!(delta(after[0], before[0]), -units(2));
+    net.assert_books_balance(&dev_accounts());
+}
