@@ -82,6 +82,7 @@ fn job(g: &mut Lcg, creator: Address, solver: Address) -> (JobOffer, JobSpec) {
         network: NetworkPolicy::None,
         timeout_secs: 60,
         outputs: vec![],
+        success_exit_codes: vec![],
     };
     let offer = JobOffer {
         jobCreator: creator,

@@ -75,6 +75,10 @@ pub struct JobSpec {
     pub timeout_secs: u64,
     /// Paths under `/outputs` the module promises to write.
     pub outputs: Vec<String>,
+    /// Exit codes the module calls success; empty: only 0. Left out of the encoding when
+    /// empty, so specs from before it hash as they did.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub success_exit_codes: Vec<i64>,
 }
 
 impl JobSpec {
@@ -86,6 +90,24 @@ impl JobSpec {
     /// The content hash (sha256 of the canonical encoding) that goes into offers and deals.
     pub fn content_hash(&self) -> B256 {
         B256::from_slice(&Sha256::digest(self.canonical_json()))
+    }
+
+    /// Whether the module calls exit code `code` success.
+    pub fn is_success(&self, code: i64) -> bool {
+        if self.success_exit_codes.is_empty() {
+            code == 0
+        } else {
+            self.success_exit_codes.contains(&code)
+        }
+    }
+
+    /// The exit codes the module calls success, for messages (`0`, `0, 1`).
+    pub fn success_codes_text(&self) -> String {
+        if self.success_exit_codes.is_empty() {
+            "0".into()
+        } else {
+            self.success_exit_codes.iter().map(i64::to_string).collect::<Vec<_>>().join(", ")
+        }
     }
 }
 
@@ -103,6 +125,7 @@ mod tests {
             network: NetworkPolicy::None,
             timeout_secs: 30,
             outputs: vec![],
+            success_exit_codes: vec![],
         }
     }
 
@@ -118,6 +141,12 @@ mod tests {
         let mut b = spec();
         b.argv[1] = "moo ".into();
         assert_ne!(a.content_hash(), b.content_hash());
+        // Success codes other than the default are part of the job.
+        let c = JobSpec { success_exit_codes: vec![0, 1], ..spec() };
+        assert!(String::from_utf8(c.canonical_json())
+            .unwrap()
+            .ends_with(r#""outputs":[],"success_exit_codes":[0,1]}"#));
+        assert!(c.is_success(1) && !c.is_success(2) && a.is_success(0) && !a.is_success(137));
     }
 
     #[test]

@@ -135,7 +135,7 @@ fn challenge_of_an_honest_provider_pays_it_and_the_mediator() {
 #[test]
 fn challenge_of_a_cheating_provider_slashes_its_collateral() {
     let net = DevNet::start(&["--no-provider"]);
-    let _cheat = net.provider(None, &["--fault-wrong-result"], "cheat");
+    let _cheat = net.provider(None, &["--fault", "wrong-result"], "cheat");
     let (jc, pv, md) = (DevRole::JobCreator.address(), DevRole::Provider.address(), DevRole::Mediator.address());
     let before = Wealth::of(&net, &[jc, pv, md]);
     let v = json(

@@ -88,3 +88,27 @@ fn a_mediator_killed_mid_rerun_and_restarted_rules_once() {
     assert_eq!(delta(after[0], before[0]), -units(2));
     net.assert_books_balance(&dev_accounts());
 }
+
+/// THREATS S5: a provider reports a result without running the job (`exit 137`, nothing
+/// written) and uploads its bundle, whose hash matches what it put on chain. The job creator
+/// does not accept a result its module does not call success: it challenges, the mediator's
+/// runs disagree with the provider's, and the provider loses its collateral.
+#[cfg(feature = "fault-injection")]
+#[test]
+fn a_provider_that_reports_a_result_without_running_the_job_is_not_paid() {
+    let net = DevNet::start(&["--no-provider"]);
+    let _lazy = net.provider(None, &["--fault", "skip-job"], "lazy");
+    let who = [DevRole::JobCreator.address(), DevRole::Provider.address(), DevRole::Mediator.address()];
+    let before = wealth(&net, &who);
+    let out =
+        net.cmd().current_dir(net.home.path()).args(["run", "cowsay", "-i", "Message=moo", "--json"]).output().unwrap();
+    let v = json(&out);
+    assert_eq!(v["state"], "mediated_dishonest", "{v}");
+    let summary = v["summary"].as_str().unwrap();
+    assert!(summary.contains("exited with code 137") && summary.contains("does not call success"), "{summary}");
+    let after = wealth(&net, &who);
+    assert_eq!(delta(after[1], before[1]), -units(2), "the provider loses its collateral");
+    assert_eq!(delta(after[2], before[2]), units(1), "the mediator is paid from it");
+    assert_eq!(delta(after[0], before[0]), units(1), "the job creator is refunded and gets the rest");
+    net.assert_books_balance(&dev_accounts());
+}

@@ -41,19 +41,19 @@ pub struct ProviderArgs {
     /// The solver: a URL, or an address looked up in DcnRegistry [default: config services.solver / SERVICE_SOLVER, else the first solver the registry's owner approved]
     #[arg(long, value_name = "URL|ADDRESS")]
     pub solver: Option<String>,
-    /// Test builds only: report wrong results, to exercise challenges
+    /// Test builds only: misbehave (wrong-result, skip-job), to exercise challenges
     #[cfg(feature = "fault-injection")]
-    #[arg(long, hide = true)]
-    pub fault_wrong_result: bool,
+    #[arg(long, hide = true, value_name = "KIND")]
+    pub fault: Option<crate::provider::config::Fault>,
 }
 
 impl ProviderArgs {
     /// The flags as overrides of the settings.
     pub fn overrides(&self) -> ProviderOverrides {
         #[cfg(feature = "fault-injection")]
-        let fault_wrong_result = self.fault_wrong_result;
+        let fault = self.fault;
         #[cfg(not(feature = "fault-injection"))]
-        let fault_wrong_result = false;
+        let fault = None;
         ProviderOverrides {
             offer_cpu: self.offer_cpu,
             offer_ram_mb: self.offer_ram,
@@ -64,7 +64,7 @@ impl ProviderArgs {
             modules: self.modules.clone(),
             mediators: self.mediators.clone(),
             solver: self.solver.clone(),
-            fault_wrong_result,
+            fault,
         }
     }
 

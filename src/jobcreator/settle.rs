@@ -218,7 +218,8 @@ impl JobCreator {
                         Step::ResultSubmitted,
                         &format!("result {} on chain; downloading the bundle", view.result_hash),
                     );
-                    verification = self.verify(id, view.result_hash, view.deadline, &mut outcome).await?;
+                    verification =
+                        self.verify(id, &created.spec, view.result_hash, view.deadline, &mut outcome).await?;
                     match &verification {
                         Verification::Verified => progress.step(
                             Step::Downloaded,

@@ -1,7 +1,9 @@
 //! The bundle check before judging: download the result bundle into
-//! `<results>/<deal>/`, extract it and compare its result hash with the chain's. What the
-//! provider is to blame for (no bundle, a malformed one, another hash) comes back as
-//! [`Verification::Refuted`] and leads to a challenge; what fails on this machine (disk,
+//! `<results>/<deal>/`, extract it, compare its result hash with the chain's, then hold it
+//! to what the module promised (THREATS S5): an exit code the module calls success and
+//! every output it declares. What the provider is to blame for (no bundle, a malformed one,
+//! another hash, a failed or skipped job) comes back as [`Verification::Refuted`] and leads
+//! to a challenge, in which the mediator's re-run decides; what fails on this machine (disk,
 //! permissions) is [`JobCreatorError::Local`] and stops without challenging.
 
 use super::settle::{Outcome, Verification};
@@ -9,6 +11,7 @@ use super::{JobCreator, JobCreatorError};
 use crate::bundle::{self, BundleError};
 use crate::clock::now_secs;
 use crate::protocol::ClientError;
+use crate::types::JobSpec;
 use alloy::primitives::B256;
 use std::time::{Duration, Instant};
 
@@ -24,6 +27,7 @@ impl JobCreator {
     pub(super) async fn verify(
         &self,
         id: B256,
+        spec: &JobSpec,
         expected: B256,
         judge_deadline: u64,
         outcome: &mut Outcome,
@@ -78,6 +82,61 @@ impl JobCreator {
                 "the bundle's result hash {actual} differs from the {expected} on chain"
             )));
         }
-        Ok(Verification::Verified)
+        Ok(match broken_promise(spec, &results) {
+            Some(why) => Verification::Refuted(why),
+            None => Verification::Verified,
+        })
+    }
+}
+
+/// How `results` fall short of what `spec`'s module promises, if they do: an exit code it
+/// does not call success, or a declared output missing. A provider that skipped the job
+/// (`exit 137`, nothing written) is caught here; an honest run of a job that really failed
+/// is upheld by the mediator's re-run.
+pub fn broken_promise(spec: &JobSpec, results: &bundle::Results) -> Option<String> {
+    let module = &spec.module.name;
+    if !spec.is_success(results.exit_code) {
+        return Some(format!(
+            "the job exited with code {}, which module `{module}` does not call success ({})",
+            results.exit_code,
+            spec.success_codes_text()
+        ));
+    }
+    let missing: Vec<&str> = spec
+        .outputs
+        .iter()
+        .filter(|o| results.outputs_dir.join(o).symlink_metadata().is_err())
+        .map(String::as_str)
+        .collect();
+    if !missing.is_empty() {
+        return Some(format!("module `{module}` declares outputs it did not write: {}", missing.join(", ")));
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_failed_or_skipped_job_breaks_the_modules_promise() {
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path().join("outputs");
+        std::fs::create_dir_all(&out).unwrap();
+        let mut spec = crate::testing::spec("moo");
+        let results =
+            |code| bundle::Results { exit_code: code, stdout: vec![], stderr: vec![], outputs_dir: out.clone() };
+        assert_eq!(broken_promise(&spec, &results(0)), None);
+        let why = broken_promise(&spec, &results(137)).unwrap();
+        assert!(why.contains("exited with code 137") && why.contains("(0)"), "{why}");
+        spec.success_exit_codes = vec![0, 1];
+        assert_eq!(broken_promise(&spec, &results(1)), None);
+        spec.outputs = vec!["a.txt".into(), "sub/b.txt".into()];
+        std::fs::write(out.join("a.txt"), "x").unwrap();
+        let why = broken_promise(&spec, &results(0)).unwrap();
+        assert!(why.contains("did not write: sub/b.txt"), "{why}");
+        std::fs::create_dir_all(out.join("sub")).unwrap();
+        std::fs::write(out.join("sub/b.txt"), "y").unwrap();
+        assert_eq!(broken_promise(&spec, &results(0)), None);
     }
 }

@@ -140,9 +140,12 @@ pub struct ModuleFile {
     /// Wall-clock limit in seconds.
     #[serde(default = "default_timeout")]
     pub timeout_secs: u64,
-    /// Paths under /outputs the module writes.
+    /// Paths under /outputs the module writes: a result without one of them is challenged.
     #[serde(default)]
     pub outputs: Vec<String>,
+    /// Exit codes that mean success [default: 0 only]: a result with another is challenged.
+    #[serde(default)]
+    pub success_exit_codes: Vec<i64>,
 }
 
 fn default_timeout() -> u64 {
@@ -217,6 +220,9 @@ impl Module {
                 return Err(invalid(format!("output `{out}` must be a relative path under /outputs")));
             }
         }
+        if let Some(code) = file.success_exit_codes.iter().find(|c| !(0..=255).contains(*c)) {
+            return Err(invalid(format!("success exit code {code} is not an exit code (0 to 255)")));
+        }
         let mut patterns = BTreeMap::new();
         for (name, decl) in &file.inputs {
             if let Some(p) = &decl.pattern {
@@ -278,6 +284,7 @@ impl Module {
             network: f.network,
             timeout_secs: f.timeout_secs,
             outputs: f.outputs.clone(),
+            success_exit_codes: f.success_exit_codes.clone(),
         })
     }
 }
@@ -347,6 +354,7 @@ pattern = "happy|sad"
         assert!(bad(&format!("{base}argv = [\"{{{{Y}}}}\"]\n")).contains("undeclared input `Y`"));
         assert!(bad(&format!("{base}argv = []\n")).contains("argv must name a command"));
         assert!(bad(&format!("{base}argv = [\"a\"]\noutputs = [\"../x\"]\n")).contains("relative path"));
+        assert!(bad(&format!("{base}argv = [\"a\"]\nsuccess_exit_codes = [0, 256]\n")).contains("0 to 255"));
         assert!(bad(&format!("{base}argv = [\"a\"]\nshell = true\n")).contains("unknown field"));
         assert!(bad(&format!("{base}argv = [\"a\"]\n[inputs.X]\npattern = \"(\"\n")).contains("bad pattern"));
     }

@@ -213,6 +213,7 @@ mod tests {
             network: NetworkPolicy::None,
             timeout_secs: 30,
             outputs: vec![],
+            success_exit_codes: vec![],
         }
     }
 

@@ -30,8 +30,18 @@ pub struct ProviderOverrides {
     pub mediators: Option<Vec<Address>>,
     /// `--solver`.
     pub solver: Option<String>,
-    /// Test-only: report wrong results.
-    pub fault_wrong_result: bool,
+    /// Test-only: misbehave this way.
+    pub fault: Option<Fault>,
+}
+
+/// Test-only misbehaviour of a provider (`--fault`, in builds with the `fault-injection`
+/// feature): a cheater for the challenge and hostile tests.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Fault {
+    /// Runs the job, then reports a result with an extra line.
+    WrongResult,
+    /// Never runs the job: reports exit code 137 and no output.
+    SkipJob,
 }
 
 /// Everything the provider takes from configuration.
@@ -61,8 +71,8 @@ pub struct ProviderConfig {
     pub limits: Limits,
     /// How often the chain is read for a deal's state.
     pub poll: Duration,
-    /// Test-only fault: report a wrong result.
-    pub fault_wrong_result: bool,
+    /// Test-only misbehaviour.
+    pub fault: Option<Fault>,
 }
 
 impl ProviderConfig {
@@ -94,7 +104,7 @@ impl ProviderConfig {
                 max_create_window_secs: p.max_create_window_secs,
             },
             poll: Duration::from_millis(p.poll_ms.max(20)),
-            fault_wrong_result: overrides.fault_wrong_result,
+            fault: overrides.fault,
         })
     }
 }

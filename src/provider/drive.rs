@@ -3,6 +3,7 @@
 //! repeat. Failed steps are retried with backoff; only a store failure ends the task with
 //! an error (which stops the provider: it must not act without its records).
 
+use super::config::Fault;
 use super::deal::{decide, Action, Ending, JobRecord, Observed, Stage};
 use super::service::{ProviderError, ProviderService};
 use crate::bundle;
@@ -194,17 +195,24 @@ impl ProviderService {
             std::fs::remove_dir_all(&dir).map_err(io("clearing"))?;
         }
         std::fs::create_dir_all(&dir).map_err(io("creating"))?;
-        let outcome = self.executor.run(&job.spec, &dir).await?;
-        let mut results = outcome.results();
-        if self.cfg.fault_wrong_result {
+        let started = std::time::Instant::now();
+        let mut results = if self.cfg.fault == Some(Fault::SkipJob) {
+            tracing::warn!(deal = %id, "fault injection: reporting a result without running the job");
+            let outputs_dir = dir.join("outputs");
+            std::fs::create_dir_all(&outputs_dir).map_err(io("creating"))?;
+            bundle::Results { exit_code: 137, stdout: vec![], stderr: vec![], outputs_dir }
+        } else {
+            self.executor.run(&job.spec, &dir).await?.results()
+        };
+        if self.cfg.fault == Some(Fault::WrongResult) {
             tracing::warn!(deal = %id, "fault injection: reporting a wrong result");
             results.stdout.extend_from_slice(b"(a cheating provider was here)\n");
         }
         let hash = bundle::write_bundle(&results, &self.bundle_path(id))?;
         tracing::info!(
             deal = %id,
-            exit_code = outcome.exit_code,
-            secs = format!("{:.2}", outcome.duration.as_secs_f64()),
+            exit_code = results.exit_code,
+            secs = format!("{:.2}", started.elapsed().as_secs_f64()),
             result_hash = %hash,
             "job ran: uploading the result"
         );

@@ -227,6 +227,7 @@ mod tests {
             network: NetworkPolicy::None,
             timeout_secs: 60,
             outputs: vec![],
+            success_exit_codes: vec![],
         }
     }
 

@@ -47,7 +47,7 @@ fn cfg() -> ProviderConfig {
             max_create_window_secs: 900,
         },
         poll: Duration::from_millis(5),
-        fault_wrong_result: false,
+        fault: None,
     }
 }
 

@@ -37,6 +37,7 @@ pub fn spec(message: &str) -> JobSpec {
         network: NetworkPolicy::None,
         timeout_secs: 30,
         outputs: vec![],
+        success_exit_codes: vec![],
     }
 }
 

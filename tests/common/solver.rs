@@ -113,6 +113,7 @@ pub fn spec(message: &str) -> JobSpec {
         network: NetworkPolicy::None,
         timeout_secs: 30,
         outputs: vec![],
+        success_exit_codes: vec![],
     }
 }
 

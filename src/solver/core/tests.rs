@@ -56,6 +56,7 @@ fn job(n: u8) -> (SignedJobOffer, B256) {
         network: NetworkPolicy::None,
         timeout_secs: 10,
         outputs: vec![],
+        success_exit_codes: vec![],
     };
     let offer = JobOffer {
         jobCreator: Address::repeat_byte(0xc0),

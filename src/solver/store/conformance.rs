@@ -38,6 +38,7 @@ fn job(id: u8, seq: u64) -> OfferRecord {
                 network: NetworkPolicy::None,
                 timeout_secs: 0,
                 outputs: vec![],
+                success_exit_codes: vec![],
             },
             signature: Bytes::from(vec![1; 65]),
         },
