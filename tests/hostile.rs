@@ -28,6 +28,18 @@ fn wealth(net: &DevNet, accounts: &[Address]) -> Vec<U256> {
     accounts.iter().map(|a| net.wealth(*a)).collect()
 }
 
+/// The job creator, the provider and the mediator of a development network, in that order.
+fn parties() -> [Address; 3] {
+    [DevRole::JobCreator.address(), DevRole::Provider.address(), DevRole::Mediator.address()]
+}
+
+/// `dcn run ARGS --json` in the network's home with `env`, to its end; its summary.
+fn dcn_run(net: &DevNet, args: &[&str], env: &[(&str, &str)]) -> serde_json::Value {
+    let out =
+        net.cmd().current_dir(net.home.path()).envs(env.iter().copied()).args(args).arg("--json").output().unwrap();
+    json(&out)
+}
+
 /// THREATS S2: a job creator writes a job whose output changes from run to run and
 /// challenges it. The mediator's own two runs differ, so the job is not reproducible: the
 /// provider is paid and keeps its collateral; the job creator pays for the mediation it asked
@@ -35,15 +47,9 @@ fn wealth(net: &DevNet, accounts: &[Address]) -> Vec<U256> {
 #[test]
 fn a_job_that_is_not_reproducible_challenged_does_not_slash_the_provider() {
     let net = DevNet::start(&[]);
-    let who = [DevRole::JobCreator.address(), DevRole::Provider.address(), DevRole::Mediator.address()];
+    let who = parties();
     let before = wealth(&net, &who);
-    let out = net
-        .cmd()
-        .current_dir(net.home.path())
-        .args(["run", &test_module("random"), "--challenge", "--json"])
-        .output()
-        .unwrap();
-    let v = json(&out);
+    let v = dcn_run(&net, &["run", &test_module("random"), "--challenge"], &[]);
     assert_eq!(v["state"], "mediated_honest", "{v}");
     assert_eq!(net.deal_state(deal_id(&v)), DealState::MediatedHonest);
     let after = wealth(&net, &who);
@@ -61,7 +67,7 @@ fn a_job_that_is_not_reproducible_challenged_does_not_slash_the_provider() {
 fn a_mediator_killed_mid_rerun_and_restarted_rules_once() {
     let net = DevNet::start(&["--no-mediator"]);
     let mut mediator = net.mediator("mediator");
-    let who = [DevRole::JobCreator.address(), DevRole::Provider.address(), DevRole::Mediator.address()];
+    let who = parties();
     let before = wealth(&net, &who);
     let run = net
         .cmd()
@@ -98,11 +104,9 @@ fn a_mediator_killed_mid_rerun_and_restarted_rules_once() {
 fn a_provider_that_reports_a_result_without_running_the_job_is_not_paid() {
     let net = DevNet::start(&["--no-provider"]);
     let _lazy = net.provider(None, &["--fault", "skip-job"], "lazy");
-    let who = [DevRole::JobCreator.address(), DevRole::Provider.address(), DevRole::Mediator.address()];
+    let who = parties();
     let before = wealth(&net, &who);
-    let out =
-        net.cmd().current_dir(net.home.path()).args(["run", "cowsay", "-i", "Message=moo", "--json"]).output().unwrap();
-    let v = json(&out);
+    let v = dcn_run(&net, &["run", "cowsay", "-i", "Message=moo"], &[]);
     assert_eq!(v["state"], "mediated_dishonest", "{v}");
     let summary = v["summary"].as_str().unwrap();
     assert!(summary.contains("exited with code 137") && summary.contains("does not call success"), "{summary}");
@@ -110,5 +114,28 @@ fn a_provider_that_reports_a_result_without_running_the_job_is_not_paid() {
     assert_eq!(delta(after[1], before[1]), -units(2), "the provider loses its collateral");
     assert_eq!(delta(after[2], before[2]), units(1), "the mediator is paid from it");
     assert_eq!(delta(after[0], before[0]), units(1), "the job creator is refunded and gets the rest");
+    net.assert_books_balance(&dev_accounts());
+}
+
+/// THREATS S1/S3: a job creator buys a job whose image no machine has. The provider cannot
+/// run it, so it delivers an error bundle (exit 125, the error on stderr) before the
+/// deadline rather than nothing. The job creator challenges a result its module does not
+/// call success; the mediator cannot run the job either and abstains; at the mediation
+/// deadline the result stands: the provider is paid and keeps its collateral, and the
+/// job creator's fee comes back.
+#[test]
+fn an_image_that_is_not_there_is_delivered_as_an_error_bundle_and_the_provider_is_paid() {
+    let net = DevNet::start(&[]);
+    let who = parties();
+    let before = wealth(&net, &who);
+    let v = dcn_run(&net, &["run", &test_module("missing-image")], &[("DCN_JOB__MEDIATION_TIMEOUT_SECS", "5")]);
+    assert_eq!(v["state"], "timed_out_no_verdict", "{v}");
+    assert_eq!(v["exit_code"], 125, "{v}");
+    let stderr = std::fs::read_to_string(net.home.path().join(v["dir"].as_str().unwrap()).join("stderr")).unwrap();
+    assert!(stderr.contains("could not run the job") && stderr.contains("does-not-exist"), "{stderr}");
+    let after = wealth(&net, &who);
+    assert_eq!(delta(after[1], before[1]), units(1), "the provider is paid and keeps its collateral");
+    assert_eq!(delta(after[0], before[0]), -units(1), "the job creator pays the price, its fee comes back");
+    assert_eq!(delta(after[2], before[2]), 0, "the mediator abstained");
     net.assert_books_balance(&dev_accounts());
 }

@@ -116,3 +116,12 @@ pub enum ExecutorError {
         source: std::io::Error,
     },
 }
+
+impl ExecutorError {
+    /// Whether running the same spec again on this machine fails the same way (the image
+    /// is not here, the spec is invalid or wants a network it may not have), as opposed to
+    /// a passing trouble (Docker down, a full disk, GPUs busy).
+    pub fn is_permanent(&self) -> bool {
+        matches!(self, Self::ImageUnavailable { .. } | Self::InvalidJob(_) | Self::NetworkNotAllowed(_))
+    }
+}

@@ -88,12 +88,7 @@ impl MediatorError {
     /// from the solver that is not the deal's are retried until the deadline instead.
     pub fn cannot_run(&self) -> bool {
         match self {
-            Self::Executor(e) => matches!(
-                e,
-                ExecutorError::ImageUnavailable { .. }
-                    | ExecutorError::InvalidJob(_)
-                    | ExecutorError::NetworkNotAllowed(_)
-            ),
+            Self::Executor(e) => e.is_permanent(),
             Self::Bundle(e) => !matches!(e, BundleError::Io { .. }),
             _ => false,
         }

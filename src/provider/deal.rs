@@ -2,9 +2,11 @@
 //! to do next ([`decide`]): the record's [`Stage`], the deal as the chain holds it and the
 //! chain's clock go in, an [`Action`] comes out. The loop in `drive.rs` performs it.
 //!
-//! Life: signed → running → ran → uploaded → submitted → done. The chain is read before
-//! every step, so a record that is behind the chain (a restart after a transaction went
-//! out) catches up instead of sending the transaction again.
+//! Life: signed → running → ran → submitted (→ uploaded) → done. Delivery never depends on
+//! the solver (THREATS S3): the result hash goes on chain as soon as the bundle is written,
+//! and the upload follows, retried with backoff until the judge deadline. The chain is read
+//! before every step, so a record that is behind the chain (a restart after a transaction
+//! went out) catches up instead of sending the transaction again.
 
 use crate::chain::{DealState, DealView};
 use crate::protocol::records::{DealRecord, DealStatus};
@@ -22,9 +24,11 @@ pub enum Stage {
     Running,
     /// Ran; the bundle is on disk with `result_hash`.
     Ran,
-    /// The bundle is at the solver.
+    /// Records of earlier versions only, which uploaded before submitting: the bundle is
+    /// at the solver, the hash not yet on chain.
     Uploaded,
-    /// The result hash is on chain; waiting for the verdict or the judge deadline.
+    /// The result hash is on chain (`uploaded` says whether the solver has the bundle);
+    /// waiting for the verdict or the judge deadline.
     Submitted,
     /// Nothing left to do (`outcome` says how it ended).
     Done,
@@ -66,11 +70,30 @@ pub struct JobRecord {
     pub result_hash: Option<B256>,
     /// The `submitResult` transaction.
     pub submit_tx: Option<B256>,
+    /// Whether the solver holds the bundle.
+    #[serde(default)]
+    pub uploaded: bool,
     /// How it ended.
     #[serde(default, deserialize_with = "ending_or_legacy")]
     pub outcome: Option<Ending>,
     /// When it was signed, unix seconds.
     pub signed_at: u64,
+}
+
+impl JobRecord {
+    /// A deal just signed, at `signed_at` (unix seconds).
+    pub fn signed(deal: DealRecord, spec: JobSpec, signed_at: u64) -> Self {
+        Self {
+            deal,
+            spec,
+            stage: Stage::Signed,
+            result_hash: None,
+            submit_tx: None,
+            uploaded: false,
+            outcome: None,
+            signed_at,
+        }
+    }
 }
 
 /// Reads an [`Ending`], or the plain text an earlier version wrote ("accepted",
@@ -117,9 +140,13 @@ pub enum Action {
     Resign,
     /// Move the record to `stage` (the chain is ahead of it, or a file is gone).
     Goto(Stage),
-    /// Run the job (again, from scratch) and write its bundle.
-    Run,
-    /// Upload the bundle to the solver.
+    /// Run the job (again, from scratch) and write its bundle; an executor failure becomes
+    /// an error bundle when it is permanent or `give_up` (too little time is left to retry).
+    Run {
+        /// Deliver an error bundle rather than retry a passing failure.
+        give_up: bool,
+    },
+    /// Upload the bundle to the solver (after the hash is on chain).
     Upload,
     /// Submit the result hash on chain.
     Submit,
@@ -132,8 +159,9 @@ pub enum Action {
     Finish(Ending),
 }
 
-/// What to do with `job` given what was observed. Pure.
-pub fn decide(job: &JobRecord, seen: &Observed) -> Action {
+/// What to do with `job` given what was observed, retrying a passing executor failure only
+/// while more than `retry_secs` are left before the result deadline. Pure.
+pub fn decide(job: &JobRecord, seen: &Observed, retry_secs: u64) -> Action {
     let state = seen.view.state;
     if state.is_final() {
         return Action::Finish(Ending::Settled(state));
@@ -152,16 +180,20 @@ pub fn decide(job: &JobRecord, seen: &Observed) -> Action {
         (Stage::Running | Stage::Ran | Stage::Uploaded, DealState::Created) if late => {
             Action::Finish(Ending::MissedDeadline)
         }
-        (Stage::Running, DealState::Created) => Action::Run,
+        (Stage::Running, DealState::Created) => {
+            Action::Run { give_up: seen.view.deadline.saturating_sub(seen.now) <= retry_secs }
+        }
         (Stage::Ran, DealState::Created) if !seen.bundle_on_disk => Action::Goto(Stage::Running),
-        (Stage::Ran, DealState::Created) => Action::Upload,
-        (Stage::Uploaded, DealState::Created) => Action::Submit,
+        (Stage::Ran | Stage::Uploaded, DealState::Created) => Action::Submit,
         // The record was saved before the submit transaction's receipt came back.
-        (Stage::Submitted, DealState::Created) => Action::Goto(Stage::Uploaded),
+        (Stage::Submitted, DealState::Created) => Action::Goto(Stage::Ran),
         // The result is on chain: a restart after `submitResult` lands here, not at Submit.
         (Stage::Signed | Stage::Running | Stage::Ran | Stage::Uploaded, _) => Action::Goto(Stage::Submitted),
         (Stage::Submitted, DealState::ResultSubmitted | DealState::Challenged) if late => Action::ClaimTimeout,
         (Stage::Submitted, DealState::Challenged) if seen.view.awaits_draw(seen.now) => Action::Draw,
+        // Until the judge deadline the job creator may download it; a challenge is decided
+        // by the mediator's own run, which needs no bundle.
+        (Stage::Submitted, DealState::ResultSubmitted) if !job.uploaded && seen.bundle_on_disk => Action::Upload,
         (Stage::Submitted, _) => Action::Wait,
     }
 }
@@ -173,15 +205,12 @@ mod tests {
     use alloy::primitives::Address;
 
     fn job(stage: Stage) -> JobRecord {
-        JobRecord {
-            deal: deal_record(1),
-            spec: spec("moo"),
-            stage,
-            result_hash: None,
-            submit_tx: None,
-            outcome: None,
-            signed_at: 0,
-        }
+        JobRecord { stage, ..JobRecord::signed(deal_record(1), spec("moo"), 0) }
+    }
+
+    /// Decides with ten seconds as the least time worth retrying an executor failure in.
+    fn d(job: &JobRecord, seen: &Observed) -> Action {
+        decide(job, seen, 10)
     }
 
     fn seen(state: DealState, deadline: u64, now: u64) -> Observed {
@@ -196,14 +225,16 @@ mod tests {
 
     #[test]
     fn the_happy_path_moves_one_stage_at_a_time() {
-        assert_eq!(decide(&job(Stage::Signed), &seen(DealState::None, 0, 10)), Action::Wait);
-        assert_eq!(decide(&job(Stage::Signed), &seen(DealState::Created, 100, 10)), Action::Goto(Stage::Running));
-        assert_eq!(decide(&job(Stage::Running), &seen(DealState::Created, 100, 10)), Action::Run);
-        assert_eq!(decide(&job(Stage::Ran), &seen(DealState::Created, 100, 10)), Action::Upload);
-        assert_eq!(decide(&job(Stage::Uploaded), &seen(DealState::Created, 100, 10)), Action::Submit);
-        assert_eq!(decide(&job(Stage::Submitted), &seen(DealState::ResultSubmitted, 200, 110)), Action::Wait);
+        assert_eq!(d(&job(Stage::Signed), &seen(DealState::None, 0, 10)), Action::Wait);
+        assert_eq!(d(&job(Stage::Signed), &seen(DealState::Created, 100, 10)), Action::Goto(Stage::Running));
+        assert_eq!(d(&job(Stage::Running), &seen(DealState::Created, 100, 10)), Action::Run { give_up: false });
+        // The hash goes on chain first, then the bundle to the solver.
+        assert_eq!(d(&job(Stage::Ran), &seen(DealState::Created, 100, 10)), Action::Submit);
+        assert_eq!(d(&job(Stage::Submitted), &seen(DealState::ResultSubmitted, 200, 110)), Action::Upload);
+        let uploaded = JobRecord { uploaded: true, ..job(Stage::Submitted) };
+        assert_eq!(d(&uploaded, &seen(DealState::ResultSubmitted, 200, 110)), Action::Wait);
         assert_eq!(
-            decide(&job(Stage::Submitted), &seen(DealState::Accepted, 0, 120)),
+            d(&job(Stage::Submitted), &seen(DealState::Accepted, 0, 120)),
             Action::Finish(Ending::Settled(DealState::Accepted))
         );
     }
@@ -213,22 +244,24 @@ mod tests {
         // Killed after submitResult went out but before the record said so.
         for stage in [Stage::Signed, Stage::Running, Stage::Ran, Stage::Uploaded] {
             assert_eq!(
-                decide(&job(stage), &seen(DealState::ResultSubmitted, 200, 110)),
+                d(&job(stage), &seen(DealState::ResultSubmitted, 200, 110)),
                 Action::Goto(Stage::Submitted),
                 "{stage:?}"
             );
-            assert_eq!(decide(&job(stage), &seen(DealState::Challenged, 200, 110)), Action::Goto(Stage::Submitted));
+            assert_eq!(d(&job(stage), &seen(DealState::Challenged, 200, 110)), Action::Goto(Stage::Submitted));
         }
         // Killed after the bundle was written but the work directory is gone: run again.
         let mut s = seen(DealState::Created, 100, 10);
         s.bundle_on_disk = false;
-        assert_eq!(decide(&job(Stage::Ran), &s), Action::Goto(Stage::Running));
+        assert_eq!(d(&job(Stage::Ran), &s), Action::Goto(Stage::Running));
         // A record that says submitted while the chain has no result submits again.
-        assert_eq!(decide(&job(Stage::Submitted), &seen(DealState::Created, 100, 10)), Action::Goto(Stage::Uploaded));
+        assert_eq!(d(&job(Stage::Submitted), &seen(DealState::Created, 100, 10)), Action::Goto(Stage::Ran));
+        // A record of an earlier version that uploaded first submits.
+        assert_eq!(d(&job(Stage::Uploaded), &seen(DealState::Created, 100, 10)), Action::Submit);
         // Whatever the stage, a settled deal is finished, with the state it settled in.
         for stage in [Stage::Signed, Stage::Running, Stage::Ran, Stage::Uploaded, Stage::Submitted] {
             assert_eq!(
-                decide(&job(stage), &seen(DealState::MediatedDishonest, 0, 10)),
+                d(&job(stage), &seen(DealState::MediatedDishonest, 0, 10)),
                 Action::Finish(Ending::Settled(DealState::MediatedDishonest))
             );
         }
@@ -237,16 +270,32 @@ mod tests {
     #[test]
     fn timeouts_the_provider_claims() {
         // No judgement by the deadline: the provider takes its payment.
-        assert_eq!(decide(&job(Stage::Submitted), &seen(DealState::ResultSubmitted, 200, 201)), Action::ClaimTimeout);
+        assert_eq!(d(&job(Stage::Submitted), &seen(DealState::ResultSubmitted, 200, 201)), Action::ClaimTimeout);
         // Inclusive deadline: not yet at the deadline itself.
-        assert_eq!(decide(&job(Stage::Submitted), &seen(DealState::ResultSubmitted, 200, 200)), Action::Wait);
+        let uploaded = JobRecord { uploaded: true, ..job(Stage::Submitted) };
+        assert_eq!(d(&uploaded, &seen(DealState::ResultSubmitted, 200, 200)), Action::Wait);
         // No verdict by the mediation deadline: another mediator, or the result stands.
-        assert_eq!(decide(&job(Stage::Submitted), &seen(DealState::Challenged, 300, 301)), Action::ClaimTimeout);
-        assert_eq!(decide(&job(Stage::Submitted), &seen(DealState::Challenged, 300, 250)), Action::Wait);
+        assert_eq!(d(&job(Stage::Submitted), &seen(DealState::Challenged, 300, 301)), Action::ClaimTimeout);
+        assert_eq!(d(&job(Stage::Submitted), &seen(DealState::Challenged, 300, 250)), Action::Wait);
         // Challenged and nobody drew the mediator: the provider draws it.
         let mut undrawn = seen(DealState::Challenged, 300, 250);
         undrawn.view.mediator = Address::ZERO;
-        assert_eq!(decide(&job(Stage::Submitted), &undrawn), Action::Draw);
+        assert_eq!(d(&job(Stage::Submitted), &undrawn), Action::Draw);
+    }
+
+    #[test]
+    fn delivery_never_hangs_on_one_thing() {
+        // A passing executor failure is retried while time is left, then delivered as an
+        // error bundle; the upload is retried until the judge deadline, never after.
+        assert_eq!(d(&job(Stage::Running), &seen(DealState::Created, 100, 89)), Action::Run { give_up: false });
+        assert_eq!(d(&job(Stage::Running), &seen(DealState::Created, 100, 90)), Action::Run { give_up: true });
+        assert_eq!(d(&job(Stage::Submitted), &seen(DealState::ResultSubmitted, 200, 200)), Action::Upload);
+        assert_eq!(d(&job(Stage::Submitted), &seen(DealState::ResultSubmitted, 200, 201)), Action::ClaimTimeout);
+        // No bundle on disk after the hash went on chain: nothing to upload (the mediator
+        // decides a challenge by its own run).
+        let mut gone = seen(DealState::ResultSubmitted, 200, 110);
+        gone.bundle_on_disk = false;
+        assert_eq!(d(&job(Stage::Submitted), &gone), Action::Wait);
     }
 
     #[test]
@@ -254,7 +303,7 @@ mod tests {
         // The result deadline passed before the result was on chain: nothing to send.
         for stage in [Stage::Running, Stage::Ran, Stage::Uploaded] {
             assert_eq!(
-                decide(&job(stage), &seen(DealState::Created, 100, 101)),
+                d(&job(stage), &seen(DealState::Created, 100, 101)),
                 Action::Finish(Ending::MissedDeadline),
                 "{stage:?}"
             );
@@ -264,12 +313,12 @@ mod tests {
         let deadline = job(Stage::Signed).deal.deal.createDeadline;
         let mut s = seen(DealState::None, 0, deadline);
         s.solver = Some(DealStatus::Expired);
-        assert_eq!(decide(&job(Stage::Signed), &s), Action::Wait);
+        assert_eq!(d(&job(Stage::Signed), &s), Action::Wait);
         s.now = deadline + 1;
-        assert_eq!(decide(&job(Stage::Signed), &s), Action::Finish(Ending::NeverCreated));
+        assert_eq!(d(&job(Stage::Signed), &s), Action::Finish(Ending::NeverCreated));
         // Created late, at the deadline: it is run like any other.
         let late = seen(DealState::Created, deadline + 100, deadline);
-        assert_eq!(decide(&job(Stage::Signed), &late), Action::Goto(Stage::Running));
+        assert_eq!(d(&job(Stage::Signed), &late), Action::Goto(Stage::Running));
     }
 
     #[test]
@@ -298,9 +347,9 @@ mod tests {
         let mut s = seen(DealState::None, 0, 10);
         s.solver = Some(DealStatus::Proposed);
         s.solver_has_signature = false;
-        assert_eq!(decide(&job(Stage::Signed), &s), Action::Resign);
+        assert_eq!(d(&job(Stage::Signed), &s), Action::Resign);
         s.solver_has_signature = true;
         s.solver = Some(DealStatus::Signed);
-        assert_eq!(decide(&job(Stage::Signed), &s), Action::Wait);
+        assert_eq!(d(&job(Stage::Signed), &s), Action::Wait);
     }
 }

@@ -22,6 +22,14 @@ const FIRST_LOOK: Duration = Duration::from_millis(20);
 /// While a deal is not on chain, the solver is asked about it every this many polls.
 const SOLVER_EVERY: u64 = 8;
 
+/// The exit code of an error bundle: the job could not be run (as `docker run` exits 125
+/// when the daemon fails).
+pub const ERROR_BUNDLE_EXIT: i64 = 125;
+
+/// The least time before the result deadline worth retrying a passing executor failure in
+/// (at least the provider's `min_result_margin_secs`); with less, an error bundle goes.
+const MIN_RETRY_SECS: u64 = 10;
+
 /// What performing an action led to.
 enum Next {
     /// Decide again at once.
@@ -57,7 +65,8 @@ impl ProviderService {
                 _ = token.cancelled() => break,
                 step = async {
                     let seen = self.observe(&job, polls).await?;
-                    let action = decide(&job, &seen);
+                    let retry = self.cfg.limits.min_result_margin_secs.max(MIN_RETRY_SECS);
+                    let action = decide(&job, &seen, retry);
                     self.perform(&mut job, action).await
                 } => step,
             };
@@ -127,11 +136,13 @@ impl ProviderService {
                 if stage == Stage::Running && job.stage == Stage::Signed {
                     tracing::info!(deal = %id, module = %job.spec.module.name, "deal created on chain: running the job");
                 }
+                // A record of an earlier version, which uploaded before submitting.
+                job.uploaded |= job.stage == Stage::Uploaded;
                 job.stage = stage;
                 self.save(job)?;
                 Ok(Next::Now)
             }
-            Action::Run => self.run_job(job).await,
+            Action::Run { give_up } => self.run_job(job, give_up).await,
             Action::Upload => self.upload(job).await,
             Action::Submit => {
                 let hash = job.result_hash.ok_or(ProviderError::Io {
@@ -139,8 +150,9 @@ impl ProviderService {
                     source: std::io::Error::other("no result hash recorded"),
                 })?;
                 let tx = self.chain.submit_result(id, hash).await?;
-                tracing::info!(deal = %id, %hash, %tx, "result submitted on chain: waiting for the job creator");
+                tracing::info!(deal = %id, %hash, %tx, "result submitted on chain: uploading the bundle");
                 job.submit_tx = Some(tx);
+                job.uploaded |= job.stage == Stage::Uploaded;
                 job.stage = Stage::Submitted;
                 self.save(job)?;
                 Ok(Next::Now)
@@ -168,6 +180,12 @@ impl ProviderService {
         self.save(job)?;
         self.release(&job.deal.id);
         let (id, d) = (job.deal.id, &job.deal.deal);
+        let dir = self.workdir(id);
+        match std::fs::remove_dir_all(&dir) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => tracing::warn!(deal = %id, dir = %dir.display(), error = %e, "cannot remove the work directory"),
+        }
         match ending {
             Ending::Settled(s) if s.provider_paid() => {
                 tracing::info!(deal = %id, outcome = %ending, earned = %format_amount(d.price), "deal done: paid")
@@ -183,8 +201,11 @@ impl ProviderService {
         Ok(())
     }
 
-    /// Runs the job from scratch and writes its bundle: Running → Ran.
-    async fn run_job(&self, job: &mut JobRecord) -> Result<Next, ProviderError> {
+    /// Runs the job from scratch and writes its bundle: Running → Ran. A job the executor
+    /// cannot run (for good, or with `give_up` when too little time is left to retry), or
+    /// whose output cannot be bundled, gets an error bundle: exit code [`ERROR_BUNDLE_EXIT`]
+    /// and the error on stderr, submitted like any result (THREATS S3).
+    async fn run_job(&self, job: &mut JobRecord, give_up: bool) -> Result<Next, ProviderError> {
         let id = job.deal.id;
         let dir = self.workdir(id);
         let io = |what: &str| {
@@ -202,13 +223,29 @@ impl ProviderService {
             std::fs::create_dir_all(&outputs_dir).map_err(io("creating"))?;
             bundle::Results { exit_code: 137, stdout: vec![], stderr: vec![], outputs_dir }
         } else {
-            self.executor.run(&job.spec, &dir).await?.results()
+            match self.executor.run(&job.spec, &dir).await {
+                Ok(outcome) => outcome.results(),
+                Err(e) if e.is_permanent() || give_up => {
+                    tracing::warn!(deal = %id, error = %e, "the job cannot be run: delivering an error bundle");
+                    error_results(&dir, &format!("the provider could not run the job: {e}")).map_err(io("creating"))?
+                }
+                Err(e) => return Err(e.into()),
+            }
         };
         if self.cfg.fault == Some(Fault::WrongResult) {
             tracing::warn!(deal = %id, "fault injection: reporting a wrong result");
             results.stdout.extend_from_slice(b"(a cheating provider was here)\n");
         }
-        let hash = bundle::write_bundle(&results, &self.bundle_path(id))?;
+        let hash = match bundle::write_bundle(&results, &self.bundle_path(id)) {
+            Ok(hash) => hash,
+            Err(e @ (bundle::BundleError::Refused(_) | bundle::BundleError::Malformed { .. })) => {
+                tracing::warn!(deal = %id, error = %e, "the job's output cannot be bundled: delivering an error bundle");
+                results = error_results(&dir, &format!("the job's output cannot be delivered: {e}"))
+                    .map_err(io("creating"))?;
+                bundle::write_bundle(&results, &self.bundle_path(id))?
+            }
+            Err(e) => return Err(e.into()),
+        };
         tracing::info!(
             deal = %id,
             exit_code = results.exit_code,
@@ -222,8 +259,9 @@ impl ProviderService {
         Ok(Next::Now)
     }
 
-    /// Uploads the bundle: Ran → Uploaded. A bundle the solver already holds is fine if it
-    /// is this one.
+    /// Uploads the bundle once its hash is on chain. A bundle the solver already holds is
+    /// fine if it is this one. Failures are retried with backoff by the loop until the judge
+    /// deadline.
     async fn upload(&self, job: &mut JobRecord) -> Result<Next, ProviderError> {
         let id = job.deal.id;
         let bundle = self.bundle_path(id);
@@ -238,10 +276,27 @@ impl ProviderService {
             }
             Err(e) => return Err(e.into()),
         }
-        job.stage = Stage::Uploaded;
+        tracing::info!(deal = %id, "bundle uploaded: waiting for the job creator");
+        job.uploaded = true;
         self.save(job)?;
         Ok(Next::Now)
     }
+}
+
+/// The results of a job that could not be run: [`ERROR_BUNDLE_EXIT`], `why` on stderr and
+/// an empty `outputs/` in `dir` (whatever the job left there is removed).
+fn error_results(dir: &std::path::Path, why: &str) -> std::io::Result<bundle::Results> {
+    let outputs_dir = dir.join("outputs");
+    if outputs_dir.exists() {
+        std::fs::remove_dir_all(&outputs_dir)?;
+    }
+    std::fs::create_dir_all(&outputs_dir)?;
+    Ok(bundle::Results {
+        exit_code: ERROR_BUNDLE_EXIT,
+        stdout: vec![],
+        stderr: format!("dcn: {why}\n").into_bytes(),
+        outputs_dir,
+    })
 }
 
 /// sha256 of a file.

@@ -93,15 +93,7 @@ impl ProviderService {
                 return Ok(None);
             }
         };
-        let job = JobRecord {
-            deal,
-            spec,
-            stage: Stage::Signed,
-            result_hash: None,
-            submit_tx: None,
-            outcome: None,
-            signed_at: now_secs(),
-        };
+        let job = JobRecord::signed(deal, spec, now_secs());
         // The record comes first: a signature the provider does not remember would let a
         // deal be created that nobody runs.
         if let Err(e) = self.save(&job) {

@@ -107,7 +107,7 @@ impl Rig {
 
 /// The provider's record of `deal` (for the job `spec("moo")`) at `stage`.
 fn job_at(deal: DealRecord, stage: Stage) -> JobRecord {
-    JobRecord { deal, spec: spec("moo"), stage, result_hash: None, submit_tx: None, outcome: None, signed_at: 0 }
+    JobRecord { stage, ..JobRecord::signed(deal, spec("moo"), 0) }
 }
 
 #[tokio::test]
@@ -337,4 +337,70 @@ async fn a_solver_that_forgot_the_deal_does_not_stop_the_watch() {
     rig.chain.accept_result(id).await.unwrap();
     task.await.unwrap().unwrap();
     assert_eq!(rig.record(id).outcome, Some(Ending::Settled(DealState::Accepted)));
+}
+
+/// The bundle the solver holds for `id`, extracted.
+fn delivered(rig: &Rig, id: B256) -> crate::bundle::Results {
+    let dir = tempfile::tempdir().unwrap();
+    let tar = dir.path().join("b.tar");
+    std::fs::write(&tar, rig.solver.result(id).expect("a bundle at the solver")).unwrap();
+    let r = crate::bundle::extract(&tar, &dir.path().join("x"), crate::bundle::DEFAULT_MAX_BUNDLE_BYTES).unwrap();
+    crate::bundle::Results { outputs_dir: Default::default(), ..r }
+}
+
+#[tokio::test]
+async fn the_hash_goes_on_chain_while_the_solver_refuses_the_upload_which_follows() {
+    let rig = Rig::new();
+    rig.solver.refuse_uploads(2);
+    let job = rig.created(Stage::Signed);
+    let id = job.deal.id;
+    let task = rig.drive(job);
+    rig.until(id, DealState::ResultSubmitted).await;
+    for _ in 0..1000 {
+        if rig.record(id).uploaded {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    assert!(rig.record(id).uploaded, "uploaded after the refusals, with backoff");
+    rig.chain.accept_result(id).await.unwrap();
+    task.await.unwrap().unwrap();
+    assert_eq!((rig.chain.count(|t| matches!(t, Tx::Submit(..))), rig.solver.uploads()), (1, 1));
+    assert!(!rig.service.work_dir.join(id.to_string()).exists(), "work directory removed once final");
+}
+
+#[tokio::test]
+async fn a_job_this_machine_cannot_run_is_delivered_as_an_error_bundle() {
+    let rig = Rig::new();
+    rig.executor.no_image.store(true, std::sync::atomic::Ordering::SeqCst);
+    let job = rig.created(Stage::Signed);
+    let id = job.deal.id;
+    let task = rig.drive(job);
+    rig.until(id, DealState::ResultSubmitted).await;
+    rig.chain.accept_result(id).await.unwrap();
+    task.await.unwrap().unwrap();
+    let r = delivered(&rig, id);
+    assert_eq!(r.exit_code, super::drive::ERROR_BUNDLE_EXIT);
+    let stderr = String::from_utf8(r.stderr).unwrap();
+    assert!(stderr.contains("could not run the job") && stderr.contains("not present"), "{stderr}");
+}
+
+#[tokio::test]
+async fn a_passing_executor_failure_is_retried_then_delivered_before_the_deadline() {
+    let rig = Rig::new();
+    rig.executor.fail(u32::MAX);
+    let job = rig.created(Stage::Signed);
+    let id = job.deal.id;
+    let task = rig.drive(job);
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    assert_eq!(rig.chain.view(id).state, DealState::Created, "retried while time is left");
+    // Ten seconds before the result deadline: an error bundle rather than nothing.
+    let deadline = rig.chain.view(id).deadline;
+    rig.chain.set_now(deadline - 10);
+    rig.until(id, DealState::ResultSubmitted).await;
+    rig.chain.accept_result(id).await.unwrap();
+    task.await.unwrap().unwrap();
+    let r = delivered(&rig, id);
+    assert_eq!(r.exit_code, super::drive::ERROR_BUNDLE_EXIT);
+    assert!(String::from_utf8(r.stderr).unwrap().contains("Docker daemon"));
 }

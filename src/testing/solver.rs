@@ -26,6 +26,8 @@ struct SolverState {
     results: HashMap<B256, Vec<u8>>,
     signatures: u32,
     uploads: u32,
+    /// Uploads still to be refused (503) before one is taken.
+    refuse_uploads: u32,
 }
 
 /// A solver in maps.
@@ -95,6 +97,16 @@ impl FakeSolver {
         self.lock().uploads
     }
 
+    /// The next `n` uploads are refused as by an overloaded solver.
+    pub fn refuse_uploads(&self, n: u32) {
+        self.lock().refuse_uploads = n;
+    }
+
+    /// The bundle held for deal `id`, if any.
+    pub fn result(&self, id: B256) -> Option<Vec<u8>> {
+        self.lock().results.get(&id).cloned()
+    }
+
     fn up(&self) -> Result<std::sync::MutexGuard<'_, SolverState>, ClientError> {
         Ok(self.lock())
     }
@@ -162,6 +174,10 @@ impl SolverApi for FakeSolver {
     async fn upload_result(&self, _s: &PrivateKeySigner, id: B256, bundle: &Path) -> Result<ResultRecord, ClientError> {
         let bytes = std::fs::read(bundle).map_err(|source| ClientError::Io { what: "reading".into(), source })?;
         let mut s = self.up()?;
+        if s.refuse_uploads > 0 {
+            s.refuse_uploads -= 1;
+            return Err(ClientError::Refused { status: 503, code: "unavailable".into(), message: "fake: busy".into() });
+        }
         if let Some(existing) = s.results.get(&id) {
             return Err(ClientError::ResultExists { sha256: sha256(existing) });
         }
