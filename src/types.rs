@@ -56,6 +56,22 @@ pub struct ModuleRef {
     pub hash: String,
 }
 
+impl ModuleRef {
+    /// Whether allow-list `entries` let this module run: an entry is a name (any version),
+    /// `name@version`, or the sha256 of the module file (hex, optionally `sha256:`); no
+    /// entry: any module. The solver matches and the provider signs by this one rule.
+    pub fn allowed_by(&self, entries: &[String]) -> bool {
+        entries.is_empty()
+            || entries.iter().any(|e| {
+                let e = e.trim();
+                e == self.name
+                    || e.split_once('@').is_some_and(|(n, v)| n == self.name && v == self.version)
+                    || (!self.hash.is_empty()
+                        && e.strip_prefix("sha256:").unwrap_or(e).eq_ignore_ascii_case(&self.hash))
+            })
+    }
+}
+
 /// Everything an executor needs to run a job, resolved from a module and its inputs.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct JobSpec {
@@ -147,6 +163,15 @@ mod tests {
             .unwrap()
             .ends_with(r#""outputs":[],"success_exit_codes":[0,1]}"#));
         assert!(c.is_success(1) && !c.is_success(2) && a.is_success(0) && !a.is_success(137));
+    }
+
+    #[test]
+    fn the_allow_list_takes_names_versions_and_hashes() {
+        let m = ModuleRef { name: "cowsay".into(), version: "1.0".into(), hash: "ab12".into() };
+        let allows = |entries: &[&str]| m.allowed_by(&entries.iter().map(|e| e.to_string()).collect::<Vec<_>>());
+        assert!(allows(&[]));
+        assert!(allows(&["cowsay"]) && allows(&["cowsay@1.0"]) && allows(&["ab12"]) && allows(&["sha256:AB12"]));
+        assert!(!allows(&["cowsay@1.1"]) && !allows(&["other"]) && !allows(&["ab13"]) && !allows(&["cow"]));
     }
 
     #[test]

@@ -117,25 +117,39 @@ fn a_provider_that_reports_a_result_without_running_the_job_is_not_paid() {
     net.assert_books_balance(&dev_accounts());
 }
 
-/// THREATS S1/S3: a job creator buys a job whose image no machine has. The provider cannot
-/// run it, so it delivers an error bundle (exit 125, the error on stderr) before the
-/// deadline rather than nothing. The job creator challenges a result its module does not
-/// call success; the mediator cannot run the job either and abstains; at the mediation
-/// deadline the result stands: the provider is paid and keeps its collateral, and the
-/// job creator's fee comes back.
+/// THREATS S1: a job creator offers jobs the provider's machine cannot run: an image that
+/// is not there (and cannot be pulled), memory under Docker's minimum, an image without a
+/// tag. The provider refuses each before signing (and says why in its log), so no deal is
+/// created: nothing is locked and nobody's tokens move.
 #[test]
-fn an_image_that_is_not_there_is_delivered_as_an_error_bundle_and_the_provider_is_paid() {
-    let net = DevNet::start(&[]);
+fn jobs_the_provider_cannot_run_are_refused_before_signing() {
+    // A slot for each job: a refused proposal holds its slot at the solver until the sign
+    // timeout.
+    let net = DevNet::start(&["--offer-count", "3"]);
     let who = parties();
     let before = wealth(&net, &who);
-    let v = dcn_run(&net, &["run", &test_module("missing-image")], &[("DCN_JOB__MEDIATION_TIMEOUT_SECS", "5")]);
-    assert_eq!(v["state"], "timed_out_no_verdict", "{v}");
-    assert_eq!(v["exit_code"], 125, "{v}");
-    let stderr = std::fs::read_to_string(net.home.path().join(v["dir"].as_str().unwrap()).join("stderr")).unwrap();
-    assert!(stderr.contains("could not run the job") && stderr.contains("does-not-exist"), "{stderr}");
-    let after = wealth(&net, &who);
-    assert_eq!(delta(after[1], before[1]), units(1), "the provider is paid and keeps its collateral");
-    assert_eq!(delta(after[0], before[0]), -units(1), "the job creator pays the price, its fee comes back");
-    assert_eq!(delta(after[2], before[2]), 0, "the mediator abstained");
+    let runs: Vec<_> = ["missing-image", "tiny-ram", "untagged"]
+        .iter()
+        .map(|m| {
+            net.cmd()
+                .current_dir(net.home.path())
+                .args(["run", &test_module(m), "--match-timeout", "4", "--json"])
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    for run in runs {
+        let out = run.wait_with_output().unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success() && err.contains("no provider took the job"), "{err}");
+        assert!(err.contains("nothing was locked"), "{err}");
+    }
+    assert_eq!(wealth(&net, &who), before, "no tokens moved");
+    let log = net.dev.as_ref().unwrap().log_text();
+    for why in ["does-not-exist", "under Docker's minimum", "names no tag or digest"] {
+        assert!(log.contains(why), "the provider says why it refused ({why}):\n{log}");
+    }
     net.assert_books_balance(&dev_accounts());
 }

@@ -32,7 +32,7 @@ pub struct ProviderArgs {
     /// Collateral locked per deal in DCN; lost if no result comes or a mediator finds it wrong [default: config provider.collateral, 2]
     #[arg(long, value_name = "DCN")]
     pub collateral: Option<String>,
-    /// Only run these modules (comma-separated names) [default: config provider.modules; empty = any]
+    /// Only run these modules (comma-separated: name, name@version, or the module file's sha256) [default: config provider.modules; empty = any]
     #[arg(long, value_name = "NAMES", value_delimiter = ',')]
     pub modules: Option<Vec<String>>,
     /// Trusted mediators (comma-separated addresses) [default: config services.mediators / SERVICE_MEDIATORS, else the mediators the registry's owner approved]

@@ -62,6 +62,8 @@ min_result_margin_secs = 10
 max_judge_timeout_secs = 86400
 max_mediation_timeout_secs = 86400
 max_create_window_secs = 900
+max_job_timeout_secs = 3600
+max_spec_bytes = 65536
 poll_ms = 250
 
 [job]

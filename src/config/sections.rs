@@ -139,7 +139,7 @@ pub struct ProviderSettings {
     pub price: String,
     /// Collateral locked per deal (decimal DCN).
     pub collateral: String,
-    /// Modules this provider runs (names); empty: any.
+    /// Modules this provider runs (names, `name@version` or module file sha256); empty: any.
     #[serde(deserialize_with = "strings_from_list_or_csv")]
     pub modules: Vec<String>,
     /// Lifetime of a posted offer; it is re-posted when a quarter of it is left.
@@ -154,6 +154,10 @@ pub struct ProviderSettings {
     /// refuses deals whose creation deadline is further away, and watches each signed deal
     /// until its deadline.
     pub max_create_window_secs: u64,
+    /// Longest job timeout signed (a job may hold a slot this long).
+    pub max_job_timeout_secs: u64,
+    /// Largest job spec signed, bytes of its canonical JSON.
+    pub max_spec_bytes: usize,
     /// How often the chain is read for deal states, milliseconds.
     pub poll_ms: u64,
 }

@@ -155,12 +155,7 @@ impl DockerExecutor {
     }
 
     async fn run_job(&self, job: &JobSpec, workdir: &Path) -> Result<RunOutcome, ExecutorError> {
-        if job.network == NetworkPolicy::Bridge && !self.config.allow_network {
-            return Err(ExecutorError::NetworkNotAllowed(job.module.name.clone()));
-        }
-        if job.argv.is_empty() {
-            return Err(ExecutorError::InvalidJob("empty argv".into()));
-        }
+        super::check_spec(job, self.config.allow_network)?;
         let lease = match (job.resources.gpus, &self.gpus) {
             (0, _) => None,
             (n, Some(pool)) => {
@@ -261,10 +256,33 @@ impl Executor for DockerExecutor {
         Box::pin(self.run_job(job, workdir))
     }
 
+    fn prepare<'a>(&'a self, job: &'a JobSpec) -> BoxFuture<'a, Result<(), ExecutorError>> {
+        Box::pin(async move {
+            super::check_spec(job, self.config.allow_network)?;
+            let have = self.gpus.as_ref().map_or(0, |p| p.gpus().len());
+            if job.resources.gpus as usize > have {
+                return Err(ExecutorError::Gpus(format!(
+                    "the job needs {} GPU(s); this machine has {have}",
+                    job.resources.gpus
+                )));
+            }
+            match tokio::time::timeout(PREPARE_PULL_TIMEOUT, ensure_image(&self.docker, &job.image)).await {
+                Ok(done) => done,
+                Err(_) => Err(ExecutorError::ImageUnavailable {
+                    image: job.image.clone(),
+                    reason: format!("the pull did not finish within {} s", PREPARE_PULL_TIMEOUT.as_secs()),
+                }),
+            }
+        })
+    }
+
     fn capacity(&self) -> Resources {
         self.config.capacity
     }
 }
+
+/// The longest a provider waits for an image pull before it signs (pre-pull big images).
+const PREPARE_PULL_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// Removes the container when dropped, so that errors, timeouts and cancellation never
 /// leave one behind.

@@ -21,6 +21,10 @@ pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 pub trait Executor: Send + Sync {
     /// Runs `job`, with its `/outputs` written under `workdir/outputs`.
     fn run<'a>(&'a self, job: &'a JobSpec, workdir: &'a Path) -> BoxFuture<'a, Result<RunOutcome, ExecutorError>>;
+    /// Checks, before a provider signs for `job`, that this executor can run it: the spec
+    /// is one Docker takes ([`check_spec`]) and the image is here (pulled if it can be, in a
+    /// bounded time). Nothing is run.
+    fn prepare<'a>(&'a self, job: &'a JobSpec) -> BoxFuture<'a, Result<(), ExecutorError>>;
     /// What this executor can run at once.
     fn capacity(&self) -> Resources;
 }
@@ -115,6 +119,54 @@ pub enum ExecutorError {
         #[source]
         source: std::io::Error,
     },
+}
+
+/// Docker refuses a memory limit under 6 MiB.
+pub const MIN_RAM_MB: u64 = 6;
+/// Docker refuses fewer than 0.01 CPUs.
+pub const MIN_CPU_MILLI: u64 = 10;
+
+/// Checks that `job` is a spec the engine takes, before anything is signed or run: a
+/// command, resources at or above Docker's minimums (0 means the default), a timeout, an
+/// image named with a tag or a digest (an untagged one would be whatever `latest` is on the
+/// machine), and network access only where `allow_network`.
+pub fn check_spec(job: &JobSpec, allow_network: bool) -> Result<(), ExecutorError> {
+    let invalid = |why: String| Err(ExecutorError::InvalidJob(why));
+    if job.network == crate::types::NetworkPolicy::Bridge && !allow_network {
+        return Err(ExecutorError::NetworkNotAllowed(job.module.name.clone()));
+    }
+    if job.argv.first().is_none_or(|c| c.is_empty()) {
+        return invalid("empty argv: the job names no command".into());
+    }
+    let r = &job.resources;
+    if r.ram_mb != 0 && r.ram_mb < MIN_RAM_MB {
+        return invalid(format!("ram_mb {} is under Docker's minimum of {MIN_RAM_MB} MB", r.ram_mb));
+    }
+    if r.cpu != 0 && r.cpu < MIN_CPU_MILLI {
+        return invalid(format!("cpu {} milli-CPU is under Docker's minimum of {MIN_CPU_MILLI}", r.cpu));
+    }
+    if job.timeout_secs == 0 {
+        return invalid("timeout_secs is 0".into());
+    }
+    if !image_is_pinned(&job.image) {
+        return invalid(format!(
+            "image `{}` names no tag or digest (name:tag or name@sha256:…)",
+            job.image.escape_debug()
+        ));
+    }
+    Ok(())
+}
+
+/// Whether `image` names a tag or a digest, and nothing a shell or the engine would read
+/// otherwise.
+fn image_is_pinned(image: &str) -> bool {
+    let well_formed = !image.is_empty()
+        && image.len() <= 512
+        && image.chars().all(|c| c.is_ascii_alphanumeric() || "./:@_-".contains(c))
+        && !image.starts_with(['-', '.', '/', ':', '@']);
+    let last = image.rsplit('/').next().unwrap_or(image);
+    well_formed
+        && (image.contains("@sha256:") || last.split_once(':').is_some_and(|(n, t)| !n.is_empty() && !t.is_empty()))
 }
 
 impl ExecutorError {

@@ -287,6 +287,39 @@ impl Module {
             success_exit_codes: f.success_exit_codes.clone(),
         })
     }
+
+    /// Whether `spec` is what this module makes of some inputs: the inputs are read back from
+    /// the spec's argv and env where the module has `{{Name}}`, checked like any inputs, and
+    /// the spec this module makes of them must equal `spec` in every field (module name,
+    /// version and file hash, image, literal argv and env, resources, network, timeout,
+    /// outputs, success codes). Says how it differs.
+    pub fn admits(&self, spec: &JobSpec) -> Result<(), String> {
+        let f = &self.file;
+        let id = format!("{}@{}", f.name, f.version);
+        if spec.argv.len() != f.argv.len() {
+            return Err(format!("its argv has {} elements, module {id} makes {}", spec.argv.len(), f.argv.len()));
+        }
+        let mut inputs: BTreeMap<String, String> = BTreeMap::new();
+        let mut read = |template: &String, value: Option<&String>| -> Result<(), String> {
+            let Some(name) = template_name(template) else { return Ok(()) };
+            let value = value.ok_or_else(|| format!("it lacks the value of input `{name}`"))?;
+            match inputs.insert(name.to_string(), value.clone()) {
+                Some(before) if before != *value => Err(format!("input `{name}` has two different values")),
+                _ => Ok(()),
+            }
+        };
+        for (template, value) in f.argv.iter().zip(&spec.argv) {
+            read(template, Some(value))?;
+        }
+        for (key, template) in &f.env {
+            read(template, spec.env.get(key))?;
+        }
+        let made = self.job_spec(&inputs).map_err(|e| e.to_string())?;
+        if made != *spec {
+            return Err(format!("it is not what module {id} (sha256 {}) makes of its inputs", self.hash));
+        }
+        Ok(())
+    }
 }
 
 #[cfg(test)]
@@ -313,6 +346,29 @@ pattern = "happy|sad"
 
     fn inputs(pairs: &[&str]) -> BTreeMap<String, String> {
         parse_inputs(pairs).unwrap()
+    }
+
+    #[test]
+    fn a_spec_is_admitted_only_as_the_module_makes_it() {
+        let m = Module::parse(COW.as_bytes(), "test").unwrap();
+        let good = m.job_spec(&parse_inputs(&["Message=moo"]).unwrap()).unwrap();
+        assert_eq!(m.admits(&good), Ok(()));
+        let differs = |change: &dyn Fn(&mut JobSpec)| {
+            let mut s = good.clone();
+            change(&mut s);
+            m.admits(&s).unwrap_err()
+        };
+        assert!(differs(&|s| s.image = "dcn.local/evil:1".into()).contains("not what module cowsay@1.0.0"));
+        assert!(differs(&|s| s.argv[0] = "/bin/sh".into()).contains("not what module"));
+        assert!(differs(&|s| s.argv.push("-c".into())).contains("argv has 3 elements"));
+        assert!(differs(&|s| s.resources.ram_mb = 1).contains("not what module"));
+        assert!(differs(&|s| s.module.hash = "00".into()).contains("not what module"));
+        assert!(differs(&|s| {
+            s.env.insert("LD_PRELOAD".into(), "/x".into());
+        })
+        .contains("not what module"));
+        // An input value the module's checks refuse is refused here too.
+        assert!(differs(&|s| s.argv[1] = "x".repeat(DEFAULT_MAX_INPUT_LEN + 1)).contains("more than"));
     }
 
     #[test]

@@ -17,7 +17,7 @@ pub const BUILTIN: [(&str, &str); 4] = [
 ];
 
 /// Resolves module references.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Resolver {
     /// Directory searched for `<name>/module.toml` before the built-ins.
     pub override_dir: Option<PathBuf>,
@@ -35,6 +35,22 @@ impl Resolver {
         if reference.contains('/') || reference.starts_with('.') || as_path.exists() {
             let file = if as_path.is_dir() { as_path.join("module.toml") } else { as_path.to_path_buf() };
             return read_module(&file);
+        }
+        self.resolve_named(reference)
+    }
+
+    /// Resolves a bare module name only: `<override_dir>/<name>/module.toml`, else a
+    /// built-in; never a path or a repository, so a name from a stranger's job spec reads
+    /// nothing else.
+    pub fn resolve_named(&self, reference: &str) -> Result<Module, ModuleError> {
+        let plain = !reference.is_empty()
+            && !reference.starts_with('.')
+            && reference.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c));
+        if !plain {
+            return Err(ModuleError::Unknown {
+                name: reference.escape_debug().to_string(),
+                known: BUILTIN.iter().map(|(n, _)| *n).collect::<Vec<_>>().join(", "),
+            });
         }
         if let Some(dir) = &self.override_dir {
             let file = dir.join(reference).join("module.toml");

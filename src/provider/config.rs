@@ -73,6 +73,9 @@ pub struct ProviderConfig {
     pub poll: Duration,
     /// Test-only misbehaviour.
     pub fault: Option<Fault>,
+    /// Where this provider's own copies of modules come from (`modules.dir`, then the
+    /// built-ins), to check a job against the module it claims to be.
+    pub resolver: crate::module::resolve::Resolver,
 }
 
 impl ProviderConfig {
@@ -102,9 +105,15 @@ impl ProviderConfig {
                 max_judge_timeout_secs: p.max_judge_timeout_secs,
                 max_mediation_timeout_secs: p.max_mediation_timeout_secs,
                 max_create_window_secs: p.max_create_window_secs,
+                max_job_timeout_secs: p.max_job_timeout_secs,
+                max_spec_bytes: p.max_spec_bytes,
             },
             poll: Duration::from_millis(p.poll_ms.max(20)),
             fault: overrides.fault,
+            resolver: crate::module::resolve::Resolver {
+                override_dir: settings.modules.dir.clone(),
+                cache_dir: settings.data_dir().join("modules"),
+            },
         })
     }
 }

@@ -4,6 +4,9 @@
 
 use super::deal::{JobRecord, Stage};
 use super::service::{ProviderError, ProviderService, JOBS, OFFERS};
+
+/// Offers this provider cancelled (id → when, unix seconds): no deal is signed on them.
+pub(super) const CANCELLED: &str = "cancelled_offers";
 use super::terms::{self, Refusal};
 use crate::clock::now_secs;
 use crate::protocol::records::{DealRecord, DealStatus, OfferRecord, OfferStatus};
@@ -24,6 +27,9 @@ impl ProviderService {
                 if r.status == OfferStatus::Open {
                     let _ = self.solver.cancel_offer(&self.signer, id, OfferKind::Resource).await;
                 }
+            }
+            if let Err(e) = self.kv.put(CANCELLED, id.as_slice(), &now_secs()) {
+                tracing::warn!(offer = %id, error = %e, "cannot record the offer as cancelled");
             }
         }
     }
@@ -65,6 +71,8 @@ impl ProviderService {
         tracing::info!(offer = %id, slots = self.cfg.slots, price = %format_amount(self.cfg.price), expires_in_secs = ttl, "offer posted");
         *self.current_offer.lock().unwrap_or_else(|p| p.into_inner()) = Some((id, signed.offer.expiry));
         if let Some((old, _)) = current {
+            // Whatever the solver says, this provider signs nothing more on the old offer.
+            self.kv.put(CANCELLED, old.as_slice(), &now)?;
             if let Err(e) = self.solver.cancel_offer(&self.signer, old, OfferKind::Resource).await {
                 tracing::debug!(offer = %old, error = %e, "old offer not cancelled (matched or expired)");
             }
@@ -117,12 +125,12 @@ impl ProviderService {
         if !terms::id_matches(&deal.deal, deal.id, &self.deals_domain) {
             return Err(Refusal::IdMismatch);
         }
-        let offer: SignedResourceOffer = self
-            .kv
-            .get(OFFERS, deal.resource_offer.as_slice())
-            .ok()
-            .flatten()
-            .ok_or(Refusal::UnknownOffer(deal.resource_offer))?;
+        let unknown = Refusal::UnknownOffer(deal.resource_offer);
+        if self.kv.get::<u64>(CANCELLED, deal.resource_offer.as_slice()).ok().flatten().is_some() {
+            return Err(unknown);
+        }
+        let offer: SignedResourceOffer =
+            self.kv.get(OFFERS, deal.resource_offer.as_slice()).ok().flatten().ok_or(unknown)?;
         let spec = match self.solver.offer(deal.job_offer, OfferKind::Job).await {
             Ok(OfferRecord::Job(j)) => j.signed.spec,
             Ok(OfferRecord::Resource(_)) => return Err(Refusal::JobOfferUnavailable("it is a resource offer".into())),
@@ -130,6 +138,15 @@ impl ProviderService {
         };
         let now = self.chain.now().await.map_err(|e| Refusal::ChainUnavailable(e.to_string()))?;
         terms::check(&deal.deal, &spec, &offer.offer, self.solver.info().solver, &self.cfg.limits, now)?;
+        // With an allow-list, the job must be exactly what this machine's copy of the module
+        // makes of its inputs: a stranger's spec cannot swap the image or the command under
+        // an allowed name.
+        if !self.cfg.modules.is_empty() {
+            let module =
+                self.cfg.resolver.resolve_named(&spec.module.name).map_err(|e| Refusal::Module(e.to_string()))?;
+            module.admits(&spec).map_err(Refusal::Module)?;
+        }
+        self.executor.prepare(&spec).await.map_err(|e| Refusal::Unrunnable(e.to_string()))?;
         self.reserve_slot(deal.id).await?;
         let waiting = self.kv.all::<JobRecord>(JOBS).map(|j| j.iter().filter(|j| j.stage == Stage::Signed).count());
         let need = self.cfg.collateral * U256::from(waiting.unwrap_or(0) + 1);

@@ -1,6 +1,7 @@
 //! The provider's check of a proposed deal against its own offer, before signing: pure,
 //! so every rule is unit-tested. A solver that proposes anything else gets no signature,
-//! and the [`Refusal`] says why.
+//! and the [`Refusal`] says why. The checks that need the machine (the module file, the
+//! image, the engine's minimums) follow in `offers.rs` (THREATS S1).
 
 use crate::chain::bindings::DcnDeals;
 use crate::protocol::ResourceOffer;
@@ -13,8 +14,8 @@ pub enum Refusal {
     /// The id is not the EIP-712 hash of the terms: the solver lies about what is signed.
     #[error("the deal id is not the hash of its terms")]
     IdMismatch,
-    /// The deal is on an offer this provider did not post (or no longer has).
-    #[error("resource offer {0} is not one of this provider's")]
+    /// The deal is on an offer this provider did not post, or cancelled.
+    #[error("resource offer {0} is not one of this provider's open offers")]
     UnknownOffer(B256),
     /// The job offer cannot be read from the solver.
     #[error("cannot fetch the job offer: {0}")]
@@ -73,6 +74,37 @@ pub enum Refusal {
     /// The module is not on the allow-list.
     #[error("module `{0}` is not in this provider's allow-list")]
     ModuleNotAllowed(String),
+    /// The spec is not what this provider's copy of the module makes (another file, another
+    /// image or command), or the provider has no such module.
+    #[error("the job is not the module this provider knows: {0}")]
+    Module(String),
+    /// This machine cannot run the spec (the engine would refuse it, the image is absent).
+    #[error("this machine cannot run the job: {0}")]
+    Unrunnable(String),
+    /// The job's timeout is over this provider's cap.
+    #[error("the job's timeout {job} s is over this provider's cap of {max} s")]
+    TimeoutCap {
+        /// The job's timeout.
+        job: u64,
+        /// The cap.
+        max: u64,
+    },
+    /// The spec is larger than this provider takes.
+    #[error("the job spec is {bytes} bytes, over this provider's cap of {max}")]
+    SpecTooLarge {
+        /// Its canonical size.
+        bytes: usize,
+        /// The cap.
+        max: usize,
+    },
+    /// The offer expired: the provider signs only on its live offers.
+    #[error("the resource offer expired at {expiry}, before the chain's time {now}")]
+    OfferExpired {
+        /// Its expiry, unix seconds.
+        expiry: u64,
+        /// The chain's time.
+        now: u64,
+    },
     /// The job wants the network and this provider does not allow it.
     #[error("the job asks for network access, which this provider does not allow")]
     Network,
@@ -138,6 +170,10 @@ pub struct Limits {
     /// Longest time from signing to the deal's creation deadline: how long this provider
     /// watches a signed deal that was not created.
     pub max_create_window_secs: u64,
+    /// Longest job timeout signed.
+    pub max_job_timeout_secs: u64,
+    /// Largest job spec signed (canonical JSON bytes).
+    pub max_spec_bytes: usize,
 }
 
 /// Checks `deal` (id `id`, computed by the caller from the terms), proposed by `solver`
@@ -179,8 +215,15 @@ pub fn check(
     if !slot.covers(&spec.resources) {
         return Err(Refusal::TooBig { needs: spec.resources, slot });
     }
-    if !offer.modules.is_empty() && !offer.modules.contains(&spec.module.name) {
-        return Err(Refusal::ModuleNotAllowed(spec.module.name.clone()));
+    if !spec.module.allowed_by(&offer.modules) {
+        return Err(Refusal::ModuleNotAllowed(format!("{}@{}", spec.module.name, spec.module.version)));
+    }
+    if spec.timeout_secs > limits.max_job_timeout_secs {
+        return Err(Refusal::TimeoutCap { job: spec.timeout_secs, max: limits.max_job_timeout_secs });
+    }
+    let bytes = spec.canonical_json().len();
+    if bytes > limits.max_spec_bytes {
+        return Err(Refusal::SpecTooLarge { bytes, max: limits.max_spec_bytes });
     }
     if spec.network == NetworkPolicy::Bridge && !limits.allow_network {
         return Err(Refusal::Network);
@@ -197,6 +240,9 @@ pub fn check(
     }
     if deal.mediationTimeout > limits.max_mediation_timeout_secs {
         return Err(Refusal::MediationTimeout { deal: deal.mediationTimeout, max: limits.max_mediation_timeout_secs });
+    }
+    if offer.expiry < now {
+        return Err(Refusal::OfferExpired { expiry: offer.expiry, now });
     }
     let max = limits.max_create_window_secs;
     if deal.createDeadline <= now || deal.createDeadline > now.saturating_add(max) {
@@ -245,7 +291,7 @@ mod tests {
             collateral: U256::from(10),
             mediators: vec![Address::repeat_byte(3), Address::repeat_byte(4)],
             modules: vec![],
-            expiry: 1,
+            expiry: NOW + 600,
             nonce: U256::ZERO,
         }
     }
@@ -275,6 +321,8 @@ mod tests {
             max_judge_timeout_secs: 3600,
             max_mediation_timeout_secs: 3600,
             max_create_window_secs: 900,
+            max_job_timeout_secs: 3600,
+            max_spec_bytes: 65_536,
         }
     }
 
@@ -314,5 +362,19 @@ mod tests {
         // A signature good for longer than the provider watches, or already void.
         assert!(refused(|d, _, _| d.createDeadline = NOW + 901).contains("creation deadline"));
         assert!(refused(|d, _, _| d.createDeadline = NOW).contains("creation deadline"));
+        // Only on a live offer (S8).
+        assert!(refused(|_, _, o| o.expiry = NOW - 1).contains("offer expired"));
+        // Caps on what it signs (S1).
+        let long = |d: &mut DcnDeals::Deal, s: &mut JobSpec, _: &mut ResourceOffer| {
+            s.timeout_secs = 3601;
+            d.jobHash = s.content_hash();
+            d.resultTimeout = 4000;
+        };
+        assert!(refused(long).contains("over this provider's cap of 3600 s"));
+        let huge = |d: &mut DcnDeals::Deal, s: &mut JobSpec, _: &mut ResourceOffer| {
+            s.env.insert("X".into(), "x".repeat(70_000));
+            d.jobHash = s.content_hash();
+        };
+        assert!(refused(huge).contains("over this provider's cap of 65536"));
     }
 }

@@ -10,7 +10,7 @@ use crate::kv::KvStore;
 use crate::protocol::records::{DealRecord, DealStatus};
 use crate::protocol::{ResourceOffer, SignedResourceOffer, SolverApi};
 use crate::testing::*;
-use crate::types::Resources;
+use crate::types::{JobSpec, Resources};
 use alloy::primitives::{Address, B256, U256};
 use alloy::signers::local::PrivateKeySigner;
 use std::sync::Arc;
@@ -45,9 +45,12 @@ fn cfg() -> ProviderConfig {
             max_judge_timeout_secs: 3600,
             max_mediation_timeout_secs: 3600,
             max_create_window_secs: 900,
+            max_job_timeout_secs: 3600,
+            max_spec_bytes: 65_536,
         },
         poll: Duration::from_millis(5),
         fault: None,
+        resolver: crate::module::resolve::Resolver { override_dir: None, cache_dir: "/nonexistent".into() },
     }
 }
 
@@ -58,6 +61,16 @@ impl Rig {
 
     /// A provider with `kv` and `key`, as after a restart.
     fn with_kv(kv: KvStore, key: PrivateKeySigner) -> Self {
+        Self::with_cfg(kv, key, cfg())
+    }
+
+    /// A provider running only `modules` (its allow-list).
+    fn allowing(modules: &[&str]) -> Self {
+        let cfg = ProviderConfig { modules: modules.iter().map(|m| m.to_string()).collect(), ..cfg() };
+        Self::with_cfg(KvStore::memory(), PrivateKeySigner::random(), cfg)
+    }
+
+    fn with_cfg(kv: KvStore, key: PrivateKeySigner, cfg: ProviderConfig) -> Self {
         let chain = Arc::new(FakeChain::new(key.address()));
         let solver = Arc::new(FakeSolver::new());
         let executor = Arc::new(FakeExecutor::default());
@@ -71,7 +84,7 @@ impl Rig {
         };
         let offering =
             Offering { slot: Resources { cpu: 1000, ram_mb: 1024, ..Default::default() }, mediators: vec![MEDIATOR] };
-        let service = ProviderService::new(cfg(), offering, dir.path().join("jobs"), deps);
+        let service = ProviderService::new(cfg, offering, dir.path().join("jobs"), deps);
         Self { key, chain, solver, executor, kv, service, _dir: dir }
     }
 
@@ -265,7 +278,7 @@ async fn posted_offer(rig: &Rig) -> B256 {
         ramMb: 1024,
         gpus: 0,
         vramMb: 0,
-        diskMb: 0,
+        diskMb: 1024,
         slots: 1,
         price: U256::from(10),
         collateral: U256::from(20),
@@ -281,13 +294,70 @@ async fn posted_offer(rig: &Rig) -> B256 {
 }
 
 fn proposal(rig: &Rig, offer: B256, n: u8) -> DealRecord {
+    proposal_for(rig, offer, n, spec("moo"))
+}
+
+/// A proposal on `offer` for `job`.
+fn proposal_for(rig: &Rig, offer: B256, n: u8, job: JobSpec) -> DealRecord {
     let creator = PrivateKeySigner::random();
-    let mut deal = record_of(terms(creator.address(), rig.key.address(), &spec("moo"), n), DealStatus::Proposed);
+    let mut deal = record_of(terms(creator.address(), rig.key.address(), &job, n), DealStatus::Proposed);
     deal.resource_offer = offer;
     deal.job_offer = B256::repeat_byte(n);
-    rig.solver.put_job_offer(deal.job_offer, spec("moo"), &creator);
+    rig.solver.put_job_offer(deal.job_offer, job, &creator);
     rig.solver.put_deal(deal.clone());
     deal
+}
+
+#[tokio::test]
+async fn a_job_this_machine_cannot_run_is_refused_before_signing() {
+    let rig = Rig::new();
+    let offer = posted_offer(&rig).await;
+    // What Docker would refuse.
+    for (n, change) in [
+        (1u8, &(|s: &mut JobSpec| s.argv.clear()) as &dyn Fn(&mut JobSpec)),
+        (2, &|s| s.resources.ram_mb = 1),
+        (3, &|s| s.resources.cpu = 5),
+        (4, &|s| s.image = "busybox".into()),
+    ] {
+        let mut job = spec("moo");
+        change(&mut job);
+        assert!(rig.service.consider(proposal_for(&rig, offer, n, job)).await.unwrap().is_none(), "case {n}");
+    }
+    // An image that is not here and cannot be pulled.
+    rig.executor.no_image.store(true, std::sync::atomic::Ordering::SeqCst);
+    assert!(rig.service.consider(proposal(&rig, offer, 5)).await.unwrap().is_none());
+    assert_eq!(rig.solver.signatures(), 0);
+    assert!(rig.kv.all::<JobRecord>(JOBS).unwrap().is_empty(), "nothing recorded, no slot held");
+}
+
+#[tokio::test]
+async fn with_an_allow_list_only_the_modules_own_job_is_signed() {
+    let rig = Rig::allowing(&["cowsay@1.0.0"]);
+    let offer = posted_offer(&rig).await;
+    let cowsay = crate::module::resolve::Resolver { override_dir: None, cache_dir: "/nonexistent".into() }
+        .resolve_named("cowsay")
+        .unwrap();
+    let honest = cowsay.job_spec(&crate::module::parse_inputs(&["Message=moo"]).unwrap()).unwrap();
+    // Under the allowed name, another image or command: refused.
+    let swapped = JobSpec { image: "dcn.local/busybox:1.35".into(), ..honest.clone() };
+    assert!(rig.service.consider(proposal_for(&rig, offer, 1, swapped)).await.unwrap().is_none());
+    let mut shell = honest.clone();
+    shell.argv = vec!["/bin/sh".into(), "-c".into()];
+    assert!(rig.service.consider(proposal_for(&rig, offer, 2, shell)).await.unwrap().is_none());
+    assert_eq!(rig.solver.signatures(), 0);
+    assert!(
+        rig.service.consider(proposal_for(&rig, offer, 3, honest)).await.unwrap().is_some(),
+        "the real one is signed"
+    );
+}
+
+#[tokio::test]
+async fn no_deal_is_signed_on_an_offer_the_provider_replaced() {
+    let rig = Rig::new();
+    let old = posted_offer(&rig).await;
+    rig.kv.put(super::offers::CANCELLED, old.as_slice(), &1u64).unwrap();
+    assert!(rig.service.consider(proposal(&rig, old, 1)).await.unwrap().is_none());
+    assert_eq!(rig.solver.signatures(), 0);
 }
 
 #[tokio::test]

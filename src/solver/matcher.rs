@@ -63,10 +63,8 @@ pub struct JobEntry {
     pub mediation_fee: U256,
     /// Mediators the job creator trusts.
     pub mediators: Vec<Address>,
-    /// Module name.
-    pub module: String,
-    /// Module version.
-    pub module_version: String,
+    /// The module.
+    pub module: crate::types::ModuleRef,
     /// Unix seconds.
     pub expiry: u64,
     /// Resource offers it must not be matched with again.
@@ -115,11 +113,7 @@ pub fn common_mediators(r: &ResourceEntry, j: &JobEntry) -> Vec<Address> {
 
 /// Whether `r`'s allow-list lets `j`'s module run.
 fn module_allowed(r: &ResourceEntry, j: &JobEntry) -> bool {
-    r.modules.is_empty()
-        || r.modules.iter().any(|m| match m.split_once('@') {
-            Some((name, version)) => name == j.module && version == j.module_version,
-            None => *m == j.module,
-        })
+    j.module.allowed_by(&r.modules)
 }
 
 /// Every rule but resources (which the index checks by shape) and free slots.

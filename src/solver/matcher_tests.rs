@@ -29,8 +29,7 @@ fn job(n: u8, seq: u64) -> JobEntry {
         max_price: U256::from(100),
         mediation_fee: U256::from(1),
         mediators: vec![Address::repeat_byte(0xee)],
-        module: "cowsay".into(),
-        module_version: "1.0.0".into(),
+        module: crate::types::ModuleRef { name: "cowsay".into(), version: "1.0.0".into(), hash: "c0ffee".into() },
         expiry: NOW + 100,
         excluded: vec![],
     }
@@ -73,6 +72,8 @@ fn each_rule_can_refuse_a_pair() {
     }
     let allowed = ResourceEntry { modules: vec!["lolcat".into(), "cowsay@1.0.0".into()], ..base_r };
     assert!(fits(&allowed, &base_j, NOW), "allow-list by name@version");
+    let pinned = ResourceEntry { modules: vec!["sha256:C0FFEE".into()], ..allowed };
+    assert!(fits(&pinned, &base_j, NOW), "allow-list by the module file's hash");
 }
 
 #[test]

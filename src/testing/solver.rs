@@ -275,6 +275,16 @@ impl Executor for FakeExecutor {
         })
     }
 
+    fn prepare<'a>(&'a self, job: &'a JobSpec) -> BoxFuture<'a, Result<(), ExecutorError>> {
+        Box::pin(async move {
+            crate::executor::check_spec(job, false)?;
+            if self.no_image.load(Ordering::SeqCst) {
+                return Err(ExecutorError::ImageUnavailable { image: job.image.clone(), reason: "fake: gone".into() });
+            }
+            Ok(())
+        })
+    }
+
     fn capacity(&self) -> Resources {
         Resources::default()
     }

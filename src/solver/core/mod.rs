@@ -164,8 +164,7 @@ fn job_entry(j: &JobOfferRecord) -> JobEntry {
         max_price: o.maxPrice,
         mediation_fee: o.mediationFee,
         mediators: o.mediators.clone(),
-        module: j.signed.spec.module.name.clone(),
-        module_version: j.signed.spec.module.version.clone(),
+        module: j.signed.spec.module.clone(),
         expiry: o.expiry,
         excluded: j.excluded.clone(),
     }
