@@ -33,8 +33,8 @@ fn parties() -> [Address; 3] {
     [DevRole::JobCreator.address(), DevRole::Provider.address(), DevRole::Mediator.address()]
 }
 
-/// `dcn run ARGS --json` in the network's home with `env`, to its end; its summary.
-fn dcn_run(net: &DevNet, args: &[&str], env: &[(&str, &str)]) -> serde_json::Value {
+/// `dcn ARGS --json` in the network's home with `env`, to its end; what it printed.
+fn dcn_json(net: &DevNet, args: &[&str], env: &[(&str, &str)]) -> serde_json::Value {
     let out =
         net.cmd().current_dir(net.home.path()).envs(env.iter().copied()).args(args).arg("--json").output().unwrap();
     json(&out)
@@ -49,7 +49,7 @@ fn a_job_that_is_not_reproducible_challenged_does_not_slash_the_provider() {
     let net = DevNet::start(&[]);
     let who = parties();
     let before = wealth(&net, &who);
-    let v = dcn_run(&net, &["run", &test_module("random"), "--challenge"], &[]);
+    let v = dcn_json(&net, &["run", &test_module("random"), "--challenge"], &[]);
     assert_eq!(v["state"], "mediated_honest", "{v}");
     assert_eq!(net.deal_state(deal_id(&v)), DealState::MediatedHonest);
     let after = wealth(&net, &who);
@@ -106,7 +106,7 @@ fn a_provider_that_reports_a_result_without_running_the_job_is_not_paid() {
     let _lazy = net.provider(None, &["--fault", "skip-job"], "lazy");
     let who = parties();
     let before = wealth(&net, &who);
-    let v = dcn_run(&net, &["run", "cowsay", "-i", "Message=moo"], &[]);
+    let v = dcn_json(&net, &["run", "cowsay", "-i", "Message=moo"], &[]);
     assert_eq!(v["state"], "mediated_dishonest", "{v}");
     let summary = v["summary"].as_str().unwrap();
     assert!(summary.contains("exited with code 137") && summary.contains("does not call success"), "{summary}");
@@ -151,5 +151,53 @@ fn jobs_the_provider_cannot_run_are_refused_before_signing() {
     for why in ["does-not-exist", "under Docker's minimum", "names no tag or digest"] {
         assert!(log.contains(why), "the provider says why it refused ({why}):\n{log}");
     }
+    net.assert_books_balance(&dev_accounts());
+}
+
+/// THREATS S6: `dcn run` is killed (SIGKILL) once its deal is on chain and the job runs.
+/// `dcn jobs` lists the deal as resumable; `dcn jobs resume` downloads and verifies the
+/// result and accepts it: the job completes once and the provider is paid once.
+#[test]
+fn a_run_killed_after_creating_its_deal_is_resumed_to_its_end_once() {
+    let net = DevNet::start(&["--no-provider"]);
+    let _provider = net.provider(None, &[], "provider");
+    let who = parties();
+    let before = wealth(&net, &who);
+    let mut run = common::net::Proc {
+        child: net
+            .cmd()
+            .current_dir(net.home.path())
+            .args(["run", &test_module("slow"), "-i", "Secs=4", "--json"])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap(),
+        log: net.home.path().join("run.log"),
+    };
+    net.wait_job_running(DevRole::Provider.address());
+    run.kill9();
+
+    let listed = dcn_json(&net, &["jobs"], &[]);
+    let jobs = listed.as_array().unwrap();
+    assert_eq!(jobs.len(), 1, "{listed}");
+    assert_eq!(jobs[0]["done"], false, "{listed}");
+    assert!(["created", "result_submitted"].contains(&jobs[0]["state"].as_str().unwrap()), "{listed}");
+    let id = jobs[0]["deal_id"].as_str().unwrap().to_string();
+
+    let v = dcn_json(&net, &["jobs", "resume", &id], &[]);
+    assert_eq!(v["state"], "accepted", "{v}");
+    let stdout = std::fs::read_to_string(net.home.path().join(format!("dcn-results/{id}/stdout"))).unwrap();
+    assert_eq!(stdout, "slept 4\n");
+    let after = wealth(&net, &who);
+    assert_eq!(delta(after[1], before[1]), units(1), "the provider is paid once");
+    assert_eq!(delta(after[0], before[0]), -units(1), "the job creator pays once");
+    let c = net.deployment().contracts;
+    let accepted = block_on(async {
+        let f = Filter::new().address(c.deals).from_block(0).event_signature(DcnDeals::ResultAccepted::SIGNATURE_HASH);
+        net.reader().get_logs(&f).await.unwrap()
+    });
+    assert_eq!(accepted.len(), 1);
+    let listed = dcn_json(&net, &["jobs"], &[]);
+    assert_eq!((listed[0]["state"].as_str(), listed[0]["done"].as_bool()), (Some("accepted"), Some(true)), "{listed}");
     net.assert_books_balance(&dev_accounts());
 }

@@ -7,6 +7,7 @@
 pub mod admin;
 pub mod dev;
 pub mod jobboard;
+pub mod jobs;
 pub mod mediator;
 pub mod node;
 pub mod provider;

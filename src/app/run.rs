@@ -5,12 +5,14 @@
 
 use super::node::Account;
 use crate::chain::{DealState, DevRole};
+use crate::clock::now_secs;
 use crate::config::Settings;
 use crate::executor::docker::{DockerConfig, DockerExecutor};
 use crate::executor::gpu::{self, GpuPool};
 use crate::executor::Termination;
+use crate::jobcreator::journal::{Ended, Entry, Journal};
 use crate::jobcreator::local::run_local;
-use crate::jobcreator::{JobCreator, JobCreatorConfig, RunOverrides, TerminalProgress};
+use crate::jobcreator::{JobCreator, JobCreatorConfig, Outcome, RunOverrides, TerminalProgress};
 use crate::module::{parse_inputs, resolve::Resolver};
 use crate::types::JobSpec;
 use crate::units::format_amount;
@@ -41,35 +43,74 @@ fn job_spec(settings: &Settings, req: &RunRequest) -> eyre::Result<JobSpec> {
     Ok(module.job_spec(&parse_inputs(&req.inputs)?)?)
 }
 
-/// Runs `dcn run` on the network.
+/// Runs `dcn run` on the network. The matched deal is recorded in the account's journal
+/// before it goes on chain, so `dcn jobs resume` can finish it if this process is killed.
 pub async fn run_network(settings: &Settings, req: RunRequest, overrides: &RunOverrides) -> eyre::Result<()> {
     let cfg = JobCreatorConfig::resolve(settings, overrides)?;
     let spec = job_spec(settings, &req)?;
     let account = Account::connect(settings, DevRole::JobCreator).await?;
     let solver = account.solver(cfg.solver.as_deref()).await?;
     let mediators = account.mediators(&cfg.mediators).await?;
+    let journal = Journal::new(settings.data_dir(), account.client.network.chain_id, account.address());
+    let results_dir = std::path::absolute(&req.results_dir)
+        .wrap_err_with(|| format!("resolving the results directory {}", req.results_dir.display()))?;
+    let challenge = req.challenge;
+    let job = spec.clone();
     let outcome = super::one_shot("run", move |tasks| async move {
+        let spec = job;
         let creator = JobCreator {
             terms: cfg.terms,
             mediators,
-            results_dir: req.results_dir.clone(),
+            results_dir: results_dir.clone(),
             signer: account.signer.clone(),
             chain: account.chain(),
             solver: Arc::new(solver),
             token: tasks.token().clone(),
         };
         let progress = TerminalProgress::new();
-        let created = creator.place(&spec, &progress).await.inspect_err(|_| progress.fail())?;
-        let outcome = creator.finish(&created, req.challenge, &progress).await.map_err(|e| {
-            progress.fail();
-            eyre::Report::new(e).wrap_err(format!("deal {} (created on chain)", created.deal.id))
-        })?;
-        progress.done();
-        Ok((outcome, spec, req))
+        let deal = creator.match_deal(&spec, &progress).await.inspect_err(|_| progress.fail())?;
+        let _following = journal.follow(deal.id)?;
+        let mut entry = Entry {
+            deal: deal.clone(),
+            spec: spec.clone(),
+            create_tx: None,
+            challenge,
+            results_dir,
+            placed_at: now_secs(),
+            ended: None,
+        };
+        journal.save(&entry)?;
+        let created = creator.create(deal, &spec).await.inspect_err(|_| progress.fail())?;
+        entry.create_tx = Some(created.create_tx);
+        journal.save(&entry)?;
+        follow_to_end(&creator, &journal, &mut entry, &progress).await
     })
     .await?;
-    let (outcome, spec, req) = outcome;
-    if req.json {
+    report(&outcome, &spec, req.json)
+}
+
+/// Follows `entry`'s created deal to its end with `creator`, then records how it ended.
+pub(super) async fn follow_to_end(
+    creator: &JobCreator,
+    journal: &Journal,
+    entry: &mut Entry,
+    progress: &TerminalProgress,
+) -> eyre::Result<Outcome> {
+    let id = entry.deal.id;
+    let outcome = creator.finish(&entry.created(), entry.challenge, progress).await.map_err(|e| {
+        progress.fail();
+        eyre::Report::new(e).wrap_err(format!("deal {id} (created on chain; `dcn jobs resume {id}` takes it up again)"))
+    })?;
+    progress.done();
+    entry.ended = Some(Ended { state: Some(outcome.state), summary: outcome.summary.clone() });
+    journal.save(entry)?;
+    Ok(outcome)
+}
+
+/// Prints how the job ended: its stdout and the summary, or a JSON summary; an error when
+/// the provider delivered nothing.
+pub(super) fn report(outcome: &Outcome, spec: &JobSpec, json: bool) -> eyre::Result<()> {
+    if json {
         let summary = serde_json::json!({
             "deal_id": outcome.deal_id,
             "module": spec.module,

@@ -7,6 +7,7 @@ mod deploy;
 mod dev;
 mod fund;
 mod jobboard;
+mod jobs;
 mod keys;
 mod mediator;
 mod provider;
@@ -85,6 +86,8 @@ pub enum Command {
     Fund(fund::FundArgs),
     /// Serve on-chain job requests from DcnJobBoard (as its operator)
     Jobboard(jobboard::JobBoardArgs),
+    /// List the deals `dcn run` bought with this account; resume one whose run was killed
+    Jobs(jobs::JobsArgs),
     /// Make and inspect account keys
     Keys(keys::KeysArgs),
     /// Re-run challenged jobs and post verdicts on chain
@@ -112,6 +115,7 @@ impl Command {
             Command::Keys(args) => args.run(&settings),
             Command::Mediator(args) => args.run(&settings).await,
             Command::Registry(args) => args.run(&settings).await,
+            Command::Jobs(args) => args.run(&settings).await,
             Command::Provider(args) => args.run(&settings).await,
             Command::Run(args) => args.run(&settings).await,
             Command::Solver(args) => args.run(&settings).await,

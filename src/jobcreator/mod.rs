@@ -11,6 +11,7 @@
 //! a module on this machine for its author.
 
 pub mod config;
+pub mod journal;
 pub mod local;
 mod place;
 pub mod progress;

@@ -16,6 +16,13 @@ impl JobCreator {
     /// Posts the job offer for `spec`, waits for a provider's signed deal and creates it
     /// on chain.
     pub async fn place(&self, spec: &JobSpec, progress: &dyn Progress) -> Result<CreatedDeal, JobCreatorError> {
+        let deal = self.match_deal(spec, progress).await?;
+        self.create(deal, spec).await
+    }
+
+    /// Posts the job offer for `spec` and waits for a provider's signed deal, checked
+    /// against the offer; nothing is on chain yet (the caller may record it first).
+    pub async fn match_deal(&self, spec: &JobSpec, progress: &dyn Progress) -> Result<DealRecord, JobCreatorError> {
         let t = &self.terms;
         let deposited = self.chain.ensure_free_escrow(t.max_price + t.mediation_fee).await?;
         if !deposited.is_zero() {
@@ -69,6 +76,11 @@ impl JobCreator {
                 format_amount(deal.deal.price)
             ),
         );
+        Ok(deal)
+    }
+
+    /// Creates the signed `deal` for `spec` on chain.
+    pub async fn create(&self, deal: DealRecord, spec: &JobSpec) -> Result<CreatedDeal, JobCreatorError> {
         let sig = deal
             .provider_signature
             .clone()
