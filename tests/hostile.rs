@@ -145,6 +145,10 @@ fn jobs_the_provider_cannot_run_are_refused_before_signing() {
         let err = String::from_utf8_lossy(&out.stderr);
         assert!(!out.status.success() && err.contains("no provider took the job"), "{err}");
         assert!(err.contains("nothing was locked"), "{err}");
+        assert!(
+            err.contains("refused it: this machine cannot run the job"),
+            "the provider's reason reaches the buyer: {err}"
+        );
     }
     assert_eq!(wealth(&net, &who), before, "no tokens moved");
     let log = net.dev.as_ref().unwrap().log_text();

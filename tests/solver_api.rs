@@ -344,3 +344,36 @@ async fn operations_endpoints_answer() {
     assert!(matches!(id, OfferRecord::Resource(_)));
     assert_eq!(refused(s.client.offer(B256::ZERO, OfferKind::Resource).await.unwrap_err()).0, 404);
 }
+
+#[tokio::test]
+async fn a_provider_refuses_a_proposal_with_its_reason_and_the_job_goes_to_another() {
+    let s = TestSolver::start().await;
+    let (first, second) = (PrivateKeySigner::random(), PrivateKeySigner::random());
+    let creator = PrivateKeySigner::random();
+    for p in [&first, &second] {
+        let r = sign_resource(resource_offer(p, s.address()), p, &s.client).await;
+        s.client.post_resource_offer(&r).await.unwrap();
+    }
+    let spec = spec("moo");
+    let j = sign_job(job_offer(&creator, s.address(), &spec), spec.clone(), &creator, &s.client).await;
+    let deal_id = s.client.post_job_offer(&j).await.unwrap().deal.expect("matched at once");
+    let deal = s.client.deal(deal_id).await.unwrap();
+    let (provider, other) = if deal.deal.provider == first.address() { (&first, &second) } else { (&second, &first) };
+
+    // Only its provider refuses it, with a fresh signed request.
+    let stranger = PrivateKeySigner::random();
+    assert_eq!(refused(s.client.refuse_deal(&stranger, deal_id, "no").await.unwrap_err()).0, 403);
+    let why = format!("this machine cannot run the job: {}", "x".repeat(600));
+    let refusal = s.client.refuse_deal(provider, deal_id, &why).await.unwrap();
+    assert_eq!(refusal.state, DealStatus::Expired);
+    assert_eq!(refusal.refusal.as_deref(), Some(&why[..512]), "kept, at most 512 bytes");
+    assert_eq!(s.client.deal(deal_id).await.unwrap().refusal.as_deref(), Some(&why[..512]));
+    // Refused once: it is not proposed any more.
+    assert_eq!(refused(s.client.refuse_deal(provider, deal_id, "again").await.unwrap_err()).0, 409);
+    // The job went to the other provider at once, not after the sign timeout.
+    let OfferRecord::Job(job) = s.client.offer(j.id(&s.client.domain()), OfferKind::Job).await.unwrap() else {
+        panic!("a job offer")
+    };
+    let again = s.client.deal(job.deal.expect("matched again")).await.unwrap();
+    assert_eq!((again.deal.provider, again.state), (other.address(), DealStatus::Proposed));
+}

@@ -79,8 +79,9 @@ pub enum JobCreatorError {
     #[error(
         "no provider took the job within {secs} s{}; nothing was locked. Is a provider running (`dcn provider`, \
          or `dcn dev`)? Check that one offers module `{module}`, enough resources and a price up to {max_price} \
-         DCN (job.max_price, --max-price)",
-        if *.cancelled { " (offer cancelled)" } else { "" }
+         DCN (job.max_price, --max-price){}",
+        if *.cancelled { " (offer cancelled)" } else { "" },
+        .refused.as_ref().map(|r| format!(". {r}")).unwrap_or_default()
     )]
     NoMatch {
         /// How long it waited.
@@ -91,6 +92,8 @@ pub enum JobCreatorError {
         max_price: String,
         /// Whether the offer was cancelled at the solver.
         cancelled: bool,
+        /// The last refusal a provider gave, as a sentence (its words escaped).
+        refused: Option<String>,
     },
     /// The solver proposed a deal unlike the offer: it was not created.
     #[error("the solver's deal {deal} is not what was offered: {why}")]

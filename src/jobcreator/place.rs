@@ -52,7 +52,8 @@ impl JobCreator {
                 format_amount(t.max_price)
             ),
         );
-        let waited = self.await_signed_deal(offer_id, record.seq.saturating_sub(1), &signed.offer).await;
+        let mut refused = None;
+        let waited = self.await_signed_deal(offer_id, record.seq.saturating_sub(1), &signed.offer, &mut refused).await;
         let deal = match waited {
             Ok(Some(d)) => d,
             Ok(None) | Err(JobCreatorError::Interrupted) => {
@@ -63,6 +64,7 @@ impl JobCreator {
                     module: spec.module.name.clone(),
                     max_price: format_amount(t.max_price),
                     cancelled,
+                    refused,
                 });
             }
             Err(e) => return Err(e),
@@ -113,7 +115,20 @@ impl JobCreator {
         Ok(())
     }
 
-    fn accept_signed(&self, deal: DealRecord, offer: &JobOffer) -> Result<Option<DealRecord>, JobCreatorError> {
+    /// The deal if it is signed and holds up; a provider's refusal goes into `refused`.
+    fn accept_signed(
+        &self,
+        deal: DealRecord,
+        offer: &JobOffer,
+        refused: &mut Option<String>,
+    ) -> Result<Option<DealRecord>, JobCreatorError> {
+        if let Some(why) = &deal.refusal {
+            let sentence = format!("Provider {} refused it: {}", deal.deal.provider, why.escape_debug());
+            if refused.as_ref() != Some(&sentence) {
+                tracing::warn!("{sentence}");
+            }
+            *refused = Some(sentence);
+        }
         if deal.state != DealStatus::Signed {
             return Ok(None);
         }
@@ -123,12 +138,14 @@ impl JobCreator {
         }
     }
 
-    /// Waits for a signed deal on `offer_id`; `None` when the offer expired unmatched.
+    /// Waits for a signed deal on `offer_id`; `None` when the offer expired unmatched, with
+    /// the last provider refusal seen in `refused`.
     async fn await_signed_deal(
         &self,
         offer_id: B256,
         since: u64,
         offer: &JobOffer,
+        refused: &mut Option<String>,
     ) -> Result<Option<DealRecord>, JobCreatorError> {
         let deadline = Instant::now() + self.terms.match_timeout + Duration::from_secs(2);
         let mut events: Option<EventStream> = self.solver.events(self.me(), since).await.ok();
@@ -158,7 +175,7 @@ impl JobCreator {
                 }
             };
             if let Some(deal) = candidate {
-                if let Some(d) = self.accept_signed(deal, offer)? {
+                if let Some(d) = self.accept_signed(deal, offer, refused)? {
                     return Ok(Some(d));
                 }
                 continue;
@@ -170,7 +187,7 @@ impl JobCreator {
                     Ok(OfferRecord::Job(j)) => {
                         if let Some(id) = j.deal {
                             if let Ok(d) = self.solver.deal(id).await {
-                                if let Some(d) = self.accept_signed(d, offer)? {
+                                if let Some(d) = self.accept_signed(d, offer, refused)? {
                                     return Ok(Some(d));
                                 }
                             }

@@ -162,6 +162,9 @@ pub trait SolverApi: Send + Sync {
     async fn deal(&self, id: B256) -> Result<DealRecord, ClientError>;
     /// Signs deal `id` as its provider. The caller checks the terms first.
     async fn sign_deal(&self, signer: &PrivateKeySigner, id: B256) -> Result<DealRecord, ClientError>;
+    /// Refuses proposed deal `id` as its provider, saying why: the solver ends it at once
+    /// and keeps the reason on its record.
+    async fn refuse_deal(&self, signer: &PrivateKeySigner, id: B256, reason: &str) -> Result<DealRecord, ClientError>;
     /// Uploads the result bundle at `bundle` for deal `id`, as its provider.
     async fn upload_result(
         &self,
@@ -320,6 +323,18 @@ impl SolverApi for SolverClient {
 
     async fn deal(&self, id: B256) -> Result<DealRecord, ClientError> {
         self.get_json(&format!("/api/v1/deals/{id}")).await
+    }
+
+    async fn refuse_deal(&self, signer: &PrivateKeySigner, id: B256, reason: &str) -> Result<DealRecord, ClientError> {
+        let path = format!("/api/v1/deals/{id}/refusal");
+        let resp = self
+            .signed(signer, reqwest::Method::POST, &path)
+            .await?
+            .json(&serde_json::json!({ "reason": reason }))
+            .send()
+            .await
+            .map_err(|e| self.unreachable(e))?;
+        self.answer(resp).await
     }
 
     async fn sign_deal(&self, signer: &PrivateKeySigner, id: B256) -> Result<DealRecord, ClientError> {

@@ -237,7 +237,14 @@ pub struct DealRecord {
     pub created_at: u64,
     /// When its state last changed, unix milliseconds.
     pub updated_at: u64,
+    /// Why its provider refused to sign it, in the provider's words (at most
+    /// [`MAX_REFUSAL_BYTES`]; a stranger's text: escape it before showing it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub refusal: Option<String>,
 }
+
+/// The longest refusal reason a solver keeps.
+pub const MAX_REFUSAL_BYTES: usize = 512;
 
 impl DealRecord {
     /// The deal's parties: job creator, provider and mediators.

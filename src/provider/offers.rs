@@ -98,6 +98,10 @@ impl ProviderService {
             Ok(spec) => spec,
             Err(why) => {
                 tracing::warn!(deal = %id, reason = %why, "proposed deal refused: not signed");
+                // Said to the solver, so the job creator learns why and the slot is free now.
+                if let Err(e) = self.solver.refuse_deal(&self.signer, id, &why.to_string()).await {
+                    tracing::debug!(deal = %id, error = %e, "cannot tell the solver the refusal");
+                }
                 return Ok(None);
             }
         };

@@ -323,9 +323,12 @@ async fn a_job_this_machine_cannot_run_is_refused_before_signing() {
         change(&mut job);
         assert!(rig.service.consider(proposal_for(&rig, offer, n, job)).await.unwrap().is_none(), "case {n}");
     }
-    // An image that is not here and cannot be pulled.
+    // An image that is not here and cannot be pulled; the solver is told why.
     rig.executor.no_image.store(true, std::sync::atomic::Ordering::SeqCst);
-    assert!(rig.service.consider(proposal(&rig, offer, 5)).await.unwrap().is_none());
+    let gone = proposal(&rig, offer, 5);
+    assert!(rig.service.consider(gone.clone()).await.unwrap().is_none());
+    let told = rig.solver.deal(gone.id).await.unwrap().refusal.unwrap();
+    assert!(told.contains("cannot run the job") && told.contains("not present"), "{told}");
     assert_eq!(rig.solver.signatures(), 0);
     assert!(rig.kv.all::<JobRecord>(JOBS).unwrap().is_empty(), "nothing recorded, no slot held");
 }

@@ -72,6 +72,7 @@ pub fn record_of(deal: DcnDeals::Deal, state: DealStatus) -> DealRecord {
         provider_signature: None,
         created_at: 0,
         updated_at: 0,
+        refusal: None,
     }
 }
 

@@ -171,6 +171,14 @@ impl SolverApi for FakeSolver {
         Ok(deal.clone())
     }
 
+    async fn refuse_deal(&self, _s: &PrivateKeySigner, id: B256, reason: &str) -> Result<DealRecord, ClientError> {
+        let mut s = self.up()?;
+        let deal = s.deals.get_mut(&id).ok_or_else(|| not_found("deal"))?;
+        deal.state = DealStatus::Expired;
+        deal.refusal = Some(reason.to_string());
+        Ok(deal.clone())
+    }
+
     async fn upload_result(&self, _s: &PrivateKeySigner, id: B256, bundle: &Path) -> Result<ResultRecord, ClientError> {
         let bytes = std::fs::read(bundle).map_err(|source| ClientError::Io { what: "reading".into(), source })?;
         let mut s = self.up()?;

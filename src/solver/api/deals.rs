@@ -60,6 +60,25 @@ pub struct SignatureBody {
     signature: Bytes,
 }
 
+/// Body of `POST /deals/{id}/refusal`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RefusalBody {
+    reason: String,
+}
+
+/// The provider refuses a proposed deal and says why (signed request).
+pub async fn refuse(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    uri: Uri,
+    Auth(auth): Auth,
+    super::ApiJson(body): super::ApiJson<RefusalBody>,
+) -> Result<Json<DealRecord>, ApiError> {
+    let id = parse_id(&id)?;
+    Ok(Json(state.core().refuse_deal(id, &auth, uri.path(), &body.reason, now_ms())?))
+}
+
 pub async fn sign(
     State(state): State<AppState>,
     Path(id): Path<String>,

@@ -79,6 +79,7 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/deals", get(deals::list))
         .route("/api/v1/deals/{id}", get(deals::get))
         .route("/api/v1/deals/{id}/signature", post(deals::sign))
+        .route("/api/v1/deals/{id}/refusal", post(deals::refuse))
         .route("/api/v1/events", get(events::subscribe))
         .layer(DefaultBodyLimit::max(state.0.limits.max_body_bytes));
     // Result bundles are streamed to disk with their own limit.

@@ -116,6 +116,69 @@ impl Core {
         self.commit(txn)
     }
 
+    /// The provider refuses proposed deal `id`, saying why: the deal ends at once (its slot
+    /// free, the job offered to other providers) with the reason on its record, so neither
+    /// the job creator nor the slot waits for the sign timeout.
+    pub fn refuse_deal(
+        &mut self,
+        id: B256,
+        auth: &AuthHeaders,
+        path: &str,
+        reason: &str,
+        now_ms: u64,
+    ) -> Result<DealRecord, SolverError> {
+        let mut txn = self.txn(now_ms);
+        self.use_request(&mut txn, auth, "POST", path)?;
+        let deal = self.deals.get(&id).cloned().ok_or_else(|| SolverError::NotFound(format!("no deal {id}")))?;
+        if deal.deal.provider != auth.account {
+            return Err(SolverError::Forbidden(format!(
+                "only deal {id}'s provider {} may refuse it",
+                deal.deal.provider
+            )));
+        }
+        if deal.state != DealStatus::Proposed {
+            return Err(SolverError::Conflict(format!(
+                "deal {id} is {}, not proposed: only a proposed deal can be refused",
+                deal.state.name()
+            )));
+        }
+        let mut end = reason.len().min(MAX_REFUSAL_BYTES);
+        while !reason.is_char_boundary(end) {
+            end -= 1;
+        }
+        let deal = DealRecord { refusal: Some(reason[..end].to_string()), ..deal };
+        tracing::info!(deal = %id, reason = %reason[..end].escape_debug(), "the provider refused the deal");
+        let deal = self.lapse(&mut txn, deal, now_ms);
+        self.commit(txn)?;
+        Ok(deal)
+    }
+
+    /// Ends `deal`, which never went on chain: expired, its slot free, and its job offered to
+    /// other providers when its provider never signed and the offer is still good.
+    fn lapse(&mut self, txn: &mut super::Txn, deal: DealRecord, now_ms: u64) -> DealRecord {
+        let now = now_ms / 1000;
+        let deal = DealRecord { state: DealStatus::Expired, updated_at: now_ms, ..deal };
+        self.set_deal(txn, deal.clone());
+        let mut matches = self.matcher.release_slot(&deal.resource_offer, now);
+        if let Some(OfferRecord::Job(job)) = self.offers.get(&deal.job_offer).cloned() {
+            let job = if deal.provider_signature.is_none() && job.signed.offer.expiry > now {
+                // The provider let it lapse or refused it: try another provider.
+                let mut job = JobOfferRecord { status: OfferStatus::Open, deal: None, ..job };
+                job.excluded.push(deal.resource_offer);
+                matches.extend(self.matcher.add_job(job_entry(&job), now));
+                job
+            } else {
+                txn.event(vec![job.signed.offer.jobCreator], EventKind::OfferClosed { offer: job.id });
+                JobOfferRecord { status: OfferStatus::Closed, ..job }
+            };
+            let offer = OfferRecord::Job(job);
+            txn.put_offer(&offer);
+            self.set_offer(offer);
+        }
+        self.make_deals(txn, matches);
+        deal
+    }
+
     /// Expires offers and lapses deals whose time is up. Returns how many things changed.
     pub fn housekeeping(&mut self, now_ms: u64) -> Result<usize, SolverError> {
         let now = now_ms / 1000;
@@ -152,25 +215,7 @@ impl Core {
             }
             changed += 1;
             tracing::info!(deal = %id, was = deal.state.name(), "deal lapsed before it was made on chain");
-            let deal = DealRecord { state: DealStatus::Expired, updated_at: now_ms, ..deal };
-            self.set_deal(&mut txn, deal.clone());
-            let mut matches = self.matcher.release_slot(&deal.resource_offer, now);
-            if let Some(OfferRecord::Job(job)) = self.offers.get(&deal.job_offer).cloned() {
-                let job = if deal.provider_signature.is_none() && job.signed.offer.expiry > now {
-                    // The provider let it lapse: try another provider.
-                    let mut job = JobOfferRecord { status: OfferStatus::Open, deal: None, ..job };
-                    job.excluded.push(deal.resource_offer);
-                    matches.extend(self.matcher.add_job(job_entry(&job), now));
-                    job
-                } else {
-                    txn.event(vec![job.signed.offer.jobCreator], EventKind::OfferClosed { offer: job.id });
-                    JobOfferRecord { status: OfferStatus::Closed, ..job }
-                };
-                let offer = OfferRecord::Job(job);
-                txn.put_offer(&offer);
-                self.set_offer(offer);
-            }
-            self.make_deals(&mut txn, matches);
+            self.lapse(&mut txn, deal, now_ms);
         }
         self.commit(txn)?;
         Ok(changed)

@@ -113,6 +113,7 @@ impl Core {
                 provider_signature: None,
                 created_at: txn.now_ms,
                 updated_at: txn.now_ms,
+                refusal: None,
             };
             tracing::info!(deal = %id, job = %job.id, resource = %res.id, price = %r.price, "matched");
             self.set_deal(txn, record);

@@ -70,6 +70,7 @@ fn deal(id: u8, seq: u64) -> DealRecord {
         provider_signature: None,
         created_at: 5,
         updated_at: 5,
+        refusal: None,
     }
 }
 
