@@ -6,13 +6,13 @@
 
 mod common;
 
-use alloy::primitives::{Address, U256};
+use alloy::primitives::{Address, B256, U256};
 use alloy::providers::Provider;
 use alloy::rpc::types::Filter;
 use alloy::sol_types::SolEvent;
 use common::block_on;
 use common::net::{deal_id, dev_accounts, json, test_module, DevNet};
-use dcn::chain::bindings::DcnDeals;
+use dcn::chain::bindings::{DcnDeals, DcnJobBoard};
 use dcn::chain::{DealState, DevRole};
 
 /// Dev defaults: price 1 DCN, mediation fee 1 DCN.
@@ -204,4 +204,40 @@ fn a_run_killed_after_creating_its_deal_is_resumed_to_its_end_once() {
     let listed = dcn_json(&net, &["jobs"], &[]);
     assert_eq!((listed[0]["state"].as_str(), listed[0]["done"].as_bool()), (Some("accepted"), Some(true)), "{listed}");
     net.assert_books_balance(&dev_accounts());
+}
+
+/// The job board service is killed (SIGKILL) once it bought a contract's request (the deal
+/// is on chain) and started again: it resumes from its store, and the request is bought
+/// once, paid once and delivered once.
+#[test]
+fn a_job_board_killed_mid_deal_and_restarted_delivers_once() {
+    let net = DevNet::start(&["--no-jobboard"]);
+    let mut board = net.jobboard("jobboard");
+    let c = net.deployment().contracts;
+    let admin = alloy::network::EthereumWallet::from(common::net::dev_key(0));
+    let p = alloy::providers::ProviderBuilder::new().wallet(admin).connect_http(net.rpc_url.parse().unwrap());
+    let client = dcn::chain::bindings::CowsayClient::new(c.cowsay_client, &p);
+    let before = wealth(&net, &[DevRole::Provider.address()]);
+    block_on(async { client.runCowsay("moo".into()).send().await.unwrap().get_receipt().await.unwrap() });
+    let logs = |sig: B256, at: Address| {
+        block_on(async {
+            net.reader().get_logs(&Filter::new().address(at).from_block(0).event_signature(sig)).await.unwrap()
+        })
+    };
+    common::wait_until("the job board's deal on chain", 60, || {
+        !logs(DcnDeals::DealCreated::SIGNATURE_HASH, c.deals).is_empty()
+    });
+    board.kill9();
+    let _again = net.jobboard("jobboard-again");
+    common::wait_until("the result delivered to the contract", 90, || {
+        block_on(async { !client.lastResultHash().call().await.unwrap().is_zero() })
+    });
+    assert_eq!(logs(DcnDeals::DealCreated::SIGNATURE_HASH, c.deals).len(), 1, "bought once");
+    assert_eq!(logs(DcnDeals::ResultAccepted::SIGNATURE_HASH, c.deals).len(), 1, "paid once");
+    assert_eq!(logs(DcnJobBoard::JobDelivered::SIGNATURE_HASH, c.job_board).len(), 1, "delivered once");
+    let after = wealth(&net, &[DevRole::Provider.address()]);
+    assert_eq!(delta(after[0], before[0]), units(1), "the provider is paid once");
+    let mut accounts = dev_accounts();
+    accounts.push(c.cowsay_client);
+    net.assert_books_balance(&accounts);
 }

@@ -26,6 +26,8 @@ pub struct DevOptions {
     pub no_provider: bool,
     /// Run no mediator (tests run their own, as a process they can kill).
     pub no_mediator: bool,
+    /// Run no job board service (tests run their own, as a process they can kill).
+    pub no_jobboard: bool,
     /// Slots of the built-in provider.
     pub offer_count: Option<u32>,
     /// EVM hardfork of the local chain; `None`: `dev.hardfork`, else anvil's latest.
@@ -121,9 +123,11 @@ pub async fn run(settings: &Settings, opts: DevOptions) -> eyre::Result<()> {
         super::mediator::start(&settings, cfg, &mediator, client, &dir.join("mediator"), &tasks).await?;
     }
 
-    let client = solver_account.solver(Some(&solver_url)).await?;
-    let cfg = JobBoardConfig::resolve(&settings, &JobBoardOverrides::default())?;
-    super::jobboard::start(&settings, cfg, &solver_account, client, &dir.join("jobboard"), &tasks).await?;
+    if !opts.no_jobboard {
+        let client = solver_account.solver(Some(&solver_url)).await?;
+        let cfg = JobBoardConfig::resolve(&settings, &JobBoardOverrides::default())?;
+        super::jobboard::start(&settings, cfg, &solver_account, client, &dir.join("jobboard"), &tasks).await?;
+    }
 
     if !opts.no_provider {
         let provider = Account::connect(&settings, DevRole::Provider).await?;
@@ -170,7 +174,14 @@ fn print_banner(settings: &Settings, opts: &DevOptions, rpc_url: &str, solver_ur
     } else {
         println!("   provider   {}", DevRole::Provider.address());
     }
-    println!("   job board  operated by {}", DevRole::Solver.address());
+    if opts.no_jobboard {
+        println!(
+            "   job board  no service (--no-jobboard); `dcn jobboard` as {} operates it",
+            DevRole::Solver.address()
+        );
+    } else {
+        println!("   job board  operated by {}", DevRole::Solver.address());
+    }
     println!();
     println!("   run a job:  dcn run cowsay -i Message=moo{rpc_flag}{data_flag}");
 }

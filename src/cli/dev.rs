@@ -24,6 +24,9 @@ pub struct DevArgs {
     /// Do not run a mediator (tests run their own)
     #[arg(long)]
     pub no_mediator: bool,
+    /// Do not run the job board service (tests run their own)
+    #[arg(long)]
+    pub no_jobboard: bool,
     /// Slots of the built-in provider [default: config provider.offer_count, 1]
     #[arg(long, value_name = "N")]
     pub offer_count: Option<u32>,
@@ -41,6 +44,7 @@ impl DevArgs {
             listen: self.listen,
             no_provider: self.no_provider,
             no_mediator: self.no_mediator,
+            no_jobboard: self.no_jobboard,
             offer_count: self.offer_count,
             hardfork: self.hardfork,
         };

@@ -166,6 +166,19 @@ impl DevNet {
         p
     }
 
+    /// Starts `dcn jobboard` as the development operator (for `dcn dev --no-jobboard`).
+    pub fn jobboard(&self, name: &str) -> Proc {
+        let log = self.home.path().join(format!("{name}.log"));
+        let child = self
+            .cmd()
+            .args(["jobboard", "--solver", &self.solver_url])
+            .stdout(Stdio::null())
+            .stderr(std::fs::OpenOptions::new().create(true).append(true).open(&log).unwrap())
+            .spawn()
+            .unwrap();
+        Proc { child, log }
+    }
+
     /// Waits until this network's development mediator runs a job container (a re-run).
     pub fn wait_mediator_running(&self) {
         let address = DevRole::Mediator.address().to_string().to_lowercase();
