@@ -84,6 +84,9 @@ pub struct SolverInfo {
     pub deals_contract: Address,
     /// Largest accepted offer expiry ahead of now, seconds.
     pub offer_max_ahead_secs: u64,
+    /// Largest result bundle it takes, bytes (unknown from solvers that do not say).
+    #[serde(default)]
+    pub max_result_bytes: Option<u64>,
 }
 
 impl SolverInfo {
@@ -209,8 +212,13 @@ impl SolverClient {
             .connect_timeout(Duration::from_secs(10))
             .build()
             .map_err(|e| ClientError::Unreachable { url: base.clone(), reason: e.to_string() })?;
-        let unknown =
-            SolverInfo { solver: Address::ZERO, chain_id: 0, deals_contract: Address::ZERO, offer_max_ahead_secs: 0 };
+        let unknown = SolverInfo {
+            solver: Address::ZERO,
+            chain_id: 0,
+            deals_contract: Address::ZERO,
+            offer_max_ahead_secs: 0,
+            max_result_bytes: None,
+        };
         let mut client = Self { base, http, info: unknown };
         client.info = client.get_json("/api/v1/info").await?;
         Ok(client)

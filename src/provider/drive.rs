@@ -236,7 +236,20 @@ impl ProviderService {
             tracing::warn!(deal = %id, "fault injection: reporting a wrong result");
             results.stdout.extend_from_slice(b"(a cheating provider was here)\n");
         }
-        let hash = match bundle::write_bundle(&results, &self.bundle_path(id)) {
+        let limit = self.solver.info().max_result_bytes.unwrap_or(bundle::DEFAULT_MAX_BUNDLE_BYTES);
+        let packed = bundle::write_bundle(&results, &self.bundle_path(id)).and_then(|hash| {
+            // A bundle the solver would refuse (413) could never be downloaded.
+            let size = std::fs::metadata(self.bundle_path(id))
+                .map_err(|source| bundle::BundleError::Io { what: "reading the bundle's size".into(), source })?;
+            if size.len() > limit {
+                return Err(bundle::BundleError::Refused(format!(
+                    "the packed output is {} bytes, over the solver's upload limit of {limit}",
+                    size.len()
+                )));
+            }
+            Ok(hash)
+        });
+        let hash = match packed {
             Ok(hash) => hash,
             Err(e @ (bundle::BundleError::Refused(_) | bundle::BundleError::Malformed { .. })) => {
                 tracing::warn!(deal = %id, error = %e, "the job's output cannot be bundled: delivering an error bundle");

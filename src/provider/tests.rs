@@ -477,3 +477,20 @@ async fn a_passing_executor_failure_is_retried_then_delivered_before_the_deadlin
     assert_eq!(r.exit_code, super::drive::ERROR_BUNDLE_EXIT);
     assert!(String::from_utf8(r.stderr).unwrap().contains("Docker daemon"));
 }
+
+#[tokio::test]
+async fn an_output_over_the_solvers_upload_limit_is_delivered_as_an_error_bundle() {
+    let rig = Rig::new();
+    let mut job = rig.created(Stage::Running);
+    let id = job.deal.id;
+    // The fake job prints its argv: two MiB, over the fake solver's 1 MiB limit.
+    job.spec.argv[1] = "x".repeat(2 << 20);
+    let task = rig.drive(job);
+    rig.until(id, DealState::ResultSubmitted).await;
+    rig.chain.accept_result(id).await.unwrap();
+    task.await.unwrap().unwrap();
+    let r = delivered(&rig, id);
+    assert_eq!(r.exit_code, super::drive::ERROR_BUNDLE_EXIT);
+    let stderr = String::from_utf8(r.stderr).unwrap();
+    assert!(stderr.contains("over the solver's upload limit of 1048576"), "{stderr}");
+}

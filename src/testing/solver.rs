@@ -45,7 +45,13 @@ impl Default for FakeSolver {
 
 impl FakeSolver {
     pub fn new() -> Self {
-        let info = SolverInfo { solver: SOLVER, chain_id: CHAIN_ID, deals_contract: DEALS, offer_max_ahead_secs: 3600 };
+        let info = SolverInfo {
+            solver: SOLVER,
+            chain_id: CHAIN_ID,
+            deals_contract: DEALS,
+            offer_max_ahead_secs: 3600,
+            max_result_bytes: Some(1 << 20),
+        };
         Self { info, state: Mutex::default(), events: tokio::sync::broadcast::channel(64).0 }
     }
 
