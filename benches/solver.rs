@@ -60,6 +60,9 @@ fn resource(g: &mut Lcg, provider: Address, solver: Address) -> ResourceOffer {
         collateral: U256::from(100),
         mediators: mediators(g),
         modules: if g.next(10) == 0 { vec!["lolcat".into()] } else { vec![] },
+        maxTimeoutSecs: 3600,
+        maxSpecBytes: 65_536,
+        maxOutputBytes: 1 << 30,
         expiry: now_secs() + 3600,
         nonce: U256::from(g.next(u64::MAX)),
     }

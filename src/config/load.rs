@@ -64,6 +64,7 @@ max_mediation_timeout_secs = 86400
 max_create_window_secs = 900
 max_job_timeout_secs = 3600
 max_spec_bytes = 65536
+max_output_mb = 1024
 poll_ms = 250
 
 [job]

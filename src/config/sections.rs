@@ -157,7 +157,9 @@ pub struct ProviderSettings {
     /// Longest job timeout signed (a job may hold a slot this long).
     pub max_job_timeout_secs: u64,
     /// Largest job spec signed, bytes of its canonical JSON.
-    pub max_spec_bytes: usize,
+    pub max_spec_bytes: u64,
+    /// Largest packed output delivered, MB; over it an error bundle goes instead.
+    pub max_output_mb: u64,
     /// How often the chain is read for deal states, milliseconds.
     pub poll_ms: u64,
 }

@@ -32,6 +32,9 @@ sol! {
         uint256 collateral;
         address[] mediators;
         string[] modules;
+        uint64 maxTimeoutSecs;
+        uint64 maxSpecBytes;
+        uint64 maxOutputBytes;
         uint64 expiry;
         uint256 nonce;
     }
@@ -116,6 +119,9 @@ impl SignedResourceOffer {
         }
         if o.gpus == 0 && o.vramMb > 0 {
             return Err(invalid("vramMb", "VRAM offered without GPUs"));
+        }
+        if o.maxTimeoutSecs == 0 || o.maxSpecBytes == 0 || o.maxOutputBytes == 0 {
+            return Err(invalid("maxTimeoutSecs", "the caps on timeout, spec and output size must be at least 1"));
         }
         Ok(id)
     }
@@ -231,6 +237,9 @@ mod tests {
             collateral: U256::from(20),
             mediators: vec![Address::repeat_byte(7)],
             modules: vec![],
+            maxTimeoutSecs: 3600,
+            maxSpecBytes: 65_536,
+            maxOutputBytes: 1 << 30,
             expiry: 2_000,
             nonce: U256::from(1),
         };
@@ -310,6 +319,9 @@ mod tests {
             collateral: U256::ZERO,
             mediators: vec![],
             modules: vec!["cowsay".into()],
+            maxTimeoutSecs: 3600,
+            maxSpecBytes: 65_536,
+            maxOutputBytes: 1 << 30,
             expiry: 9,
             nonce: U256::from(3),
         })

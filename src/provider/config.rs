@@ -107,6 +107,7 @@ impl ProviderConfig {
                 max_create_window_secs: p.max_create_window_secs,
                 max_job_timeout_secs: p.max_job_timeout_secs,
                 max_spec_bytes: p.max_spec_bytes,
+                max_output_bytes: p.max_output_mb.saturating_mul(1 << 20),
             },
             poll: Duration::from_millis(p.poll_ms.max(20)),
             fault: overrides.fault,

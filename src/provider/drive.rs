@@ -236,14 +236,15 @@ impl ProviderService {
             tracing::warn!(deal = %id, "fault injection: reporting a wrong result");
             results.stdout.extend_from_slice(b"(a cheating provider was here)\n");
         }
-        let limit = self.solver.info().max_result_bytes.unwrap_or(bundle::DEFAULT_MAX_BUNDLE_BYTES);
+        let limit = self.solver.info().max_result_bytes.unwrap_or(u64::MAX).min(self.cfg.limits.max_output_bytes);
         let packed = bundle::write_bundle(&results, &self.bundle_path(id)).and_then(|hash| {
             // A bundle the solver would refuse (413) could never be downloaded.
             let size = std::fs::metadata(self.bundle_path(id))
                 .map_err(|source| bundle::BundleError::Io { what: "reading the bundle's size".into(), source })?;
             if size.len() > limit {
                 return Err(bundle::BundleError::Refused(format!(
-                    "the packed output is {} bytes, over the solver's upload limit of {limit}",
+                    "the packed output is {} bytes, over the limit of {limit} (the provider's max_output_mb, or \
+                     the solver's upload limit)",
                     size.len()
                 )));
             }

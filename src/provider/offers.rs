@@ -60,6 +60,9 @@ impl ProviderService {
             collateral: self.cfg.collateral,
             mediators: self.offering.mediators.clone(),
             modules: self.cfg.modules.clone(),
+            maxTimeoutSecs: self.cfg.limits.max_job_timeout_secs,
+            maxSpecBytes: self.cfg.limits.max_spec_bytes,
+            maxOutputBytes: self.cfg.limits.max_output_bytes,
             expiry: now + ttl,
             nonce: U256::from_be_bytes(B256::random().0),
         };

@@ -93,9 +93,9 @@ pub enum Refusal {
     #[error("the job spec is {bytes} bytes, over this provider's cap of {max}")]
     SpecTooLarge {
         /// Its canonical size.
-        bytes: usize,
+        bytes: u64,
         /// The cap.
-        max: usize,
+        max: u64,
     },
     /// The offer expired: the provider signs only on its live offers.
     #[error("the resource offer expired at {expiry}, before the chain's time {now}")]
@@ -170,10 +170,13 @@ pub struct Limits {
     /// Longest time from signing to the deal's creation deadline: how long this provider
     /// watches a signed deal that was not created.
     pub max_create_window_secs: u64,
-    /// Longest job timeout signed.
+    /// Longest job timeout signed (published in its offers).
     pub max_job_timeout_secs: u64,
-    /// Largest job spec signed (canonical JSON bytes).
-    pub max_spec_bytes: usize,
+    /// Largest job spec signed, canonical JSON bytes (published in its offers).
+    pub max_spec_bytes: u64,
+    /// Largest packed output delivered, bytes (published in its offers); over it, or over
+    /// the solver's upload limit, an error bundle goes instead.
+    pub max_output_bytes: u64,
 }
 
 /// Checks `deal` (id `id`, computed by the caller from the terms), proposed by `solver`
@@ -218,12 +221,13 @@ pub fn check(
     if !spec.module.allowed_by(&offer.modules) {
         return Err(Refusal::ModuleNotAllowed(format!("{}@{}", spec.module.name, spec.module.version)));
     }
-    if spec.timeout_secs > limits.max_job_timeout_secs {
-        return Err(Refusal::TimeoutCap { job: spec.timeout_secs, max: limits.max_job_timeout_secs });
+    // The caps it published in the offer it signed.
+    if spec.timeout_secs > offer.maxTimeoutSecs {
+        return Err(Refusal::TimeoutCap { job: spec.timeout_secs, max: offer.maxTimeoutSecs });
     }
-    let bytes = spec.canonical_json().len();
-    if bytes > limits.max_spec_bytes {
-        return Err(Refusal::SpecTooLarge { bytes, max: limits.max_spec_bytes });
+    let bytes = spec.canonical_json().len() as u64;
+    if bytes > offer.maxSpecBytes {
+        return Err(Refusal::SpecTooLarge { bytes, max: offer.maxSpecBytes });
     }
     if spec.network == NetworkPolicy::Bridge && !limits.allow_network {
         return Err(Refusal::Network);
@@ -291,6 +295,9 @@ mod tests {
             collateral: U256::from(10),
             mediators: vec![Address::repeat_byte(3), Address::repeat_byte(4)],
             modules: vec![],
+            maxTimeoutSecs: 3600,
+            maxSpecBytes: 65_536,
+            maxOutputBytes: 1 << 30,
             expiry: NOW + 600,
             nonce: U256::ZERO,
         }
@@ -323,6 +330,7 @@ mod tests {
             max_create_window_secs: 900,
             max_job_timeout_secs: 3600,
             max_spec_bytes: 65_536,
+            max_output_bytes: 1 << 30,
         }
     }
 

@@ -47,6 +47,7 @@ fn cfg() -> ProviderConfig {
             max_create_window_secs: 900,
             max_job_timeout_secs: 3600,
             max_spec_bytes: 65_536,
+            max_output_bytes: 1 << 30,
         },
         poll: Duration::from_millis(5),
         fault: None,
@@ -284,6 +285,9 @@ async fn posted_offer(rig: &Rig) -> B256 {
         collateral: U256::from(20),
         mediators: vec![MEDIATOR],
         modules: vec![],
+        maxTimeoutSecs: 3600,
+        maxSpecBytes: 65_536,
+        maxOutputBytes: 1 << 30,
         expiry: u64::MAX,
         nonce: U256::ZERO,
     };
@@ -492,5 +496,5 @@ async fn an_output_over_the_solvers_upload_limit_is_delivered_as_an_error_bundle
     let r = delivered(&rig, id);
     assert_eq!(r.exit_code, super::drive::ERROR_BUNDLE_EXIT);
     let stderr = String::from_utf8(r.stderr).unwrap();
-    assert!(stderr.contains("over the solver's upload limit of 1048576"), "{stderr}");
+    assert!(stderr.contains("over the limit of 1048576"), "{stderr}");
 }

@@ -4,8 +4,9 @@
 //! Rules: a pair matches when the slot's resources cover the job's (CPU, RAM, GPU count and
 //! VRAM, disk), the provider's price is at most the job's maximum, its collateral covers
 //! the mediation fee (the contract needs that), the mediator sets share someone who is not
-//! a party, the module is on the provider's allow-list (if it has one), both offers are
-//! live and the job has not been let down by that offer before. Choice: a new job takes the
+//! a party, the module is on the provider's allow-list (if it has one), the job's timeout
+//! and spec size are within the caps the provider published, both offers are live and the
+//! job has not been let down by that offer before. Choice: a new job takes the
 //! cheapest fitting offer, ties to the oldest; a free slot takes the oldest fitting job.
 //!
 //! Index: open offers are grouped by (mediator, shape): an offer is listed under each
@@ -36,8 +37,12 @@ pub struct ResourceEntry {
     pub collateral: U256,
     /// Mediators the provider trusts.
     pub mediators: Vec<Address>,
-    /// Allowed modules (`name` or `name@version`); empty allows any.
+    /// Allowed modules (`name`, `name@version` or the module file's sha256); empty allows any.
     pub modules: Vec<String>,
+    /// Longest job timeout it takes, seconds.
+    pub max_timeout_secs: u64,
+    /// Largest job spec it takes, bytes.
+    pub max_spec_bytes: u64,
     /// Unix seconds.
     pub expiry: u64,
     /// Jobs it serves at a time.
@@ -65,6 +70,10 @@ pub struct JobEntry {
     pub mediators: Vec<Address>,
     /// The module.
     pub module: crate::types::ModuleRef,
+    /// The job's timeout, seconds.
+    pub timeout_secs: u64,
+    /// Size of its spec's canonical encoding, bytes.
+    pub spec_bytes: u64,
     /// Unix seconds.
     pub expiry: u64,
     /// Resource offers it must not be matched with again.
@@ -123,6 +132,8 @@ fn terms_fit(r: &ResourceEntry, j: &JobEntry, now: u64) -> bool {
         && r.expiry > now
         && j.expiry > now
         && module_allowed(r, j)
+        && j.timeout_secs <= r.max_timeout_secs
+        && j.spec_bytes <= r.max_spec_bytes
         && !j.excluded.contains(&r.id)
         && j.mediators.iter().any(|m| r.mediators.contains(m) && *m != r.provider && *m != j.creator)
 }

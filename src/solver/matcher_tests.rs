@@ -14,6 +14,8 @@ fn res(n: u8, seq: u64, price: u64) -> ResourceEntry {
         collateral: U256::from(10),
         mediators: vec![Address::repeat_byte(0xee)],
         modules: vec![],
+        max_timeout_secs: 3600,
+        max_spec_bytes: 65_536,
         expiry: NOW + 100,
         slots: 1,
         busy: 0,
@@ -30,6 +32,8 @@ fn job(n: u8, seq: u64) -> JobEntry {
         mediation_fee: U256::from(1),
         mediators: vec![Address::repeat_byte(0xee)],
         module: crate::types::ModuleRef { name: "cowsay".into(), version: "1.0.0".into(), hash: "c0ffee".into() },
+        timeout_secs: 60,
+        spec_bytes: 1_000,
         expiry: NOW + 100,
         excluded: vec![],
     }
@@ -63,6 +67,8 @@ fn each_rule_can_refuse_a_pair() {
         ("resource expired", ResourceEntry { expiry: NOW, ..base_r.clone() }, base_j.clone()),
         ("job expired", base_r.clone(), JobEntry { expiry: NOW, ..base_j.clone() }),
         ("excluded", base_r.clone(), JobEntry { excluded: vec![base_r.id], ..base_j.clone() }),
+        ("timeout over the cap", base_r.clone(), JobEntry { timeout_secs: 3601, ..base_j.clone() }),
+        ("spec over the cap", ResourceEntry { max_spec_bytes: 999, ..base_r.clone() }, base_j.clone()),
     ];
     for (rule, r, j) in cases {
         assert!(!fits(&r, &j, NOW), "{rule} should refuse");

@@ -94,6 +94,9 @@ pub fn resource_offer(provider: &PrivateKeySigner, solver: Address) -> ResourceO
         collateral: U256::from(20),
         mediators: vec![mediator()],
         modules: vec![],
+        maxTimeoutSecs: 3600,
+        maxSpecBytes: 65_536,
+        maxOutputBytes: 1 << 30,
         expiry: now_secs() + 600,
         nonce: random_nonce(),
     }

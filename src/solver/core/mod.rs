@@ -148,6 +148,8 @@ fn resource_entry(r: &ResourceOfferRecord, busy: u32) -> ResourceEntry {
         collateral: o.collateral,
         mediators: o.mediators.clone(),
         modules: o.modules.clone(),
+        max_timeout_secs: o.maxTimeoutSecs,
+        max_spec_bytes: o.maxSpecBytes,
         expiry: o.expiry,
         slots: o.slots,
         busy,
@@ -165,6 +167,8 @@ fn job_entry(j: &JobOfferRecord) -> JobEntry {
         mediation_fee: o.mediationFee,
         mediators: o.mediators.clone(),
         module: j.signed.spec.module.clone(),
+        timeout_secs: j.signed.spec.timeout_secs,
+        spec_bytes: j.signed.spec.canonical_json().len() as u64,
         expiry: o.expiry,
         excluded: j.excluded.clone(),
     }

@@ -38,6 +38,9 @@ fn resource(n: u8, price: u64) -> (SignedResourceOffer, B256) {
         collateral: U256::from(10),
         mediators: vec![Address::repeat_byte(0xee)],
         modules: vec![],
+        maxTimeoutSecs: 3600,
+        maxSpecBytes: 65_536,
+        maxOutputBytes: 1 << 30,
         expiry: T0 / 1000 + 1000,
         nonce: U256::from(n),
     };
