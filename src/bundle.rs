@@ -23,6 +23,20 @@ pub const DEFAULT_MAX_BUNDLE_BYTES: u64 = 1 << 30;
 /// Most entries accepted by [`extract`].
 pub const MAX_ENTRIES: usize = 100_000;
 
+/// The exit code of an error bundle: the job could not be run or its results cannot be
+/// delivered (as `docker run` exits 125 when the daemon fails). Its stdout and outputs are
+/// empty, so every error bundle has the same result hash.
+pub const ERROR_BUNDLE_EXIT: i64 = 125;
+
+/// The longest path an entry of a job's output may have, bytes. Well under Linux's
+/// `PATH_MAX` (4096), so that every party reaches every entry within its own work
+/// directory and they agree on the rule.
+const MAX_NAME_BYTES: u64 = 1024;
+
+/// An upper bound on what tar adds around one entry's data: its header, a GNU long-name
+/// or long-link header, and the padding of the data and of the name's blocks.
+const ENTRY_OVERHEAD: u64 = 4 * 512;
+
 /// Why a bundle could not be written or was refused.
 #[derive(Debug, thiserror::Error)]
 pub enum BundleError {
@@ -78,6 +92,108 @@ pub struct Results {
     pub stderr: Vec<u8>,
     /// The directory holding its `/outputs` tree.
     pub outputs_dir: PathBuf,
+}
+
+impl Results {
+    /// The results of a job that could not be run or whose output cannot be delivered:
+    /// [`ERROR_BUNDLE_EXIT`], `why` on stderr and an empty `outputs_dir` (whatever the job
+    /// left there is removed).
+    pub fn error(outputs_dir: PathBuf, why: &str) -> io::Result<Self> {
+        match std::fs::remove_dir_all(&outputs_dir) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) => return Err(e),
+        }
+        std::fs::create_dir_all(&outputs_dir)?;
+        Ok(Self {
+            exit_code: ERROR_BUNDLE_EXIT,
+            stdout: vec![],
+            stderr: format!("dcn: {why}\n").into_bytes(),
+            outputs_dir,
+        })
+    }
+}
+
+/// Why the bundle of `r` would break a limit of `limit` bytes, or `None` when it fits:
+/// an upper bound on its size (data by apparent size, which is what tar packs, plus
+/// [`ENTRY_OVERHEAD`] and the name of each entry) over `limit`, more than [`MAX_ENTRIES`]
+/// entries, or a path longer than [`MAX_NAME_BYTES`]. Reads metadata only and stops at the
+/// first excess, so a 100 GiB sparse file or a million files cost a moment, not a pack.
+/// The same results give the same answer on every machine.
+pub fn over_limit(r: &Results, limit: u64) -> io::Result<Option<String>> {
+    let over = || {
+        format!("the job's output is over its limit of {limit} bytes (resources.disk_mb, or {} MiB when the module declares none)", crate::types::DEFAULT_OUTPUT_MB)
+    };
+    let entry = |name_len: u64, data: u64| ENTRY_OVERHEAD + name_len + data;
+    // The end-of-archive blocks, exit_code, stdout, outputs/ and stderr.
+    let mut bound =
+        1024 + entry(9, 32) + entry(6, r.stdout.len() as u64) + entry(8, 0) + entry(6, r.stderr.len() as u64);
+    let mut entries = 4usize;
+    if bound > limit {
+        return Ok(Some(over()));
+    }
+    if !r.outputs_dir.exists() {
+        return Ok(None);
+    }
+    // Depth first without recursion: a job may nest directories deeper than a stack.
+    let mut todo = vec![r.outputs_dir.clone()];
+    while let Some(dir) = todo.pop() {
+        for item in std::fs::read_dir(&dir)? {
+            let path = item?.path();
+            let rel = path.strip_prefix(&r.outputs_dir).map_err(io::Error::other)?;
+            let name_len = 8 + rel.as_os_str().len() as u64;
+            if name_len > MAX_NAME_BYTES {
+                return Ok(Some(format!("the job's output has a path longer than {MAX_NAME_BYTES} bytes")));
+            }
+            entries += 1;
+            if entries > MAX_ENTRIES {
+                return Ok(Some(format!("the job's output has more than {MAX_ENTRIES} files and directories")));
+            }
+            let meta = std::fs::symlink_metadata(&path)?;
+            let data = if meta.is_file() {
+                meta.len()
+            } else if meta.file_type().is_symlink() {
+                std::fs::read_link(&path)?.as_os_str().len() as u64
+            } else {
+                0
+            };
+            bound = bound.saturating_add(entry(name_len, data));
+            if bound > limit {
+                return Ok(Some(over()));
+            }
+            if meta.is_dir() {
+                todo.push(path);
+            }
+        }
+    }
+    Ok(None)
+}
+
+/// What [`pack`] wrote.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Packed {
+    /// The result hash.
+    pub hash: B256,
+    /// The exit code in the bundle.
+    pub exit_code: i64,
+    /// Why the job's results were replaced by an error bundle, if they were.
+    pub replaced: Option<String>,
+}
+
+/// Packs a job's results into `dest` by the one rule every party applies (THREATS S3,
+/// X3): results within `limit` (the job's [`crate::types::JobSpec::output_limit_bytes`],
+/// checked by [`over_limit`] before anything is read) are bundled as they are; otherwise
+/// the bundle is the error bundle saying why. A provider and a mediator re-running the job
+/// therefore reach the same result hash, and the job creator never receives more than the
+/// job allows.
+pub fn pack(r: Results, limit: u64, dest: &Path) -> Result<Packed, BundleError> {
+    let why = over_limit(&r, limit).map_err(io_err("measuring the job's output"))?;
+    let r = match &why {
+        None => r,
+        Some(why) => Results::error(r.outputs_dir, why).map_err(io_err("clearing the job's output"))?,
+    };
+    let hash = write_bundle(&r, dest)?;
+    Ok(Packed { hash, exit_code: r.exit_code, replaced: why })
 }
 
 fn header(kind: EntryType, mode: u32, size: u64) -> Header {
@@ -443,5 +559,71 @@ mod tests {
         let p = evil(tmp.path(), |b| raw_entry(b, "outputs/big", EntryType::Regular, None, &vec![0u8; 4096]));
         let err = extract(&p, &tmp.path().join("x"), 1000).unwrap_err().to_string();
         assert!(err.contains("limit"), "{err}");
+    }
+
+    #[test]
+    fn the_size_bound_is_never_under_the_packed_size() {
+        let tmp = tempfile::tempdir().unwrap();
+        let mut r = results(tmp.path());
+        let long = "n".repeat(200);
+        std::fs::create_dir_all(r.outputs_dir.join(&long)).unwrap();
+        std::fs::write(r.outputs_dir.join(&long).join(&long), vec![7u8; 1000]).unwrap();
+        std::os::unix::fs::symlink("t".repeat(300), r.outputs_dir.join("far")).unwrap();
+        r.stderr = vec![b'e'; 700];
+        let size = {
+            write_bundle(&r, &tmp.path().join("b.tar")).unwrap();
+            std::fs::metadata(tmp.path().join("b.tar")).unwrap().len()
+        };
+        assert_eq!(over_limit(&r, size + 20_000).unwrap(), None);
+        assert!(over_limit(&r, size - 1).unwrap().is_some(), "a bound under {size} bytes");
+    }
+
+    #[test]
+    fn output_over_the_limit_is_packed_as_the_error_bundle_at_once() {
+        let tmp = tempfile::tempdir().unwrap();
+        let out = tmp.path().join("outputs");
+        std::fs::create_dir_all(&out).unwrap();
+        // 100 GiB apparent, nothing allocated: measured from metadata, never read.
+        std::fs::File::create(out.join("sparse")).unwrap().set_len(100 << 30).unwrap();
+        let r = Results { exit_code: 0, stdout: b"done\n".to_vec(), stderr: vec![], outputs_dir: out.clone() };
+        let started = std::time::Instant::now();
+        let packed = pack(r, 1 << 20, &tmp.path().join("b.tar")).unwrap();
+        assert!(started.elapsed() < std::time::Duration::from_secs(5));
+        assert_eq!(packed.exit_code, ERROR_BUNDLE_EXIT);
+        assert!(packed.replaced.unwrap().contains("over its limit of 1048576 bytes"));
+        assert!(!out.join("sparse").exists(), "the job's output is removed");
+        let back = extract(&tmp.path().join("b.tar"), &tmp.path().join("x"), DEFAULT_MAX_BUNDLE_BYTES).unwrap();
+        assert!(String::from_utf8(back.stderr).unwrap().contains("over its limit"));
+
+        // Every party that packs an error bundle reaches the same hash, whatever it says.
+        let other = Results::error(tmp.path().join("o2"), "something else").unwrap();
+        assert_eq!(result_hash(&other).unwrap(), packed.hash);
+
+        // Within the limit, results are packed as they are.
+        let fine = results(tmp.path());
+        let hash = result_hash(&fine).unwrap();
+        let packed = pack(fine, 1 << 20, &tmp.path().join("c.tar")).unwrap();
+        assert_eq!((packed.hash, packed.exit_code, packed.replaced), (hash, 3, None));
+    }
+
+    #[test]
+    fn too_many_files_or_too_deep_a_path_is_over_the_limit() {
+        let tmp = tempfile::tempdir().unwrap();
+        let out = tmp.path().join("many");
+        std::fs::create_dir_all(&out).unwrap();
+        for i in 0..=MAX_ENTRIES {
+            std::fs::File::create(out.join(i.to_string())).unwrap();
+        }
+        let r = Results { exit_code: 0, stdout: vec![], stderr: vec![], outputs_dir: out };
+        assert!(over_limit(&r, u64::MAX).unwrap().unwrap().contains("more than 100000 files"));
+
+        let out = tmp.path().join("deep");
+        let mut at = out.clone();
+        for _ in 0..10 {
+            at = at.join("d".repeat(120));
+        }
+        std::fs::create_dir_all(&at).unwrap();
+        let r = Results { exit_code: 0, stdout: vec![], stderr: vec![], outputs_dir: out };
+        assert!(over_limit(&r, u64::MAX).unwrap().unwrap().contains("longer than 1024 bytes"));
     }
 }

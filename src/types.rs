@@ -97,7 +97,20 @@ pub struct JobSpec {
     pub success_exit_codes: Vec<i64>,
 }
 
+/// The output a job that declares no `disk_mb` may leave, MiB: its bundle (exit code,
+/// stdout, stderr and `/outputs`, headers included) holds at most this much.
+pub const DEFAULT_OUTPUT_MB: u64 = 64;
+
 impl JobSpec {
+    /// The most bytes the job's result bundle may hold: its `disk_mb`, or
+    /// [`DEFAULT_OUTPUT_MB`] when it declares none. A result over it is delivered as an
+    /// error bundle by every party alike (`bundle::pack`), so the limit is part of the
+    /// job, not of whoever runs it.
+    pub fn output_limit_bytes(&self) -> u64 {
+        let mb = if self.resources.disk_mb == 0 { DEFAULT_OUTPUT_MB } else { self.resources.disk_mb };
+        mb.saturating_mul(1 << 20)
+    }
+
     /// The canonical encoding: compact JSON in declaration order with sorted maps.
     pub fn canonical_json(&self) -> Vec<u8> {
         serde_json::to_vec(self).expect("a job spec always serializes")

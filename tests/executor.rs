@@ -139,3 +139,37 @@ fn a_cancelled_run_removes_its_container() {
     });
     // TestExecutor's drop waits for the removal and fails if the container stays.
 }
+
+/// THREATS S1: a provider signs for the image it inspected and runs exactly that one. The
+/// tag is moved to another image after `prepare`: the job still runs the first.
+#[test]
+fn a_prepared_job_runs_the_image_it_was_prepared_with_whatever_its_tag_names_later() {
+    use bollard::query_parameters::{RemoveImageOptions, TagImageOptionsBuilder};
+    use dcn::executor::Executor;
+    let t = TestExecutor::new();
+    let docker = t.executor.docker();
+    let repo = "dcn.local/retag-test";
+    let tag_as_test = |source: &str| {
+        let options = TagImageOptionsBuilder::default().repo(repo).tag(&t.label).build();
+        t.runtime.block_on(docker.tag_image(source, Some(options))).unwrap();
+    };
+    let which = |spec: &dcn::types::JobSpec| {
+        let (out, _dir) = t.run(spec);
+        String::from_utf8(out.unwrap().stdout).unwrap()
+    };
+    tag_as_test("dcn.local/busybox:1.35");
+    let mut spec = TestExecutor::spec("echo", &["Text=x"]);
+    spec.image = format!("{repo}:{}", t.label);
+    spec.argv = ["/bin/sh", "-c", "if test -e /usr/games/cowsay; then echo cowsay; else echo busybox; fi"]
+        .map(String::from)
+        .to_vec();
+    let prepared = t.runtime.block_on(t.executor.prepare(&spec)).unwrap();
+    let busybox = t.runtime.block_on(docker.inspect_image("dcn.local/busybox:1.35")).unwrap().id.unwrap();
+    assert_eq!(prepared.image_id, busybox);
+
+    tag_as_test("dcn.local/cowsay:1.0");
+    assert_eq!(which(&spec), "cowsay\n", "the tag names another image now");
+    let pinned = dcn::types::JobSpec { image: prepared.image_id, ..spec.clone() };
+    assert_eq!(which(&pinned), "busybox\n", "the prepared image runs");
+    t.runtime.block_on(docker.remove_image(&spec.image, None::<RemoveImageOptions>, None)).unwrap();
+}

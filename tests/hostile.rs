@@ -158,6 +158,44 @@ fn jobs_the_provider_cannot_run_are_refused_before_signing() {
     net.assert_books_balance(&dev_accounts());
 }
 
+/// THREATS S3, X3: jobs whose output is over their own limit: a 100 GiB sparse file (the
+/// default 64 MiB limit) and 2 MiB written by a job that declares 1 MiB of disk. The
+/// provider measures before packing and delivers the error bundle at once; the job creator
+/// challenges it (exit 125 is not success), and the mediator's re-run reaches the same
+/// error bundle by the same rule, so the provider is paid and keeps its collateral.
+#[test]
+fn outputs_over_the_jobs_limit_are_delivered_as_error_bundles_and_never_slashed() {
+    let net = DevNet::start(&["--offer-count", "2"]);
+    let who = parties();
+    let before = wealth(&net, &who);
+    let runs: Vec<_> = ["sparse", "big-output"]
+        .iter()
+        .map(|m| {
+            net.cmd()
+                .current_dir(net.home.path())
+                .args(["run", &test_module(m), "--json"])
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    for run in runs {
+        let v = json(&run.wait_with_output().unwrap());
+        assert_eq!(v["state"], "mediated_honest", "{v}");
+        let summary = v["summary"].as_str().unwrap();
+        assert!(summary.contains("exited with code 125") && summary.contains("over its limit of"), "{summary}");
+        let id = deal_id(&v);
+        let stderr = std::fs::read_to_string(net.home.path().join(format!("dcn-results/{id}/stderr"))).unwrap();
+        assert!(stderr.contains("over its limit of"), "the error bundle says why: {stderr}");
+    }
+    let after = wealth(&net, &who);
+    assert_eq!(delta(after[1], before[1]), units(2), "the provider is paid twice and keeps its collateral");
+    assert_eq!(delta(after[2], before[2]), units(2), "the mediator earns two fees");
+    assert_eq!(delta(after[0], before[0]), -units(4), "the job creator pays two prices and two fees");
+    net.assert_books_balance(&dev_accounts());
+}
+
 /// THREATS S6: `dcn run` is killed (SIGKILL) once its deal is on chain and the job runs.
 /// `dcn jobs` lists the deal as resumable; `dcn jobs resume` downloads and verifies the
 /// result and accepts it: the job completes once and the provider is paid once.

@@ -168,6 +168,7 @@ pub async fn run_local_module(settings: &Settings, req: RunRequest) -> eyre::Res
             "termination": outcome.termination,
             "duration_secs": outcome.duration.as_secs_f64(),
             "result_hash": run.result_hash,
+            "error_bundle": run.replaced,
             "bundle": run.bundle,
             "outputs": outcome.outputs_dir,
         });
@@ -175,6 +176,9 @@ pub async fn run_local_module(settings: &Settings, req: RunRequest) -> eyre::Res
     } else {
         std::io::stdout().write_all(&outcome.stdout)?;
         std::io::stderr().write_all(&outcome.stderr)?;
+    }
+    if let Some(why) = &run.replaced {
+        eyre::bail!("{why}: a provider would deliver an error bundle for this job; raise resources.disk_mb in the module or write less");
     }
     match outcome.termination {
         Termination::Exited if outcome.exit_code == 0 => Ok(()),

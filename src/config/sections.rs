@@ -158,7 +158,7 @@ pub struct ProviderSettings {
     pub max_job_timeout_secs: u64,
     /// Largest job spec signed, bytes of its canonical JSON.
     pub max_spec_bytes: u64,
-    /// Largest packed output delivered, MB; over it an error bundle goes instead.
+    /// Largest job output delivered, MB: a job whose output limit is over it is not signed.
     pub max_output_mb: u64,
     /// How often the chain is read for deal states, milliseconds.
     pub poll_ms: u64,

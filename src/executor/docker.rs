@@ -8,7 +8,7 @@
 
 use super::gpu::{GpuLease, GpuPool};
 use super::image::ensure_image;
-use super::{BoxFuture, Executor, ExecutorError, RunOutcome, Termination};
+use super::{BoxFuture, Executor, ExecutorError, Prepared, RunOutcome, Termination};
 use crate::types::{JobSpec, NetworkPolicy, Resources};
 use bollard::models::{ContainerCreateBody, HostConfig, HostConfigLogConfig};
 use bollard::query_parameters::{
@@ -88,7 +88,8 @@ impl DockerExecutor {
     }
 
     /// Pulls `image` if it is not present (a provider pre-pulls its allowed modules).
-    pub async fn ensure_image(&self, image: &str) -> Result<(), ExecutorError> {
+    /// Returns the image's ID.
+    pub async fn ensure_image(&self, image: &str) -> Result<String, ExecutorError> {
         ensure_image(&self.docker, image).await
     }
 
@@ -256,7 +257,7 @@ impl Executor for DockerExecutor {
         Box::pin(self.run_job(job, workdir))
     }
 
-    fn prepare<'a>(&'a self, job: &'a JobSpec) -> BoxFuture<'a, Result<(), ExecutorError>> {
+    fn prepare<'a>(&'a self, job: &'a JobSpec) -> BoxFuture<'a, Result<Prepared, ExecutorError>> {
         Box::pin(async move {
             super::check_spec(job, self.config.allow_network)?;
             let have = self.gpus.as_ref().map_or(0, |p| p.gpus().len());
@@ -267,7 +268,7 @@ impl Executor for DockerExecutor {
                 )));
             }
             match tokio::time::timeout(PREPARE_PULL_TIMEOUT, ensure_image(&self.docker, &job.image)).await {
-                Ok(done) => done,
+                Ok(done) => done.map(|image_id| Prepared { image_id }),
                 Err(_) => Err(ExecutorError::ImageUnavailable {
                     image: job.image.clone(),
                     reason: format!("the pull did not finish within {} s", PREPARE_PULL_TIMEOUT.as_secs()),

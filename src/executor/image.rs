@@ -8,9 +8,15 @@ use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use std::collections::HashMap;
 
 /// Makes sure `image` is present locally, pulling it if needed.
-pub async fn ensure_image(docker: &Docker, image: &str) -> Result<(), ExecutorError> {
-    if docker.inspect_image(image).await.is_ok() {
-        return Ok(());
+pub async fn ensure_image(docker: &Docker, image: &str) -> Result<String, ExecutorError> {
+    let id_of = |inspected: bollard::models::ImageInspect| {
+        inspected.id.ok_or_else(|| ExecutorError::ImageUnavailable {
+            image: image.to_string(),
+            reason: "the engine reports no image ID".into(),
+        })
+    };
+    if let Ok(inspected) = docker.inspect_image(image).await {
+        return id_of(inspected);
     }
     tracing::info!(%image, "image not present locally: pulling");
     let bar = ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr());
@@ -42,9 +48,10 @@ pub async fn ensure_image(docker: &Docker, image: &str) -> Result<(), ExecutorEr
         }
     }
     bar.finish_and_clear();
-    docker
+    let inspected = docker
         .inspect_image(image)
         .await
-        .map(|_| tracing::info!(%image, "image pulled"))
-        .map_err(|e| ExecutorError::ImageUnavailable { image: image.to_string(), reason: e.to_string() })
+        .map_err(|e| ExecutorError::ImageUnavailable { image: image.to_string(), reason: e.to_string() })?;
+    tracing::info!(%image, "image pulled");
+    id_of(inspected)
 }

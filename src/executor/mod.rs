@@ -23,10 +23,18 @@ pub trait Executor: Send + Sync {
     fn run<'a>(&'a self, job: &'a JobSpec, workdir: &'a Path) -> BoxFuture<'a, Result<RunOutcome, ExecutorError>>;
     /// Checks, before a provider signs for `job`, that this executor can run it: the spec
     /// is one Docker takes ([`check_spec`]) and the image is here (pulled if it can be, in a
-    /// bounded time). Nothing is run.
-    fn prepare<'a>(&'a self, job: &'a JobSpec) -> BoxFuture<'a, Result<(), ExecutorError>>;
+    /// bounded time). Nothing is run. Returns the image as inspected, to run that one.
+    fn prepare<'a>(&'a self, job: &'a JobSpec) -> BoxFuture<'a, Result<Prepared, ExecutorError>>;
     /// What this executor can run at once.
     fn capacity(&self) -> Resources;
+}
+
+/// What [`Executor::prepare`] found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Prepared {
+    /// The image's local ID (`sha256:…`), as inspected: a provider runs exactly this image,
+    /// whatever its tag names later.
+    pub image_id: String,
 }
 
 /// How a job ended.

@@ -18,6 +18,9 @@ pub struct LocalRun {
     pub job_hash: B256,
     /// The result hash of its bundle.
     pub result_hash: B256,
+    /// Why its bundle is an error bundle, as any provider would deliver it (the output is
+    /// over the job's limit).
+    pub replaced: Option<String>,
     /// Its directory (`outputs/`, `bundle.tar`).
     pub dir: PathBuf,
     /// The bundle.
@@ -52,14 +55,16 @@ pub async fn run_local(spec: &JobSpec, executor: &dyn Executor, results_dir: &Pa
     tracing::info!(module = %spec.module.name, job = %job_hash, dir = %dir.display(), "running locally");
     let outcome = executor.run(spec, &dir).await?;
     let bundle = dir.join("bundle.tar");
-    let result_hash = bundle::write_bundle(&outcome.results(), &bundle)?;
+    // As a provider would deliver it: over the job's output limit, the error bundle.
+    let packed = bundle::pack(outcome.results(), spec.output_limit_bytes(), &bundle)?;
+    let result_hash = packed.hash;
     tracing::info!(
-        exit_code = outcome.exit_code,
+        exit_code = packed.exit_code,
         termination = ?outcome.termination,
         secs = format!("{:.2}", outcome.duration.as_secs_f64()),
         %result_hash,
         bundle = %bundle.display(),
         "job finished"
     );
-    Ok(LocalRun { outcome, job_hash, result_hash, dir, bundle })
+    Ok(LocalRun { outcome, job_hash, result_hash, replaced: packed.replaced, dir, bundle })
 }

@@ -54,7 +54,8 @@ impl JobCreator {
         if dir.exists() {
             std::fs::remove_dir_all(&dir).map_err(local(format!("clearing {}", dir.display())))?;
         }
-        let results = match bundle::extract(&part, &dir, bundle::DEFAULT_MAX_BUNDLE_BYTES) {
+        // No honest bundle holds more than the job's output limit (`bundle::pack`).
+        let results = match bundle::extract(&part, &dir, spec.output_limit_bytes()) {
             Ok(r) => r,
             Err(BundleError::Io { what, source }) => return Err(JobCreatorError::Local { what, source }),
             Err(e) => return Ok(Verification::Refuted(format!("the result bundle is not valid ({e})"))),
@@ -96,11 +97,18 @@ impl JobCreator {
 pub fn broken_promise(spec: &JobSpec, results: &bundle::Results) -> Option<String> {
     let module = &spec.module.name;
     if !spec.is_success(results.exit_code) {
-        return Some(format!(
+        let mut why = format!(
             "the job exited with code {}, which module `{module}` does not call success ({})",
             results.exit_code,
             spec.success_codes_text()
-        ));
+        );
+        if results.exit_code == bundle::ERROR_BUNDLE_EXIT {
+            // The provider's own words: a stranger's text, shown escaped and short.
+            let said = String::from_utf8_lossy(&results.stderr);
+            let said: String = said.lines().next().unwrap_or("").chars().take(200).collect();
+            why.push_str(&format!(" (an error bundle; its stderr says: \"{}\")", said.escape_debug()));
+        }
+        return Some(why);
     }
     let missing: Vec<&str> = spec
         .outputs
@@ -129,6 +137,9 @@ mod tests {
         assert_eq!(broken_promise(&spec, &results(0)), None);
         let why = broken_promise(&spec, &results(137)).unwrap();
         assert!(why.contains("exited with code 137") && why.contains("(0)"), "{why}");
+        let error = bundle::Results { stderr: b"dcn: too big\x1b[2J\nmore".to_vec(), ..results(125) };
+        let why = broken_promise(&spec, &error).unwrap();
+        assert!(why.ends_with(r#"its stderr says: "dcn: too big\u{1b}[2J")"#), "{why}");
         spec.success_exit_codes = vec![0, 1];
         assert_eq!(broken_promise(&spec, &results(1)), None);
         spec.outputs = vec!["a.txt".into(), "sub/b.txt".into()];

@@ -78,11 +78,15 @@ pub struct JobRecord {
     pub outcome: Option<Ending>,
     /// When it was signed, unix seconds.
     pub signed_at: u64,
+    /// The image's local ID when it was signed (`sha256:…`): the job runs that image, not
+    /// whatever its tag names by then. Absent in records of earlier versions.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image_id: Option<String>,
 }
 
 impl JobRecord {
     /// A deal just signed, at `signed_at` (unix seconds).
-    pub fn signed(deal: DealRecord, spec: JobSpec, signed_at: u64) -> Self {
+    pub fn signed(deal: DealRecord, spec: JobSpec, signed_at: u64, image_id: Option<String>) -> Self {
         Self {
             deal,
             spec,
@@ -92,6 +96,15 @@ impl JobRecord {
             uploaded: false,
             outcome: None,
             signed_at,
+            image_id,
+        }
+    }
+
+    /// The spec to run: the job's, with its image pinned to the ID seen at signing.
+    pub fn spec_to_run(&self) -> JobSpec {
+        match &self.image_id {
+            Some(id) => JobSpec { image: id.clone(), ..self.spec.clone() },
+            None => self.spec.clone(),
         }
     }
 }
@@ -205,7 +218,7 @@ mod tests {
     use alloy::primitives::Address;
 
     fn job(stage: Stage) -> JobRecord {
-        JobRecord { stage, ..JobRecord::signed(deal_record(1), spec("moo"), 0) }
+        JobRecord { stage, ..JobRecord::signed(deal_record(1), spec("moo"), 0, None) }
     }
 
     /// Decides with ten seconds as the least time worth retrying an executor failure in.

@@ -22,10 +22,6 @@ const FIRST_LOOK: Duration = Duration::from_millis(20);
 /// While a deal is not on chain, the solver is asked about it every this many polls.
 const SOLVER_EVERY: u64 = 8;
 
-/// The exit code of an error bundle: the job could not be run (as `docker run` exits 125
-/// when the daemon fails).
-pub const ERROR_BUNDLE_EXIT: i64 = 125;
-
 /// The least time before the result deadline worth retrying a passing executor failure in
 /// (at least the provider's `min_result_margin_secs`); with less, an error bundle goes.
 const MIN_RETRY_SECS: u64 = 10;
@@ -203,8 +199,9 @@ impl ProviderService {
 
     /// Runs the job from scratch and writes its bundle: Running → Ran. A job the executor
     /// cannot run (for good, or with `give_up` when too little time is left to retry), or
-    /// whose output cannot be bundled, gets an error bundle: exit code [`ERROR_BUNDLE_EXIT`]
-    /// and the error on stderr, submitted like any result (THREATS S3).
+    /// whose output is over the job's limit, gets an error bundle: exit code
+    /// [`bundle::ERROR_BUNDLE_EXIT`] and the error on stderr, submitted like any result
+    /// (THREATS S3).
     async fn run_job(&self, job: &mut JobRecord, give_up: bool) -> Result<Next, ProviderError> {
         let id = job.deal.id;
         let dir = self.workdir(id);
@@ -223,11 +220,12 @@ impl ProviderService {
             std::fs::create_dir_all(&outputs_dir).map_err(io("creating"))?;
             bundle::Results { exit_code: 137, stdout: vec![], stderr: vec![], outputs_dir }
         } else {
-            match self.executor.run(&job.spec, &dir).await {
+            match self.executor.run(&job.spec_to_run(), &dir).await {
                 Ok(outcome) => outcome.results(),
                 Err(e) if e.is_permanent() || give_up => {
                     tracing::warn!(deal = %id, error = %e, "the job cannot be run: delivering an error bundle");
-                    error_results(&dir, &format!("the provider could not run the job: {e}")).map_err(io("creating"))?
+                    bundle::Results::error(dir.join("outputs"), &format!("the provider could not run the job: {e}"))
+                        .map_err(io("creating"))?
                 }
                 Err(e) => return Err(e.into()),
             }
@@ -236,33 +234,16 @@ impl ProviderService {
             tracing::warn!(deal = %id, "fault injection: reporting a wrong result");
             results.stdout.extend_from_slice(b"(a cheating provider was here)\n");
         }
-        let limit = self.solver.info().max_result_bytes.unwrap_or(u64::MAX).min(self.cfg.limits.max_output_bytes);
-        let packed = bundle::write_bundle(&results, &self.bundle_path(id)).and_then(|hash| {
-            // A bundle the solver would refuse (413) could never be downloaded.
-            let size = std::fs::metadata(self.bundle_path(id))
-                .map_err(|source| bundle::BundleError::Io { what: "reading the bundle's size".into(), source })?;
-            if size.len() > limit {
-                return Err(bundle::BundleError::Refused(format!(
-                    "the packed output is {} bytes, over the limit of {limit} (the provider's max_output_mb, or \
-                     the solver's upload limit)",
-                    size.len()
-                )));
-            }
-            Ok(hash)
-        });
-        let hash = match packed {
-            Ok(hash) => hash,
-            Err(e @ (bundle::BundleError::Refused(_) | bundle::BundleError::Malformed { .. })) => {
-                tracing::warn!(deal = %id, error = %e, "the job's output cannot be bundled: delivering an error bundle");
-                results = error_results(&dir, &format!("the job's output cannot be delivered: {e}"))
-                    .map_err(io("creating"))?;
-                bundle::write_bundle(&results, &self.bundle_path(id))?
-            }
-            Err(e) => return Err(e.into()),
-        };
+        // The job's own limit, which the offer's cap covers (checked before signing): a
+        // mediator re-running the job packs it by the same rule and reaches the same hash.
+        let packed = bundle::pack(results, job.spec.output_limit_bytes(), &self.bundle_path(id))?;
+        if let Some(why) = &packed.replaced {
+            tracing::warn!(deal = %id, why = %why, "the job's output cannot be delivered: delivering an error bundle");
+        }
+        let hash = packed.hash;
         tracing::info!(
             deal = %id,
-            exit_code = results.exit_code,
+            exit_code = packed.exit_code,
             secs = format!("{:.2}", started.elapsed().as_secs_f64()),
             result_hash = %hash,
             "job ran: uploading the result"
@@ -295,22 +276,6 @@ impl ProviderService {
         self.save(job)?;
         Ok(Next::Now)
     }
-}
-
-/// The results of a job that could not be run: [`ERROR_BUNDLE_EXIT`], `why` on stderr and
-/// an empty `outputs/` in `dir` (whatever the job left there is removed).
-fn error_results(dir: &std::path::Path, why: &str) -> std::io::Result<bundle::Results> {
-    let outputs_dir = dir.join("outputs");
-    if outputs_dir.exists() {
-        std::fs::remove_dir_all(&outputs_dir)?;
-    }
-    std::fs::create_dir_all(&outputs_dir)?;
-    Ok(bundle::Results {
-        exit_code: ERROR_BUNDLE_EXIT,
-        stdout: vec![],
-        stderr: format!("dcn: {why}\n").into_bytes(),
-        outputs_dir,
-    })
 }
 
 /// sha256 of a file.

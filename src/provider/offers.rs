@@ -9,6 +9,7 @@ use super::service::{ProviderError, ProviderService, JOBS, OFFERS};
 pub(super) const CANCELLED: &str = "cancelled_offers";
 use super::terms::{self, Refusal};
 use crate::clock::now_secs;
+use crate::executor::Prepared;
 use crate::protocol::records::{DealRecord, DealStatus, OfferRecord, OfferStatus};
 use crate::protocol::{OfferKind, ResourceOffer, SignedResourceOffer};
 use crate::types::JobSpec;
@@ -62,7 +63,9 @@ impl ProviderService {
             modules: self.cfg.modules.clone(),
             maxTimeoutSecs: self.cfg.limits.max_job_timeout_secs,
             maxSpecBytes: self.cfg.limits.max_spec_bytes,
-            maxOutputBytes: self.cfg.limits.max_output_bytes,
+            // What it can deliver: a bundle the solver would refuse (413) never reaches the
+            // job creator.
+            maxOutputBytes: self.cfg.limits.max_output_bytes.min(info.max_result_bytes.unwrap_or(u64::MAX)),
             expiry: now + ttl,
             nonce: U256::from_be_bytes(B256::random().0),
         };
@@ -97,8 +100,8 @@ impl ProviderService {
             }
             return Ok(None);
         }
-        let spec = match self.check_proposal(&deal).await {
-            Ok(spec) => spec,
+        let (spec, prepared) = match self.check_proposal(&deal).await {
+            Ok(checked) => checked,
             Err(why) => {
                 tracing::warn!(deal = %id, reason = %why, "proposed deal refused: not signed");
                 // Said to the solver, so the job creator learns why and the slot is free now.
@@ -108,7 +111,7 @@ impl ProviderService {
                 return Ok(None);
             }
         };
-        let job = JobRecord::signed(deal, spec, now_secs());
+        let job = JobRecord::signed(deal, spec, now_secs(), Some(prepared.image_id));
         // The record comes first: a signature the provider does not remember would let a
         // deal be created that nobody runs.
         if let Err(e) = self.save(&job) {
@@ -128,7 +131,7 @@ impl ProviderService {
 
     /// Checks a proposal against this provider's offer, terms and free capacity; reserves a
     /// slot if it passes.
-    async fn check_proposal(&self, deal: &DealRecord) -> Result<JobSpec, Refusal> {
+    async fn check_proposal(&self, deal: &DealRecord) -> Result<(JobSpec, Prepared), Refusal> {
         if !terms::id_matches(&deal.deal, deal.id, &self.deals_domain) {
             return Err(Refusal::IdMismatch);
         }
@@ -153,7 +156,7 @@ impl ProviderService {
                 self.cfg.resolver.resolve_named(&spec.module.name).map_err(|e| Refusal::Module(e.to_string()))?;
             module.admits(&spec).map_err(Refusal::Module)?;
         }
-        self.executor.prepare(&spec).await.map_err(|e| Refusal::Unrunnable(e.to_string()))?;
+        let prepared = self.executor.prepare(&spec).await.map_err(|e| Refusal::Unrunnable(e.to_string()))?;
         self.reserve_slot(deal.id).await?;
         let waiting = self.kv.all::<JobRecord>(JOBS).map(|j| j.iter().filter(|j| j.stage == Stage::Signed).count());
         let need = self.cfg.collateral * U256::from(waiting.unwrap_or(0) + 1);
@@ -161,7 +164,7 @@ impl ProviderService {
             self.release(&deal.id);
             return Err(Refusal::Escrow(e.to_string()));
         }
-        Ok(spec)
+        Ok((spec, prepared))
     }
 
     /// Takes a slot for `id`. The solver frees a slot when it sees a deal end on chain; this

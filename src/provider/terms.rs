@@ -97,6 +97,16 @@ pub enum Refusal {
         /// The cap.
         max: u64,
     },
+    /// The job may leave more output than this provider delivers.
+    #[error(
+        "the job may leave {bytes} bytes of output (its disk_mb, or the default), over this provider's cap of {max}"
+    )]
+    OutputCap {
+        /// The job's output limit.
+        bytes: u64,
+        /// The cap.
+        max: u64,
+    },
     /// The offer expired: the provider signs only on its live offers.
     #[error("the resource offer expired at {expiry}, before the chain's time {now}")]
     OfferExpired {
@@ -228,6 +238,9 @@ pub fn check(
     let bytes = spec.canonical_json().len() as u64;
     if bytes > offer.maxSpecBytes {
         return Err(Refusal::SpecTooLarge { bytes, max: offer.maxSpecBytes });
+    }
+    if spec.output_limit_bytes() > offer.maxOutputBytes {
+        return Err(Refusal::OutputCap { bytes: spec.output_limit_bytes(), max: offer.maxOutputBytes });
     }
     if spec.network == NetworkPolicy::Bridge && !limits.allow_network {
         return Err(Refusal::Network);
@@ -384,5 +397,7 @@ mod tests {
             d.jobHash = s.content_hash();
         };
         assert!(refused(huge).contains("over this provider's cap of 65536"));
+        let output = |_: &mut DcnDeals::Deal, _: &mut JobSpec, o: &mut ResourceOffer| o.maxOutputBytes = (64 << 20) - 1;
+        assert!(refused(output).contains("67108864 bytes of output"));
     }
 }

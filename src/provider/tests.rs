@@ -121,7 +121,7 @@ impl Rig {
 
 /// The provider's record of `deal` (for the job `spec("moo")`) at `stage`.
 fn job_at(deal: DealRecord, stage: Stage) -> JobRecord {
-    JobRecord { stage, ..JobRecord::signed(deal, spec("moo"), 0) }
+    JobRecord { stage, ..JobRecord::signed(deal, spec("moo"), 0, Some(crate::testing::fake_image_id("pinned"))) }
 }
 
 #[tokio::test]
@@ -134,6 +134,8 @@ async fn a_created_deal_is_run_uploaded_submitted_and_paid_once() {
     rig.chain.accept_result(id).await.unwrap();
     task.await.unwrap().unwrap();
     assert_eq!((rig.executor.runs(), rig.solver.uploads()), (1, 1));
+    let ran = rig.executor.images.lock().unwrap().clone();
+    assert_eq!(ran, [crate::testing::fake_image_id("pinned")], "the image pinned at signing, not the tag");
     assert_eq!(rig.chain.count(|t| matches!(t, Tx::Submit(..))), 1);
     let r = rig.record(id);
     assert_eq!((r.stage, r.outcome), (Stage::Done, Some(Ending::Settled(DealState::Accepted))));
@@ -375,6 +377,8 @@ async fn a_good_proposal_is_recorded_then_signed() {
     let job = rig.service.consider(deal.clone()).await.unwrap().expect("signed");
     assert_eq!(job.stage, Stage::Signed);
     assert_eq!(rig.record(deal.id).stage, Stage::Signed, "recorded");
+    let image = crate::testing::fake_image_id(&job.spec.image);
+    assert_eq!(rig.record(deal.id).image_id, Some(image), "with the image as inspected at signing");
     assert_eq!(rig.solver.signatures(), 1);
     // The slot is taken: a second proposal is refused.
     let second = proposal(&rig, offer, 2);
@@ -457,7 +461,7 @@ async fn a_job_this_machine_cannot_run_is_delivered_as_an_error_bundle() {
     rig.chain.accept_result(id).await.unwrap();
     task.await.unwrap().unwrap();
     let r = delivered(&rig, id);
-    assert_eq!(r.exit_code, super::drive::ERROR_BUNDLE_EXIT);
+    assert_eq!(r.exit_code, crate::bundle::ERROR_BUNDLE_EXIT);
     let stderr = String::from_utf8(r.stderr).unwrap();
     assert!(stderr.contains("could not run the job") && stderr.contains("not present"), "{stderr}");
 }
@@ -478,23 +482,24 @@ async fn a_passing_executor_failure_is_retried_then_delivered_before_the_deadlin
     rig.chain.accept_result(id).await.unwrap();
     task.await.unwrap().unwrap();
     let r = delivered(&rig, id);
-    assert_eq!(r.exit_code, super::drive::ERROR_BUNDLE_EXIT);
+    assert_eq!(r.exit_code, crate::bundle::ERROR_BUNDLE_EXIT);
     assert!(String::from_utf8(r.stderr).unwrap().contains("Docker daemon"));
 }
 
 #[tokio::test]
-async fn an_output_over_the_solvers_upload_limit_is_delivered_as_an_error_bundle() {
+async fn an_output_over_the_jobs_limit_is_delivered_as_an_error_bundle() {
     let rig = Rig::new();
     let mut job = rig.created(Stage::Running);
     let id = job.deal.id;
-    // The fake job prints its argv: two MiB, over the fake solver's 1 MiB limit.
+    // The fake job prints its argv: two MiB, over the 1 MiB the job declares.
     job.spec.argv[1] = "x".repeat(2 << 20);
+    job.spec.resources.disk_mb = 1;
     let task = rig.drive(job);
     rig.until(id, DealState::ResultSubmitted).await;
     rig.chain.accept_result(id).await.unwrap();
     task.await.unwrap().unwrap();
     let r = delivered(&rig, id);
-    assert_eq!(r.exit_code, super::drive::ERROR_BUNDLE_EXIT);
+    assert_eq!(r.exit_code, crate::bundle::ERROR_BUNDLE_EXIT);
     let stderr = String::from_utf8(r.stderr).unwrap();
-    assert!(stderr.contains("over the limit of 1048576"), "{stderr}");
+    assert!(stderr.contains("over its limit of 1048576 bytes"), "{stderr}");
 }

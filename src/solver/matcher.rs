@@ -4,10 +4,11 @@
 //! Rules: a pair matches when the slot's resources cover the job's (CPU, RAM, GPU count and
 //! VRAM, disk), the provider's price is at most the job's maximum, its collateral covers
 //! the mediation fee (the contract needs that), the mediator sets share someone who is not
-//! a party, the module is on the provider's allow-list (if it has one), the job's timeout
-//! and spec size are within the caps the provider published, both offers are live and the
-//! job has not been let down by that offer before. Choice: a new job takes the
-//! cheapest fitting offer, ties to the oldest; a free slot takes the oldest fitting job.
+//! a party, the module is on the provider's allow-list (if it has one), the job's timeout,
+//! spec size and output limit are within the caps the provider published, both offers are
+//! live and the job has not been let down by that offer before. Choice: a new job takes
+//! the cheapest fitting offer, ties to the oldest; a free slot takes the oldest fitting
+//! job.
 //!
 //! Index: open offers are grouped by (mediator, shape): an offer is listed under each
 //! mediator it trusts, with its exact resources as the shape. Within a group, resource
@@ -43,6 +44,8 @@ pub struct ResourceEntry {
     pub max_timeout_secs: u64,
     /// Largest job spec it takes, bytes.
     pub max_spec_bytes: u64,
+    /// Largest job output it delivers, bytes.
+    pub max_output_bytes: u64,
     /// Unix seconds.
     pub expiry: u64,
     /// Jobs it serves at a time.
@@ -74,6 +77,8 @@ pub struct JobEntry {
     pub timeout_secs: u64,
     /// Size of its spec's canonical encoding, bytes.
     pub spec_bytes: u64,
+    /// The most output the job may leave, bytes (`JobSpec::output_limit_bytes`).
+    pub output_bytes: u64,
     /// Unix seconds.
     pub expiry: u64,
     /// Resource offers it must not be matched with again.
@@ -134,6 +139,7 @@ fn terms_fit(r: &ResourceEntry, j: &JobEntry, now: u64) -> bool {
         && module_allowed(r, j)
         && j.timeout_secs <= r.max_timeout_secs
         && j.spec_bytes <= r.max_spec_bytes
+        && j.output_bytes <= r.max_output_bytes
         && !j.excluded.contains(&r.id)
         && j.mediators.iter().any(|m| r.mediators.contains(m) && *m != r.provider && *m != j.creator)
 }

@@ -16,6 +16,7 @@ fn res(n: u8, seq: u64, price: u64) -> ResourceEntry {
         modules: vec![],
         max_timeout_secs: 3600,
         max_spec_bytes: 65_536,
+        max_output_bytes: 64 << 20,
         expiry: NOW + 100,
         slots: 1,
         busy: 0,
@@ -34,6 +35,7 @@ fn job(n: u8, seq: u64) -> JobEntry {
         module: crate::types::ModuleRef { name: "cowsay".into(), version: "1.0.0".into(), hash: "c0ffee".into() },
         timeout_secs: 60,
         spec_bytes: 1_000,
+        output_bytes: 64 << 20,
         expiry: NOW + 100,
         excluded: vec![],
     }
@@ -69,6 +71,7 @@ fn each_rule_can_refuse_a_pair() {
         ("excluded", base_r.clone(), JobEntry { excluded: vec![base_r.id], ..base_j.clone() }),
         ("timeout over the cap", base_r.clone(), JobEntry { timeout_secs: 3601, ..base_j.clone() }),
         ("spec over the cap", ResourceEntry { max_spec_bytes: 999, ..base_r.clone() }, base_j.clone()),
+        ("output over the cap", ResourceEntry { max_output_bytes: (64 << 20) - 1, ..base_r.clone() }, base_j.clone()),
     ];
     for (rule, r, j) in cases {
         assert!(!fits(&r, &j, NOW), "{rule} should refuse");

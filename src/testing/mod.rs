@@ -13,7 +13,7 @@ mod chain;
 mod solver;
 
 pub use chain::{FakeChain, Tx};
-pub use solver::{fake_results, FakeExecutor, FakeSolver};
+pub use solver::{fake_image_id, fake_results, FakeExecutor, FakeSolver};
 
 use crate::chain::bindings::DcnDeals;
 use crate::chain::deals::{deal_id, domain};

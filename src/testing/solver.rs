@@ -5,7 +5,7 @@
 
 use super::{CHAIN_ID, DEALS, MEDIATOR, SOLVER};
 use crate::bundle::Results;
-use crate::executor::{BoxFuture, Executor, ExecutorError, RunOutcome, Termination};
+use crate::executor::{BoxFuture, Executor, ExecutorError, Prepared, RunOutcome, Termination};
 use crate::protocol::client::{EventStream, SolverInfo};
 use crate::protocol::records::*;
 use crate::protocol::{ClientError, OfferKind, SignedJobOffer, SignedResourceOffer, SolverApi};
@@ -50,7 +50,7 @@ impl FakeSolver {
             chain_id: CHAIN_ID,
             deals_contract: DEALS,
             offer_max_ahead_secs: 3600,
-            max_result_bytes: Some(1 << 20),
+            max_result_bytes: Some(64 << 20),
         };
         Self { info, state: Mutex::default(), events: tokio::sync::broadcast::channel(64).0 }
     }
@@ -237,6 +237,14 @@ pub struct FakeExecutor {
     pub random: std::sync::atomic::AtomicBool,
     /// Every run fails as if the image were not on this machine.
     pub no_image: std::sync::atomic::AtomicBool,
+    /// The image of every run, in order.
+    pub images: Mutex<Vec<String>>,
+}
+
+/// The image ID a [`FakeExecutor`] reports for `image`.
+pub fn fake_image_id(image: &str) -> String {
+    use sha2::Digest;
+    format!("sha256:{}", alloy::hex::encode(sha2::Sha256::digest(image.as_bytes())))
 }
 
 impl FakeExecutor {
@@ -271,6 +279,7 @@ impl Executor for FakeExecutor {
                 return Err(ExecutorError::ImageUnavailable { image: job.image.clone(), reason: "fake: gone".into() });
             }
             let n = self.runs.fetch_add(1, Ordering::SeqCst);
+            self.images.lock().unwrap_or_else(|p| p.into_inner()).push(job.image.clone());
             let outputs = workdir.join("outputs");
             std::fs::create_dir_all(&outputs).map_err(|source| ExecutorError::Io { what: "outputs".into(), source })?;
             let mut r = fake_results(job, &outputs);
@@ -289,13 +298,13 @@ impl Executor for FakeExecutor {
         })
     }
 
-    fn prepare<'a>(&'a self, job: &'a JobSpec) -> BoxFuture<'a, Result<(), ExecutorError>> {
+    fn prepare<'a>(&'a self, job: &'a JobSpec) -> BoxFuture<'a, Result<Prepared, ExecutorError>> {
         Box::pin(async move {
             crate::executor::check_spec(job, false)?;
             if self.no_image.load(Ordering::SeqCst) {
                 return Err(ExecutorError::ImageUnavailable { image: job.image.clone(), reason: "fake: gone".into() });
             }
-            Ok(())
+            Ok(Prepared { image_id: fake_image_id(&job.image) })
         })
     }
 

@@ -150,6 +150,7 @@ fn resource_entry(r: &ResourceOfferRecord, busy: u32) -> ResourceEntry {
         modules: o.modules.clone(),
         max_timeout_secs: o.maxTimeoutSecs,
         max_spec_bytes: o.maxSpecBytes,
+        max_output_bytes: o.maxOutputBytes,
         expiry: o.expiry,
         slots: o.slots,
         busy,
@@ -169,6 +170,7 @@ fn job_entry(j: &JobOfferRecord) -> JobEntry {
         module: j.signed.spec.module.clone(),
         timeout_secs: j.signed.spec.timeout_secs,
         spec_bytes: j.signed.spec.canonical_json().len() as u64,
+        output_bytes: j.signed.spec.output_limit_bytes(),
         expiry: o.expiry,
         excluded: j.excluded.clone(),
     }
