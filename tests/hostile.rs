@@ -196,6 +196,100 @@ fn outputs_over_the_jobs_limit_are_delivered_as_error_bundles_and_never_slashed(
     net.assert_books_balance(&dev_accounts());
 }
 
+/// A hostile job creator takes the provider's signatures and walks away (`dcn run
+/// --fault stop-before-create`), then creates the deals by hand once the solver has given
+/// them up at their creation deadline. One goes into a block whose producer's clock lags
+/// (its timestamp is the deadline, so the chain accepts it): the provider, which watches a
+/// signed deal until a block proves its deadline passed, runs it and is paid. The other
+/// comes in a block after its deadline and reverts: nothing is locked, nobody pays.
+#[cfg(feature = "fault-injection")]
+#[test]
+fn signed_deals_created_by_hand_after_the_solver_gave_them_up_are_paid_or_revert() {
+    use alloy::providers::ProviderBuilder;
+    use dcn::chain::bindings::DcnToken;
+    use dcn::jobcreator::journal::Journal;
+    let net = DevNet::start_with(&["--offer-count", "2"], &[("DCN_SOLVER__CREATE_TIMEOUT_SECS", "5")]);
+    let who = parties();
+    let before = wealth(&net, &who);
+    for _ in 0..2 {
+        let out = net
+            .cmd()
+            .current_dir(net.home.path())
+            .args(["run", "cowsay", "-i", "Message=moo", "--fault", "stop-before-create"])
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success() && err.contains("stopped before createDeal"), "{err}");
+    }
+    let chain_id = block_on(async { net.reader().get_chain_id().await.unwrap() });
+    let mut signed = Journal::new(&net.data_dir(), chain_id, who[0]).all().unwrap();
+    assert_eq!(signed.len(), 2);
+    signed.sort_by_key(|e| e.deal.deal.createDeadline);
+    let (late, too_late) = (signed[0].deal.clone(), signed[1].deal.clone());
+
+    // The job creator's escrow, while both deadlines are ahead; then no block is mined
+    // until the solver has given both deals up.
+    // A provider per runtime: `block_on` makes one each time, and a provider's receipt
+    // watcher lives in the runtime that first used it.
+    let hand = || {
+        let wallet = alloy::network::EthereumWallet::from(DevRole::JobCreator.signer());
+        ProviderBuilder::new().wallet(wallet).connect_http(net.rpc_url.parse().unwrap())
+    };
+    let c = net.deployment().contracts;
+    block_on(async {
+        let p = hand();
+        let (deals, token) = (DcnDeals::new(c.deals, &p), DcnToken::new(c.token, &p));
+        let two = U256::from(units(2));
+        token.approve(c.deals, two).send().await.unwrap().get_receipt().await.unwrap();
+        deals.deposit(two).send().await.unwrap().get_receipt().await.unwrap();
+    });
+    let at_solver = |id: B256| {
+        let url = format!("{}/api/v1/deals/{id}", net.solver_url);
+        block_on(async {
+            reqwest::get(&url).await.unwrap().json::<serde_json::Value>().await.unwrap()["state"].clone()
+        })
+    };
+    common::wait_until("the solver to give both deals up", 60, || {
+        at_solver(late.id) == "expired" && at_solver(too_late.id) == "expired"
+    });
+    // And some more, past the deadlines by any wall clock.
+    std::thread::sleep(std::time::Duration::from_secs(3));
+
+    // The block producer stamps the next block with the late deal's deadline: created,
+    // long after the solver gave it up.
+    let next_block_at = |ts: u64| {
+        block_on(async {
+            let _: serde_json::Value = hand().raw_request("evm_setNextBlockTimestamp".into(), (ts,)).await.unwrap();
+        })
+    };
+    next_block_at(late.deal.createDeadline);
+    block_on(async {
+        let p = hand();
+        let deals = DcnDeals::new(c.deals, &p);
+        let create = deals.createDeal(late.deal.clone(), late.provider_signature.clone().unwrap());
+        assert!(create.send().await.unwrap().get_receipt().await.unwrap().status(), "created at its deadline");
+    });
+    // The other in a block after its deadline: refused, whether by the estimate or on chain.
+    next_block_at(too_late.deal.createDeadline + 1);
+    block_on(async {
+        let p = hand();
+        let signature = too_late.provider_signature.clone().unwrap();
+        let deals = DcnDeals::new(c.deals, &p);
+        let create = deals.createDeal(too_late.deal.clone(), signature);
+        match create.send().await {
+            Ok(pending) => assert!(!pending.get_receipt().await.unwrap().status(), "reverted after its deadline"),
+            Err(e) => assert!(e.to_string().contains("revert"), "{e}"),
+        }
+    });
+    let v = dcn_json(&net, &["jobs", "resume", &late.id.to_string()], &[]);
+    assert_eq!(v["state"], "accepted", "the provider ran the late deal: {v}");
+    assert_eq!(net.deal_state(too_late.id), DealState::None);
+    let after = wealth(&net, &who);
+    assert_eq!(delta(after[1], before[1]), units(1), "the provider is paid for the late deal");
+    assert_eq!(delta(after[0], before[0]), -units(1), "the job creator pays once");
+    net.assert_books_balance(&dev_accounts());
+}
+
 /// THREATS S6: `dcn run` is killed (SIGKILL) once its deal is on chain and the job runs.
 /// `dcn jobs` lists the deal as resumable; `dcn jobs resume` downloads and verifies the
 /// result and accepts it: the job completes once and the provider is paid once.

@@ -34,6 +34,9 @@ pub struct RunRequest {
     pub results_dir: PathBuf,
     /// Print a JSON summary instead of the job's output.
     pub json: bool,
+    /// Test builds only (`--fault stop-before-create`): stop once the signed deal is in
+    /// the journal, as a job creator that walks away or creates the deal by hand later.
+    pub stop_before_create: bool,
 }
 
 fn job_spec(settings: &Settings, req: &RunRequest) -> eyre::Result<JobSpec> {
@@ -55,6 +58,7 @@ pub async fn run_network(settings: &Settings, req: RunRequest, overrides: &RunOv
     let results_dir = std::path::absolute(&req.results_dir)
         .wrap_err_with(|| format!("resolving the results directory {}", req.results_dir.display()))?;
     let challenge = req.challenge;
+    let req_stop = req.stop_before_create;
     let job = spec.clone();
     let outcome = super::one_shot("run", move |tasks| async move {
         let spec = job;
@@ -80,6 +84,10 @@ pub async fn run_network(settings: &Settings, req: RunRequest, overrides: &RunOv
             ended: None,
         };
         journal.save(&entry)?;
+        if req_stop {
+            progress.fail();
+            eyre::bail!("fault injection: stopped before createDeal; `dcn jobs resume {}` creates it", deal.id);
+        }
         let created = creator.create(deal, &spec).await.inspect_err(|_| progress.fail())?;
         entry.create_tx = Some(created.create_tx);
         journal.save(&entry)?;

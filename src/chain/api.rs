@@ -83,6 +83,10 @@ pub trait DealsChain: Send + Sync {
     async fn deal(&self, id: B256) -> Result<DealView, ChainError>;
     /// The time the next block will carry, about: deadlines are compared with it.
     async fn now(&self) -> Result<u64, ChainError>;
+    /// The latest block's timestamp. The chain has passed a time for certain only once a
+    /// block carries a later one: until then a block producer whose clock lags may still
+    /// include a transaction that the time forbids.
+    async fn block_time(&self) -> Result<u64, ChainError>;
     /// Tops this account's free escrow up to `need` (approving and depositing the
     /// shortfall); returns what was deposited. Concurrent jobs of one account take turns
     /// (`queue`), so no top-up reads a balance another is about to spend.
@@ -223,6 +227,16 @@ impl DealsChain for AlloyChain {
             .await
             .map_err(|source| ChainError::rpc("reading the latest block", source))?;
         Ok(block.map(|b| b.header.timestamp).unwrap_or_default().max(crate::clock::now_secs()))
+    }
+
+    async fn block_time(&self) -> Result<u64, ChainError> {
+        let block = self
+            .client
+            .provider
+            .get_block_by_number(alloy::eips::BlockNumberOrTag::Latest)
+            .await
+            .map_err(|source| ChainError::rpc("reading the latest block", source))?;
+        Ok(block.map(|b| b.header.timestamp).unwrap_or_default())
     }
 
     async fn ensure_free_escrow(&self, need: U256) -> Result<U256, ChainError> {

@@ -50,6 +50,18 @@ pub struct RunArgs {
     /// Print a JSON summary on stdout instead of the job's output
     #[arg(long)]
     pub json: bool,
+    /// Test builds only: misbehave (stop-before-create), to exercise the provider
+    #[cfg(feature = "fault-injection")]
+    #[arg(long, hide = true, value_name = "KIND")]
+    pub fault: Option<RunFault>,
+}
+
+/// How a test build's `dcn run` misbehaves.
+#[cfg(feature = "fault-injection")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum RunFault {
+    /// Record the signed deal, then stop without creating it on chain.
+    StopBeforeCreate,
 }
 
 impl RunArgs {
@@ -74,6 +86,10 @@ impl RunArgs {
             challenge: self.challenge,
             results_dir: self.results_dir,
             json: self.json,
+            #[cfg(feature = "fault-injection")]
+            stop_before_create: self.fault == Some(RunFault::StopBeforeCreate),
+            #[cfg(not(feature = "fault-injection"))]
+            stop_before_create: false,
         };
         if self.local {
             crate::app::run::run_local_module(settings, request).await

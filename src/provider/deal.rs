@@ -136,6 +136,8 @@ pub struct Observed {
     pub view: DealView,
     /// The chain's clock.
     pub now: u64,
+    /// The latest block's timestamp (at most `now`).
+    pub block_time: u64,
     /// The solver's status of the deal, when asked (only while it is not on chain).
     pub solver: Option<DealStatus>,
     /// Whether the solver still holds the provider's signature (when asked).
@@ -183,8 +185,10 @@ pub fn decide(job: &JobRecord, seen: &Observed, retry_secs: u64) -> Action {
     match (job.stage, state) {
         (Stage::Done, _) => Action::Wait,
         // Not on chain (yet): the job creator may create it until its creation deadline,
-        // whatever the solver says, so it is watched until the chain's clock passes it.
-        (_, DealState::None) if seen.now > job.deal.deal.createDeadline => Action::Finish(Ending::NeverCreated),
+        // whatever the solver says, so it is watched until a block carries a later time (a
+        // producer whose clock lags may include `createDeal` after the wall clock passed
+        // it; the slot itself is freed at the deadline, see `drive`).
+        (_, DealState::None) if seen.block_time > job.deal.deal.createDeadline => Action::Finish(Ending::NeverCreated),
         (_, DealState::None) => match seen.solver {
             Some(DealStatus::Signed | DealStatus::Proposed) if !seen.solver_has_signature => Action::Resign,
             _ => Action::Wait,
@@ -230,6 +234,7 @@ mod tests {
         Observed {
             view: DealView { state, deadline, result_hash: B256::ZERO, mediator: Address::repeat_byte(3) },
             now,
+            block_time: now,
             solver: None,
             solver_has_signature: true,
             bundle_on_disk: true,
@@ -327,7 +332,11 @@ mod tests {
         let mut s = seen(DealState::None, 0, deadline);
         s.solver = Some(DealStatus::Expired);
         assert_eq!(d(&job(Stage::Signed), &s), Action::Wait);
-        s.now = deadline + 1;
+        // The wall clock past it proves nothing while no block carries a later time: a
+        // producer whose clock lags may still include `createDeal`.
+        s.now = deadline + 100;
+        assert_eq!(d(&job(Stage::Signed), &s), Action::Wait);
+        s.block_time = deadline + 1;
         assert_eq!(d(&job(Stage::Signed), &s), Action::Finish(Ending::NeverCreated));
         // Created late, at the deadline: it is run like any other.
         let late = seen(DealState::Created, deadline + 100, deadline);

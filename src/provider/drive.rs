@@ -103,6 +103,13 @@ impl ProviderService {
         let id = job.deal.id;
         let view = self.chain.deal(id).await?;
         let now = self.chain.now().await?;
+        let block_time = self.chain.block_time().await?;
+        if view.state == crate::chain::DealState::None && now > job.deal.deal.createDeadline {
+            // By the wall clock nobody can create it any more, and the solver has freed the
+            // slot: so does this provider. It still watches until a block proves the
+            // deadline passed, and runs the deal if a lagging block producer let it in.
+            self.release(&id);
+        }
         let (mut solver, mut solver_has_signature) = (None, true);
         if view.state == crate::chain::DealState::None && polls % SOLVER_EVERY == SOLVER_EVERY - 1 {
             // The chain decides; the solver's word only helps to stop watching early, so a
@@ -115,7 +122,14 @@ impl ProviderService {
                 Err(e) => tracing::debug!(deal = %id, error = %e, "cannot ask the solver about the deal"),
             }
         }
-        Ok(Observed { view, now, solver, solver_has_signature, bundle_on_disk: self.bundle_path(id).exists() })
+        Ok(Observed {
+            view,
+            now,
+            block_time,
+            solver,
+            solver_has_signature,
+            bundle_on_disk: self.bundle_path(id).exists(),
+        })
     }
 
     async fn perform(&self, job: &mut JobRecord, action: Action) -> Result<Next, ProviderError> {
@@ -131,6 +145,9 @@ impl ProviderService {
             Action::Goto(stage) => {
                 if stage == Stage::Running && job.stage == Stage::Signed {
                     tracing::info!(deal = %id, module = %job.spec.module.name, "deal created on chain: running the job");
+                    // Its slot again, if it was freed at the creation deadline (the deal
+                    // came in a late block): the job runs even if that is one too many.
+                    self.active.lock().unwrap_or_else(|p| p.into_inner()).insert(id);
                 }
                 // A record of an earlier version, which uploaded before submitting.
                 job.uploaded |= job.stage == Stage::Uploaded;

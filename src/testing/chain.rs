@@ -183,6 +183,10 @@ impl DealsChain for FakeChain {
         Ok(self.read()?.now)
     }
 
+    async fn block_time(&self) -> Result<u64, ChainError> {
+        Ok(self.read()?.now)
+    }
+
     async fn ensure_free_escrow(&self, need: U256) -> Result<U256, ChainError> {
         let mut s = self.lock();
         if s.free >= need {

@@ -63,6 +63,12 @@ pub fn dev_key(index: u32) -> PrivateKeySigner {
 impl DevNet {
     /// Starts `dcn dev` with `args` and waits until it is ready.
     pub fn start(args: &[&str]) -> Self {
+        Self::start_with(args, &[])
+    }
+
+    /// Starts `dcn dev` with `args` and extra environment `env` (settings such as
+    /// `DCN_SOLVER__CREATE_TIMEOUT_SECS`) and waits until it is ready.
+    pub fn start_with(args: &[&str], env: &[(&str, &str)]) -> Self {
         let home = tempfile::tempdir().unwrap();
         let log = home.path().join("dev.log");
         let child = bare_dcn(home.path())
@@ -71,6 +77,7 @@ impl DevNet {
             .env("DCN_SOLVER__CHAIN_POLL_MS", "200")
             .env("DCN_SOLVER__SIGN_TIMEOUT_SECS", "10")
             .env("DCN_PROVIDER__MIN_RESULT_MARGIN_SECS", "1")
+            .envs(env.iter().copied())
             .stdout(std::fs::File::create(home.path().join("dev.out")).unwrap())
             .stderr(std::fs::File::create(&log).unwrap())
             .spawn()
