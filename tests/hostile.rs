@@ -290,6 +290,117 @@ fn signed_deals_created_by_hand_after_the_solver_gave_them_up_are_paid_or_revert
     net.assert_books_balance(&dev_accounts());
 }
 
+/// THREATS S3: the solver (its own process here) is killed (SIGKILL) while the provider
+/// runs the job, so the provider's upload finds nobody; the result hash goes on chain
+/// anyway, and once the solver is back the upload follows with backoff. The job creator
+/// downloads, verifies and accepts: the provider is paid, nobody is slashed.
+#[test]
+fn a_solver_killed_before_the_upload_and_restarted_leaves_the_provider_paid() {
+    let net = DevNet::start(&["--no-provider"]);
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let url = format!("http://127.0.0.1:{port}");
+    let solver_dir = tempfile::tempdir().unwrap();
+    let mut solver = net.solver_process(port, solver_dir.path(), "solver");
+    let _provider = net.provider_at(&url, None, &[], "provider");
+    let who = parties();
+    let before = wealth(&net, &who);
+    let run = net
+        .cmd()
+        .current_dir(net.home.path())
+        .args(["run", &test_module("slow"), "-i", "Secs=3", "--solver", &url, "--json"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    net.wait_job_running(DevRole::Provider.address());
+    solver.kill9();
+    let c = net.deployment().contracts;
+    let submitted = || {
+        block_on(async {
+            let f =
+                Filter::new().address(c.deals).from_block(0).event_signature(DcnDeals::ResultSubmitted::SIGNATURE_HASH);
+            net.reader().get_logs(&f).await.unwrap().len()
+        })
+    };
+    common::wait_until("the result hash on chain while the solver is down", 60, || submitted() == 1);
+    let _again = net.solver_process(port, solver_dir.path(), "solver-again");
+    let v = json(&run.wait_with_output().unwrap());
+    assert_eq!(v["state"], "accepted", "{v}");
+    let after = wealth(&net, &who);
+    assert_eq!(delta(after[1], before[1]), units(1), "the provider is paid");
+    assert_eq!(delta(after[0], before[0]), -units(1), "the job creator pays the price");
+    let log = std::fs::read_to_string(net.home.path().join("provider.log")).unwrap();
+    let retried = log.lines().any(|l| l.contains("step failed; retrying") && l.contains("stage=Submitted"));
+    assert!(retried, "the upload after the submit was retried:\n{log}");
+    net.assert_books_balance(&dev_accounts());
+}
+
+/// THREATS S1: a hand-made job creator posts job offers `dcn run` would never make: a spec
+/// that names no command (`argv = []`) and one with 5 milli-CPU, under Docker's minimum.
+/// The provider refuses both before signing and its reasons are on the deals' records at
+/// the solver; nothing is created on chain and nobody's tokens move.
+#[test]
+fn hand_made_specs_docker_would_refuse_are_refused_before_signing() {
+    use dcn::protocol::{JobOffer, SignedJobOffer, SolverApi, SolverClient};
+    let net = DevNet::start(&["--offer-count", "2"]);
+    let who = parties();
+    let before = wealth(&net, &who);
+    let cache = tempfile::tempdir().unwrap();
+    let resolver = dcn::module::resolve::Resolver { override_dir: None, cache_dir: cache.path().into() };
+    let cowsay = resolver.resolve("cowsay").unwrap();
+    let spec = cowsay.job_spec(&dcn::module::parse_inputs(&["Message=moo"]).unwrap()).unwrap();
+    let no_command = dcn::types::JobSpec { argv: vec![], ..spec.clone() };
+    let mut tiny_cpu = spec;
+    tiny_cpu.resources.cpu = 5;
+    let offers: Vec<B256> = block_on(async {
+        let client = SolverClient::connect(&net.solver_url).await.unwrap();
+        let info = client.info().clone();
+        let mut ids = vec![];
+        for spec in [no_command, tiny_cpu] {
+            let offer = JobOffer {
+                jobCreator: who[0],
+                solver: info.solver,
+                jobHash: spec.content_hash(),
+                maxPrice: U256::from(units(10)),
+                mediationFee: U256::from(units(1)),
+                mediators: vec![who[2]],
+                resultTimeout: spec.timeout_secs + 60,
+                judgeTimeout: 60,
+                mediationTimeout: 60,
+                expiry: dcn::clock::now_secs() + 60,
+                nonce: U256::from(ids.len() + 1),
+            };
+            let signed =
+                SignedJobOffer::sign(offer, spec, &DevRole::JobCreator.signer(), &info.domain()).await.unwrap();
+            ids.push(client.post_job_offer(&signed).await.unwrap().id);
+        }
+        ids
+    });
+    let refusals = || -> Vec<String> {
+        let url = format!("{}/api/v1/deals?party={}", net.solver_url, who[0]);
+        let deals =
+            block_on(async { reqwest::get(&url).await.unwrap().json::<Vec<serde_json::Value>>().await.unwrap() });
+        offers
+            .iter()
+            .filter_map(|o| {
+                let deal = deals.iter().find(|d| d["job_offer"] == o.to_string() && d["refusal"].is_string())?;
+                Some(deal["refusal"].as_str().unwrap().to_string())
+            })
+            .collect()
+    };
+    common::wait_until("the provider to refuse both jobs", 60, || refusals().len() == 2);
+    let why = refusals();
+    assert!(why[0].contains("this machine cannot run the job") && why[0].contains("names no command"), "{why:?}");
+    assert!(why[1].contains("under Docker's minimum"), "{why:?}");
+    assert_eq!(wealth(&net, &who), before, "no tokens moved");
+    let c = net.deployment().contracts;
+    let created = block_on(async {
+        let f = Filter::new().address(c.deals).from_block(0).event_signature(DcnDeals::DealCreated::SIGNATURE_HASH);
+        net.reader().get_logs(&f).await.unwrap()
+    });
+    assert!(created.is_empty(), "no deal on chain");
+}
+
 /// THREATS S6: `dcn run` is killed (SIGKILL) once its deal is on chain and the job runs.
 /// `dcn jobs` lists the deal as resumable; `dcn jobs resume` downloads and verifies the
 /// result and accepts it: the job completes once and the provider is paid once.

@@ -47,6 +47,17 @@ impl Drop for Proc {
     }
 }
 
+/// The open resource offers of `provider` at the solver at `solver_url`.
+pub fn open_offers_at(solver_url: &str, provider: Address) -> usize {
+    let url = format!("{solver_url}/api/v1/resource_offers?owner={provider}&status=open");
+    block_on(async {
+        match reqwest::get(&url).await {
+            Ok(r) => r.json::<Vec<serde_json::Value>>().await.map(|v| v.len()).unwrap_or(0),
+            Err(_) => 0,
+        }
+    })
+}
+
 /// A `dcn dev` network in a temp HOME.
 pub struct DevNet {
     pub home: tempfile::TempDir,
@@ -125,13 +136,18 @@ impl DevNet {
 
     /// Starts `dcn provider ARGS` (as `key`, default the development provider).
     pub fn provider(&self, key: Option<&PrivateKeySigner>, args: &[&str], name: &str) -> Proc {
+        self.provider_at(&self.solver_url, key, args, name)
+    }
+
+    /// Starts `dcn provider ARGS` against the solver at `solver_url`.
+    pub fn provider_at(&self, solver_url: &str, key: Option<&PrivateKeySigner>, args: &[&str], name: &str) -> Proc {
         let log = self.home.path().join(format!("{name}.log"));
         let mut c = self.cmd();
         if let Some(k) = key {
             c.env("WEB3_PRIVATE_KEY", hex::encode(k.to_bytes()));
         }
         let child = c
-            .args(["provider", "--solver", &self.solver_url])
+            .args(["provider", "--solver", solver_url])
             .args(args)
             .env("DCN_PROVIDER__MIN_RESULT_MARGIN_SECS", "1")
             .env("DCN_PROVIDER__OFFER_RAM_MB", "256")
@@ -142,7 +158,37 @@ impl DevNet {
         let p = Proc { child, log };
         let provider = key.map(|k| k.address()).unwrap_or(DevRole::Provider.address());
         super::wait_until(&format!("an open offer of provider {provider} at the solver"), 60, || {
-            self.open_offers(provider) > 0
+            open_offers_at(solver_url, provider) > 0
+        });
+        p
+    }
+
+    /// Starts a second `dcn solver` of this network's solver account as its own process,
+    /// listening on `port`, with its state in `data_dir` (the deployment is copied there),
+    /// and waits until it answers. Restarted with the same arguments, it resumes.
+    pub fn solver_process(&self, port: u16, data_dir: &std::path::Path, name: &str) -> Proc {
+        let deployments = data_dir.join("deployments");
+        std::fs::create_dir_all(&deployments).unwrap();
+        let ours = Deployment::path(&self.data_dir(), "geth");
+        std::fs::copy(&ours, deployments.join("geth.json")).unwrap();
+        let log = self.home.path().join(format!("{name}.log"));
+        let child = self
+            .cmd()
+            .arg("--data-dir")
+            .arg(data_dir)
+            .args(["solver", "--listen", &format!("127.0.0.1:{port}")])
+            .env("DCN_SOLVER__CHAIN_POLL_MS", "200")
+            .stdout(Stdio::null())
+            .stderr(std::fs::OpenOptions::new().create(true).append(true).open(&log).unwrap())
+            .spawn()
+            .unwrap();
+        let mut p = Proc { child, log };
+        let url = format!("http://127.0.0.1:{port}/api/v1/info");
+        super::wait_until(&format!("solver {name} to answer"), 60, || {
+            if let Ok(Some(status)) = p.child.try_wait() {
+                panic!("solver {name} exited ({status}):\n{}", p.log_text());
+            }
+            block_on(async { reqwest::get(&url).await.is_ok_and(|r| r.status().is_success()) })
         });
         p
     }
@@ -202,13 +248,7 @@ impl DevNet {
 
     /// The open resource offers of `provider` at the solver.
     pub fn open_offers(&self, provider: Address) -> usize {
-        let url = format!("{}/api/v1/resource_offers?owner={provider}&status=open", self.solver_url);
-        block_on(async {
-            match reqwest::get(&url).await {
-                Ok(r) => r.json::<Vec<serde_json::Value>>().await.map(|v| v.len()).unwrap_or(0),
-                Err(_) => 0,
-            }
-        })
+        open_offers_at(&self.solver_url, provider)
     }
 
     /// Waits until `provider` of this network runs a job container (the deal is on chain and
