@@ -173,3 +173,25 @@ fn a_prepared_job_runs_the_image_it_was_prepared_with_whatever_its_tag_names_lat
     assert_eq!(which(&pinned), "busybox\n", "the prepared image runs");
     t.runtime.block_on(docker.remove_image(&spec.image, None::<RemoveImageOptions>, None)).unwrap();
 }
+
+/// THREATS S1: an image that is not on this machine is pulled by `prepare`, before a
+/// provider signs, from a registry that is reachable (a loopback one here); the job then
+/// runs the image pulled.
+#[test]
+fn prepare_pulls_an_absent_image_from_a_reachable_registry() {
+    use bollard::query_parameters::RemoveImageOptions;
+    use dcn::executor::Executor;
+    let t = TestExecutor::new();
+    let registry = common::registry::TestRegistry::serve(&t.runtime, "dcn.local/busybox:1.35");
+    let mut spec = TestExecutor::spec("echo", &["Text=x"]);
+    spec.image = format!("127.0.0.1:{}/dcn-test/busybox:{}", registry.port, t.label);
+    spec.argv = ["/bin/cat", "/pulled"].map(String::from).to_vec();
+    let docker = t.executor.docker();
+    assert!(t.runtime.block_on(docker.inspect_image(&spec.image)).is_err(), "not here before");
+    let prepared = t.runtime.block_on(t.executor.prepare(&spec)).unwrap();
+    assert!(registry.blob_gets() > 0, "pulled from the registry");
+    assert_eq!(prepared.image_id, registry.image_id());
+    let (out, _dir) = t.run(&spec);
+    assert_eq!(out.unwrap().stdout, b"from the registry\n");
+    t.runtime.block_on(docker.remove_image(&spec.image, None::<RemoveImageOptions>, None)).unwrap();
+}

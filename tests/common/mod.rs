@@ -5,6 +5,7 @@
 #![allow(dead_code, clippy::unwrap_used)]
 
 pub mod net;
+pub mod registry;
 pub mod solver;
 
 use alloy::node_bindings::AnvilInstance;
