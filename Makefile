@@ -47,7 +47,7 @@ contracts: setup ## Recompile the contracts into contracts/out (commit the resul
 	node contracts/build.js
 
 bench: setup images ## Print the product metrics (`name value unit` per line)
-	@$(CARGO) bench --locked -q 2>/dev/null | grep -E '^[a-z_0-9]+ '
+	@$(CARGO) bench --locked -q 2>/dev/null | grep -E '^[a-z0-9]+(_[a-z0-9]+)+ [0-9.]+ [^ ]+$$'
 
 mutants: setup ## Mutation run of the contracts: prints contract_mutants_killed <killed>/<total> (about 15 min)
 	node scripts/mutants.js
