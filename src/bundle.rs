@@ -33,9 +33,15 @@ pub const ERROR_BUNDLE_EXIT: i64 = 125;
 /// directory and they agree on the rule.
 const MAX_NAME_BYTES: u64 = 1024;
 
-/// An upper bound on what tar adds around one entry's data: its header, a GNU long-name
-/// or long-link header, and the padding of the data and of the name's blocks.
-const ENTRY_OVERHEAD: u64 = 4 * 512;
+/// An upper bound on what tar adds around one entry's data, besides the bytes of its name
+/// and link target: its header, a GNU long-name and a long-link header, and the padding of
+/// the data, the name's blocks and the target's blocks.
+const ENTRY_OVERHEAD: u64 = 6 * 512;
+
+/// The most of a job's stderr a bundle keeps (its end). Stderr is not hashed and may
+/// differ from run to run, so it must not decide whether results fit: [`over_limit`]
+/// reserves this much for it whatever its length.
+pub const BUNDLE_STDERR_BYTES: usize = 64 << 10;
 
 /// Why a bundle could not be written or was refused.
 #[derive(Debug, thiserror::Error)]
@@ -116,7 +122,8 @@ impl Results {
 
 /// Why the bundle of `r` would break a limit of `limit` bytes, or `None` when it fits:
 /// an upper bound on its size (data by apparent size, which is what tar packs, plus
-/// [`ENTRY_OVERHEAD`] and the name of each entry) over `limit`, more than [`MAX_ENTRIES`]
+/// [`ENTRY_OVERHEAD`] and the name and link target of each entry as packed, and
+/// [`BUNDLE_STDERR_BYTES`] for stderr whatever it holds) over `limit`, more than [`MAX_ENTRIES`]
 /// entries, or a path longer than [`MAX_NAME_BYTES`]. Reads metadata only and stops at the
 /// first excess, so a 100 GiB sparse file or a million files cost a moment, not a pack.
 /// The same results give the same answer on every machine.
@@ -127,7 +134,7 @@ pub fn over_limit(r: &Results, limit: u64) -> io::Result<Option<String>> {
     let entry = |name_len: u64, data: u64| ENTRY_OVERHEAD + name_len + data;
     // The end-of-archive blocks, exit_code, stdout, outputs/ and stderr.
     let mut bound =
-        1024 + entry(9, 32) + entry(6, r.stdout.len() as u64) + entry(8, 0) + entry(6, r.stderr.len() as u64);
+        1024 + entry(9, 32) + entry(6, r.stdout.len() as u64) + entry(8, 0) + entry(6, BUNDLE_STDERR_BYTES as u64);
     let mut entries = 4usize;
     if bound > limit {
         return Ok(Some(over()));
@@ -141,7 +148,8 @@ pub fn over_limit(r: &Results, limit: u64) -> io::Result<Option<String>> {
         for item in std::fs::read_dir(&dir)? {
             let path = item?.path();
             let rel = path.strip_prefix(&r.outputs_dir).map_err(io::Error::other)?;
-            let name_len = 8 + rel.as_os_str().len() as u64;
+            // As packed: names go through `to_string_lossy`, which may lengthen them.
+            let name_len = 8 + rel.to_string_lossy().len() as u64;
             if name_len > MAX_NAME_BYTES {
                 return Ok(Some(format!("the job's output has a path longer than {MAX_NAME_BYTES} bytes")));
             }
@@ -153,7 +161,8 @@ pub fn over_limit(r: &Results, limit: u64) -> io::Result<Option<String>> {
             let data = if meta.is_file() {
                 meta.len()
             } else if meta.file_type().is_symlink() {
-                std::fs::read_link(&path)?.as_os_str().len() as u64
+                let target = std::fs::read_link(&path)?;
+                target.as_os_str().len().max(target.to_string_lossy().len()) as u64
             } else {
                 0
             };
@@ -186,7 +195,10 @@ pub struct Packed {
 /// the bundle is the error bundle saying why. A provider and a mediator re-running the job
 /// therefore reach the same result hash, and the job creator never receives more than the
 /// job allows.
-pub fn pack(r: Results, limit: u64, dest: &Path) -> Result<Packed, BundleError> {
+pub fn pack(mut r: Results, limit: u64, dest: &Path) -> Result<Packed, BundleError> {
+    if r.stderr.len() > BUNDLE_STDERR_BYTES {
+        r.stderr.drain(..r.stderr.len() - BUNDLE_STDERR_BYTES);
+    }
     let why = over_limit(&r, limit).map_err(io_err("measuring the job's output"))?;
     let r = match &why {
         None => r,
@@ -563,19 +575,43 @@ mod tests {
 
     #[test]
     fn the_size_bound_is_never_under_the_packed_size() {
+        use std::os::unix::ffi::OsStrExt;
         let tmp = tempfile::tempdir().unwrap();
         let mut r = results(tmp.path());
         let long = "n".repeat(200);
         std::fs::create_dir_all(r.outputs_dir.join(&long)).unwrap();
         std::fs::write(r.outputs_dir.join(&long).join(&long), vec![7u8; 1000]).unwrap();
-        std::os::unix::fs::symlink("t".repeat(300), r.outputs_dir.join("far")).unwrap();
-        r.stderr = vec![b'e'; 700];
-        let size = {
-            write_bundle(&r, &tmp.path().join("b.tar")).unwrap();
+        // What costs tar the most per entry: long names with long link targets, and names
+        // that are not UTF-8 (packed lossily, each bad byte three bytes long).
+        for i in 0..200 {
+            // Just over tar's 100 bytes for both, the costliest lengths.
+            let name = format!("{i:03}-{}", "l".repeat(89));
+            std::os::unix::fs::symlink("t".repeat(101), r.outputs_dir.join(name)).unwrap();
+        }
+        for i in 0..50 {
+            let bad = std::ffi::OsStr::from_bytes(&[&[0xffu8; 60][..], i.to_string().as_bytes()].concat()).to_owned();
+            std::fs::write(r.outputs_dir.join(bad), b"x").unwrap();
+        }
+        // Stderr at the size the bound reserves for it, so that it gives no slack.
+        r.stderr = vec![b'e'; BUNDLE_STDERR_BYTES];
+        let size = |r: &Results| {
+            write_bundle(r, &tmp.path().join("b.tar")).unwrap();
             std::fs::metadata(tmp.path().join("b.tar")).unwrap().len()
         };
-        assert_eq!(over_limit(&r, size + 20_000).unwrap(), None);
-        assert!(over_limit(&r, size - 1).unwrap().is_some(), "a bound under {size} bytes");
+        let packed = size(&r);
+        assert!(over_limit(&r, packed - 1).unwrap().is_some(), "a bound under {packed} bytes");
+        assert_eq!(over_limit(&r, packed + 500_000).unwrap(), None);
+
+        // Stderr, which is not hashed and may differ between runs, never decides: it is
+        // kept to its last 64 KiB and reserved at that size.
+        let mut noisy = r.clone();
+        noisy.stderr = vec![b'e'; 1 << 20];
+        assert_eq!(over_limit(&noisy, packed + 500_000).unwrap(), None);
+        let limit = packed + 500_000;
+        let p = pack(noisy, limit, &tmp.path().join("c.tar")).unwrap();
+        assert_eq!((p.replaced, p.hash), (None, result_hash(&r).unwrap()));
+        let back = extract(&tmp.path().join("c.tar"), &tmp.path().join("x"), limit).unwrap();
+        assert_eq!(back.stderr.len(), BUNDLE_STDERR_BYTES);
     }
 
     #[test]

@@ -171,6 +171,10 @@ fn a_prepared_job_runs_the_image_it_was_prepared_with_whatever_its_tag_names_lat
     assert_eq!(which(&spec), "cowsay\n", "the tag names another image now");
     let pinned = dcn::types::JobSpec { image: prepared.image_id, ..spec.clone() };
     assert_eq!(which(&pinned), "busybox\n", "the prepared image runs");
+    // A pinned image gone from the machine is an error, never pulled by its ID.
+    let gone = dcn::types::JobSpec { image: format!("sha256:{}", "0".repeat(64)), ..spec.clone() };
+    let (err, _dir) = t.run(&gone);
+    assert!(matches!(err, Err(ExecutorError::ImageUnavailable { .. })), "{err:?}");
     t.runtime.block_on(docker.remove_image(&spec.image, None::<RemoveImageOptions>, None)).unwrap();
 }
 
@@ -182,7 +186,8 @@ fn prepare_pulls_an_absent_image_from_a_reachable_registry() {
     use bollard::query_parameters::RemoveImageOptions;
     use dcn::executor::Executor;
     let t = TestExecutor::new();
-    let registry = common::registry::TestRegistry::serve(&t.runtime, "dcn.local/busybox:1.35");
+    let marker = format!("{}-{}", t.label, dcn::clock::now_secs());
+    let registry = common::registry::TestRegistry::serve(&t.runtime, "dcn.local/busybox:1.35", &marker);
     let mut spec = TestExecutor::spec("echo", &["Text=x"]);
     spec.image = format!("127.0.0.1:{}/dcn-test/busybox:{}", registry.port, t.label);
     spec.argv = ["/bin/cat", "/pulled"].map(String::from).to_vec();
@@ -192,6 +197,6 @@ fn prepare_pulls_an_absent_image_from_a_reachable_registry() {
     assert!(registry.blob_gets() > 0, "pulled from the registry");
     assert_eq!(prepared.image_id, registry.image_id());
     let (out, _dir) = t.run(&spec);
-    assert_eq!(out.unwrap().stdout, b"from the registry\n");
+    assert_eq!(String::from_utf8(out.unwrap().stdout).unwrap(), format!("from the registry {marker}\n"));
     t.runtime.block_on(docker.remove_image(&spec.image, None::<RemoveImageOptions>, None)).unwrap();
 }

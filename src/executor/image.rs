@@ -18,6 +18,14 @@ pub async fn ensure_image(docker: &Docker, image: &str) -> Result<String, Execut
     if let Ok(inspected) = docker.inspect_image(image).await {
         return id_of(inspected);
     }
+    if image.starts_with("sha256:") {
+        // A local image ID (what a provider pinned at signing) names no registry: it is
+        // here or gone, and another image must not stand in for it.
+        return Err(ExecutorError::ImageUnavailable {
+            image: image.to_string(),
+            reason: "an image ID is never pulled, and this one is no longer on this machine".into(),
+        });
+    }
     tracing::info!(%image, "image not present locally: pulling");
     let bar = ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr());
     bar.set_style(

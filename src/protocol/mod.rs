@@ -30,6 +30,12 @@ pub use records::{CreatedDeal, DealRecord, DealStatus, Event, EventKind, OfferRe
 pub const MAX_AMOUNT: U256 = U256::from_limbs([u64::MAX, (1 << 32) - 1, 0, 0]);
 /// Most mediators a deal may name (the contract's limit).
 pub const MAX_MEDIATORS: usize = 16;
+/// How long after a deal's creation deadline (by the wall clock) the solver and the
+/// provider keep its slot: a block producer's timestamp may lag the wall clock, so
+/// `createDeal` can still land in a block stamped before the deadline. Past it a slot is
+/// free; the provider still runs such a deal if it comes (it watches until a block passes
+/// the deadline).
+pub const CREATE_LAG_SECS: u64 = 30;
 /// Most slots one resource offer may have.
 pub const MAX_SLOTS: u32 = 1024;
 /// Most entries in a module allow-list.

@@ -104,10 +104,12 @@ impl ProviderService {
         let view = self.chain.deal(id).await?;
         let now = self.chain.now().await?;
         let block_time = self.chain.block_time().await?;
-        if view.state == crate::chain::DealState::None && now > job.deal.deal.createDeadline {
-            // By the wall clock nobody can create it any more, and the solver has freed the
-            // slot: so does this provider. It still watches until a block proves the
-            // deadline passed, and runs the deal if a lagging block producer let it in.
+        if view.state == crate::chain::DealState::None
+            && now > job.deal.deal.createDeadline.saturating_add(crate::protocol::CREATE_LAG_SECS)
+        {
+            // Past the deadline by more than a block's timestamp may lag, the solver has
+            // freed the slot: so does this provider. It still watches until a block proves
+            // the deadline passed, and runs the deal if a producer's clock lagged that far.
             self.release(&id);
         }
         let (mut solver, mut solver_has_signature) = (None, true);

@@ -159,10 +159,11 @@ impl ProviderService {
         let prepared = self.executor.prepare(&spec).await.map_err(|e| Refusal::Unrunnable(e.to_string()))?;
         self.reserve_slot(deal.id).await?;
         // Collateral for every signature that can still become a deal, and this one.
+        let lag = crate::protocol::CREATE_LAG_SECS;
         let waiting = self
             .kv
             .all::<JobRecord>(JOBS)
-            .map(|j| j.iter().filter(|j| j.stage == Stage::Signed && j.deal.deal.createDeadline >= now).count());
+            .map(|j| j.iter().filter(|j| j.stage == Stage::Signed && j.deal.deal.createDeadline + lag >= now).count());
         let need = self.cfg.collateral * U256::from(waiting.unwrap_or(0) + 1);
         if let Err(e) = self.chain.ensure_free_escrow(need).await {
             self.release(&deal.id);

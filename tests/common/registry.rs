@@ -37,9 +37,10 @@ fn digest(bytes: &[u8]) -> String {
 }
 
 impl TestRegistry {
-    /// Serves `image` (a local image, exported with `docker save`) from a task on
-    /// `runtime`.
-    pub fn serve(runtime: &tokio::runtime::Runtime, image: &str) -> Self {
+    /// Serves `image` (a local image, exported with `docker save`) with a layer of its own
+    /// holding `/pulled` = "from the registry `marker`" from a task on `runtime`. A marker
+    /// no earlier run used makes an image no engine has yet.
+    pub fn serve(runtime: &tokio::runtime::Runtime, image: &str, marker: &str) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let tar = dir.path().join("image.tar");
         let saved = std::process::Command::new("docker").arg("save").arg(image).arg("-o").arg(&tar).status().unwrap();
@@ -57,12 +58,13 @@ impl TestRegistry {
         // One layer of its own on top, that no engine has yet: `/pulled`, so that a pull
         // fetches a blob and the job can tell it runs the pulled image.
         let mut top = tar::Builder::new(Vec::new());
-        let text = b"from the registry\n";
+        let text = format!("from the registry {marker}\n");
+        let text = text.as_bytes();
         let mut h = tar::Header::new_gnu();
         h.set_size(text.len() as u64);
         h.set_mode(0o644);
         h.set_cksum();
-        top.append_data(&mut h, "pulled", &text[..]).unwrap();
+        top.append_data(&mut h, "pulled", text).unwrap();
         let top = top.into_inner().unwrap();
         let mut config: serde_json::Value = serde_json::from_slice(&config).unwrap();
         config["rootfs"]["diff_ids"].as_array_mut().unwrap().push(digest(&top).into());

@@ -206,8 +206,12 @@ impl Core {
             let deal = self.deals[&id].clone();
             let lapsed = match deal.state {
                 DealStatus::Proposed => deal.updated_at + self.cfg.sign_timeout_secs * 1000 <= now_ms,
-                // Expired when the chain would refuse it: after its creation deadline.
-                DealStatus::Signed => deal.deal.createDeadline.saturating_mul(1000) < now_ms,
+                // Expired when the chain would refuse it: after its creation deadline, and
+                // the time a block's timestamp may lag the wall clock.
+                DealStatus::Signed => {
+                    deal.deal.createDeadline.saturating_add(crate::protocol::CREATE_LAG_SECS).saturating_mul(1000)
+                        < now_ms
+                }
                 _ => false,
             };
             if !lapsed {

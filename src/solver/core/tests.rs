@@ -127,16 +127,18 @@ fn a_signed_deal_never_created_closes_its_job() {
     c.set_deal(&mut txn, d);
     c.commit(txn).unwrap();
     // Lapsed when `createDeal` would revert: after the creation deadline, which gives the
-    // provider its time to sign and the job creator its time to create.
+    // provider its time to sign and the job creator its time to create, and the time a
+    // block's timestamp may lag.
     let deadline_ms = c.deal(&deal).unwrap().deal.createDeadline * 1000;
     assert_eq!(deadline_ms, T0 + 360_000, "matched at T0, plus 60 s to sign and 300 s to create");
-    c.housekeeping(deadline_ms).unwrap();
+    let lag_ms = crate::protocol::CREATE_LAG_SECS * 1000;
+    c.housekeeping(deadline_ms + lag_ms).unwrap();
     assert_eq!(c.deal(&deal).unwrap().state, DealStatus::Signed);
-    c.housekeeping(deadline_ms + 1).unwrap();
+    c.housekeeping(deadline_ms + lag_ms + 1).unwrap();
     assert_eq!(c.deal(&deal).unwrap().state, DealStatus::Expired);
     assert_eq!(c.offer(&job(1).1).unwrap().status(), OfferStatus::Closed);
     // Created on chain after all: followed again.
-    c.chain_state(deal, DealStatus::Created, deadline_ms + 1_000).unwrap();
+    c.chain_state(deal, DealStatus::Created, deadline_ms + lag_ms + 1_000).unwrap();
     assert_eq!(c.deal(&deal).unwrap().state, DealStatus::Created);
 }
 
