@@ -144,7 +144,7 @@ fn a_cancelled_run_removes_its_container() {
 /// tag is moved to another image after `prepare`: the job still runs the first.
 #[test]
 fn a_prepared_job_runs_the_image_it_was_prepared_with_whatever_its_tag_names_later() {
-    use bollard::query_parameters::{RemoveImageOptions, TagImageOptionsBuilder};
+    use bollard::query_parameters::TagImageOptionsBuilder;
     use dcn::executor::Executor;
     let t = TestExecutor::new();
     let docker = t.executor.docker();
@@ -157,6 +157,7 @@ fn a_prepared_job_runs_the_image_it_was_prepared_with_whatever_its_tag_names_lat
         let (out, _dir) = t.run(spec);
         String::from_utf8(out.unwrap().stdout).unwrap()
     };
+    t.remove_image_at_end(format!("{repo}:{}", t.label));
     tag_as_test("dcn.local/busybox:1.35");
     let mut spec = TestExecutor::spec("echo", &["Text=x"]);
     spec.image = format!("{repo}:{}", t.label);
@@ -175,28 +176,33 @@ fn a_prepared_job_runs_the_image_it_was_prepared_with_whatever_its_tag_names_lat
     let gone = dcn::types::JobSpec { image: format!("sha256:{}", "0".repeat(64)), ..spec.clone() };
     let (err, _dir) = t.run(&gone);
     assert!(matches!(err, Err(ExecutorError::ImageUnavailable { .. })), "{err:?}");
-    t.runtime.block_on(docker.remove_image(&spec.image, None::<RemoveImageOptions>, None)).unwrap();
 }
 
 /// THREATS S1: an image that is not on this machine is pulled by `prepare`, before a
-/// provider signs, from a registry that is reachable (a loopback one here); the job then
-/// runs the image pulled.
+/// provider signs, from a registry that is reachable (a loopback one here); a registry's
+/// image must be named by digest (a tag may name another image for the mediator), and the
+/// job then runs the image pulled.
 #[test]
-fn prepare_pulls_an_absent_image_from_a_reachable_registry() {
-    use bollard::query_parameters::RemoveImageOptions;
+fn prepare_pulls_an_absent_image_from_a_reachable_registry_named_by_digest() {
     use dcn::executor::Executor;
     let t = TestExecutor::new();
     let marker = format!("{}-{}", t.label, dcn::clock::now_secs());
     let registry = common::registry::TestRegistry::serve(&t.runtime, "dcn.local/busybox:1.35", &marker);
+    // By ID, forced: every tag and digest reference of the pulled image goes.
+    t.remove_image_at_end(registry.image_id());
+    let repo = format!("127.0.0.1:{}/dcn-test/busybox", registry.port);
     let mut spec = TestExecutor::spec("echo", &["Text=x"]);
-    spec.image = format!("127.0.0.1:{}/dcn-test/busybox:{}", registry.port, t.label);
+    spec.image = format!("{repo}:{}", t.label);
     spec.argv = ["/bin/cat", "/pulled"].map(String::from).to_vec();
     let docker = t.executor.docker();
     assert!(t.runtime.block_on(docker.inspect_image(&spec.image)).is_err(), "not here before");
-    let prepared = t.runtime.block_on(t.executor.prepare(&spec)).unwrap();
+    let by_tag = t.runtime.block_on(t.executor.prepare(&spec)).unwrap_err().to_string();
+    assert!(by_tag.contains("name it by digest") && by_tag.contains(registry.manifest_digest()), "{by_tag}");
     assert!(registry.blob_gets() > 0, "pulled from the registry");
+
+    spec.image = format!("{repo}@{}", registry.manifest_digest());
+    let prepared = t.runtime.block_on(t.executor.prepare(&spec)).unwrap();
     assert_eq!(prepared.image_id, registry.image_id());
     let (out, _dir) = t.run(&spec);
     assert_eq!(String::from_utf8(out.unwrap().stdout).unwrap(), format!("from the registry {marker}\n"));
-    t.runtime.block_on(docker.remove_image(&spec.image, None::<RemoveImageOptions>, None)).unwrap();
 }

@@ -267,13 +267,36 @@ impl Executor for DockerExecutor {
                     job.resources.gpus
                 )));
             }
-            match tokio::time::timeout(PREPARE_PULL_TIMEOUT, ensure_image(&self.docker, &job.image)).await {
-                Ok(done) => done.map(|image_id| Prepared { image_id }),
-                Err(_) => Err(ExecutorError::ImageUnavailable {
-                    image: job.image.clone(),
-                    reason: format!("the pull did not finish within {} s", PREPARE_PULL_TIMEOUT.as_secs()),
-                }),
+            let image_id =
+                match tokio::time::timeout(PREPARE_PULL_TIMEOUT, ensure_image(&self.docker, &job.image)).await {
+                    Ok(done) => done?,
+                    Err(_) => {
+                        return Err(ExecutorError::ImageUnavailable {
+                            image: job.image.clone(),
+                            reason: format!("the pull did not finish within {} s", PREPARE_PULL_TIMEOUT.as_secs()),
+                        })
+                    }
+                };
+            // A registry's image named by tag may be another image by the time a mediator
+            // pulls it (the tag moved, or the registry answers each client differently),
+            // and the provider would be blamed for the difference: only its digest names
+            // one image everywhere. Images built on the machine have no registry digest.
+            if !job.image.contains("@sha256:") {
+                let inspected = self
+                    .docker
+                    .inspect_image(&job.image)
+                    .await
+                    .map_err(|e| ExecutorError::ImageUnavailable { image: job.image.clone(), reason: e.to_string() })?;
+                if let Some(digest) = inspected.repo_digests.unwrap_or_default().first() {
+                    return Err(ExecutorError::InvalidJob(format!(
+                        "image `{}` comes from a registry but the job names it by tag: name it by digest \
+                         (for example `{}`), so that every machine that runs the job runs this image",
+                        job.image.escape_debug(),
+                        digest.escape_debug()
+                    )));
+                }
             }
+            Ok(Prepared { image_id })
         })
     }
 

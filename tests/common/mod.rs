@@ -102,6 +102,9 @@ pub struct TestExecutor {
     pub executor: dcn::executor::docker::DockerExecutor,
     pub label: String,
     pub runtime: tokio::runtime::Runtime,
+    /// Image references the test made, removed when it ends, passed or failed: the engine
+    /// is shared with later runs, which a stale tag or registry digest would change.
+    images: std::sync::Mutex<Vec<String>>,
 }
 
 impl TestExecutor {
@@ -115,7 +118,13 @@ impl TestExecutor {
         let executor = runtime
             .block_on(DockerExecutor::connect(config, None))
             .unwrap_or_else(|e| panic!("{e}\n(run `make test`: it starts dockerd and builds the images)"));
-        Self { executor, label, runtime }
+        Self { executor, label, runtime, images: Default::default() }
+    }
+
+    /// Removes `reference` (a tag, `repo@digest` or an image ID, with every tag of it) when
+    /// this test ends.
+    pub fn remove_image_at_end(&self, reference: impl Into<String>) {
+        self.images.lock().unwrap().push(reference.into());
     }
 
     /// Resolves `module` (built-in name or a file under tests/modules/) with `inputs`.
@@ -157,14 +166,24 @@ impl TestExecutor {
 
 impl Drop for TestExecutor {
     fn drop(&mut self) {
+        let mut left = 0;
         if !std::thread::panicking() {
             // Removal after a dropped run is asynchronous: give it a moment.
             for _ in 0..50 {
-                if self.leftovers() == 0 {
-                    return;
+                left = self.leftovers();
+                if left == 0 {
+                    break;
                 }
                 std::thread::sleep(std::time::Duration::from_millis(100));
             }
+        }
+        for reference in self.images.lock().map(|mut v| std::mem::take(&mut *v)).unwrap_or_default().iter().rev() {
+            use bollard::query_parameters::RemoveImageOptionsBuilder;
+            let options = RemoveImageOptionsBuilder::default().force(true).build();
+            // Already gone (removed with another reference of the same image) is fine.
+            let _ = self.runtime.block_on(self.executor.docker().remove_image(reference, Some(options), None));
+        }
+        if left > 0 {
             panic!("containers left behind by test label {}", self.label);
         }
     }

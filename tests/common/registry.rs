@@ -115,6 +115,11 @@ impl TestRegistry {
         self.served.blob_gets.load(Ordering::SeqCst)
     }
 
+    /// The digest of the served manifest: `…@<digest>` names the image everywhere.
+    pub fn manifest_digest(&self) -> &str {
+        &self.served.manifest_digest
+    }
+
     /// The served image's ID (the digest of its config), as the engine will name it.
     pub fn image_id(&self) -> &str {
         &self.served.image_id
