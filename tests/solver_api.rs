@@ -10,8 +10,8 @@ use alloy::signers::local::PrivateKeySigner;
 use common::solver::*;
 use dcn::clock::now_secs;
 use dcn::protocol::records::{DealStatus, EventKind, OfferRecord, OfferStatus};
-use dcn::protocol::AuthHeaders;
 use dcn::protocol::ClientError;
+use dcn::protocol::{body_sha256, AuthHeaders, EMPTY_BODY};
 use dcn::protocol::{OfferKind, SolverApi};
 use serde_json::{json, Value};
 
@@ -174,9 +174,16 @@ async fn cancel_only_by_the_owner_with_a_fresh_signature() {
     assert_eq!(refused(s.client.cancel_offer(&provider, id, OfferKind::Job).await.unwrap_err()).0, 404, "wrong kind");
 
     // A signature for another path does not cancel this one.
-    let auth = AuthHeaders::sign(&provider, "DELETE", "/api/v1/job_offers/0x00", now_secs() + 60, &s.client.domain())
-        .await
-        .unwrap();
+    let auth = AuthHeaders::sign(
+        &provider,
+        "DELETE",
+        "/api/v1/job_offers/0x00",
+        EMPTY_BODY,
+        now_secs() + 60,
+        &s.client.domain(),
+    )
+    .await
+    .unwrap();
     let mut req = reqwest::Client::new().delete(format!("{}{path}", s.url()));
     for (k, v) in auth.to_pairs() {
         req = req.header(k, v);
@@ -376,4 +383,201 @@ async fn a_provider_refuses_a_proposal_with_its_reason_and_the_job_goes_to_anoth
     };
     let again = s.client.deal(job.deal.expect("matched again")).await.unwrap();
     assert_eq!((again.deal.provider, again.state), (other.address(), DealStatus::Proposed));
+}
+
+/// A request from `from` (a loopback address: 127.0.0.0/8 all reaches this host), signed by
+/// `signer` but naming `account` in its headers, signing the body sha256 `signed_body` and
+/// sending `body`.
+async fn signed_raw(
+    s: &TestSolver,
+    from: [u8; 4],
+    signer: &PrivateKeySigner,
+    account: Address,
+    method: reqwest::Method,
+    path: &str,
+    (signed_body, body): (B256, Vec<u8>),
+) -> reqwest::Response {
+    let mut auth = AuthHeaders::sign(signer, method.as_str(), path, signed_body, now_secs() + 60, &s.client.domain())
+        .await
+        .unwrap();
+    auth.account = account;
+    let client = reqwest::Client::builder().local_address(std::net::IpAddr::from(from)).build().unwrap();
+    let mut req = client.request(method, format!("{}{path}", s.url())).body(body);
+    for (k, v) in auth.to_pairs() {
+        req = req.header(k, v);
+    }
+    req.send().await.unwrap()
+}
+
+/// THREATS V1: junk signatures naming an account are refused before its requests are
+/// counted, so a stranger cannot spend them: the account's own requests still go through.
+#[tokio::test]
+async fn junk_signatures_naming_an_account_do_not_spend_its_requests() {
+    let s = TestSolver::start_with(|_, limits| {
+        limits.rate_per_sec = 0.01;
+        limits.rate_burst = 2.0;
+    })
+    .await;
+    let victim = PrivateKeySigner::random();
+    let attacker = PrivateKeySigner::random();
+    for _ in 0..10 {
+        let path = format!("/api/v1/resource_offers/{}", B256::random());
+        let resp = signed_raw(
+            &s,
+            [127, 0, 0, 9],
+            &attacker,
+            victim.address(),
+            reqwest::Method::DELETE,
+            &path,
+            (EMPTY_BODY, vec![]),
+        )
+        .await;
+        assert_eq!(resp.status().as_u16(), 401);
+    }
+    // The victim's whole burst is left: an offer and its cancellation.
+    let r = sign_resource(resource_offer(&victim, s.address()), &victim, &s.client).await;
+    let id = s.client.post_resource_offer(&r).await.unwrap().id;
+    s.client.cancel_offer(&victim, id, OfferKind::Resource).await.unwrap();
+    // And then it is limited, with the time to wait.
+    let e = s.client.cancel_offer(&victim, id, OfferKind::Resource).await.unwrap_err();
+    match e {
+        ClientError::Refused { status: 429, retry_after: Some(secs), .. } => assert!(secs > 8, "{secs}"),
+        other => panic!("expected 429 with Retry-After, got {other:?}"),
+    }
+}
+
+/// THREATS V1: every client address has its own budget, taken before any other work; the
+/// 429 says when to come back, and other addresses are served meanwhile.
+#[tokio::test]
+async fn each_client_address_is_limited_and_told_when_to_retry() {
+    let s = TestSolver::start_with(|_, limits| {
+        limits.ip_rate_per_sec = 0.01;
+        limits.ip_rate_burst = 3.0;
+    })
+    .await;
+    let get = |from: [u8; 4]| {
+        let url = format!("{}/api/v1/info", s.url());
+        async move {
+            let client = reqwest::Client::builder().local_address(std::net::IpAddr::from(from)).build().unwrap();
+            client.get(url).send().await.unwrap()
+        }
+    };
+    for _ in 0..3 {
+        assert_eq!(get([127, 0, 0, 2]).await.status().as_u16(), 200);
+    }
+    let refused = get([127, 0, 0, 2]).await;
+    assert_eq!(refused.status().as_u16(), 429);
+    let wait: u64 = refused.headers()["retry-after"].to_str().unwrap().parse().unwrap();
+    assert!((90..=100).contains(&wait), "{wait}");
+    assert_eq!(refused.json::<Value>().await.unwrap()["error"], "rate_limited");
+    // Junk signed requests from a spent address cost no signature check either.
+    let junk = PrivateKeySigner::random();
+    let resp = signed_raw(
+        &s,
+        [127, 0, 0, 2],
+        &junk,
+        junk.address(),
+        reqwest::Method::GET,
+        "/api/v1/deals/0x01/result",
+        (EMPTY_BODY, vec![]),
+    )
+    .await;
+    assert_eq!(resp.status().as_u16(), 429);
+    assert_eq!(get([127, 0, 0, 3]).await.status().as_u16(), 200, "another address is served");
+}
+
+/// THREATS V1: the project's client waits as the solver's 429 asks and tries again.
+#[tokio::test]
+async fn the_client_retries_a_busy_solver_after_the_time_it_asks() {
+    let s = TestSolver::start_with(|_, limits| {
+        limits.ip_rate_per_sec = 1.0;
+        limits.ip_rate_burst = 2.0;
+    })
+    .await;
+    // The test client's connection took one request; this takes the other.
+    assert!(s.client.deal(B256::random()).await.unwrap_err().is_not_found());
+    let started = std::time::Instant::now();
+    let e = s.client.deal(B256::random()).await.unwrap_err();
+    assert!(e.is_not_found(), "answered after waiting, not refused: {e:?}");
+    assert!(started.elapsed() >= std::time::Duration::from_millis(900), "{:?}", started.elapsed());
+}
+
+/// A signed request covers its body: a refusal reason or a bundle swapped on the way is
+/// refused, and nothing of it is kept.
+#[tokio::test]
+async fn a_body_other_than_the_signed_one_is_refused() {
+    let s = TestSolver::start().await;
+    let provider = PrivateKeySigner::random();
+    let creator = PrivateKeySigner::random();
+    let r = sign_resource(resource_offer(&provider, s.address()), &provider, &s.client).await;
+    s.client.post_resource_offer(&r).await.unwrap();
+    let spec = spec("moo");
+    let j = sign_job(job_offer(&creator, s.address(), &spec), spec.clone(), &creator, &s.client).await;
+    let deal = s.client.post_job_offer(&j).await.unwrap().deal.unwrap();
+
+    let path = format!("/api/v1/deals/{deal}/refusal");
+    let signed = body_sha256(br#"{"reason":"no GPU"}"#);
+    let resp = signed_raw(
+        &s,
+        [127, 0, 0, 1],
+        &provider,
+        provider.address(),
+        reqwest::Method::POST,
+        &path,
+        (signed, br#"{"reason":"the job creator is a thief"}"#.to_vec()),
+    )
+    .await;
+    assert_eq!(resp.status().as_u16(), 400);
+    assert_eq!(resp.json::<Value>().await.unwrap()["error"], "body_mismatch");
+    assert_eq!(s.client.deal(deal).await.unwrap().state, DealStatus::Proposed, "not refused");
+
+    s.client.sign_deal(&provider, deal).await.unwrap();
+    let path = format!("/api/v1/deals/{deal}/result");
+    let resp = signed_raw(
+        &s,
+        [127, 0, 0, 1],
+        &provider,
+        provider.address(),
+        reqwest::Method::PUT,
+        &path,
+        (body_sha256(b"the bundle"), b"another bundle".to_vec()),
+    )
+    .await;
+    assert_eq!(resp.status().as_u16(), 400);
+    assert_eq!(resp.json::<Value>().await.unwrap()["error"], "body_mismatch");
+    assert!(!s.dir.path().join("results/incoming").read_dir().unwrap().any(|_| true), "no partial file left");
+    assert_eq!(std::fs::read_dir(s.dir.path().join("results")).unwrap().count(), 1, "only incoming/, no bundle");
+    // The provider's own upload still goes through once.
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("b.tar"), b"the bundle").unwrap();
+    s.client.upload_result(&provider, deal, &dir.path().join("b.tar")).await.unwrap();
+}
+
+/// THREATS V6: a hostile solver's endless answer is cut at the client's cap.
+#[tokio::test]
+async fn the_client_reads_at_most_its_cap_of_a_hostile_answer() {
+    use axum::routing::get;
+    let info = json!({
+        "solver": Address::repeat_byte(1), "chain_id": 1337, "deals_contract": Address::repeat_byte(2),
+        "offer_max_ahead_secs": 60,
+    });
+    let app = axum::Router::new().route("/api/v1/info", get(move || async move { axum::Json(info) })).route(
+        "/api/v1/deals/{id}",
+        get(|| async {
+            // 1 GiB of JSON string, streamed: the client must stop long before its end.
+            let chunks = futures_util::stream::iter((0..(1u32 << 14)).map(|i| {
+                let chunk = if i == 0 { b"\"".to_vec() } else { vec![b'a'; 1 << 16] };
+                Ok::<_, std::io::Error>(axum::body::Bytes::from(chunk))
+            }));
+            axum::body::Body::from_stream(chunks)
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    let client = dcn::protocol::SolverClient::connect(&url).await.unwrap();
+    match client.deal(B256::random()).await.unwrap_err() {
+        ClientError::Decode(why) => assert!(why.contains("over 16777216 bytes"), "{why}"),
+        other => panic!("expected the cap, got {other:?}"),
+    }
 }

@@ -99,6 +99,10 @@ pub struct SolverSettings {
     pub rate_per_sec: f64,
     /// Signed requests an account may burst.
     pub rate_burst: f64,
+    /// Requests per second per client address (an IPv4 address or an IPv6 /64).
+    pub ip_rate_per_sec: f64,
+    /// Requests a client address may burst.
+    pub ip_rate_burst: f64,
     /// Furthest accepted offer expiry, seconds ahead.
     pub offer_max_ahead_secs: u64,
     /// Furthest accepted request-signature expiry, seconds ahead.

@@ -42,7 +42,9 @@ impl JobCreator {
             match self.solver.download_result(&self.signer, id, &part).await {
                 Ok(_) => break,
                 Err(ClientError::Io { what, source }) => return Err(JobCreatorError::Local { what, source }),
-                Err(e @ ClientError::Refused { status: 404, .. }) | Err(e @ ClientError::Unreachable { .. }) => {
+                // Not there yet, or the solver busy, failing or silent (its client already
+                // asked again a few times): wait, never challenge over it.
+                Err(e) if e.is_not_found() || e.is_transient() => {
                     if Instant::now() >= give_up {
                         return Ok(Verification::Refuted(format!("the result bundle could not be downloaded ({e})")));
                     }

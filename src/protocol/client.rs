@@ -2,14 +2,20 @@
 //! board): [`SolverApi`] is the seam the roles depend on, [`SolverClient`] its HTTP and
 //! WebSocket implementation. Signed posts, deal lookups, result upload and download, and
 //! the numbered event stream ([`EventStream`]).
+//!
+//! The solver is a stranger's server (THREATS V6): every request has a time limit and every
+//! answer a size limit, and a busy or failing solver (429, 5xx, no answer) is asked again
+//! a few times with exponential backoff and jitter, honouring `Retry-After`, before the
+//! error goes to the caller, whose own deadlines decide what follows.
 
 use super::records::{DealRecord, Event, JobOfferRecord, OfferRecord, ResourceOfferRecord, ResultRecord};
-use super::{AuthHeaders, SignedJobOffer, SignedResourceOffer};
+use super::{body_sha256, AuthHeaders, SignedJobOffer, SignedResourceOffer, EMPTY_BODY};
 use crate::clock::now_secs;
 use alloy::primitives::{Address, B256};
 use alloy::signers::local::PrivateKeySigner;
 use alloy::sol_types::Eip712Domain;
 use async_trait::async_trait;
+use backon::BackoffBuilder;
 use futures_util::stream::BoxStream;
 use futures_util::{Stream, StreamExt};
 use serde::de::DeserializeOwned;
@@ -22,6 +28,24 @@ use tokio_tungstenite::tungstenite::Message;
 
 /// The API error code of a result upload for a deal that already has one.
 pub const RESULT_EXISTS: &str = "result_exists";
+
+/// Longest a request without a bundle may take, connection to last byte.
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+/// Longest wait for the next bytes of any answer.
+pub const READ_TIMEOUT: Duration = Duration::from_secs(30);
+/// Largest JSON answer read.
+pub const MAX_ANSWER_BYTES: u64 = 16 << 20;
+/// Largest event message taken from the event stream.
+pub const MAX_EVENT_BYTES: usize = 4 << 20;
+/// Largest result bundle downloaded from a solver that does not say its limit.
+pub const DEFAULT_MAX_DOWNLOAD_BYTES: u64 = 1 << 30;
+/// The slowest transfer a bundle upload or download is given time for, bytes per second
+/// (on top of [`REQUEST_TIMEOUT`]).
+pub const MIN_TRANSFER_BYTES_PER_SEC: u64 = 1 << 20;
+/// Attempts of one request when the solver is busy (429), failing (5xx) or silent.
+pub const ATTEMPTS: usize = 5;
+/// The longest wait between attempts; a 429 asking for longer goes to the caller.
+pub const MAX_RETRY_WAIT: Duration = Duration::from_secs(8);
 
 /// What went wrong talking to a solver.
 #[derive(Debug, thiserror::Error)]
@@ -43,6 +67,8 @@ pub enum ClientError {
         code: String,
         /// The API's sentence.
         message: String,
+        /// Seconds the solver asked to wait before trying again (`Retry-After`).
+        retry_after: Option<u64>,
     },
     /// The deal already has a result at the solver (results are never replaced).
     #[error("the solver already holds a result for this deal (sha256 {sha256})")]
@@ -70,6 +96,26 @@ impl ClientError {
     /// Whether the solver answered "not found" (no such offer or deal, or no result yet).
     pub fn is_not_found(&self) -> bool {
         matches!(self, Self::Refused { status: 404, .. })
+    }
+
+    /// Whether asking again soon may succeed: the solver was busy (429 with `Retry-After`;
+    /// other 429s, such as too many open offers, wait on the caller), failed (5xx) or did
+    /// not answer.
+    pub fn is_transient(&self) -> bool {
+        matches!(
+            self,
+            Self::Unreachable { .. }
+                | Self::Refused { status: 429, retry_after: Some(_), .. }
+                | Self::Refused { status: 500..=599, .. }
+        )
+    }
+
+    /// How long the solver asked to wait (`Retry-After`).
+    fn retry_after(&self) -> Option<Duration> {
+        match self {
+            Self::Refused { retry_after: Some(secs), .. } => Some(Duration::from_secs(*secs)),
+            _ => None,
+        }
     }
 }
 
@@ -198,6 +244,74 @@ struct ErrorBody {
     sha256: Option<B256>,
 }
 
+/// Runs `attempt` until it succeeds, fails for good, or [`ATTEMPTS`] transient failures
+/// (429, 5xx, no answer) have passed, waiting between them with exponential backoff and
+/// jitter, or as long as the solver's `Retry-After` asks when that is longer.
+async fn with_retries<T, Fut>(what: &str, mut attempt: impl FnMut() -> Fut) -> Result<T, ClientError>
+where
+    Fut: std::future::Future<Output = Result<T, ClientError>>,
+{
+    let mut delays = backon::ExponentialBuilder::default()
+        .with_min_delay(Duration::from_millis(250))
+        .with_max_delay(MAX_RETRY_WAIT / 2)
+        .with_jitter()
+        .with_max_times(ATTEMPTS - 1)
+        .build();
+    loop {
+        let e = match attempt().await {
+            Err(e) if e.is_transient() => e,
+            done => return done,
+        };
+        let Some(delay) = delays.next() else { return Err(e) };
+        let delay = match e.retry_after() {
+            Some(asked) if asked > MAX_RETRY_WAIT => return Err(e),
+            Some(asked) => asked.max(delay),
+            None => delay,
+        };
+        tracing::debug!(request = what, error = %e, delay_ms = delay.as_millis() as u64, "solver request retried");
+        tokio::time::sleep(delay).await;
+    }
+}
+
+/// Reads at most `cap` bytes of an answer's body, or fails.
+async fn read_capped(resp: reqwest::Response, cap: u64, base: &str) -> Result<Vec<u8>, ClientError> {
+    let too_big = || ClientError::Decode(format!("the answer is over {cap} bytes: refused"));
+    if resp.content_length().is_some_and(|n| n > cap) {
+        return Err(too_big());
+    }
+    let mut body = Vec::new();
+    let mut stream = resp.bytes_stream();
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk.map_err(|e| ClientError::Unreachable { url: base.to_string(), reason: e.to_string() })?;
+        if body.len() as u64 + chunk.len() as u64 > cap {
+            return Err(too_big());
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body)
+}
+
+/// The time a transfer of `bytes` is given.
+fn transfer_timeout(bytes: u64) -> Duration {
+    REQUEST_TIMEOUT + Duration::from_secs(bytes / MIN_TRANSFER_BYTES_PER_SEC)
+}
+
+/// The sha256 of the file at `path`, read in blocks.
+async fn file_sha256(path: &Path) -> Result<B256, ClientError> {
+    use tokio::io::AsyncReadExt;
+    let io = |source| ClientError::Io { what: format!("reading {}", path.display()), source };
+    let mut file = tokio::fs::File::open(path).await.map_err(io)?;
+    let mut hasher = Sha256::new();
+    let mut block = vec![0u8; 1 << 16];
+    loop {
+        let n = file.read(&mut block).await.map_err(io)?;
+        if n == 0 {
+            return Ok(B256::from_slice(&hasher.finalize()));
+        }
+        hasher.update(&block[..n]);
+    }
+}
+
 /// The sha256 in an earlier solver's "deal … already has a result (sha256 0x…)" sentence.
 fn legacy_result_sha(message: &str) -> Option<B256> {
     let (_, rest) = message.split_once("already has a result (sha256 ")?;
@@ -210,6 +324,7 @@ impl SolverClient {
         let base = base.trim_end_matches('/').to_string();
         let http = reqwest::Client::builder()
             .connect_timeout(Duration::from_secs(10))
+            .read_timeout(READ_TIMEOUT)
             .build()
             .map_err(|e| ClientError::Unreachable { url: base.clone(), reason: e.to_string() })?;
         let unknown = SolverInfo {
@@ -220,7 +335,8 @@ impl SolverClient {
             max_result_bytes: None,
         };
         let mut client = Self { base, http, info: unknown };
-        client.info = client.get_json("/api/v1/info").await?;
+        // One attempt: a wrong URL is said at once; services that need the solver retry.
+        client.info = client.get_once("/api/v1/info").await?;
         Ok(client)
     }
 
@@ -235,7 +351,9 @@ impl SolverClient {
 
     async fn answer<T: DeserializeOwned>(&self, resp: reqwest::Response) -> Result<T, ClientError> {
         let status = resp.status();
-        let bytes = resp.bytes().await.map_err(|e| self.unreachable(e))?;
+        let retry_after =
+            resp.headers().get(reqwest::header::RETRY_AFTER).and_then(|v| v.to_str().ok()?.trim().parse::<u64>().ok());
+        let bytes = read_capped(resp, MAX_ANSWER_BYTES, &self.base).await?;
         if !status.is_success() {
             return Err(match serde_json::from_slice::<ErrorBody>(&bytes) {
                 Ok(ErrorBody { error, sha256: Some(sha256), .. }) if error == RESULT_EXISTS => {
@@ -245,20 +363,31 @@ impl SolverClient {
                 Ok(b) if b.error == "conflict" && legacy_result_sha(&b.message).is_some() => {
                     ClientError::ResultExists { sha256: legacy_result_sha(&b.message).unwrap_or_default() }
                 }
-                Ok(b) => ClientError::Refused { status: status.as_u16(), code: b.error, message: b.message },
+                Ok(b) => {
+                    ClientError::Refused { status: status.as_u16(), code: b.error, message: b.message, retry_after }
+                }
                 Err(_) => ClientError::Refused {
                     status: status.as_u16(),
                     code: "unknown".into(),
-                    message: String::from_utf8_lossy(&bytes).into_owned(),
+                    message: String::from_utf8_lossy(&bytes[..bytes.len().min(1024)]).into_owned(),
+                    retry_after,
                 },
             });
         }
         serde_json::from_slice(&bytes).map_err(|e| ClientError::Decode(e.to_string()))
     }
 
-    async fn get_json<T: DeserializeOwned>(&self, path: &str) -> Result<T, ClientError> {
-        let resp = self.http.get(format!("{}{path}", self.base)).send().await.map_err(|e| self.unreachable(e))?;
+    async fn send<T: DeserializeOwned>(&self, req: reqwest::RequestBuilder) -> Result<T, ClientError> {
+        let resp = req.timeout(REQUEST_TIMEOUT).send().await.map_err(|e| self.unreachable(e))?;
         self.answer(resp).await
+    }
+
+    async fn get_once<T: DeserializeOwned>(&self, path: &str) -> Result<T, ClientError> {
+        self.send(self.http.get(format!("{}{path}", self.base))).await
+    }
+
+    async fn get_json<T: DeserializeOwned>(&self, path: &str) -> Result<T, ClientError> {
+        with_retries(path, || self.get_once(path)).await
     }
 
     async fn post_json<B: serde::Serialize + Sync, T: DeserializeOwned>(
@@ -266,23 +395,78 @@ impl SolverClient {
         path: &str,
         body: &B,
     ) -> Result<T, ClientError> {
-        let resp =
-            self.http.post(format!("{}{path}", self.base)).json(body).send().await.map_err(|e| self.unreachable(e))?;
-        self.answer(resp).await
+        with_retries(path, || self.send(self.http.post(format!("{}{path}", self.base)).json(body))).await
     }
 
+    /// A request signed by `signer` for `method` `path` with a body whose sha256 is `body`
+    /// (a fresh signature and nonce each time: every attempt is a new request).
     async fn signed(
         &self,
         signer: &PrivateKeySigner,
         method: reqwest::Method,
         path: &str,
+        body: B256,
     ) -> Result<reqwest::RequestBuilder, ClientError> {
-        let auth = AuthHeaders::sign(signer, method.as_str(), path, now_secs() + 60, &self.domain()).await?;
+        let auth = AuthHeaders::sign(signer, method.as_str(), path, body, now_secs() + 60, &self.domain()).await?;
         let mut req = self.http.request(method, format!("{}{path}", self.base));
         for (k, v) in auth.to_pairs() {
             req = req.header(k, v);
         }
         Ok(req)
+    }
+
+    /// The largest bundle this solver hands out.
+    fn max_download_bytes(&self) -> u64 {
+        self.info.max_result_bytes.unwrap_or(DEFAULT_MAX_DOWNLOAD_BYTES)
+    }
+
+    async fn download_once(&self, signer: &PrivateKeySigner, path: &str, dest: &Path) -> Result<B256, ClientError> {
+        let cap = self.max_download_bytes();
+        let over = || ClientError::Decode(format!("the bundle is over the solver's own limit of {cap} bytes"));
+        let req = self.signed(signer, reqwest::Method::GET, path, EMPTY_BODY).await?;
+        let resp = req.timeout(transfer_timeout(cap)).send().await.map_err(|e| self.unreachable(e))?;
+        if !resp.status().is_success() {
+            return match self.answer::<serde_json::Value>(resp).await {
+                Err(e) => Err(e),
+                Ok(_) => Err(ClientError::Decode("a failure status with a success body".into())),
+            };
+        }
+        if resp.content_length().is_some_and(|n| n > cap) {
+            return Err(over());
+        }
+        let io = |source| ClientError::Io { what: format!("writing {}", dest.display()), source };
+        let mut file = tokio::fs::File::create(dest).await.map_err(io)?;
+        let mut hasher = Sha256::new();
+        let mut size = 0u64;
+        let mut stream = resp.bytes_stream();
+        while let Some(chunk) = stream.next().await {
+            let chunk = chunk.map_err(|e| self.unreachable(e))?;
+            size += chunk.len() as u64;
+            if size > cap {
+                return Err(over());
+            }
+            hasher.update(&chunk);
+            file.write_all(&chunk).await.map_err(io)?;
+        }
+        file.flush().await.map_err(io)?;
+        Ok(B256::from_slice(&hasher.finalize()))
+    }
+
+    async fn upload_once(
+        &self,
+        signer: &PrivateKeySigner,
+        path: &str,
+        bundle: &Path,
+        sha256: B256,
+    ) -> Result<ResultRecord, ClientError> {
+        let io = |source| ClientError::Io { what: format!("reading {}", bundle.display()), source };
+        let file = tokio::fs::File::open(bundle).await.map_err(io)?;
+        let len = file.metadata().await.map_err(io)?.len();
+        let body = reqwest::Body::wrap_stream(tokio_util::io::ReaderStream::new(file));
+        let req = self.signed(signer, reqwest::Method::PUT, path, sha256).await?;
+        let req = req.body(body).header(reqwest::header::CONTENT_LENGTH, len).timeout(transfer_timeout(len));
+        let resp = req.send().await.map_err(|e| self.unreachable(e))?;
+        self.answer(resp).await
     }
 
     /// Deals `party` is in (all if `None`), after sequence number `after`.
@@ -324,9 +508,10 @@ impl SolverApi for SolverClient {
         kind: OfferKind,
     ) -> Result<OfferRecord, ClientError> {
         let path = format!("/api/v1/{}/{id}", kind.route());
-        let resp =
-            self.signed(signer, reqwest::Method::DELETE, &path).await?.send().await.map_err(|e| self.unreachable(e))?;
-        self.answer(resp).await
+        with_retries(&path, || async {
+            self.send(self.signed(signer, reqwest::Method::DELETE, &path, EMPTY_BODY).await?).await
+        })
+        .await
     }
 
     async fn deal(&self, id: B256) -> Result<DealRecord, ClientError> {
@@ -335,14 +520,14 @@ impl SolverApi for SolverClient {
 
     async fn refuse_deal(&self, signer: &PrivateKeySigner, id: B256, reason: &str) -> Result<DealRecord, ClientError> {
         let path = format!("/api/v1/deals/{id}/refusal");
-        let resp = self
-            .signed(signer, reqwest::Method::POST, &path)
-            .await?
-            .json(&serde_json::json!({ "reason": reason }))
-            .send()
-            .await
-            .map_err(|e| self.unreachable(e))?;
-        self.answer(resp).await
+        let body = serde_json::to_vec(&serde_json::json!({ "reason": reason }))
+            .map_err(|e| ClientError::Decode(format!("the refusal does not encode: {e}")))?;
+        let sha256 = body_sha256(&body);
+        with_retries(&path, || async {
+            let req = self.signed(signer, reqwest::Method::POST, &path, sha256).await?;
+            self.send(req.header(reqwest::header::CONTENT_TYPE, "application/json").body(body.clone())).await
+        })
+        .await
     }
 
     async fn sign_deal(&self, signer: &PrivateKeySigner, id: B256) -> Result<DealRecord, ClientError> {
@@ -357,46 +542,26 @@ impl SolverApi for SolverClient {
         bundle: &Path,
     ) -> Result<ResultRecord, ClientError> {
         let path = format!("/api/v1/deals/{id}/result");
-        let file = tokio::fs::File::open(bundle)
-            .await
-            .map_err(|source| ClientError::Io { what: format!("opening {}", bundle.display()), source })?;
-        let len = file.metadata().await.map(|m| m.len()).ok();
-        let body = reqwest::Body::wrap_stream(tokio_util::io::ReaderStream::new(file));
-        let mut req = self.signed(signer, reqwest::Method::PUT, &path).await?.body(body);
-        if let Some(len) = len {
-            req = req.header(reqwest::header::CONTENT_LENGTH, len);
-        }
-        let resp = req.send().await.map_err(|e| self.unreachable(e))?;
-        self.answer(resp).await
+        let sha256 = file_sha256(bundle).await?;
+        with_retries(&path, || self.upload_once(signer, &path, bundle, sha256)).await
     }
 
     async fn download_result(&self, signer: &PrivateKeySigner, id: B256, dest: &Path) -> Result<B256, ClientError> {
         let path = format!("/api/v1/deals/{id}/result");
-        let resp =
-            self.signed(signer, reqwest::Method::GET, &path).await?.send().await.map_err(|e| self.unreachable(e))?;
-        if !resp.status().is_success() {
-            return match self.answer::<serde_json::Value>(resp).await {
-                Err(e) => Err(e),
-                Ok(_) => Err(ClientError::Decode("a failure status with a success body".into())),
-            };
-        }
-        let io = |source| ClientError::Io { what: format!("writing {}", dest.display()), source };
-        let mut file = tokio::fs::File::create(dest).await.map_err(io)?;
-        let mut hasher = Sha256::new();
-        let mut stream = resp.bytes_stream();
-        while let Some(chunk) = stream.next().await {
-            let chunk = chunk.map_err(|e| self.unreachable(e))?;
-            hasher.update(&chunk);
-            file.write_all(&chunk).await.map_err(io)?;
-        }
-        file.flush().await.map_err(io)?;
-        Ok(B256::from_slice(&hasher.finalize()))
+        with_retries(&path, || self.download_once(signer, &path, dest)).await
     }
 
     async fn events(&self, address: Address, since: u64) -> Result<EventStream, ClientError> {
         let ws_base = self.base.replacen("http", "ws", 1);
         let url = format!("{ws_base}/api/v1/events?address={address}&since={since}");
-        let (ws, _) = tokio_tungstenite::connect_async(&url).await.map_err(|e| self.unreachable(e))?;
+        let config = tokio_tungstenite::tungstenite::protocol::WebSocketConfig::default()
+            .max_message_size(Some(MAX_EVENT_BYTES))
+            .max_frame_size(Some(MAX_EVENT_BYTES));
+        let connect = tokio_tungstenite::connect_async_with_config(&url, Some(config), false);
+        let (ws, _) = tokio::time::timeout(REQUEST_TIMEOUT, connect)
+            .await
+            .map_err(|_| self.unreachable(format!("no WebSocket handshake within {} s", REQUEST_TIMEOUT.as_secs())))?
+            .map_err(|e| self.unreachable(e))?;
         let base = self.base.clone();
         let events = futures_util::stream::unfold(ws, move |mut ws| {
             let base = base.clone();

@@ -21,7 +21,7 @@ use alloy::primitives::{Address, Bytes, Signature, B256, U256};
 use alloy::signers::{local::PrivateKeySigner, Signer};
 use alloy::sol_types::{eip712_domain, Eip712Domain};
 
-pub use auth::{AuthHeaders, Request};
+pub use auth::{body_sha256, AuthHeaders, Request, Verified, EMPTY_BODY};
 pub use client::{ClientError, EventStream, OfferKind, SolverApi, SolverClient, SolverInfo};
 pub use offers::{JobOffer, ResourceOffer, SignedJobOffer, SignedResourceOffer};
 pub use records::{CreatedDeal, DealRecord, DealStatus, Event, EventKind, OfferRecord, OfferStatus};

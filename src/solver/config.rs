@@ -52,6 +52,8 @@ impl SolverConfig {
                 max_result_bytes: s.max_result_mb.saturating_mul(1 << 20),
                 rate_per_sec: s.rate_per_sec,
                 rate_burst: s.rate_burst,
+                ip_rate_per_sec: s.ip_rate_per_sec,
+                ip_rate_burst: s.ip_rate_burst,
             },
             offer_max_ahead_secs: s.offer_max_ahead_secs,
             request_max_ahead_secs: s.request_max_ahead_secs,

@@ -83,7 +83,8 @@ impl Solver {
             core: Mutex::new(core),
             store: params.store,
             events,
-            rate: RateLimiter::new(params.limits.rate_per_sec, params.limits.rate_burst),
+            rate: RateLimiter::new(params.limits.rate_per_sec, params.limits.rate_burst, "account"),
+            client_rate: RateLimiter::new(params.limits.ip_rate_per_sec, params.limits.ip_rate_burst, "address"),
             limits: params.limits,
             metrics: Metrics::default(),
             results_dir: params.results_dir,
@@ -104,7 +105,7 @@ impl Solver {
 }
 
 async fn housekeeping(state: AppState, token: CancellationToken) -> Result<(), std::convert::Infallible> {
-    let mut last_prune = Instant::now();
+    let (mut last_prune, mut last_forget) = (Instant::now(), Instant::now());
     loop {
         tokio::select! {
             _ = token.cancelled() => return Ok(()),
@@ -113,6 +114,11 @@ async fn housekeeping(state: AppState, token: CancellationToken) -> Result<(), s
         let now = now_ms();
         if let Err(e) = state.core().housekeeping(now) {
             tracing::error!(error = %e, "housekeeping failed");
+        }
+        if last_forget.elapsed() > Duration::from_secs(10) {
+            last_forget = Instant::now();
+            state.0.rate.forget_idle();
+            state.0.client_rate.forget_idle();
         }
         if last_prune.elapsed() > Duration::from_secs(600) {
             last_prune = Instant::now();

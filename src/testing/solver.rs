@@ -119,7 +119,7 @@ impl FakeSolver {
 }
 
 fn not_found(what: &str) -> ClientError {
-    ClientError::Refused { status: 404, code: "not_found".into(), message: format!("no {what}") }
+    ClientError::Refused { status: 404, code: "not_found".into(), message: format!("no {what}"), retry_after: None }
 }
 
 #[async_trait]
@@ -190,7 +190,12 @@ impl SolverApi for FakeSolver {
         let mut s = self.up()?;
         if s.refuse_uploads > 0 {
             s.refuse_uploads -= 1;
-            return Err(ClientError::Refused { status: 503, code: "unavailable".into(), message: "fake: busy".into() });
+            return Err(ClientError::Refused {
+                status: 503,
+                code: "unavailable".into(),
+                message: "fake: busy".into(),
+                retry_after: None,
+            });
         }
         if let Some(existing) = s.results.get(&id) {
             return Err(ClientError::ResultExists { sha256: sha256(existing) });

@@ -35,7 +35,14 @@ pub fn core_config(solver: Address) -> CoreConfig {
 }
 
 pub fn limits() -> ApiLimits {
-    ApiLimits { max_body_bytes: 64 * 1024, max_result_bytes: 1 << 20, rate_per_sec: 1000.0, rate_burst: 1000.0 }
+    ApiLimits {
+        max_body_bytes: 64 * 1024,
+        max_result_bytes: 1 << 20,
+        rate_per_sec: 1000.0,
+        rate_burst: 1000.0,
+        ip_rate_per_sec: 10_000.0,
+        ip_rate_burst: 10_000.0,
+    }
 }
 
 impl TestSolver {

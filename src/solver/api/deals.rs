@@ -1,14 +1,14 @@
 //! Deals: list and get (public, as on chain), the provider's signature, and the result
 //! bundle: uploaded by the deal's provider, downloaded by its job creator and mediators.
 
-use super::{parse_id, ApiError, ApiQuery, AppState, Auth};
+use super::{parse_id, ApiError, ApiQuery, AppState, Auth, AuthJson, AuthStreamed};
 use crate::clock::now_ms;
 use crate::protocol::records::{DealRecord, DealStatus, ResultRecord};
 use crate::solver::core::DealQuery;
 use alloy::primitives::{Bytes, B256};
 use axum::body::Body;
 use axum::extract::{Path, State};
-use axum::http::{header, HeaderMap, StatusCode, Uri};
+use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use futures_util::StreamExt;
@@ -67,16 +67,14 @@ pub struct RefusalBody {
     reason: String,
 }
 
-/// The provider refuses a proposed deal and says why (signed request).
+/// The provider refuses a proposed deal and says why (a signed request, its body too).
 pub async fn refuse(
     State(state): State<AppState>,
     Path(id): Path<String>,
-    uri: Uri,
-    Auth(auth): Auth,
-    super::ApiJson(body): super::ApiJson<RefusalBody>,
+    AuthJson(auth, body): AuthJson<RefusalBody>,
 ) -> Result<Json<DealRecord>, ApiError> {
     let id = parse_id(&id)?;
-    Ok(Json(state.core().refuse_deal(id, &auth, uri.path(), &body.reason, now_ms())?))
+    Ok(Json(state.core().refuse_deal(id, &auth, &body.reason, now_ms())?))
 }
 
 pub async fn sign(
@@ -95,14 +93,13 @@ fn result_path(state: &AppState, sha256: &B256) -> std::path::PathBuf {
 pub async fn upload(
     State(state): State<AppState>,
     Path(id): Path<String>,
-    uri: Uri,
     headers: HeaderMap,
-    Auth(auth): Auth,
+    AuthStreamed(auth): AuthStreamed,
     body: Body,
 ) -> Result<(StatusCode, Json<ResultRecord>), ApiError> {
     let id = parse_id(&id)?;
     let limit = state.0.limits.max_result_bytes;
-    state.core().check_upload(id, &auth, uri.path(), now_ms())?;
+    state.core().check_upload(id, &auth)?;
     let declared = headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
     if declared.is_some_and(|n| n > limit) {
         return Err(ApiError::too_large(limit));
@@ -125,8 +122,12 @@ pub async fn upload(
             hasher.update(&chunk);
             file.write_all(&chunk).await.map_err(io)?;
         }
+        let sha256 = B256::from_slice(&hasher.finalize());
+        if sha256 != auth.body {
+            return Err(ApiError::body_mismatch(auth.body, sha256));
+        }
         file.sync_all().await.map_err(io)?;
-        Ok((B256::from_slice(&hasher.finalize()), size))
+        Ok((sha256, size))
     }
     .await;
     let (sha256, size) = match outcome {
@@ -139,7 +140,7 @@ pub async fn upload(
     let dest = result_path(&state, &sha256);
     tokio::fs::rename(&tmp, &dest).await.map_err(io)?;
     let record = ResultRecord { deal: id, sha256, size, uploaded_at: now_ms() };
-    let record = state.core().record_result(&auth, uri.path(), record, now_ms())?;
+    let record = state.core().record_result(&auth, record, now_ms())?;
     tracing::info!(deal = %id, size, sha256 = %sha256, "result uploaded");
     Ok((StatusCode::CREATED, Json(record)))
 }
@@ -147,11 +148,10 @@ pub async fn upload(
 pub async fn download(
     State(state): State<AppState>,
     Path(id): Path<String>,
-    uri: Uri,
     Auth(auth): Auth,
 ) -> Result<Response, ApiError> {
     let id = parse_id(&id)?;
-    let record = state.core().authorize_download(id, &auth, uri.path(), now_ms())?;
+    let record = state.core().authorize_download(id, &auth, now_ms())?;
     let file = tokio::fs::File::open(result_path(&state, &record.sha256))
         .await
         .map_err(|e| ApiError::internal(format!("the result file of deal {id} is missing: {e}")))?;

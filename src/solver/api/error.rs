@@ -20,12 +20,14 @@ pub struct ApiError {
     pub message: String,
     /// The sha256 of an existing result (`result_exists`).
     pub sha256: Option<alloy::primitives::B256>,
+    /// Seconds to wait before trying again (`Retry-After`, with 429).
+    pub retry_after: Option<u64>,
 }
 
 impl ApiError {
     /// An error with this status, code and message.
     pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
-        Self { status, code, message: message.into(), sha256: None }
+        Self { status, code, message: message.into(), sha256: None, retry_after: None }
     }
 
     /// The route does not exist.
@@ -38,7 +40,8 @@ impl ApiError {
         Self::new(
             StatusCode::UNAUTHORIZED,
             "missing_auth",
-            "this request must be signed: send x-dcn-account, x-dcn-expiry, x-dcn-nonce and x-dcn-signature",
+            "this request must be signed: send x-dcn-account, x-dcn-expiry, x-dcn-nonce, x-dcn-body-sha256 and \
+             x-dcn-signature",
         )
     }
 
@@ -47,12 +50,26 @@ impl ApiError {
         Self::new(StatusCode::PAYLOAD_TOO_LARGE, "body_too_large", format!("the body is larger than {limit} bytes"))
     }
 
-    /// The account sends requests faster than allowed.
-    pub fn rate_limited(per_sec: f64) -> Self {
+    /// An account or a client address sends requests faster than allowed; `wait` is
+    /// when its next one is taken.
+    pub fn rate_limited(who: &str, per_sec: f64, wait: std::time::Duration) -> Self {
+        let secs = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+        Self {
+            retry_after: Some(secs),
+            ..Self::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                "rate_limited",
+                format!("more than {per_sec} requests per second from this {who}: retry in {secs} s"),
+            )
+        }
+    }
+
+    /// The body is not the one the request's signature covers.
+    pub fn body_mismatch(signed: alloy::primitives::B256, got: alloy::primitives::B256) -> Self {
         Self::new(
-            StatusCode::TOO_MANY_REQUESTS,
-            "rate_limited",
-            format!("more than {per_sec} requests per second from this account: slow down and retry"),
+            StatusCode::BAD_REQUEST,
+            "body_mismatch",
+            format!("the body's sha256 is {got}, but the request signed {signed}: sign the body you send"),
         )
     }
 
@@ -81,7 +98,11 @@ impl IntoResponse for ApiError {
         if let Some(sha256) = self.sha256 {
             body["sha256"] = serde_json::json!(sha256);
         }
-        (self.status, Json(body)).into_response()
+        let mut response = (self.status, Json(body)).into_response();
+        if let Some(secs) = self.retry_after {
+            response.headers_mut().insert(axum::http::header::RETRY_AFTER, secs.into());
+        }
+        response
     }
 }
 

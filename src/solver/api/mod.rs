@@ -17,8 +17,9 @@ pub use limits::{ApiLimits, RateLimiter};
 pub use ops::Metrics;
 
 use super::core::Core;
+use crate::clock::now_ms;
 use crate::protocol::records::Event;
-use crate::protocol::AuthHeaders;
+use crate::protocol::{body_sha256, AuthHeaders, Verified, EMPTY_BODY};
 use crate::solver::store::Store;
 use axum::extract::{DefaultBodyLimit, FromRequest, FromRequestParts, Request};
 use axum::http::request::Parts;
@@ -43,8 +44,10 @@ pub struct Shared {
     pub events: broadcast::Sender<Arc<Event>>,
     /// Body sizes, rates and open-offer limits.
     pub limits: ApiLimits,
-    /// Requests per second per account.
-    pub rate: RateLimiter,
+    /// Requests per second per account, charged once the account's signature is verified.
+    pub rate: RateLimiter<alloy::primitives::Address>,
+    /// Requests per second per client address, charged before anything else.
+    pub client_rate: RateLimiter<std::net::IpAddr>,
     /// Request counts and latencies.
     pub metrics: Metrics,
     /// Where result bundles are kept, by sha256.
@@ -100,6 +103,7 @@ pub fn router(state: AppState) -> Router {
                 format!("{} does not take this method", uri.path()),
             )
         })
+        .layer(axum::middleware::from_fn_with_state(state.clone(), limits::per_client))
         .layer(axum::middleware::from_fn_with_state(state.clone(), ops::track))
         .with_state(state)
 }
@@ -139,16 +143,67 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequestParts<S> for ApiQuery<T> {
     }
 }
 
-/// The `x-dcn-*` signature headers, required; rate-limited per account.
-pub struct Auth(pub AuthHeaders);
+/// Checks a signed request's headers against its method and path (before any lock is
+/// taken: recovering the signer is the expensive part), then charges the account's rate.
+/// Nobody can spend another account's requests: junk signatures naming it are refused
+/// before its bucket is touched (THREATS V1).
+async fn authenticate(parts: &Parts, state: &AppState) -> Result<Verified, ApiError> {
+    let headers = AuthHeaders::from_headers(&parts.headers)?.ok_or_else(ApiError::missing_auth)?;
+    let verifier = state.core().verifier(now_ms(), true);
+    let verified = headers.verify(parts.method.as_str(), parts.uri.path(), &verifier)?;
+    state.0.rate.check(&verified.account)?;
+    Ok(verified)
+}
+
+/// A signed request without a body (it signs the sha256 of an empty one).
+pub struct Auth(pub Verified);
 
 impl FromRequestParts<AppState> for Auth {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
-        let auth = AuthHeaders::from_headers(&parts.headers)?.ok_or_else(ApiError::missing_auth)?;
-        state.0.rate.check(auth.account)?;
-        Ok(Self(auth))
+        let verified = authenticate(parts, state).await?;
+        if verified.body != EMPTY_BODY {
+            return Err(ApiError::body_mismatch(verified.body, EMPTY_BODY));
+        }
+        Ok(Self(verified))
+    }
+}
+
+/// A signed request whose body is streamed (a result upload): the handler checks that the
+/// body it receives hashes to `Verified::body` before it keeps anything.
+pub struct AuthStreamed(pub Verified);
+
+impl FromRequestParts<AppState> for AuthStreamed {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        Ok(Self(authenticate(parts, state).await?))
+    }
+}
+
+/// A signed request with a JSON body that its signature covers.
+pub struct AuthJson<T>(pub Verified, pub T);
+
+impl<T: DeserializeOwned> FromRequest<AppState> for AuthJson<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &AppState) -> Result<Self, ApiError> {
+        let (parts, body) = req.into_parts();
+        let verified = authenticate(&parts, state).await?;
+        let bytes = axum::body::Bytes::from_request(Request::from_parts(parts.clone(), body), state).await.map_err(
+            |e| match e.status() {
+                axum::http::StatusCode::PAYLOAD_TOO_LARGE => ApiError::too_large(state.0.limits.max_body_bytes as u64),
+                status => ApiError::new(status, "bad_body", e.body_text()),
+            },
+        )?;
+        let got = body_sha256(&bytes);
+        if got != verified.body {
+            return Err(ApiError::body_mismatch(verified.body, got));
+        }
+        let req = Request::from_parts(parts, axum::body::Body::from(bytes));
+        let axum::Json(v) = axum::Json::<T>::from_request(req, state).await?;
+        Ok(Self(verified, v))
     }
 }
 

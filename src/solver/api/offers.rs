@@ -51,7 +51,7 @@ pub async fn post_resource(
     let verifier = state.core().verifier(now, false);
     // The signature is checked before the lock: it is the expensive part.
     let id = signed.verify(&verifier)?;
-    state.0.rate.check(signed.offer.provider)?;
+    state.0.rate.check(&signed.offer.provider)?;
     let record = state.core().post_resource_offer(signed, id, now)?;
     Ok((StatusCode::CREATED, Json(record)))
 }
@@ -63,7 +63,7 @@ pub async fn post_job(
     let now = now_ms();
     let verifier = state.core().verifier(now, false);
     let id = signed.verify(&verifier)?;
-    state.0.rate.check(signed.offer.jobCreator)?;
+    state.0.rate.check(&signed.offer.jobCreator)?;
     let record = state.core().post_job_offer(signed, id, now)?;
     Ok((StatusCode::CREATED, Json(record)))
 }
@@ -110,5 +110,5 @@ pub async fn cancel(
     if !core.offer(&id).is_some_and(|o| kind_matches(&uri, o)) {
         return Err(ApiError::new(StatusCode::NOT_FOUND, "not_found", format!("no offer {id} here")));
     }
-    Ok(Json(core.cancel_offer(id, &auth, uri.path(), now_ms())?))
+    Ok(Json(core.cancel_offer(id, &auth, now_ms())?))
 }

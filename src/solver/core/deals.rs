@@ -3,7 +3,7 @@
 
 use super::{job_entry, Core, SolverError};
 use crate::protocol::records::*;
-use crate::protocol::{self, AuthHeaders};
+use crate::protocol::{self, Verified};
 use crate::solver::store::Op;
 use alloy::primitives::{Bytes, B256};
 
@@ -31,8 +31,7 @@ impl Core {
     }
 
     /// Checks that `auth` is the provider's upload request for deal `id`.
-    pub fn check_upload(&self, id: B256, auth: &AuthHeaders, path: &str, now_ms: u64) -> Result<(), SolverError> {
-        auth.verify("PUT", path, &self.verifier(now_ms, true))?;
+    pub fn check_upload(&self, id: B256, auth: &Verified) -> Result<(), SolverError> {
         self.check_nonce(auth.account, auth.nonce)?;
         let deal = self.deals.get(&id).ok_or_else(|| SolverError::NotFound(format!("no deal {id}")))?;
         if deal.deal.provider != auth.account {
@@ -53,12 +52,11 @@ impl Core {
     /// Records an uploaded result after [`Core::check_upload`] and the upload itself.
     pub fn record_result(
         &mut self,
-        auth: &AuthHeaders,
-        path: &str,
+        auth: &Verified,
         result: ResultRecord,
         now_ms: u64,
     ) -> Result<ResultRecord, SolverError> {
-        self.check_upload(result.deal, auth, path, now_ms)?;
+        self.check_upload(result.deal, auth)?;
         let mut txn = self.txn(now_ms);
         txn.batch.push(Op::UseNonce { account: auth.account, nonce: auth.nonce, expiry: auth.expiry });
         txn.batch.push(Op::PutResult(result.clone()));
@@ -69,15 +67,9 @@ impl Core {
     }
 
     /// The result of deal `id`, for its job creator or one of its mediators.
-    pub fn authorize_download(
-        &mut self,
-        id: B256,
-        auth: &AuthHeaders,
-        path: &str,
-        now_ms: u64,
-    ) -> Result<ResultRecord, SolverError> {
+    pub fn authorize_download(&mut self, id: B256, auth: &Verified, now_ms: u64) -> Result<ResultRecord, SolverError> {
         let mut txn = self.txn(now_ms);
-        self.use_request(&mut txn, auth, "GET", path)?;
+        self.use_request(&mut txn, auth)?;
         let deal = self.deals.get(&id).ok_or_else(|| SolverError::NotFound(format!("no deal {id}")))?;
         if deal.deal.jobCreator != auth.account && !deal.deal.mediators.contains(&auth.account) {
             return Err(SolverError::Forbidden(format!(
@@ -122,13 +114,12 @@ impl Core {
     pub fn refuse_deal(
         &mut self,
         id: B256,
-        auth: &AuthHeaders,
-        path: &str,
+        auth: &Verified,
         reason: &str,
         now_ms: u64,
     ) -> Result<DealRecord, SolverError> {
         let mut txn = self.txn(now_ms);
-        self.use_request(&mut txn, auth, "POST", path)?;
+        self.use_request(&mut txn, auth)?;
         let deal = self.deals.get(&id).cloned().ok_or_else(|| SolverError::NotFound(format!("no deal {id}")))?;
         if deal.deal.provider != auth.account {
             return Err(SolverError::Forbidden(format!(

@@ -19,7 +19,7 @@ pub use queries::{DealQuery, OfferQuery, Stats};
 
 use super::matcher::{JobEntry, Matcher, ResourceEntry};
 use crate::protocol::records::*;
-use crate::protocol::{self, AuthHeaders, ProtocolError, Verifier};
+use crate::protocol::{self, ProtocolError, Verified, Verifier};
 use crate::solver::store::{Batch, Op, Store, StoreError};
 use alloy::primitives::{Address, B256, U256};
 use alloy::sol_types::Eip712Domain;
@@ -314,9 +314,8 @@ impl Core {
         Ok(())
     }
 
-    /// Checks the request signature and its nonce, and records the nonce in `txn`.
-    fn use_request(&self, txn: &mut Txn, auth: &AuthHeaders, method: &str, path: &str) -> Result<(), SolverError> {
-        auth.verify(method, path, &self.verifier(txn.now_ms, true))?;
+    /// Checks that the verified request's nonce is fresh, and records it in `txn`.
+    fn use_request(&self, txn: &mut Txn, auth: &Verified) -> Result<(), SolverError> {
         self.check_nonce(auth.account, auth.nonce)?;
         txn.batch.push(Op::UseNonce { account: auth.account, nonce: auth.nonce, expiry: auth.expiry });
         Ok(())

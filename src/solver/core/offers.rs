@@ -5,7 +5,7 @@ use super::{job_entry, resource_entry, Core, SolverError, Txn};
 use crate::chain::bindings::DcnDeals;
 use crate::chain::deals::deal_id;
 use crate::protocol::records::*;
-use crate::protocol::{AuthHeaders, SignedJobOffer, SignedResourceOffer};
+use crate::protocol::{SignedJobOffer, SignedResourceOffer, Verified};
 use crate::solver::matcher::{common_mediators, Match};
 use crate::solver::store::Op;
 use alloy::primitives::{keccak256, B256, U256};
@@ -125,15 +125,9 @@ impl Core {
     }
 
     /// Cancels an open offer on behalf of `auth.account`, which must own it.
-    pub fn cancel_offer(
-        &mut self,
-        id: B256,
-        auth: &AuthHeaders,
-        path: &str,
-        now_ms: u64,
-    ) -> Result<OfferRecord, SolverError> {
+    pub fn cancel_offer(&mut self, id: B256, auth: &Verified, now_ms: u64) -> Result<OfferRecord, SolverError> {
         let mut txn = self.txn(now_ms);
-        self.use_request(&mut txn, auth, "DELETE", path)?;
+        self.use_request(&mut txn, auth)?;
         let offer = self.offers.get(&id).cloned().ok_or_else(|| SolverError::NotFound(format!("no offer {id}")))?;
         if offer.owner() != auth.account {
             return Err(SolverError::Forbidden(format!(
