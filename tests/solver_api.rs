@@ -242,9 +242,11 @@ async fn results_go_up_from_the_provider_and_down_to_the_job_creator_only() {
     let big = dir.path().join("big.tar");
     std::fs::write(&big, vec![7u8; 5000]).unwrap();
 
-    // Not before the provider signed the deal.
+    // Not before the deal is on chain (THREATS V4): proposed, then signed.
     assert_eq!(refused(s.client.upload_result(&provider, deal, &bundle).await.unwrap_err()).0, 409);
     s.client.sign_deal(&provider, deal).await.unwrap();
+    assert_eq!(refused(s.client.upload_result(&provider, deal, &bundle).await.unwrap_err()).0, 409);
+    s.created_on_chain(deal);
     assert_eq!(refused(s.client.upload_result(&creator, deal, &bundle).await.unwrap_err()).0, 403);
     assert_eq!(
         refused(s.client.upload_result(&provider, deal, &big).await.unwrap_err()),
@@ -292,8 +294,10 @@ async fn a_reconnecting_subscriber_gets_every_missed_event_once() {
     let last = events.last();
     drop(events);
 
-    // Missed while away: a signature, a result, other offers of the provider; noise for others.
+    // Missed while away: a signature, the deal on chain, a result, other offers of the
+    // provider; noise for others.
     s.client.sign_deal(&provider, deal).await.unwrap();
+    s.created_on_chain(deal);
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("b"), b"x").unwrap();
     s.client.upload_result(&provider, deal, &dir.path().join("b")).await.unwrap();
@@ -308,20 +312,20 @@ async fn a_reconnecting_subscriber_gets_every_missed_event_once() {
     let mut events = s.client.events(provider.address(), last).await.unwrap();
     let mut seqs = vec![];
     let mut kinds = vec![];
-    for _ in 0..5 {
+    for _ in 0..6 {
         let e =
             tokio::time::timeout(std::time::Duration::from_secs(10), events.next()).await.unwrap().unwrap().unwrap();
         assert!(e.accounts.contains(&provider.address()));
         seqs.push(e.seq);
         kinds.push(serde_json::to_value(&e).unwrap()["type"].as_str().unwrap().to_string());
     }
-    assert_eq!(kinds, ["deal", "result_uploaded", "offer_posted", "offer_posted", "offer_posted"]);
+    assert_eq!(kinds, ["deal", "deal", "result_uploaded", "offer_posted", "offer_posted", "offer_posted"]);
     assert!(seqs.windows(2).all(|w| w[0] < w[1]) && seqs[0] > last, "in order, after {last}: {seqs:?}");
     // And then live again, nothing repeated.
     let r = sign_resource(resource_offer(&provider, s.address()), &provider, &s.client).await;
     s.client.post_resource_offer(&r).await.unwrap();
     let e = tokio::time::timeout(std::time::Duration::from_secs(10), events.next()).await.unwrap().unwrap().unwrap();
-    assert!(e.seq > seqs[4]);
+    assert!(e.seq > seqs[5]);
     assert!(matches!(e.kind, EventKind::OfferPosted { .. }));
 }
 
@@ -532,6 +536,7 @@ async fn a_body_other_than_the_signed_one_is_refused() {
     assert_eq!(s.client.deal(deal).await.unwrap().state, DealStatus::Proposed, "not refused");
 
     s.client.sign_deal(&provider, deal).await.unwrap();
+    s.created_on_chain(deal);
     let path = format!("/api/v1/deals/{deal}/result");
     let resp = signed_raw(
         &s,
@@ -580,4 +585,120 @@ async fn the_client_reads_at_most_its_cap_of_a_hostile_answer() {
         ClientError::Decode(why) => assert!(why.contains("over 16777216 bytes"), "{why}"),
         other => panic!("expected the cap, got {other:?}"),
     }
+}
+
+/// A deal the chain has created, signed by a fresh provider: what uploads need.
+async fn created_deal(s: &TestSolver) -> (PrivateKeySigner, B256) {
+    let provider = PrivateKeySigner::random();
+    let creator = PrivateKeySigner::random();
+    let r = sign_resource(resource_offer(&provider, s.address()), &provider, &s.client).await;
+    s.client.post_resource_offer(&r).await.unwrap();
+    let spec = spec("moo");
+    let j = sign_job(job_offer(&creator, s.address(), &spec), spec.clone(), &creator, &s.client).await;
+    let deal = s.client.post_job_offer(&j).await.unwrap().deal.unwrap();
+    s.client.sign_deal(&provider, deal).await.unwrap();
+    s.created_on_chain(deal);
+    (provider, deal)
+}
+
+/// THREATS V4: one upload per deal at a time, its room reserved before the body streams,
+/// and none past the solver's total.
+#[tokio::test]
+async fn uploads_go_one_at_a_time_per_deal_and_within_the_total() {
+    let s = TestSolver::start_with(|_, limits| limits.max_stored_result_bytes = 100).await;
+    let (provider, deal) = created_deal(&s).await;
+    let path = format!("/api/v1/deals/{deal}/result");
+    let bundle = b"a bundle that arrives slowly".to_vec();
+    let auth = AuthHeaders::sign(&provider, "PUT", &path, body_sha256(&bundle), now_secs() + 60, &s.client.domain())
+        .await
+        .unwrap();
+    let (tx, rx) = tokio::sync::mpsc::channel::<Result<Vec<u8>, std::io::Error>>(1);
+    let mut slow = reqwest::Client::new()
+        .put(format!("{}{path}", s.url()))
+        .header("content-length", bundle.len())
+        .body(reqwest::Body::wrap_stream(tokio_stream_from(rx)));
+    for (k, v) in auth.to_pairs() {
+        slow = slow.header(k, v);
+    }
+    let slow = tokio::spawn(slow.send());
+    tx.send(Ok(bundle[..5].to_vec())).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("b.tar"), &bundle).unwrap();
+    // The first upload's room is reserved while its body is still on the way.
+    for _ in 0..500 {
+        if s.solver.state.0.results_space.used() == bundle.len() as u64 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    assert_eq!(s.solver.state.0.results_space.used(), bundle.len() as u64);
+    let e = s.client.upload_result(&provider, deal, &dir.path().join("b.tar")).await.unwrap_err();
+    assert_eq!(refused(e), (409, "upload_in_progress".into()));
+    tx.send(Ok(bundle[5..].to_vec())).await.unwrap();
+    drop(tx);
+    assert_eq!(slow.await.unwrap().unwrap().status().as_u16(), 201);
+
+    // 28 bytes kept of 100: a 73-byte bundle for another deal has no room.
+    let (provider, deal) = created_deal(&s).await;
+    std::fs::write(dir.path().join("c.tar"), vec![1u8; 73]).unwrap();
+    let e = s.client.upload_result(&provider, deal, &dir.path().join("c.tar")).await.unwrap_err();
+    assert_eq!(refused(e), (507, "results_full".into()));
+    std::fs::write(dir.path().join("c.tar"), vec![1u8; 72]).unwrap();
+    s.client.upload_result(&provider, deal, &dir.path().join("c.tar")).await.unwrap();
+}
+
+fn tokio_stream_from<T: Send + 'static>(
+    mut rx: tokio::sync::mpsc::Receiver<T>,
+) -> impl futures_util::Stream<Item = T> + Send + 'static {
+    futures_util::stream::poll_fn(move |cx| rx.poll_recv(cx))
+}
+
+/// A WebSocket from the loopback address `from` to the solver's event stream.
+async fn subscribe_from(
+    s: &TestSolver,
+    from: [u8; 4],
+) -> Result<tokio_tungstenite::WebSocketStream<tokio::net::TcpStream>, tokio_tungstenite::tungstenite::Error> {
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.bind(std::net::SocketAddr::from((from, 0))).unwrap();
+    let stream = socket.connect(s.solver.addr).await.unwrap();
+    let url = format!("ws://{}/api/v1/events?address={}", s.solver.addr, Address::ZERO);
+    tokio_tungstenite::client_async(url, stream).await.map(|(ws, _)| ws)
+}
+
+/// THREATS V5: event streams are capped per client address, and a subscriber that sends
+/// more than a small message is dropped.
+#[tokio::test]
+async fn event_streams_are_capped_per_address_and_take_only_small_messages() {
+    use futures_util::{SinkExt, StreamExt};
+    use tokio_tungstenite::tungstenite::{Error, Message};
+    let s = TestSolver::start_with(|_, limits| limits.max_subscriptions_per_address = 2).await;
+    let first = subscribe_from(&s, [127, 0, 0, 6]).await.unwrap();
+    let _second = subscribe_from(&s, [127, 0, 0, 6]).await.unwrap();
+    match subscribe_from(&s, [127, 0, 0, 6]).await {
+        Err(Error::Http(resp)) => assert_eq!(resp.status().as_u16(), 429),
+        other => panic!("expected 429, got {:?}", other.map(|_| ())),
+    }
+    let mut other = subscribe_from(&s, [127, 0, 0, 7]).await.unwrap();
+    drop(first);
+    let mut again = None;
+    for _ in 0..50 {
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        if let Ok(ws) = subscribe_from(&s, [127, 0, 0, 6]).await {
+            again = Some(ws);
+            break;
+        }
+    }
+    assert!(again.is_some(), "a closed stream gives its place back");
+
+    other.send(Message::Text("x".repeat(10_000).into())).await.unwrap();
+    let ended = tokio::time::timeout(std::time::Duration::from_secs(5), async {
+        loop {
+            match other.next().await {
+                None | Some(Err(_)) | Some(Ok(Message::Close(_))) => return,
+                Some(Ok(_)) => {}
+            }
+        }
+    })
+    .await;
+    assert!(ended.is_ok(), "the oversized message ended the stream");
 }

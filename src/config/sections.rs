@@ -93,6 +93,12 @@ pub struct SolverSettings {
     pub max_body_bytes: usize,
     /// Largest result bundle, MB.
     pub max_result_mb: u64,
+    /// Most result bundles kept and arriving, in all, MB.
+    pub max_stored_results_mb: u64,
+    /// Most open event streams (WebSockets), in all.
+    pub max_subscriptions: usize,
+    /// Most open event streams from one client address.
+    pub max_subscriptions_per_address: usize,
     /// Most open offers per account.
     pub max_open_offers: usize,
     /// Signed requests per second per account.

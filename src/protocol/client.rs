@@ -268,7 +268,7 @@ where
             Some(asked) => asked.max(delay),
             None => delay,
         };
-        tracing::debug!(request = what, error = %e, delay_ms = delay.as_millis() as u64, "solver request retried");
+        tracing::warn!(request = what, error = %e, retry_in_ms = delay.as_millis() as u64, "solver request failed; retrying");
         tokio::time::sleep(delay).await;
     }
 }

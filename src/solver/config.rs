@@ -50,6 +50,9 @@ impl SolverConfig {
             limits: ApiLimits {
                 max_body_bytes: s.max_body_bytes,
                 max_result_bytes: s.max_result_mb.saturating_mul(1 << 20),
+                max_stored_result_bytes: s.max_stored_results_mb.saturating_mul(1 << 20),
+                max_subscriptions: s.max_subscriptions,
+                max_subscriptions_per_address: s.max_subscriptions_per_address,
                 rate_per_sec: s.rate_per_sec,
                 rate_burst: s.rate_burst,
                 ip_rate_per_sec: s.ip_rate_per_sec,

@@ -18,7 +18,7 @@ pub use config::{SolverConfig, SolverOverrides};
 
 use crate::clock::now_ms;
 use crate::runtime::Tasks;
-use api::{ApiLimits, AppState, Metrics, RateLimiter, Shared};
+use api::{sweep_results, ApiLimits, AppState, Metrics, RateLimiter, ResultSpace, Shared, Subscribers};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
@@ -57,8 +57,8 @@ pub enum StartError {
     /// The store did not open or load.
     #[error(transparent)]
     Store(#[from] StoreError),
-    /// The results directory could not be made.
-    #[error("cannot create the results directory {path}: {source}")]
+    /// The results directory could not be made or swept.
+    #[error("cannot create or sweep the results directory {path}: {source}")]
     ResultsDir {
         /// The directory.
         path: PathBuf,
@@ -79,12 +79,16 @@ impl Solver {
         let (events, _) = broadcast::channel(4096);
         let stopping = tasks.token().clone();
         let core = Core::open(params.core, params.store.clone(), events.clone())?;
+        let kept = sweep_results(&params.results_dir, &core.held_results()?)
+            .map_err(|source| StartError::ResultsDir { path: params.results_dir.clone(), source })?;
         let state = AppState(Arc::new(Shared {
             core: Mutex::new(core),
             store: params.store,
             events,
             rate: RateLimiter::new(params.limits.rate_per_sec, params.limits.rate_burst, "account"),
             client_rate: RateLimiter::new(params.limits.ip_rate_per_sec, params.limits.ip_rate_burst, "address"),
+            results_space: ResultSpace::new(params.limits.max_stored_result_bytes, kept),
+            subscribers: Subscribers::new(params.limits.max_subscriptions, params.limits.max_subscriptions_per_address),
             limits: params.limits,
             metrics: Metrics::default(),
             results_dir: params.results_dir,

@@ -42,6 +42,9 @@ pub fn limits() -> ApiLimits {
         rate_burst: 1000.0,
         ip_rate_per_sec: 10_000.0,
         ip_rate_burst: 10_000.0,
+        max_stored_result_bytes: 1 << 30,
+        max_subscriptions: 1000,
+        max_subscriptions_per_address: 1000,
     }
 }
 
@@ -73,6 +76,12 @@ impl TestSolver {
 
     pub fn address(&self) -> Address {
         self.key.address()
+    }
+
+    /// As the chain follower does when deal `id` is created on chain.
+    pub fn created_on_chain(&self, id: B256) {
+        let state = dcn::protocol::records::DealStatus::Created;
+        self.solver.state.core().chain_state(id, state, dcn::clock::now_ms()).unwrap();
     }
 }
 

@@ -90,6 +90,9 @@ fn result_path(state: &AppState, sha256: &B256) -> std::path::PathBuf {
     state.0.results_dir.join(format!("{}.tar", hex::encode(sha256)))
 }
 
+/// The provider's result upload (THREATS V4): only for a deal on chain, by its provider,
+/// once, one at a time; the nonce is spent and the room reserved before the body streams,
+/// and a body other than the signed one is never kept.
 pub async fn upload(
     State(state): State<AppState>,
     Path(id): Path<String>,
@@ -99,11 +102,14 @@ pub async fn upload(
 ) -> Result<(StatusCode, Json<ResultRecord>), ApiError> {
     let id = parse_id(&id)?;
     let limit = state.0.limits.max_result_bytes;
-    state.core().check_upload(id, &auth)?;
+    state.core().begin_upload(id, &auth, now_ms())?;
     let declared = headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
     if declared.is_some_and(|n| n > limit) {
         return Err(ApiError::too_large(limit));
     }
+    let reservation = state.0.results_space.reserve(id, declared.unwrap_or(limit))?;
+    // A body longer than it said is cut where it said.
+    let limit = declared.unwrap_or(limit);
     let io = |e: std::io::Error| ApiError::internal(format!("cannot store the result: {e}"));
     let tmp_dir = state.0.results_dir.join("incoming");
     tokio::fs::create_dir_all(&tmp_dir).await.map_err(io)?;
@@ -138,9 +144,21 @@ pub async fn upload(
         }
     };
     let dest = result_path(&state, &sha256);
+    // Another deal may hold the same bundle: it takes no new room.
+    let new_file = !tokio::fs::try_exists(&dest).await.unwrap_or(false);
     tokio::fs::rename(&tmp, &dest).await.map_err(io)?;
     let record = ResultRecord { deal: id, sha256, size, uploaded_at: now_ms() };
-    let record = state.core().record_result(&auth, record, now_ms())?;
+    let recorded = state.core().record_result(&auth, record, now_ms());
+    let record = match recorded {
+        Ok(r) => r,
+        Err(e) => {
+            if new_file {
+                let _ = tokio::fs::remove_file(&dest).await;
+            }
+            return Err(e.into());
+        }
+    };
+    reservation.keep(if new_file { size } else { 0 });
     tracing::info!(deal = %id, size, sha256 = %sha256, "result uploaded");
     Ok((StatusCode::CREATED, Json(record)))
 }

@@ -1,7 +1,8 @@
 //! Request limits: body sizes, a token bucket per client address (taken before anything
 //! else is done for a request) and one per account (taken only once the account's
 //! signature is verified, so that nobody can spend another account's requests).
-//! The buckets are governor's GCRA.
+//! The buckets are governor's GCRA. And the room result bundles take on disk
+//! ([`ResultSpace`]).
 
 use super::{ApiError, AppState};
 use axum::extract::{ConnectInfo, Request, State};
@@ -29,6 +30,12 @@ pub struct ApiLimits {
     pub ip_rate_per_sec: f64,
     /// Requests a client address may make at once after a quiet spell.
     pub ip_rate_burst: f64,
+    /// Most bytes of result bundles kept and arriving, in all.
+    pub max_stored_result_bytes: u64,
+    /// Most open event streams, in all.
+    pub max_subscriptions: usize,
+    /// Most open event streams from one client address.
+    pub max_subscriptions_per_address: usize,
 }
 
 /// A token bucket per key (an account, or a client address).
@@ -109,6 +116,121 @@ pub async fn per_client(State(state): State<AppState>, req: Request, next: Next)
     next.run(req).await
 }
 
+/// The disk result bundles take, kept and arriving, against a quota; and which deals have
+/// an upload under way (one at a time per deal). Room is reserved before a body streams
+/// (THREATS V4).
+#[derive(Debug)]
+pub struct ResultSpace {
+    quota: u64,
+    inner: std::sync::Mutex<SpaceInner>,
+}
+
+#[derive(Debug, Default)]
+struct SpaceInner {
+    stored: u64,
+    arriving: std::collections::HashMap<alloy::primitives::B256, u64>,
+}
+
+impl ResultSpace {
+    /// `stored` bytes kept already, at most `quota` in all.
+    pub fn new(quota: u64, stored: u64) -> Self {
+        Self { quota, inner: std::sync::Mutex::new(SpaceInner { stored, arriving: Default::default() }) }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, SpaceInner> {
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Reserves `bytes` for deal `deal`'s upload, or refuses: another upload of the deal is
+    /// under way (409), or the quota would be passed (507).
+    pub fn reserve(&self, deal: alloy::primitives::B256, bytes: u64) -> Result<Reservation<'_>, ApiError> {
+        let mut inner = self.lock();
+        if inner.arriving.contains_key(&deal) {
+            return Err(ApiError::new(
+                axum::http::StatusCode::CONFLICT,
+                "upload_in_progress",
+                format!("another upload of deal {deal}'s result is under way: wait for its answer"),
+            ));
+        }
+        let used = inner.stored.saturating_add(inner.arriving.values().sum::<u64>());
+        if used.saturating_add(bytes) > self.quota {
+            return Err(ApiError::new(
+                axum::http::StatusCode::INSUFFICIENT_STORAGE,
+                "results_full",
+                format!(
+                    "the solver holds {used} of its {} bytes of results and cannot take {bytes} more: try later",
+                    self.quota
+                ),
+            ));
+        }
+        inner.arriving.insert(deal, bytes);
+        Ok(Reservation { space: self, deal, kept: None })
+    }
+
+    /// Bytes kept and reserved.
+    pub fn used(&self) -> u64 {
+        let inner = self.lock();
+        inner.stored.saturating_add(inner.arriving.values().sum::<u64>())
+    }
+}
+
+/// Room for one upload; given back when dropped, unless [`Reservation::keep`] counted the
+/// bytes that stayed.
+#[derive(Debug)]
+pub struct Reservation<'a> {
+    space: &'a ResultSpace,
+    deal: alloy::primitives::B256,
+    kept: Option<u64>,
+}
+
+impl Reservation<'_> {
+    /// The upload is kept, taking `bytes` of new disk (0 when the same bundle was held).
+    pub fn keep(mut self, bytes: u64) {
+        self.kept = Some(bytes);
+    }
+}
+
+impl Drop for Reservation<'_> {
+    fn drop(&mut self) {
+        let mut inner = self.space.lock();
+        inner.arriving.remove(&self.deal);
+        inner.stored = inner.stored.saturating_add(self.kept.unwrap_or(0));
+    }
+}
+
+/// At start: removes partial uploads (`incoming/`) and bundles no result record names
+/// (an upload cut between its rename and its record), and returns the bytes kept.
+pub fn sweep_results(
+    dir: &std::path::Path,
+    held: &std::collections::HashSet<alloy::primitives::B256>,
+) -> std::io::Result<u64> {
+    let incoming = dir.join("incoming");
+    let (mut partial, mut orphans, mut kept) = (0usize, 0usize, 0u64);
+    if incoming.exists() {
+        for entry in std::fs::read_dir(&incoming)? {
+            std::fs::remove_file(entry?.path())?;
+            partial += 1;
+        }
+    }
+    for entry in std::fs::read_dir(dir)? {
+        let entry = entry?;
+        let path = entry.path();
+        let Some(name) = path.file_name().and_then(|n| n.to_str()) else { continue };
+        let Some(hex) = name.strip_suffix(".tar") else { continue };
+        let named = format!("0x{hex}").parse::<alloy::primitives::B256>().ok();
+        if named.is_some_and(|sha| held.contains(&sha)) {
+            kept += entry.metadata()?.len();
+        } else if entry.file_type()?.is_file() {
+            std::fs::remove_file(&path)?;
+            orphans += 1;
+        }
+    }
+    if partial + orphans > 0 {
+        tracing::info!(partial, orphans, "removed result files no record names");
+    }
+    Ok(kept)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -135,5 +257,52 @@ mod tests {
         assert_eq!(client_key(a), client_key(b));
         assert_ne!(client_key(a), client_key("2001:db8:1:3::1".parse().unwrap()));
         assert_eq!(client_key("::ffff:10.0.0.1".parse().unwrap()), "10.0.0.1".parse::<IpAddr>().unwrap());
+    }
+}
+
+#[cfg(test)]
+mod space_tests {
+    use super::*;
+    use alloy::primitives::B256;
+
+    #[test]
+    fn room_is_reserved_per_deal_and_given_back_unless_kept() {
+        let space = ResultSpace::new(100, 10);
+        let (a, b) = (B256::repeat_byte(1), B256::repeat_byte(2));
+        let first = space.reserve(a, 60).unwrap();
+        assert_eq!(space.reserve(a, 1).unwrap_err().code, "upload_in_progress");
+        assert_eq!(space.reserve(b, 31).unwrap_err().code, "results_full");
+        drop(first);
+        assert_eq!(space.used(), 10, "given back");
+        space.reserve(b, 90).unwrap().keep(40);
+        assert_eq!(space.used(), 50, "only what stayed is counted");
+    }
+
+    #[test]
+    fn the_sweep_keeps_held_bundles_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let held = B256::repeat_byte(0xaa);
+        std::fs::create_dir(dir.path().join("incoming")).unwrap();
+        std::fs::write(dir.path().join("incoming/x.part"), b"half").unwrap();
+        std::fs::write(dir.path().join(format!("{}.tar", hex::encode(held))), b"kept").unwrap();
+        std::fs::write(dir.path().join(format!("{}.tar", hex::encode(B256::repeat_byte(0xbb)))), b"orphan").unwrap();
+        let kept = sweep_results(dir.path(), &[held].into()).unwrap();
+        assert_eq!(kept, 4);
+        let mut left: Vec<_> =
+            walk(dir.path()).into_iter().map(|p| p.strip_prefix(dir.path()).unwrap().display().to_string()).collect();
+        left.sort();
+        assert_eq!(left, [format!("{}.tar", hex::encode(held)), "incoming".to_string()]);
+    }
+
+    fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+        let mut out = vec![];
+        for e in std::fs::read_dir(dir).unwrap() {
+            let p = e.unwrap().path();
+            if p.is_dir() {
+                out.extend(walk(&p));
+            }
+            out.push(p);
+        }
+        out
     }
 }

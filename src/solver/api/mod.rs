@@ -13,7 +13,8 @@ mod offers;
 mod ops;
 
 pub use error::ApiError;
-pub use limits::{ApiLimits, RateLimiter};
+pub use events::Subscribers;
+pub use limits::{sweep_results, ApiLimits, RateLimiter, ResultSpace};
 pub use ops::Metrics;
 
 use super::core::Core;
@@ -52,6 +53,10 @@ pub struct Shared {
     pub metrics: Metrics,
     /// Where result bundles are kept, by sha256.
     pub results_dir: PathBuf,
+    /// The room they take, against `limits.max_stored_result_bytes`.
+    pub results_space: limits::ResultSpace,
+    /// Open event streams, against `limits.max_subscriptions*`.
+    pub subscribers: events::Subscribers,
     /// When the server started.
     pub started: Instant,
     /// Cancelled when the server shuts down: event streams close with a Close frame.

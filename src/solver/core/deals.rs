@@ -5,7 +5,7 @@ use super::{job_entry, Core, SolverError};
 use crate::protocol::records::*;
 use crate::protocol::{self, Verified};
 use crate::solver::store::Op;
-use alloy::primitives::{Bytes, B256};
+use alloy::primitives::{Address, Bytes, B256};
 
 impl Core {
     /// Records the provider's signature of a proposed deal.
@@ -30,18 +30,23 @@ impl Core {
         Ok(deal)
     }
 
-    /// Checks that `auth` is the provider's upload request for deal `id`.
-    pub fn check_upload(&self, id: B256, auth: &Verified) -> Result<(), SolverError> {
-        self.check_nonce(auth.account, auth.nonce)?;
+    /// Whether `account` may upload deal `id`'s result now: it is the deal's provider, the
+    /// deal is on chain and not final (THREATS V4: a deal that never reaches the chain, made
+    /// by anyone with two offers, gets no disk), and no result is held yet.
+    fn upload_allowed(&self, id: B256, account: Address) -> Result<(), SolverError> {
         let deal = self.deals.get(&id).ok_or_else(|| SolverError::NotFound(format!("no deal {id}")))?;
-        if deal.deal.provider != auth.account {
+        if deal.deal.provider != account {
             return Err(SolverError::Forbidden(format!(
                 "only deal {id}'s provider {} may upload its result",
                 deal.deal.provider
             )));
         }
-        if matches!(deal.state, DealStatus::Proposed) || deal.state.is_final() {
-            return Err(SolverError::Conflict(format!("deal {id} is {}: no result is taken now", deal.state.name())));
+        if !matches!(deal.state, DealStatus::Created | DealStatus::ResultSubmitted | DealStatus::Challenged) {
+            return Err(SolverError::Conflict(format!(
+                "deal {id} is {}: a result is taken only for a deal created on chain and not final (if it was \
+                 just created, the solver has not seen the block yet: try again shortly)",
+                deal.state.name()
+            )));
         }
         if let Some(existing) = self.store.result(&id)? {
             return Err(SolverError::ResultExists { deal: id, sha256: existing.sha256 });
@@ -49,21 +54,41 @@ impl Core {
         Ok(())
     }
 
-    /// Records an uploaded result after [`Core::check_upload`] and the upload itself.
+    /// Starts the provider's upload of deal `id`'s result: checks it may, and spends the
+    /// request's nonce before a byte of the body is read, so the request cannot be replayed
+    /// while it streams.
+    pub fn begin_upload(&mut self, id: B256, auth: &Verified, now_ms: u64) -> Result<(), SolverError> {
+        self.upload_allowed(id, auth.account)?;
+        let mut txn = self.txn(now_ms);
+        self.use_request(&mut txn, auth)?;
+        self.commit(txn)
+    }
+
+    /// Records a result uploaded after [`Core::begin_upload`], if it may still be taken.
     pub fn record_result(
         &mut self,
         auth: &Verified,
         result: ResultRecord,
         now_ms: u64,
     ) -> Result<ResultRecord, SolverError> {
-        self.check_upload(result.deal, auth)?;
+        self.upload_allowed(result.deal, auth.account)?;
         let mut txn = self.txn(now_ms);
-        txn.batch.push(Op::UseNonce { account: auth.account, nonce: auth.nonce, expiry: auth.expiry });
         txn.batch.push(Op::PutResult(result.clone()));
         let parties = self.deals[&result.deal].parties();
         txn.event(parties, EventKind::ResultUploaded { deal: result.deal, size: result.size });
         self.commit(txn)?;
         Ok(result)
+    }
+
+    /// The sha256 of every result held: the bundles the results directory must keep.
+    pub fn held_results(&self) -> Result<std::collections::HashSet<B256>, crate::solver::store::StoreError> {
+        let mut held = std::collections::HashSet::new();
+        for id in self.deals.keys() {
+            if let Some(r) = self.store.result(id)? {
+                held.insert(r.sha256);
+            }
+        }
+        Ok(held)
     }
 
     /// The result of deal `id`, for its job creator or one of its mediators.
