@@ -27,6 +27,7 @@ fn config(solver: Address) -> CoreConfig {
         offer_max_ahead_secs: 86_400,
         request_max_ahead_secs: 300,
         max_open_offers: 1_000_000,
+        max_open_offers_total: 1_000_000,
         sign_timeout_secs: 60,
         create_timeout_secs: 300,
     }

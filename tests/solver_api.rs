@@ -345,6 +345,14 @@ async fn operations_endpoints_answer() {
         "dcn_solver_http_requests_total{route=\"/api/v1/resource_offers\",method=\"POST\",status=\"201\"} 1"
     ));
     assert!(metrics.contains("dcn_solver_http_request_seconds_count"));
+    // Made-up methods are one labelled series, whatever their names (THREATS V3).
+    for method in ["BREW", "WHEN"] {
+        let m = reqwest::Method::from_bytes(method.as_bytes()).unwrap();
+        reqwest::Client::new().request(m, format!("{}/healthz", s.url())).send().await.unwrap();
+    }
+    let metrics = reqwest::get(format!("{}/metrics", s.url())).await.unwrap().text().await.unwrap();
+    assert!(metrics.contains("route=\"/healthz\",method=\"other\",status=\"405\"} 2"), "{metrics}");
+    assert!(!metrics.contains("BREW"));
     let page = reqwest::get(format!("{}/", s.url())).await.unwrap().text().await.unwrap();
     assert!(page.contains("<title>dcn solver</title>"));
     let (_, info) = raw(reqwest::Method::GET, format!("{}/api/v1/info", s.url()), None).await;
@@ -701,4 +709,29 @@ async fn event_streams_are_capped_per_address_and_take_only_small_messages() {
     })
     .await;
     assert!(ended.is_ok(), "the oversized message ended the stream");
+}
+
+/// THREATS V3: a spec over 64 KiB is refused whatever the body limit, and the solver takes
+/// no more open offers than its total from everyone.
+#[tokio::test]
+async fn specs_and_open_offers_have_caps() {
+    let s = TestSolver::start_with(|core, limits| {
+        core.max_open_offers_total = 2;
+        limits.max_body_bytes = 1 << 20;
+    })
+    .await;
+    let creator = PrivateKeySigner::random();
+    let mut big = spec("moo");
+    big.argv.push("m".repeat(70 * 1024));
+    let j = sign_job(job_offer(&creator, s.address(), &big), big.clone(), &creator, &s.client).await;
+    let e = refused(s.client.post_job_offer(&j).await.unwrap_err());
+    assert_eq!(e, (422, "invalid_field".into()));
+    for _ in 0..2 {
+        let provider = PrivateKeySigner::random();
+        let r = sign_resource(resource_offer(&provider, s.address()), &provider, &s.client).await;
+        s.client.post_resource_offer(&r).await.unwrap();
+    }
+    let provider = PrivateKeySigner::random();
+    let r = sign_resource(resource_offer(&provider, s.address()), &provider, &s.client).await;
+    assert_eq!(refused(s.client.post_resource_offer(&r).await.unwrap_err()), (503, "solver_full".into()));
 }

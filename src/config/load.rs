@@ -41,6 +41,7 @@ max_stored_results_mb = 102400
 max_subscriptions = 4096
 max_subscriptions_per_address = 64
 max_open_offers = 100
+max_open_offers_total = 200000
 rate_per_sec = 50
 rate_burst = 100
 ip_rate_per_sec = 200

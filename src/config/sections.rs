@@ -101,6 +101,8 @@ pub struct SolverSettings {
     pub max_subscriptions_per_address: usize,
     /// Most open offers per account.
     pub max_open_offers: usize,
+    /// Most open offers from everyone.
+    pub max_open_offers_total: usize,
     /// Signed requests per second per account.
     pub rate_per_sec: f64,
     /// Signed requests an account may burst.

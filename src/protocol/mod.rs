@@ -38,6 +38,8 @@ pub const MAX_MEDIATORS: usize = 16;
 pub const CREATE_LAG_SECS: u64 = 30;
 /// Most slots one resource offer may have.
 pub const MAX_SLOTS: u32 = 1024;
+/// Largest job spec (its canonical JSON) a job offer may carry (THREATS V3).
+pub const MAX_SPEC_BYTES: usize = 64 * 1024;
 /// Most entries in a module allow-list.
 pub const MAX_ALLOWED_MODULES: usize = 64;
 

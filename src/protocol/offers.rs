@@ -5,7 +5,7 @@
 
 use super::{
     check_signer, invalid, sign_digest, ProtocolError, Verifier, MAX_ALLOWED_MODULES, MAX_AMOUNT, MAX_MEDIATORS,
-    MAX_SLOTS,
+    MAX_SLOTS, MAX_SPEC_BYTES,
 };
 use crate::types::{JobSpec, Resources};
 use alloy::primitives::{Address, Bytes, B256, U256};
@@ -166,6 +166,15 @@ impl SignedJobOffer {
     /// deal terms; returns the id.
     pub fn verify(&self, v: &Verifier) -> Result<B256, ProtocolError> {
         let o = &self.offer;
+        let spec_bytes = self.spec.canonical_json().len();
+        if spec_bytes > MAX_SPEC_BYTES {
+            return Err(invalid(
+                "spec",
+                format!(
+                    "the spec is {spec_bytes} bytes; at most {MAX_SPEC_BYTES} are taken: pass large inputs as files"
+                ),
+            ));
+        }
         let id = self.id(&v.domain);
         check_signer(&id, &self.signature, o.jobCreator)?;
         v.check_solver(o.solver)?;

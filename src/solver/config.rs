@@ -32,6 +32,8 @@ pub struct SolverConfig {
     pub request_max_ahead_secs: u64,
     /// Most open offers per account.
     pub max_open_offers: usize,
+    /// Most open offers from everyone.
+    pub max_open_offers_total: usize,
     /// Time a provider has to sign a proposed deal, seconds.
     pub sign_timeout_secs: u64,
     /// Time a job creator has to create a signed deal on chain, seconds.
@@ -61,6 +63,7 @@ impl SolverConfig {
             offer_max_ahead_secs: s.offer_max_ahead_secs,
             request_max_ahead_secs: s.request_max_ahead_secs,
             max_open_offers: s.max_open_offers,
+            max_open_offers_total: s.max_open_offers_total,
             sign_timeout_secs: s.sign_timeout_secs,
             create_timeout_secs: s.create_timeout_secs,
             chain_poll: Duration::from_millis(s.chain_poll_ms.max(20)),
@@ -77,6 +80,7 @@ impl SolverConfig {
             offer_max_ahead_secs: self.offer_max_ahead_secs,
             request_max_ahead_secs: self.request_max_ahead_secs,
             max_open_offers: self.max_open_offers,
+            max_open_offers_total: self.max_open_offers_total,
             sign_timeout_secs: self.sign_timeout_secs,
             create_timeout_secs: self.create_timeout_secs,
         }

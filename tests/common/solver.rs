@@ -29,6 +29,7 @@ pub fn core_config(solver: Address) -> CoreConfig {
         offer_max_ahead_secs: 3600,
         request_max_ahead_secs: 300,
         max_open_offers: 100,
+        max_open_offers_total: 100_000,
         sign_timeout_secs: 60,
         create_timeout_secs: 300,
     }

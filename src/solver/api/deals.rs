@@ -83,7 +83,8 @@ pub async fn sign(
     super::ApiJson(body): super::ApiJson<SignatureBody>,
 ) -> Result<Json<DealRecord>, ApiError> {
     let id = parse_id(&id)?;
-    Ok(Json(state.core().sign_deal(id, body.signature, now_ms())?))
+    let signer = crate::protocol::recover(&id, &body.signature)?;
+    Ok(Json(state.core().sign_deal(id, body.signature, signer, now_ms())?))
 }
 
 fn result_path(state: &AppState, sha256: &B256) -> std::path::PathBuf {

@@ -126,6 +126,7 @@ impl From<SolverError> for ApiError {
             SolverError::Protocol(p) => p.into(),
             SolverError::NonceReused { .. } => Self::new(StatusCode::CONFLICT, "nonce_reused", message),
             SolverError::TooManyOffers { .. } => Self::new(StatusCode::TOO_MANY_REQUESTS, "too_many_offers", message),
+            SolverError::Full { .. } => Self::new(StatusCode::SERVICE_UNAVAILABLE, "solver_full", message),
             SolverError::NotFound(_) => Self::new(StatusCode::NOT_FOUND, "not_found", message),
             SolverError::Forbidden(_) => Self::new(StatusCode::FORBIDDEN, "forbidden", message),
             SolverError::Conflict(_) => Self::new(StatusCode::CONFLICT, "conflict", message),

@@ -8,10 +8,19 @@ use crate::solver::store::Op;
 use alloy::primitives::{Address, Bytes, B256};
 
 impl Core {
-    /// Records the provider's signature of a proposed deal.
-    pub fn sign_deal(&mut self, id: B256, signature: Bytes, now_ms: u64) -> Result<DealRecord, SolverError> {
+    /// Records the provider's signature of a proposed deal; `signer` is who signed it
+    /// ([`protocol::recover`], done before the lock: it is the expensive part).
+    pub fn sign_deal(
+        &mut self,
+        id: B256,
+        signature: Bytes,
+        signer: Address,
+        now_ms: u64,
+    ) -> Result<DealRecord, SolverError> {
         let deal = self.deals.get(&id).cloned().ok_or_else(|| SolverError::NotFound(format!("no deal {id}")))?;
-        protocol::check_signer(&id, &signature, deal.deal.provider)?;
+        if signer != deal.deal.provider {
+            return Err(protocol::ProtocolError::WrongSigner { signer, claimed: deal.deal.provider }.into());
+        }
         match deal.state {
             DealStatus::Proposed => {}
             DealStatus::Signed if deal.provider_signature.as_ref() == Some(&signature) => return Ok(deal),

@@ -42,6 +42,8 @@ pub struct CoreConfig {
     pub request_max_ahead_secs: u64,
     /// Most open offers one account may have.
     pub max_open_offers: usize,
+    /// Most open offers from everyone (THREATS V3).
+    pub max_open_offers_total: usize,
     /// How long a provider has to sign a proposed deal, seconds.
     pub sign_timeout_secs: u64,
     /// How long a job creator has to create a signed deal on chain, seconds.
@@ -67,6 +69,12 @@ pub enum SolverError {
     TooManyOffers {
         /// The account.
         account: Address,
+        /// The limit.
+        limit: usize,
+    },
+    /// The solver holds as many open offers as it takes, from everyone.
+    #[error("the solver holds its limit of {limit} open offers: try again later or use another solver")]
+    Full {
         /// The limit.
         limit: usize,
     },
@@ -310,6 +318,9 @@ impl Core {
     fn check_open_limit(&self, account: Address) -> Result<(), SolverError> {
         if self.open_by_owner.get(&account).copied().unwrap_or(0) >= self.cfg.max_open_offers {
             return Err(SolverError::TooManyOffers { account, limit: self.cfg.max_open_offers });
+        }
+        if self.open_expiries.len() >= self.cfg.max_open_offers_total {
+            return Err(SolverError::Full { limit: self.cfg.max_open_offers_total });
         }
         Ok(())
     }

@@ -15,6 +15,7 @@ fn cfg() -> CoreConfig {
         offer_max_ahead_secs: 3600,
         request_max_ahead_secs: 300,
         max_open_offers: 10,
+        max_open_offers_total: 1_000,
         sign_timeout_secs: 60,
         create_timeout_secs: 300,
     }
@@ -118,7 +119,11 @@ fn a_signed_deal_never_created_closes_its_job() {
     let signer = alloy::signers::local::PrivateKeySigner::random();
     // A signature by someone else than the provider is refused.
     let sig = Bytes::from(alloy::signers::SignerSync::sign_hash_sync(&signer, &deal).unwrap().as_bytes().to_vec());
-    assert!(matches!(c.sign_deal(deal, sig, T0), Err(SolverError::Protocol(ProtocolError::WrongSigner { .. }))));
+    let recovered = crate::protocol::recover(&deal, &sig).unwrap();
+    assert!(matches!(
+        c.sign_deal(deal, sig, recovered, T0),
+        Err(SolverError::Protocol(ProtocolError::WrongSigner { .. }))
+    ));
     // Pretend the provider signed (the store takes the record as is).
     let mut d = c.deal(&deal).unwrap().clone();
     d.state = DealStatus::Signed;
