@@ -138,12 +138,32 @@ fn solver_survives_kill_9_and_follows_the_chain() {
         }
         let deal = jobs[0].deal.expect("the first job is matched");
         assert_eq!(jobs[1].status, OfferStatus::Open, "the second waits for the slot");
-        client.sign_deal(&provider, deal).await.unwrap();
+        let signed = client.sign_deal(&provider, deal).await.unwrap();
+
+        // The deal goes on chain with the signature the solver relayed; only then does the
+        // solver take a result for it (THREATS V4).
+        let jc = chain(&anvil.endpoint(), DevRole::JobCreator).await;
+        let pc = chain(&anvil.endpoint(), DevRole::Provider).await;
+        deposit(&jc, &deployment, "5").await;
+        deposit(&pc, &deployment, "5").await;
+        let deals_jc = DcnDeals::new(deployment.contracts.deals, &jc.provider);
+        let sig = signed.provider_signature.clone().unwrap();
+        jc.send("createDeal", deals_jc.createDeal(signed.deal.clone(), sig)).await.unwrap();
+        let on_chain = deals_jc.getDeal(deal).call().await.unwrap();
+        assert_eq!(
+            DealState::from_chain(on_chain.state).unwrap(),
+            DealState::Created,
+            "the solver's deal id is the contract's"
+        );
+        wait_for("the solver to see the deal created", async || {
+            (client.deal(deal).await.unwrap().state == DealStatus::Created).then_some(())
+        })
+        .await;
         let result = client.upload_result(&provider, deal, &bundle).await.unwrap();
         (deal, jobs[1].id, result.sha256, all_events(&client, provider.address()).await)
     });
     let (deal_id, waiting_job, sha, provider_events) = before;
-    assert_eq!(provider_events.len(), 4, "posted, proposed, signed, uploaded: {provider_events:?}");
+    assert_eq!(provider_events.len(), 5, "posted, proposed, signed, created, uploaded: {provider_events:?}");
 
     kill9(&mut child);
     let mut child = start_solver(&dcn, port, &log);
@@ -151,7 +171,7 @@ fn solver_survives_kill_9_and_follows_the_chain() {
     block_on(async {
         let client = SolverClient::connect(&url).await.unwrap();
         let deal = client.deal(deal_id).await.unwrap();
-        assert_eq!(deal.state, DealStatus::Signed);
+        assert_eq!(deal.state, DealStatus::Created);
         let dest = bundle_dir.path().join("down.tar");
         assert_eq!(client.download_result(&creator, deal_id, &dest).await.unwrap(), sha);
         assert_eq!(std::fs::read(&dest).unwrap(), b"the bundle bytes");
@@ -161,24 +181,9 @@ fn solver_survives_kill_9_and_follows_the_chain() {
             other => panic!("{other:?}"),
         }
 
-        // The deal goes on chain with the signature the solver relayed.
         let jc = chain(&anvil.endpoint(), DevRole::JobCreator).await;
         let pc = chain(&anvil.endpoint(), DevRole::Provider).await;
-        deposit(&jc, &deployment, "5").await;
-        deposit(&pc, &deployment, "5").await;
         let deals_jc = DcnDeals::new(deployment.contracts.deals, &jc.provider);
-        let sig = deal.provider_signature.clone().unwrap();
-        jc.send("createDeal", deals_jc.createDeal(deal.deal.clone(), sig)).await.unwrap();
-        let on_chain = deals_jc.getDeal(deal_id).call().await.unwrap();
-        assert_eq!(
-            DealState::from_chain(on_chain.state).unwrap(),
-            DealState::Created,
-            "the solver's deal id is the contract's"
-        );
-        wait_for("the solver to see the deal created", async || {
-            (client.deal(deal_id).await.unwrap().state == DealStatus::Created).then_some(())
-        })
-        .await;
 
         // It ends: the slot comes back and the waiting job gets it.
         let deals_pc = DcnDeals::new(deployment.contracts.deals, &pc.provider);

@@ -87,6 +87,9 @@ pub async fn sign(
     Ok(Json(state.core().sign_deal(id, body.signature, signer, now_ms())?))
 }
 
+/// Longest an upload's body may go without a byte.
+pub const UPLOAD_IDLE_LIMIT: std::time::Duration = std::time::Duration::from_secs(30);
+
 fn result_path(state: &AppState, sha256: &B256) -> std::path::PathBuf {
     state.0.results_dir.join(format!("{}.tar", hex::encode(sha256)))
 }
@@ -120,7 +123,12 @@ pub async fn upload(
         let mut hasher = Sha256::new();
         let mut size = 0u64;
         let mut stream = body.into_data_stream();
-        while let Some(chunk) = stream.next().await {
+        // A body that stops coming gives its reservation back rather than hold it.
+        let stalled = || {
+            let secs = UPLOAD_IDLE_LIMIT.as_secs();
+            ApiError::new(StatusCode::REQUEST_TIMEOUT, "upload_stalled", format!("no bytes for {secs} s: upload again"))
+        };
+        while let Some(chunk) = tokio::time::timeout(UPLOAD_IDLE_LIMIT, stream.next()).await.map_err(|_| stalled())? {
             let chunk = chunk.map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "upload_failed", e.to_string()))?;
             size += chunk.len() as u64;
             if size > limit {
