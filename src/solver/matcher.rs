@@ -6,7 +6,8 @@
 //! the mediation fee (the contract needs that), the mediator sets share someone who is not
 //! a party, the module is on the provider's allow-list (if it has one), the job's timeout,
 //! spec size and output limit are within the caps the provider published, both offers are
-//! live and the job has not been let down by that offer before. Choice: a new job takes
+//! live, the job has not been let down by that offer before, and the provider is not
+//! paused (it let proposals lapse: [`Matcher::pause`]). Choice: a new job takes
 //! the cheapest fitting offer, ties to the oldest; a free slot takes the oldest fitting
 //! job.
 //!
@@ -156,6 +157,8 @@ pub struct Matcher {
     jobs: HashMap<B256, JobEntry>,
     free: BTreeMap<Group, BTreeSet<(U256, u64, B256)>>,
     waiting: BTreeMap<Group, BTreeSet<(u64, B256)>>,
+    /// Providers matched with nothing until these unix seconds.
+    paused: HashMap<Address, u64>,
 }
 
 impl Matcher {
@@ -172,6 +175,34 @@ impl Matcher {
     /// A waiting job offer.
     pub fn job(&self, id: &B256) -> Option<&JobEntry> {
         self.jobs.get(id)
+    }
+
+    /// Matches none of `provider`'s offers before `until` (unix seconds). Its slots stay
+    /// as they are; [`Matcher::resume_due`] fills them once the pause is over.
+    pub fn pause(&mut self, provider: Address, until: u64) {
+        let at = self.paused.entry(provider).or_default();
+        *at = (*at).max(until);
+    }
+
+    /// Whether `provider` is paused at `now`.
+    pub fn is_paused(&self, provider: &Address, now: u64) -> bool {
+        self.paused.get(provider).is_some_and(|until| *until > now)
+    }
+
+    /// Ends the pauses that are over at `now` and fills those providers' free slots with
+    /// waiting jobs.
+    pub fn resume_due(&mut self, now: u64) -> Vec<Match> {
+        let over: Vec<Address> = self.paused.iter().filter(|(_, until)| **until <= now).map(|(p, _)| *p).collect();
+        if over.is_empty() {
+            return vec![];
+        }
+        for p in &over {
+            self.paused.remove(p);
+        }
+        let mut ids: Vec<(u64, B256)> =
+            self.resources.values().filter(|r| over.contains(&r.provider)).map(|r| (r.seq, r.id)).collect();
+        ids.sort();
+        ids.into_iter().flat_map(|(_, id)| self.fill_slots(id, now)).collect()
     }
 
     /// Number of open resource offers and of waiting jobs.
@@ -299,7 +330,8 @@ impl Matcher {
                     if key.0 > j.max_price || best.is_some_and(|b| *key >= b) {
                         break;
                     }
-                    if terms_fit(&self.resources[&key.2], j, now) {
+                    let r = &self.resources[&key.2];
+                    if !self.is_paused(&r.provider, now) && terms_fit(r, j, now) {
                         best = Some(*key);
                         break;
                     }
@@ -311,6 +343,9 @@ impl Matcher {
 
     /// The oldest waiting job that fits `r`.
     fn oldest_for(&self, r: &ResourceEntry, now: u64) -> Option<B256> {
+        if self.is_paused(&r.provider, now) {
+            return None;
+        }
         let mut best: Option<(u64, B256)> = None;
         for m in distinct(&r.mediators) {
             for ((_, s), set) in self.waiting.range((m, SHAPE_MIN)..=(m, SHAPE_MAX)) {

@@ -1,7 +1,7 @@
 //! The core's deal changes: the provider's signature, the result upload and download
 //! checks, states read from the chain, and housekeeping (expired offers, lapsed deals).
 
-use super::{job_entry, Core, SolverError};
+use super::{job_entry, Core, SolverError, Strikes};
 use crate::protocol::records::*;
 use crate::protocol::{self, Verified};
 use crate::solver::store::Op;
@@ -244,9 +244,40 @@ impl Core {
             }
             changed += 1;
             tracing::info!(deal = %id, was = deal.state.name(), "deal lapsed before it was made on chain");
+            if deal.state == DealStatus::Proposed {
+                // Before the slot is freed, so that it is not handed straight back.
+                self.strike(deal.deal.provider, now);
+            }
             self.lapse(&mut txn, deal, now_ms);
         }
+        let resumed = self.matcher.resume_due(now);
+        changed += resumed.len();
+        self.make_deals(&mut txn, resumed);
+        self.strikes.retain(|_, s| s.until > now || s.last + super::LAPSES_FORGOTTEN_AFTER_SECS > now);
         self.commit(txn)?;
         Ok(changed)
+    }
+
+    /// `provider` let a proposal lapse without signing or refusing it (THREATS V2: a
+    /// provider that holds jobs without serving them): its offers are matched with nothing
+    /// for the sign timeout, doubling with each lapse within an hour of the last, up to an
+    /// hour. A refusal is an answer and costs nothing.
+    fn strike(&mut self, provider: Address, now: u64) {
+        let s = self.strikes.entry(provider).or_insert(super::Strikes { count: 0, last: 0, until: 0 });
+        if s.last + super::LAPSES_FORGOTTEN_AFTER_SECS <= now {
+            s.count = 0;
+        }
+        s.count = s.count.saturating_add(1);
+        s.last = now;
+        let base = self.cfg.sign_timeout_secs.max(1);
+        let pause = base.saturating_mul(1u64 << (s.count - 1).min(20)).min(super::LAPSE_PAUSE_MAX_SECS);
+        s.until = now + pause;
+        tracing::warn!(%provider, lapses = s.count, pause_secs = pause, "provider let a proposal lapse: paused");
+        self.matcher.pause(provider, s.until);
+    }
+
+    /// The provider's recent lapses, if any.
+    pub fn strikes(&self, provider: &Address) -> Option<Strikes> {
+        self.strikes.get(provider).copied()
     }
 }

@@ -127,6 +127,22 @@ impl Txn {
     }
 }
 
+/// The longest a provider that lets proposals lapse is paused, seconds.
+pub const LAPSE_PAUSE_MAX_SECS: u64 = 3600;
+/// Lapses older than this are forgiven, seconds.
+pub const LAPSES_FORGOTTEN_AFTER_SECS: u64 = 3600;
+
+/// A provider's recent lapses (THREATS V2).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Strikes {
+    /// Lapses since the last one was forgiven.
+    pub count: u32,
+    /// When the last one was, unix seconds.
+    pub last: u64,
+    /// Paused until, unix seconds.
+    pub until: u64,
+}
+
 /// The solver's state: every offer and deal, the matcher's index and the event sequence.
 pub struct Core {
     cfg: CoreConfig,
@@ -142,6 +158,8 @@ pub struct Core {
     open_expiries: BTreeSet<(u64, B256)>,
     pending_deals: BTreeSet<B256>,
     open_by_owner: HashMap<Address, usize>,
+    /// Providers that let proposals lapse: how often lately, and paused until when.
+    strikes: HashMap<Address, Strikes>,
     next_seq: u64,
 }
 
@@ -205,6 +223,7 @@ impl Core {
             open_expiries: BTreeSet::new(),
             pending_deals: BTreeSet::new(),
             open_by_owner: HashMap::new(),
+            strikes: HashMap::new(),
             next_seq: 1,
         };
         core.reload()?;
@@ -221,6 +240,9 @@ impl Core {
         self.open_expiries.clear();
         self.pending_deals.clear();
         self.open_by_owner.clear();
+        for (provider, s) in &self.strikes {
+            self.matcher.pause(*provider, s.until);
+        }
         self.next_seq = self.store.last_event_seq()? + 1;
         let mut busy: HashMap<B256, u32> = HashMap::new();
         for d in self.store.deals()? {

@@ -106,9 +106,40 @@ fn a_lapsed_proposal_goes_to_another_provider() {
     assert_eq!(j.excluded, vec![cheap]);
     let second = j.deal.expect("matched again at once");
     assert_eq!(c.deal(&second).unwrap().resource_offer, dear, "not the provider that let it lapse");
-    // The cheap slot is free again for the next job.
-    let next = post_j(&mut c, 2).deal.unwrap();
-    assert_eq!(c.deal(&next).unwrap().resource_offer, cheap);
+    // The cheap slot is free again, but its provider is paused for the sign timeout
+    // (THREATS V2): the next job waits, and gets the slot once the pause is over.
+    assert!(post_j(&mut c, 2).deal.is_none(), "paused");
+    let provider = resource(1, 5).0.offer.provider;
+    assert_eq!(c.strikes(&provider).unwrap().until, T0 / 1000 + 120);
+    c.housekeeping(T0 + 119_000).unwrap();
+    let (_, next_id) = job(2);
+    assert!(matches!(c.offer(&next_id), Some(OfferRecord::Job(j)) if j.deal.is_none()), "still paused");
+    c.housekeeping(T0 + 120_000).unwrap();
+    let Some(OfferRecord::Job(j)) = c.offer(&next_id).cloned() else { panic!() };
+    assert_eq!(c.deal(&j.deal.expect("matched once the pause is over")).unwrap().resource_offer, cheap);
+}
+
+#[test]
+fn a_provider_that_keeps_letting_proposals_lapse_is_paused_longer_each_time() {
+    let mut c = core(Arc::new(MemoryStore::new()));
+    post_r(&mut c, 1, 5);
+    let provider = resource(1, 5).0.offer.provider;
+    let mut now_ms = T0;
+    let mut pauses = vec![];
+    for n in 1..=4u8 {
+        let (s, id) = job(n);
+        let posted = c.post_job_offer(s, id, now_ms).unwrap();
+        assert!(posted.deal.is_some(), "job {n} proposed to the provider");
+        now_ms += 60_000;
+        c.housekeeping(now_ms).unwrap();
+        let strikes = c.strikes(&provider).unwrap();
+        assert_eq!(strikes.count, u32::from(n));
+        pauses.push(strikes.until - now_ms / 1000);
+        // The job lapsed here waits while the provider is paused; let it expire.
+        now_ms = strikes.until * 1000;
+        c.housekeeping(now_ms).unwrap();
+    }
+    assert_eq!(pauses, [60, 120, 240, 480]);
 }
 
 #[test]
