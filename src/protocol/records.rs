@@ -9,7 +9,7 @@ use alloy::primitives::{Address, Bytes, B256};
 use serde::{Deserialize, Serialize};
 
 /// Where an offer stands.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum OfferStatus {
     /// Live: a resource offer with slots to give, or a job offer waiting for a match.
@@ -25,6 +25,20 @@ pub enum OfferStatus {
 }
 
 impl OfferStatus {
+    /// Every status.
+    pub const ALL: [Self; 5] = [Self::Open, Self::Matched, Self::Cancelled, Self::Expired, Self::Closed];
+
+    /// The status as the API writes it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Open => "open",
+            Self::Matched => "matched",
+            Self::Cancelled => "cancelled",
+            Self::Expired => "expired",
+            Self::Closed => "closed",
+        }
+    }
+
     /// Parses the `status` query value.
     pub fn parse(s: &str) -> Option<Self> {
         serde_json::from_value(serde_json::Value::String(s.to_string())).ok()

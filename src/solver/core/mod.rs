@@ -143,6 +143,11 @@ pub struct Strikes {
     pub until: u64,
 }
 
+/// The key an offer is counted under.
+fn offer_key(o: &OfferRecord) -> (bool, OfferStatus) {
+    (matches!(o, OfferRecord::Resource(_)), o.status())
+}
+
 /// The solver's state: every offer and deal, the matcher's index and the event sequence.
 pub struct Core {
     cfg: CoreConfig,
@@ -160,6 +165,10 @@ pub struct Core {
     open_by_owner: HashMap<Address, usize>,
     /// Providers that let proposals lapse: how often lately, and paused until when.
     strikes: HashMap<Address, Strikes>,
+    /// Offers by (is a resource offer, status), and deals by state: kept as records
+    /// change, so that metrics never walk the records (THREATS V3).
+    offer_counts: HashMap<(bool, OfferStatus), usize>,
+    deal_counts: HashMap<DealStatus, usize>,
     next_seq: u64,
 }
 
@@ -224,6 +233,8 @@ impl Core {
             pending_deals: BTreeSet::new(),
             open_by_owner: HashMap::new(),
             strikes: HashMap::new(),
+            offer_counts: HashMap::new(),
+            deal_counts: HashMap::new(),
             next_seq: 1,
         };
         core.reload()?;
@@ -240,6 +251,8 @@ impl Core {
         self.open_expiries.clear();
         self.pending_deals.clear();
         self.open_by_owner.clear();
+        self.offer_counts.clear();
+        self.deal_counts.clear();
         for (provider, s) in &self.strikes {
             self.matcher.pause(*provider, s.until);
         }
@@ -253,6 +266,7 @@ impl Core {
                 self.pending_deals.insert(d.id);
             }
             self.deal_order.insert(d.seq, d.id);
+            *self.deal_counts.entry(d.state).or_default() += 1;
             self.deals.insert(d.id, d);
         }
         for o in self.store.offers()? {
@@ -270,6 +284,7 @@ impl Core {
                 }
             }
             self.offer_order.insert(o.seq(), o.id());
+            *self.offer_counts.entry(offer_key(&o)).or_default() += 1;
             self.offers.insert(o.id(), o);
         }
         Ok(())
@@ -367,7 +382,12 @@ impl Core {
             *self.open_by_owner.entry(record.owner()).or_default() += 1;
         }
         self.offer_order.insert(record.seq(), record.id());
-        self.offers.insert(record.id(), record);
+        *self.offer_counts.entry(offer_key(&record)).or_default() += 1;
+        if let Some(old) = self.offers.insert(record.id(), record) {
+            if let Some(n) = self.offer_counts.get_mut(&offer_key(&old)) {
+                *n = n.saturating_sub(1);
+            }
+        }
     }
 
     fn set_deal(&mut self, txn: &mut Txn, deal: DealRecord) {
@@ -378,6 +398,11 @@ impl Core {
             self.pending_deals.remove(&deal.id);
         }
         self.deal_order.insert(deal.seq, deal.id);
-        self.deals.insert(deal.id, deal);
+        *self.deal_counts.entry(deal.state).or_default() += 1;
+        if let Some(old) = self.deals.insert(deal.id, deal) {
+            if let Some(n) = self.deal_counts.get_mut(&old.state) {
+                *n = n.saturating_sub(1);
+            }
+        }
     }
 }

@@ -98,7 +98,8 @@ impl Core {
         self.next_seq - 1
     }
 
-    /// Counts for metrics (walks every offer and deal).
+    /// Counts for metrics, from counters kept as records change: its cost does not grow
+    /// with the records (THREATS V3).
     pub fn stats(&self) -> Stats {
         let mut s = Stats {
             open_resource_offers: self.matcher.len().0,
@@ -107,16 +108,14 @@ impl Core {
             last_event_seq: self.last_event_seq(),
             ..Default::default()
         };
-        for o in self.offers.values() {
-            let kind = if matches!(o, OfferRecord::Resource(_)) { "resource" } else { "job" };
-            let status = serde_json::to_value(o.status()).ok().and_then(|v| v.as_str().map(String::from));
-            *s.offers.entry(format!("{kind}:{}", status.unwrap_or_default())).or_default() += 1;
+        for ((resource, status), n) in &self.offer_counts {
+            if *n > 0 {
+                let kind = if *resource { "resource" } else { "job" };
+                s.offers.insert(format!("{kind}:{}", status.name()), *n);
+            }
         }
         for st in DealStatus::ALL {
-            s.deals.insert(st.name(), 0);
-        }
-        for d in self.deals.values() {
-            *s.deals.entry(d.state.name()).or_default() += 1;
+            s.deals.insert(st.name(), self.deal_counts.get(&st).copied().unwrap_or(0));
         }
         s
     }
