@@ -458,6 +458,37 @@ async fn junk_signatures_naming_an_account_do_not_spend_its_requests() {
     }
 }
 
+/// THREATS V1: a signed request seen on the way and replayed is refused as used before the
+/// account's requests are counted, so replays cannot spend them either.
+#[tokio::test]
+async fn replayed_requests_do_not_spend_the_accounts_requests() {
+    let s = TestSolver::start_with(|_, limits| {
+        limits.rate_per_sec = 0.01;
+        limits.rate_burst = 3.0;
+    })
+    .await;
+    let victim = PrivateKeySigner::random();
+    let r = sign_resource(resource_offer(&victim, s.address()), &victim, &s.client).await;
+    let id = s.client.post_resource_offer(&r).await.unwrap().id;
+    let path = format!("/api/v1/resource_offers/{id}");
+    let auth =
+        AuthHeaders::sign(&victim, "DELETE", &path, EMPTY_BODY, now_secs() + 60, &s.client.domain()).await.unwrap();
+    let send = || async {
+        let mut req = reqwest::Client::new().delete(format!("{}{path}", s.url()));
+        for (k, v) in auth.to_pairs() {
+            req = req.header(k, v);
+        }
+        req.send().await.unwrap().status().as_u16()
+    };
+    assert_eq!(send().await, 200, "the victim's own cancel");
+    for _ in 0..10 {
+        assert_eq!(send().await, 409, "a replay is refused as used");
+    }
+    // The victim's third request still goes through.
+    let r = sign_resource(resource_offer(&victim, s.address()), &victim, &s.client).await;
+    s.client.post_resource_offer(&r).await.unwrap();
+}
+
 /// THREATS V1: every client address has its own budget, taken before any other work; the
 /// 429 says when to come back, and other addresses are served meanwhile.
 #[tokio::test]

@@ -35,9 +35,11 @@ pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 pub const READ_TIMEOUT: Duration = Duration::from_secs(30);
 /// Largest JSON answer read.
 pub const MAX_ANSWER_BYTES: u64 = 16 << 20;
+/// An event stream silent this long (the solver pings every 20 s) is taken for dead.
+pub const EVENT_SILENCE_LIMIT: Duration = Duration::from_secs(90);
 /// Largest event message taken from the event stream.
 pub const MAX_EVENT_BYTES: usize = 4 << 20;
-/// Largest result bundle downloaded from a solver that does not say its limit.
+/// Largest result bundle downloaded from any solver.
 pub const DEFAULT_MAX_DOWNLOAD_BYTES: u64 = 1 << 30;
 /// The slowest transfer a bundle upload or download is given time for, bytes per second
 /// (on top of [`REQUEST_TIMEOUT`]).
@@ -415,9 +417,10 @@ impl SolverClient {
         Ok(req)
     }
 
-    /// The largest bundle this solver hands out.
+    /// The largest bundle taken from this solver: what it says it holds at most, and never
+    /// more than [`DEFAULT_MAX_DOWNLOAD_BYTES`] whatever it says.
     fn max_download_bytes(&self) -> u64 {
-        self.info.max_result_bytes.unwrap_or(DEFAULT_MAX_DOWNLOAD_BYTES)
+        self.info.max_result_bytes.unwrap_or(DEFAULT_MAX_DOWNLOAD_BYTES).min(DEFAULT_MAX_DOWNLOAD_BYTES)
     }
 
     async fn download_once(&self, signer: &PrivateKeySigner, path: &str, dest: &Path) -> Result<B256, ClientError> {
@@ -563,11 +566,18 @@ impl SolverApi for SolverClient {
             .map_err(|_| self.unreachable(format!("no WebSocket handshake within {} s", REQUEST_TIMEOUT.as_secs())))?
             .map_err(|e| self.unreachable(e))?;
         let base = self.base.clone();
-        let events = futures_util::stream::unfold(ws, move |mut ws| {
+        // `None` once the socket is given up: the stream then ends.
+        let events = futures_util::stream::unfold(Some(ws), move |ws| {
             let base = base.clone();
             async move {
+                let mut ws = ws?;
                 loop {
-                    let item = match ws.next().await? {
+                    let Ok(next) = tokio::time::timeout(EVENT_SILENCE_LIMIT, ws.next()).await else {
+                        let secs = EVENT_SILENCE_LIMIT.as_secs();
+                        let reason = format!("no event and no ping for {secs} s: the connection is gone");
+                        return Some((Err(ClientError::Unreachable { url: base, reason }), None));
+                    };
+                    let item = match next? {
                         Ok(Message::Text(text)) => {
                             serde_json::from_str::<Event>(&text).map_err(|e| ClientError::Decode(e.to_string()))
                         }
@@ -575,7 +585,7 @@ impl SolverApi for SolverClient {
                         Ok(_) => continue,
                         Err(e) => Err(ClientError::Unreachable { url: base, reason: e.to_string() }),
                     };
-                    return Some((item, ws));
+                    return Some((item, Some(ws)));
                 }
             }
         });

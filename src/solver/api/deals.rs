@@ -89,6 +89,8 @@ pub async fn sign(
 
 /// Longest an upload's body may go without a byte.
 pub const UPLOAD_IDLE_LIMIT: std::time::Duration = std::time::Duration::from_secs(30);
+/// The slowest upload taken, bytes per second (on top of [`UPLOAD_IDLE_LIMIT`]).
+pub const UPLOAD_MIN_BYTES_PER_SEC: u64 = 1 << 20;
 
 fn result_path(state: &AppState, sha256: &B256) -> std::path::PathBuf {
     state.0.results_dir.join(format!("{}.tar", hex::encode(sha256)))
@@ -118,6 +120,9 @@ pub async fn upload(
     let tmp_dir = state.0.results_dir.join("incoming");
     tokio::fs::create_dir_all(&tmp_dir).await.map_err(io)?;
     let tmp = tmp_dir.join(format!("{}.part", hex::encode(B256::random())));
+    // A body that trickles gives its room back too: the whole of it has 30 s plus a second
+    // per MiB it declared (or may have).
+    let deadline = UPLOAD_IDLE_LIMIT + std::time::Duration::from_secs(limit / UPLOAD_MIN_BYTES_PER_SEC);
     let outcome = async {
         let mut file = tokio::fs::File::create(&tmp).await.map_err(io)?;
         let mut hasher = Sha256::new();
@@ -143,8 +148,11 @@ pub async fn upload(
         }
         file.sync_all().await.map_err(io)?;
         Ok((sha256, size))
-    }
-    .await;
+    };
+    let outcome = tokio::time::timeout(deadline, outcome).await.unwrap_or_else(|_| {
+        let secs = deadline.as_secs();
+        Err(ApiError::new(StatusCode::REQUEST_TIMEOUT, "upload_stalled", format!("not all here after {secs} s")))
+    });
     let (sha256, size) = match outcome {
         Ok(v) => v,
         Err(e) => {
@@ -157,16 +165,9 @@ pub async fn upload(
     let new_file = !tokio::fs::try_exists(&dest).await.unwrap_or(false);
     tokio::fs::rename(&tmp, &dest).await.map_err(io)?;
     let record = ResultRecord { deal: id, sha256, size, uploaded_at: now_ms() };
-    let recorded = state.core().record_result(&auth, record, now_ms());
-    let record = match recorded {
-        Ok(r) => r,
-        Err(e) => {
-            if new_file {
-                let _ = tokio::fs::remove_file(&dest).await;
-            }
-            return Err(e.into());
-        }
-    };
+    // On failure the file stays: another deal may hold the same bundle by now, and one no
+    // record names is swept at the next start.
+    let record = state.core().record_result(&auth, record, now_ms())?;
     reservation.keep(if new_file { size } else { 0 });
     tracing::info!(deal = %id, size, sha256 = %sha256, "result uploaded");
     Ok((StatusCode::CREATED, Json(record)))

@@ -150,12 +150,13 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequestParts<S> for ApiQuery<T> {
 
 /// Checks a signed request's headers against its method and path (before any lock is
 /// taken: recovering the signer is the expensive part), then charges the account's rate.
-/// Nobody can spend another account's requests: junk signatures naming it are refused
-/// before its bucket is touched (THREATS V1).
+/// Nobody can spend another account's requests: junk signatures naming it, and replays
+/// of its used requests, are refused before its bucket is touched (THREATS V1).
 async fn authenticate(parts: &Parts, state: &AppState) -> Result<Verified, ApiError> {
     let headers = AuthHeaders::from_headers(&parts.headers)?.ok_or_else(ApiError::missing_auth)?;
     let verifier = state.core().verifier(now_ms(), true);
     let verified = headers.verify(parts.method.as_str(), parts.uri.path(), &verifier)?;
+    state.core().check_fresh(&verified)?;
     state.0.rate.check(&verified.account)?;
     Ok(verified)
 }

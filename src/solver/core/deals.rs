@@ -227,6 +227,9 @@ impl Core {
             changed += 1;
         }
         let pending: Vec<B256> = self.pending_deals.iter().copied().collect();
+        // One strike per provider per pass: a provider away for one sign timeout lets all
+        // its slots' proposals lapse at once, and that is one lapse, not one per slot.
+        let mut struck = std::collections::HashSet::new();
         for id in pending {
             let deal = self.deals[&id].clone();
             let lapsed = match deal.state {
@@ -244,7 +247,7 @@ impl Core {
             }
             changed += 1;
             tracing::info!(deal = %id, was = deal.state.name(), "deal lapsed before it was made on chain");
-            if deal.state == DealStatus::Proposed {
+            if deal.state == DealStatus::Proposed && struck.insert(deal.deal.provider) {
                 // Before the slot is freed, so that it is not handed straight back.
                 self.strike(deal.deal.provider, now);
             }

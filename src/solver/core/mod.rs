@@ -345,6 +345,12 @@ impl Core {
         Ok(())
     }
 
+    /// Whether a verified request's nonce is still unused (it is spent when the request is
+    /// carried out).
+    pub fn check_fresh(&self, request: &Verified) -> Result<(), SolverError> {
+        self.check_nonce(request.account, request.nonce)
+    }
+
     fn check_nonce(&self, account: Address, nonce: U256) -> Result<(), SolverError> {
         if self.store.nonce_used(account, nonce)? {
             return Err(SolverError::NonceReused { account, nonce });

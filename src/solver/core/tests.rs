@@ -264,3 +264,20 @@ fn stats_counters_agree_with_the_records() {
     check(&reopened);
     assert!(c.stats().offers.values().sum::<usize>() == 5);
 }
+
+/// Proposals of several slots that lapse together are one lapse: a provider away for one
+/// sign timeout is paused for one, not for a lapse per slot.
+#[test]
+fn lapses_of_one_pass_are_one_strike() {
+    let mut c = core(Arc::new(MemoryStore::new()));
+    let (mut s, _) = resource(1, 5);
+    s.offer.slots = 3;
+    let id = s.id(&protocol::domain(1337, cfg().deals_contract));
+    c.post_resource_offer(s.clone(), id, T0).unwrap();
+    for n in 1..=3 {
+        assert!(post_j(&mut c, n).deal.is_some());
+    }
+    assert_eq!(c.housekeeping(T0 + 60_000).unwrap(), 3);
+    let strikes = c.strikes(&s.offer.provider).unwrap();
+    assert_eq!((strikes.count, strikes.until), (1, T0 / 1000 + 120));
+}
