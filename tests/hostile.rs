@@ -474,9 +474,21 @@ fn a_job_board_killed_mid_deal_and_restarted_delivers_once() {
     });
     board.kill9();
     let _again = net.jobboard("jobboard-again");
-    common::wait_until("the result delivered to the contract", 90, || {
-        block_on(async { !client.lastResultHash().call().await.unwrap().is_zero() })
-    });
+    let delivered = || block_on(async { !client.lastResultHash().call().await.unwrap().is_zero() });
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(90);
+    while !delivered() {
+        if std::time::Instant::now() > deadline {
+            // Both job boards' logs, to tell why (the test once failed here in CI).
+            let log =
+                |name: &str| std::fs::read_to_string(net.home.path().join(format!("{name}.log"))).unwrap_or_default();
+            panic!(
+                "the result was not delivered to the contract within 90 s\n--- jobboard.log\n{}\n--- jobboard-again.log\n{}",
+                log("jobboard"),
+                log("jobboard-again")
+            );
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
     assert_eq!(logs(DcnDeals::DealCreated::SIGNATURE_HASH, c.deals).len(), 1, "bought once");
     assert_eq!(logs(DcnDeals::ResultAccepted::SIGNATURE_HASH, c.deals).len(), 1, "paid once");
     assert_eq!(logs(DcnJobBoard::JobDelivered::SIGNATURE_HASH, c.job_board).len(), 1, "delivered once");
