@@ -456,8 +456,28 @@ fn a_run_killed_after_creating_its_deal_is_resumed_to_its_end_once() {
 /// once, paid once and delivered once.
 #[test]
 fn a_job_board_killed_mid_deal_and_restarted_delivers_once() {
+    job_board_restarted_delivers_once(&[], |board| board.kill9());
+}
+
+/// The job board exits (as if killed) right after its `createDeal` is mined, before it can
+/// record the deal: the restarted board finds the signed deal it recorded on chain and
+/// follows it; it does not buy the request again. (The old board recorded the deal only
+/// once created: killed in that window, it bought again, and the second deal waited for the
+/// provider's only slot while the first held it.)
+#[test]
+fn a_job_board_killed_before_recording_its_created_deal_does_not_buy_again() {
+    job_board_restarted_delivers_once(&["--fault", "exit-after-create"], |board| {
+        let status = board.child.wait().unwrap();
+        assert_eq!(status.code(), Some(137), "the board exits by its fault switch: {}", board.log_text());
+    });
+}
+
+/// A job board started with `flags` buys a contract's request; once the deal is on chain
+/// `stop` ends it, and a second job board, started on the same store, delivers the result
+/// once.
+fn job_board_restarted_delivers_once(flags: &[&str], stop: impl FnOnce(&mut common::net::Proc)) {
     let net = DevNet::start(&["--no-jobboard"]);
-    let mut board = net.jobboard("jobboard");
+    let mut board = net.jobboard_with("jobboard", flags);
     let c = net.deployment().contracts;
     let admin = alloy::network::EthereumWallet::from(common::net::dev_key(0));
     let p = alloy::providers::ProviderBuilder::new().wallet(admin).connect_http(net.rpc_url.parse().unwrap());
@@ -472,7 +492,7 @@ fn a_job_board_killed_mid_deal_and_restarted_delivers_once() {
     common::wait_until("the job board's deal on chain", 60, || {
         !logs(DcnDeals::DealCreated::SIGNATURE_HASH, c.deals).is_empty()
     });
-    board.kill9();
+    stop(&mut board);
     let _again = net.jobboard("jobboard-again");
     let delivered = || block_on(async { !client.lastResultHash().call().await.unwrap().is_zero() });
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(90);

@@ -8,7 +8,7 @@ use crate::config::Settings;
 use crate::jobboard::{BuyError, Buyer, JobBoardConfig, JobBoardDeps, JobBoardOverrides, JobBoardService, Settlement};
 use crate::jobcreator::{JobCreator, JobCreatorConfig, LogProgress, RunOverrides};
 use crate::kv::KvStore;
-use crate::protocol::records::CreatedDeal;
+use crate::protocol::records::{CreatedDeal, DealRecord};
 use crate::protocol::SolverClient;
 use crate::runtime::{Supervisor, Tasks};
 use crate::types::JobSpec;
@@ -23,11 +23,15 @@ struct JobCreatorBuyer(JobCreator);
 
 #[async_trait]
 impl Buyer for JobCreatorBuyer {
-    async fn buy(&self, spec: &JobSpec, max_price: U256) -> Result<CreatedDeal, BuyError> {
+    async fn buy(&self, spec: &JobSpec, max_price: U256) -> Result<DealRecord, BuyError> {
         // Never pay a provider more than the request pays the operator.
         let mut creator = self.0.clone();
         creator.terms.max_price = creator.terms.max_price.min(max_price);
-        creator.place(spec, &LogProgress).await.map_err(|e| BuyError(Box::new(e)))
+        creator.match_deal(spec, &LogProgress).await.map_err(|e| BuyError(Box::new(e)))
+    }
+
+    async fn create(&self, deal: &DealRecord, spec: &JobSpec) -> Result<CreatedDeal, BuyError> {
+        self.0.create(deal.clone(), spec).await.map_err(|e| BuyError(Box::new(e)))
     }
 
     async fn settle(&self, deal: &CreatedDeal) -> Result<Settlement, BuyError> {

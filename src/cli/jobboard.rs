@@ -15,11 +15,19 @@ pub struct JobBoardArgs {
     /// The solver: a URL, or an address looked up in DcnRegistry [default: config services.solver / SERVICE_SOLVER, else the first solver the registry's owner approved]
     #[arg(long, value_name = "URL|ADDRESS")]
     pub solver: Option<String>,
+    /// Test builds only: misbehave (exit-after-create), to exercise restarts
+    #[cfg(feature = "fault-injection")]
+    #[arg(long, hide = true, value_name = "KIND")]
+    pub fault: Option<crate::jobboard::config::BoardFault>,
 }
 
 impl JobBoardArgs {
     /// Runs `dcn jobboard` until Ctrl-C.
     pub async fn run(self, settings: &Settings) -> eyre::Result<()> {
-        crate::app::jobboard::run(settings, &JobBoardOverrides { solver: self.solver }).await
+        #[cfg(feature = "fault-injection")]
+        let fault = self.fault;
+        #[cfg(not(feature = "fault-injection"))]
+        let fault = None;
+        crate::app::jobboard::run(settings, &JobBoardOverrides { solver: self.solver, fault }).await
     }
 }

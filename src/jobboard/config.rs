@@ -13,6 +13,17 @@ use std::time::Duration;
 pub struct JobBoardOverrides {
     /// `--solver`.
     pub solver: Option<String>,
+    /// Test-only: misbehave this way.
+    pub fault: Option<BoardFault>,
+}
+
+/// Test-only misbehaviour of the job board service (`--fault`, in builds with the
+/// `fault-injection` feature), for the restart tests.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum BoardFault {
+    /// Exits, as if killed, once a deal's `createDeal` is mined and before the board
+    /// records it.
+    ExitAfterCreate,
 }
 
 /// Everything the job board service takes from configuration.
@@ -26,6 +37,8 @@ pub struct JobBoardConfig {
     pub resolver: Resolver,
     /// What a request must offer before a deal is bought for it.
     pub worth: Worth,
+    /// Test-only: misbehave this way.
+    pub fault: Option<BoardFault>,
 }
 
 /// When a request is worth buying a deal for (THREATS K5: a request paying nothing, or
@@ -54,6 +67,7 @@ impl JobBoardConfig {
                 min_payment: parse_amount(&settings.jobboard.min_payment, "jobboard.min_payment")?,
                 result_margin_secs: settings.job.result_margin_secs,
             },
+            fault: overrides.fault,
         })
     }
 }
@@ -70,7 +84,8 @@ mod tests {
             ("DCN_MODULES__DIR", "/srv/modules"),
             ("DCN_JOBBOARD__MIN_PAYMENT", "2.5"),
         ]);
-        let c = JobBoardConfig::resolve(&s, &JobBoardOverrides { solver: Some("http://s".into()) }).unwrap();
+        let c =
+            JobBoardConfig::resolve(&s, &JobBoardOverrides { solver: Some("http://s".into()), fault: None }).unwrap();
         assert_eq!(c.worth.min_payment, parse_amount("2.5", "x").unwrap());
         assert_eq!(c.worth.result_margin_secs, 120, "the job creator's margin");
         assert_eq!(c.poll, Duration::from_millis(250));

@@ -6,8 +6,9 @@
 //! Read [`config`], then [`request`] (a request's record and the pure decision of its next
 //! step), then [`service`] (the follower and the loop). The job board buys through its
 //! [`Buyer`] port; the composition root plugs the job creator in. Requests name modules by
-//! plain name only, and the created deal is recorded before it is followed, so a restart
-//! never buys a request twice.
+//! plain name only, and the provider's signed deal is recorded before `createDeal` is sent,
+//! so a restart finds it on chain (or creates it, or buys again once it can no longer be
+//! created) and never buys a request twice.
 
 pub mod config;
 pub mod request;

@@ -4,7 +4,8 @@
 
 use super::config::Worth;
 use crate::chain::{RequestStatus, RequestView, DELIVERY_GRACE_SECS};
-use crate::protocol::records::CreatedDeal;
+use crate::protocol::records::{CreatedDeal, DealRecord};
+use crate::types::JobSpec;
 use crate::units::format_amount;
 use alloy::primitives::{Address, B256, U256};
 use serde::{Deserialize, Serialize};
@@ -84,6 +85,15 @@ impl std::fmt::Display for Failure {
 pub enum BoardStage {
     /// Seen; no deal yet.
     New,
+    /// A provider signed a deal for it, recorded before `createDeal` is sent: a restart
+    /// finds the deal on chain (or creates it, or after its creation deadline buys again)
+    /// instead of buying the request twice.
+    Signed {
+        /// The deal as matched and signed.
+        deal: Box<DealRecord>,
+        /// The job.
+        spec: Box<JobSpec>,
+    },
     /// A deal is on chain for it.
     Created {
         /// The deal.
@@ -150,6 +160,8 @@ pub enum Action {
     WaitUntil(u64),
     /// Buy the job.
     Buy,
+    /// Create the signed deal on chain, unless it is there or can no longer be.
+    Create,
     /// Claim the request with the deal bought for it: no refund while it is in flight.
     Claim(B256),
     /// Follow the deal to its end, then deliver or buy again.
@@ -181,6 +193,7 @@ pub fn decide(job: &BoardJob, request: &RequestView, now: u64, me: Address) -> A
     match &job.stage {
         BoardStage::New if now < job.retry_at => Action::WaitUntil(job.retry_at),
         BoardStage::New => Action::Buy,
+        BoardStage::Signed { .. } => Action::Create,
         BoardStage::Created { created } if claimed.is_none() => Action::Claim(created.deal.id),
         BoardStage::Created { .. } => Action::Settle,
         BoardStage::Delivered { .. } | BoardStage::Failed { .. } => Action::Done,

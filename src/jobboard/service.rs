@@ -9,7 +9,7 @@ use crate::chain::bindings::DcnJobBoard;
 use crate::chain::{BoardChain, ChainError, DealState, DealsChain, LogSource};
 use crate::kv::{KvError, KvStore};
 use crate::module::parse_inputs;
-use crate::protocol::records::CreatedDeal;
+use crate::protocol::records::{CreatedDeal, DealRecord};
 use crate::runtime::{Backoff, CursorError, Follower, KvCursor, Start, Tasks};
 use crate::types::JobSpec;
 use alloy::primitives::{Address, B256, U256};
@@ -41,9 +41,12 @@ pub struct BuyError(pub Box<dyn std::error::Error + Send + Sync>);
 /// The job board's port to the job creator: buying a job and following its deal.
 #[async_trait]
 pub trait Buyer: Send + Sync {
-    /// Buys `spec` on the network for at most `max_price` token units: offer, match, deal
-    /// created on chain.
-    async fn buy(&self, spec: &JobSpec, max_price: U256) -> Result<CreatedDeal, BuyError>;
+    /// Offers `spec` on the network for at most `max_price` token units and waits for a
+    /// provider's signed deal, checked against the offer. Nothing is on chain yet: the
+    /// board records the deal before it [`create`](Buyer::create)s it.
+    async fn buy(&self, spec: &JobSpec, max_price: U256) -> Result<DealRecord, BuyError>;
+    /// Creates the signed `deal` for `spec` on chain.
+    async fn create(&self, deal: &DealRecord, spec: &JobSpec) -> Result<CreatedDeal, BuyError>;
     /// Follows `deal` to its end: verified and accepted, or otherwise settled.
     async fn settle(&self, deal: &CreatedDeal) -> Result<Settlement, BuyError>;
 }
@@ -217,13 +220,12 @@ impl JobBoardService {
                         return Ok(None);
                     }
                 };
-                // Not raced with the token: the buyer watches it and stops at a point where
-                // the purchase can be recorded (dropping it mid-way could lose a created
-                // deal, which a restart would then buy again).
+                // Not raced with the token: the buyer watches it and cancels its offer
+                // before it gives up.
                 match self.deps.buyer.buy(&spec, max_price).await {
-                    Ok(created) => {
-                        tracing::info!(request = %job.request, deal = %created.deal.id, "deal created for the request");
-                        job.stage = BoardStage::Created { created: Box::new(created) };
+                    Ok(deal) => {
+                        tracing::info!(request = %job.request, deal = %deal.id, provider = %deal.deal.provider, "a provider signed a deal for the request");
+                        job.stage = BoardStage::Signed { deal: Box::new(deal), spec: Box::new(spec) };
                         job.attempts = 0;
                     }
                     Err(_) if token.is_cancelled() => return Ok(Some(Duration::ZERO)),
@@ -233,6 +235,31 @@ impl JobBoardService {
                         tracing::warn!(request = %job.request, error = %e, attempts = job.attempts, retry_in_secs = retry_delay(job.attempts), "no deal for the request yet");
                     }
                 }
+                self.save(job)?;
+                Ok(Some(Duration::ZERO))
+            }
+            Action::Create => {
+                let BoardStage::Signed { deal, spec } = &job.stage else { return Ok(Some(Duration::ZERO)) };
+                let created = if self.deps.chain.deal(deal.id).await?.state != DealState::None {
+                    // Created before a restart that lost the transaction's hash.
+                    tracing::info!(request = %job.request, deal = %deal.id, "the signed deal is on chain already");
+                    CreatedDeal { deal: (**deal).clone(), spec: (**spec).clone(), create_tx: B256::ZERO }
+                } else if self.deps.chain.block_time().await? > deal.deal.createDeadline {
+                    // A mined block is past its creation deadline: it can never be created
+                    // (a pending transaction included now would revert), so buy again.
+                    tracing::warn!(request = %job.request, deal = %deal.id, "the signed deal was not created before its deadline; buying again");
+                    job.stage = BoardStage::New;
+                    self.save(job)?;
+                    return Ok(Some(Duration::ZERO));
+                } else {
+                    self.deps.buyer.create(deal, spec).await?
+                };
+                tracing::info!(request = %job.request, deal = %created.deal.id, "deal created for the request");
+                if self.cfg.fault == Some(super::config::BoardFault::ExitAfterCreate) {
+                    tracing::warn!("fault injection: exiting after createDeal, before the deal is recorded");
+                    std::process::exit(137);
+                }
+                job.stage = BoardStage::Created { created: Box::new(created) };
                 self.save(job)?;
                 Ok(Some(Duration::ZERO))
             }

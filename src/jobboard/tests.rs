@@ -9,7 +9,7 @@ use super::JobBoardConfig;
 use crate::chain::{DealState, RequestStatus, RequestView};
 use crate::kv::KvStore;
 use crate::module::resolve::Resolver;
-use crate::protocol::records::CreatedDeal;
+use crate::protocol::records::{CreatedDeal, DealRecord};
 use crate::testing::*;
 use crate::types::JobSpec;
 use alloy::primitives::{Address, B256, U256};
@@ -23,19 +23,28 @@ use tokio_util::sync::CancellationToken;
 struct FakeBuyer {
     max_prices: std::sync::Mutex<Vec<U256>>,
     buys: AtomicU32,
+    creates: AtomicU32,
     settles: AtomicU32,
     failing: bool,
 }
 
 #[async_trait]
 impl Buyer for FakeBuyer {
-    async fn buy(&self, _spec: &JobSpec, max_price: U256) -> Result<CreatedDeal, BuyError> {
+    async fn buy(&self, _spec: &JobSpec, max_price: U256) -> Result<DealRecord, BuyError> {
         self.max_prices.lock().unwrap().push(max_price);
         self.buys.fetch_add(1, Ordering::SeqCst);
         if self.failing {
             return Err(BuyError("no provider took the job".into()));
         }
-        Ok(created_deal(1))
+        // Signed just now: its creation deadline is far ahead of the chain's clock.
+        let mut deal = created_deal(1).deal;
+        deal.deal.createDeadline = 1_000_000;
+        Ok(deal)
+    }
+
+    async fn create(&self, deal: &DealRecord, spec: &JobSpec) -> Result<CreatedDeal, BuyError> {
+        self.creates.fetch_add(1, Ordering::SeqCst);
+        Ok(CreatedDeal { deal: deal.clone(), spec: spec.clone(), create_tx: B256::repeat_byte(7) })
     }
 
     async fn settle(&self, _deal: &CreatedDeal) -> Result<Settlement, BuyError> {
@@ -59,6 +68,7 @@ impl Rig {
             solver: None,
             resolver: Resolver { override_dir: None, cache_dir: std::env::temp_dir() },
             worth: Worth { min_payment: U256::from(1), result_margin_secs: 120 },
+            fault: None,
         };
         let deps = JobBoardDeps {
             board: chain.clone(),
@@ -105,7 +115,8 @@ async fn a_request_is_bought_once_and_delivered() {
     let rig = Rig::new(FakeBuyer::default());
     let id = rig.request(1, 5_000);
     rig.handle(BoardJob::new(id)).await;
-    assert_eq!((rig.buyer.buys.load(Ordering::SeqCst), rig.buyer.settles.load(Ordering::SeqCst)), (1, 1));
+    let counts = |b: &FakeBuyer| [&b.buys, &b.creates, &b.settles].map(|n| n.load(Ordering::SeqCst));
+    assert_eq!(counts(&rig.buyer), [1, 1, 1]);
     let deal = created_deal(1).deal.id;
     assert_eq!(
         rig.chain.txs(),
@@ -141,6 +152,50 @@ async fn a_restart_with_a_deal_on_record_follows_it_without_buying_again() {
     assert_eq!(rig.buyer.buys.load(Ordering::SeqCst), 0, "not bought twice");
     assert_eq!(rig.buyer.settles.load(Ordering::SeqCst), 1);
     assert_eq!(rig.chain.count(|t| matches!(t, Tx::Deliver(..))), 1);
+}
+
+#[tokio::test]
+async fn a_restart_after_create_deal_was_sent_follows_the_deal_on_chain_without_buying_again() {
+    // Killed once `createDeal` was mined but before the board recorded it: the signed deal
+    // was recorded first, and the chain has it.
+    let rig = Rig::new(FakeBuyer::default());
+    let id = rig.request(1, 5_000);
+    let signed = created_deal(1);
+    rig.chain.create(&signed.deal.deal);
+    let job = BoardJob {
+        stage: BoardStage::Signed { deal: Box::new(signed.deal.clone()), spec: Box::new(signed.spec) },
+        ..BoardJob::new(id)
+    };
+    rig.handle(job).await;
+    let counts = [&rig.buyer.buys, &rig.buyer.creates, &rig.buyer.settles].map(|n| n.load(Ordering::SeqCst));
+    assert_eq!(counts, [0, 0, 1], "neither bought nor created again, and followed");
+    assert_eq!(
+        rig.chain.txs(),
+        [Tx::Claim(id, signed.deal.id), Tx::Deliver(id, signed.deal.id, B256::repeat_byte(0x42))],
+        "no createDeal sent again"
+    );
+}
+
+#[tokio::test]
+async fn a_signed_deal_never_created_is_created_in_time_or_bought_again_after_its_deadline() {
+    let rig = Rig::new(FakeBuyer::default());
+    let signed = created_deal(1);
+    let record = |id| BoardJob {
+        stage: BoardStage::Signed { deal: Box::new(signed.deal.clone()), spec: Box::new(signed.spec.clone()) },
+        ..BoardJob::new(id)
+    };
+    // Killed before `createDeal` was sent, restarted before the creation deadline (1,500).
+    let first = rig.request(1, 5_000);
+    rig.handle(record(first)).await;
+    let counts = |b: &FakeBuyer| [&b.buys, &b.creates, &b.settles].map(|n| n.load(Ordering::SeqCst));
+    assert_eq!(counts(&rig.buyer), [0, 1, 1], "created from the record, not bought again");
+    // Restarted once a block is past the creation deadline: the signature is worthless, so
+    // the request is bought again.
+    rig.chain.advance(501);
+    let second = rig.request(2, 5_000);
+    rig.handle(record(second)).await;
+    assert_eq!(counts(&rig.buyer), [1, 2, 2]);
+    assert!(matches!(rig.stored(second).stage, BoardStage::Delivered { .. }));
 }
 
 #[tokio::test]

@@ -221,10 +221,16 @@ impl DevNet {
 
     /// Starts `dcn jobboard` as the development operator (for `dcn dev --no-jobboard`).
     pub fn jobboard(&self, name: &str) -> Proc {
+        self.jobboard_with(name, &[])
+    }
+
+    /// A `dcn jobboard` process with `extra` flags, logging to `<name>.log`.
+    pub fn jobboard_with(&self, name: &str, extra: &[&str]) -> Proc {
         let log = self.home.path().join(format!("{name}.log"));
         let child = self
             .cmd()
             .args(["jobboard", "--solver", &self.solver_url])
+            .args(extra)
             .stdout(Stdio::null())
             .stderr(std::fs::OpenOptions::new().create(true).append(true).open(&log).unwrap())
             .spawn()
