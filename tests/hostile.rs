@@ -346,6 +346,8 @@ fn hand_made_specs_docker_would_refuse_are_refused_before_signing() {
     use dcn::protocol::{JobOffer, SignedJobOffer, SolverApi, SolverClient};
     let net = DevNet::start(&["--offer-count", "2"]);
     let who = parties();
+    // The solver takes job offers only while the creator's free escrow covers them.
+    net.deposit(&DevRole::JobCreator.signer(), U256::from(units(10)));
     let before = wealth(&net, &who);
     let cache = tempfile::tempdir().unwrap();
     let resolver = dcn::module::resolve::Resolver { override_dir: None, cache_dir: cache.path().into() };

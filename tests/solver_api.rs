@@ -766,3 +766,59 @@ async fn specs_and_open_offers_have_caps() {
     let r = sign_resource(resource_offer(&provider, s.address()), &provider, &s.client).await;
     assert_eq!(refused(s.client.post_resource_offer(&r).await.unwrap_err()), (503, "solver_full".into()));
 }
+
+/// THREATS V2: offers backed by nothing are refused before they are stored; an offer is
+/// taken once the owner deposits; a resource offer whose provider withdraws closes within
+/// one escrow period; slots held by live deals need no collateral.
+#[tokio::test]
+async fn offers_are_taken_only_while_their_owners_escrow_backs_them() {
+    let s = TestSolver::start().await;
+    let provider = PrivateKeySigner::random();
+    let creator = PrivateKeySigner::random();
+    s.escrow.set(provider.address(), U256::ZERO);
+    s.escrow.set(creator.address(), U256::from(99));
+    let before = event_count(&s).await;
+
+    // Two slots of collateral 20 need 40; 39 is short.
+    let mut two_slots = resource_offer(&provider, s.address());
+    two_slots.slots = 2;
+    s.escrow.set(provider.address(), U256::from(39));
+    let r = sign_resource(two_slots.clone(), &provider, &s.client).await;
+    let e = s.client.post_resource_offer(&r).await.unwrap_err();
+    assert!(e.to_string().contains("deposit into escrow"), "{e}");
+    assert_eq!(refused(e), (402, "escrow_short".into()));
+    // A job offer paying at most 100 needs 100; 99 is short.
+    let spec = spec("moo");
+    let j = sign_job(job_offer(&creator, s.address(), &spec), spec.clone(), &creator, &s.client).await;
+    assert_eq!(refused(s.client.post_job_offer(&j).await.unwrap_err()), (402, "escrow_short".into()));
+    assert_eq!(event_count(&s).await, before, "nothing stored");
+
+    // A deposit counts at once, however recently the short value was read.
+    s.escrow.set(provider.address(), U256::from(40));
+    let posted = s.client.post_resource_offer(&r).await.unwrap();
+    assert_eq!(posted.status, OfferStatus::Open);
+    s.escrow.set(creator.address(), U256::from(100));
+    let job = s.client.post_job_offer(&j).await.unwrap();
+    let deal = job.deal.expect("matched with the backed offer");
+
+    // The provider withdraws to 20: one slot is held by the live deal, so 20 still backs
+    // the other, and the offer stays open over several escrow periods.
+    s.escrow.set(provider.address(), U256::from(20));
+    tokio::time::sleep(escrow_ttl() * 4).await;
+    let open = |o: OfferRecord| o.status();
+    assert_eq!(open(s.client.offer(posted.id, OfferKind::Resource).await.unwrap()), OfferStatus::Open);
+    // Withdrawn to 19, the free slot is not backed: the offer closes, with an event, and a
+    // new job waits instead of matching it.
+    s.escrow.set(provider.address(), U256::from(19));
+    let closed = || async { open(s.client.offer(posted.id, OfferKind::Resource).await.unwrap()) };
+    let deadline = std::time::Instant::now() + escrow_ttl() * 20;
+    while closed().await != OfferStatus::Cancelled {
+        assert!(std::time::Instant::now() < deadline, "the unbacked offer was not closed");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let j2 = sign_job(job_offer(&creator, s.address(), &spec), spec.clone(), &creator, &s.client).await;
+    assert_eq!(s.client.post_job_offer(&j2).await.unwrap().status, OfferStatus::Open, "not matched");
+    let events = s.solver.state.0.store.events_for(provider.address(), before, 100).unwrap();
+    assert!(events.iter().any(|e| matches!(e.kind, EventKind::OfferCancelled { offer } if offer == posted.id)));
+    assert_eq!(s.client.deal(deal).await.unwrap().state, DealStatus::Proposed, "the live deal goes on");
+}

@@ -121,6 +121,11 @@ fn solver_survives_kill_9_and_follows_the_chain() {
         let entry = registry.get(0, DevRole::Solver.address()).call().await.unwrap();
         assert_eq!(entry.url, url, "registered its URL on chain");
 
+        // The solver takes offers only while their owners' escrow backs them (THREATS V2).
+        let jc = chain(&anvil.endpoint(), DevRole::JobCreator).await;
+        let pc = chain(&anvil.endpoint(), DevRole::Provider).await;
+        deposit(&jc, &deployment, "5").await;
+        deposit(&pc, &deployment, "5").await;
         let mut r = resource_offer(&provider, client.info().solver);
         r.mediators = vec![mediator];
         r.price = parse_ether("1").unwrap();
@@ -142,10 +147,6 @@ fn solver_survives_kill_9_and_follows_the_chain() {
 
         // The deal goes on chain with the signature the solver relayed; only then does the
         // solver take a result for it (THREATS V4).
-        let jc = chain(&anvil.endpoint(), DevRole::JobCreator).await;
-        let pc = chain(&anvil.endpoint(), DevRole::Provider).await;
-        deposit(&jc, &deployment, "5").await;
-        deposit(&pc, &deployment, "5").await;
         let deals_jc = DcnDeals::new(deployment.contracts.deals, &jc.provider);
         let sig = signed.provider_signature.clone().unwrap();
         jc.send("createDeal", deals_jc.createDeal(signed.deal.clone(), sig)).await.unwrap();

@@ -38,6 +38,8 @@ pub async fn start(cfg: &SolverConfig, account: &Account, dir: &Path, tasks: &Ta
         limits: cfg.limits.clone(),
         store: Arc::new(store),
         results_dir: dir.join("results"),
+        escrow: account.chain(),
+        escrow_ttl: cfg.escrow_ttl,
     };
     if register(&account.client, contracts.registry, Role::Solver, &public_url, "")
         .await

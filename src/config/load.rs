@@ -51,6 +51,7 @@ request_max_ahead_secs = 300
 sign_timeout_secs = 60
 create_timeout_secs = 300
 chain_poll_ms = 1000
+escrow_cache_secs = 10
 
 [services]
 mediators = []

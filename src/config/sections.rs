@@ -121,6 +121,9 @@ pub struct SolverSettings {
     pub create_timeout_secs: u64,
     /// How often the chain is read for deal states, milliseconds.
     pub chain_poll_ms: u64,
+    /// How long an offer owner's free escrow, read from the chain, is used, seconds; the
+    /// escrow of providers with open offers is read again this often.
+    pub escrow_cache_secs: u64,
 }
 
 /// Where clients find the network's services.

@@ -6,7 +6,7 @@ use super::{DealMismatch, JobCreator, JobCreatorError, Progress, Step};
 use crate::chain::deals::{deal_id, domain};
 use crate::clock::now_secs;
 use crate::protocol::records::{CreatedDeal, DealRecord, DealStatus, EventKind, OfferRecord, OfferStatus};
-use crate::protocol::{check_signer, EventStream, JobOffer, OfferKind, SignedJobOffer};
+use crate::protocol::{check_signer, ClientError, EventStream, JobOffer, OfferKind, SignedJobOffer};
 use crate::types::JobSpec;
 use crate::units::format_amount;
 use alloy::primitives::{B256, U256};
@@ -24,7 +24,8 @@ impl JobCreator {
     /// against the offer; nothing is on chain yet (the caller may record it first).
     pub async fn match_deal(&self, spec: &JobSpec, progress: &dyn Progress) -> Result<DealRecord, JobCreatorError> {
         let t = &self.terms;
-        let deposited = self.chain.ensure_free_escrow(t.max_price + t.mediation_fee).await?;
+        let need = t.max_price + t.mediation_fee;
+        let deposited = self.chain.ensure_free_escrow(need).await?;
         if !deposited.is_zero() {
             tracing::info!(amount = %format_amount(deposited), "deposited into escrow");
         }
@@ -43,7 +44,17 @@ impl JobCreator {
             nonce: U256::from_be_bytes(B256::random().0),
         };
         let signed = SignedJobOffer::sign(offer, spec.clone(), &self.signer, &info.domain()).await?;
-        let record = self.solver.post_job_offer(&signed).await?;
+        let record = match self.solver.post_job_offer(&signed).await {
+            // The solver takes a job offer only while the free escrow covers its maximum
+            // price (THREATS V2). Another job of this account may have locked the deposit
+            // since: top up again, once (the refused offer's nonce is unused).
+            Err(ClientError::Refused { code, .. }) if code == "escrow_short" => {
+                let deposited = self.chain.ensure_free_escrow(need).await?;
+                tracing::info!(amount = %format_amount(deposited), "the solver found the escrow short; topped up");
+                self.solver.post_job_offer(&signed).await?
+            }
+            r => r?,
+        };
         let offer_id = record.id;
         progress.step(
             Step::Matching,

@@ -47,6 +47,15 @@ impl ProviderService {
                 return Ok(());
             }
         }
+        // The solver takes an offer only while the free escrow covers the collateral of
+        // each slot not held by a live deal (THREATS V2), and closes it when it no longer
+        // does.
+        let held = self.active.lock().unwrap_or_else(|p| p.into_inner()).len() as u32;
+        let need = self.cfg.collateral * U256::from(self.cfg.slots.saturating_sub(held));
+        let deposited = self.chain.ensure_free_escrow(need).await?;
+        if !deposited.is_zero() {
+            tracing::info!(amount = %format_amount(deposited), "deposited collateral into escrow for the offer");
+        }
         let slot = &self.offering.slot;
         let offer = ResourceOffer {
             provider: self.me(),
@@ -84,6 +93,16 @@ impl ProviderService {
             }
         }
         Ok(())
+    }
+
+    /// The solver closed `offer` (its owner's escrow fell short, or it was cancelled): if it
+    /// is the current one, the next tick posts a fresh offer, topping the escrow up first.
+    pub(super) fn offer_closed(&self, offer: B256) {
+        let mut current = self.current_offer.lock().unwrap_or_else(|p| p.into_inner());
+        if current.is_some_and(|(id, _)| id == offer) {
+            tracing::warn!(%offer, "the solver closed this provider's offer; posting a fresh one");
+            *current = None;
+        }
     }
 
     /// Decides on a deal event: signs a proposal that passes every check and returns the

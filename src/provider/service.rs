@@ -217,10 +217,14 @@ impl ProviderService {
                         Some(Ok(ev)) => {
                             reconnect.reset();
                             since = ev.seq;
-                            if let EventKind::Deal { deal } = ev.kind {
-                                if let Some(job) = self.consider(*deal).await? {
-                                    self.spawn_deal(tasks, job);
+                            match ev.kind {
+                                EventKind::Deal { deal } => {
+                                    if let Some(job) = self.consider(*deal).await? {
+                                        self.spawn_deal(tasks, job);
+                                    }
                                 }
+                                EventKind::OfferCancelled { offer } => self.offer_closed(offer),
+                                _ => {}
                             }
                             self.kv.set_cursor(EVENTS_CURSOR, since)?;
                         }

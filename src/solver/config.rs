@@ -40,6 +40,8 @@ pub struct SolverConfig {
     pub create_timeout_secs: u64,
     /// How often the chain is read for deal states.
     pub chain_poll: Duration,
+    /// How long a free escrow read is used (THREATS V2).
+    pub escrow_ttl: Duration,
 }
 
 impl SolverConfig {
@@ -67,6 +69,7 @@ impl SolverConfig {
             sign_timeout_secs: s.sign_timeout_secs,
             create_timeout_secs: s.create_timeout_secs,
             chain_poll: Duration::from_millis(s.chain_poll_ms.max(20)),
+            escrow_ttl: Duration::from_secs(s.escrow_cache_secs.max(1)),
         }
     }
 

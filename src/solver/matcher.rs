@@ -172,6 +172,11 @@ impl Matcher {
         self.resources.get(id)
     }
 
+    /// The open resource offers.
+    pub fn resources(&self) -> impl Iterator<Item = &ResourceEntry> {
+        self.resources.values()
+    }
+
     /// A waiting job offer.
     pub fn job(&self, id: &B256) -> Option<&JobEntry> {
         self.jobs.get(id)

@@ -10,6 +10,7 @@ pub mod api;
 pub mod chain;
 pub mod config;
 pub mod core;
+pub mod escrow;
 pub mod matcher;
 pub mod store;
 
@@ -41,6 +42,10 @@ pub struct SolverParams {
     pub store: Arc<dyn Store>,
     /// Where result bundles go.
     pub results_dir: PathBuf,
+    /// Where offers' escrow is read (THREATS V2).
+    pub escrow: Arc<dyn escrow::EscrowSource>,
+    /// How long a free escrow read is used.
+    pub escrow_ttl: Duration,
 }
 
 /// A running solver server.
@@ -71,8 +76,8 @@ pub enum StartError {
 }
 
 impl Solver {
-    /// Loads the state and serves on `listener` as the tasks `solver/http` and
-    /// `solver/housekeeping`, until the tasks' token is cancelled.
+    /// Loads the state and serves on `listener` as the tasks `solver/http`,
+    /// `solver/housekeeping` and `solver/escrow`, until the tasks' token is cancelled.
     pub fn start(params: SolverParams, listener: TcpListener, tasks: &Tasks) -> Result<Self, StartError> {
         std::fs::create_dir_all(&params.results_dir)
             .map_err(|source| StartError::ResultsDir { path: params.results_dir.clone(), source })?;
@@ -94,11 +99,13 @@ impl Solver {
             results_dir: params.results_dir,
             started: Instant::now(),
             stopping: stopping.clone(),
+            escrow: Arc::new(escrow::EscrowBook::new(params.escrow, params.escrow_ttl)),
         }));
         let addr = listener.local_addr().map_err(StartError::Listener)?;
         let shutdown = async move { stopping.cancelled().await };
         tasks.spawn_service("solver/http", api::serve(listener, state.clone(), shutdown));
         tasks.spawn_service("solver/housekeeping", housekeeping(state.clone(), tasks.token().clone()));
+        tasks.spawn_service("solver/escrow", escrow::watch(state.clone(), tasks.token().clone()));
         Ok(Self { state, addr })
     }
 

@@ -303,6 +303,20 @@ impl DevNet {
         })
     }
 
+    /// Deposits `amount` of `key`'s tokens into its escrow, as a hand-made client must
+    /// before the solver takes its offers.
+    pub fn deposit(&self, key: &PrivateKeySigner, amount: U256) {
+        let c = self.deployment().contracts;
+        let wallet = alloy::network::EthereumWallet::from(key.clone());
+        let p = ProviderBuilder::new().wallet(wallet).connect_http(self.rpc_url.parse().unwrap());
+        block_on(async {
+            let approve = DcnToken::new(c.token, &p).approve(c.deals, amount).send().await.unwrap();
+            assert!(approve.get_receipt().await.unwrap().status(), "approve reverted");
+            let deposit = DcnDeals::new(c.deals, &p).deposit(amount).send().await.unwrap();
+            assert!(deposit.get_receipt().await.unwrap().status(), "deposit reverted");
+        });
+    }
+
     /// Ether balance.
     pub fn eth(&self, account: Address) -> U256 {
         block_on(async { self.reader().get_balance(account).await.unwrap() })

@@ -7,6 +7,7 @@ use dcn::clock::now_secs;
 use dcn::protocol::SolverClient;
 use dcn::protocol::{JobOffer, ResourceOffer, SignedJobOffer, SignedResourceOffer};
 use dcn::solver::api::ApiLimits;
+use dcn::solver::escrow::EscrowTable;
 use dcn::solver::store::RocksStore;
 use dcn::solver::{CoreConfig, Solver, SolverParams};
 use dcn::types::{JobSpec, ModuleRef, NetworkPolicy, Resources};
@@ -15,6 +16,8 @@ use std::sync::Arc;
 /// A solver running in this process, stopped on drop.
 pub struct TestSolver {
     pub solver: Solver,
+    /// Every account's free escrow: unlimited unless a test sets it.
+    pub escrow: Arc<EscrowTable>,
     pub client: SolverClient,
     pub key: PrivateKeySigner,
     pub dir: tempfile::TempDir,
@@ -33,6 +36,11 @@ pub fn core_config(solver: Address) -> CoreConfig {
         sign_timeout_secs: 60,
         create_timeout_secs: 300,
     }
+}
+
+/// How long the test solver uses an escrow read: short, so that tests see the watcher act.
+pub fn escrow_ttl() -> std::time::Duration {
+    std::time::Duration::from_millis(300)
 }
 
 pub fn limits() -> ApiLimits {
@@ -62,13 +70,21 @@ impl TestSolver {
         let mut limits = limits();
         tweak(&mut core, &mut limits);
         let store = RocksStore::open(&dir.path().join("db")).unwrap();
-        let params = SolverParams { core, limits, store: Arc::new(store), results_dir: dir.path().join("results") };
+        let escrow = Arc::new(EscrowTable::new(U256::MAX));
+        let params = SolverParams {
+            core,
+            limits,
+            store: Arc::new(store),
+            results_dir: dir.path().join("results"),
+            escrow: escrow.clone(),
+            escrow_ttl: escrow_ttl(),
+        };
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         // The supervisor's tasks; dropping the test solver cancels them.
         let tasks = dcn::runtime::Supervisor::new().tasks();
         let solver = Solver::start(params, listener, &tasks).unwrap();
         let client = SolverClient::connect(&solver.url()).await.unwrap();
-        Self { solver, client, key, dir, tasks }
+        Self { solver, escrow, client, key, dir, tasks }
     }
 
     pub fn url(&self) -> String {

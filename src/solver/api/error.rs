@@ -119,6 +119,27 @@ impl From<ProtocolError> for ApiError {
     }
 }
 
+impl From<crate::solver::escrow::EscrowError> for ApiError {
+    fn from(e: crate::solver::escrow::EscrowError) -> Self {
+        use crate::solver::escrow::EscrowError;
+        let message = e.to_string();
+        match e {
+            EscrowError::Short { .. } => Self::new(StatusCode::PAYMENT_REQUIRED, "escrow_short", message),
+            EscrowError::Chain { .. } => {
+                tracing::warn!(error = %message, "cannot read escrow from the chain");
+                Self {
+                    retry_after: Some(1),
+                    ..Self::new(
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        "chain_unavailable",
+                        "the solver cannot read the chain now: try again shortly",
+                    )
+                }
+            }
+        }
+    }
+}
+
 impl From<SolverError> for ApiError {
     fn from(e: SolverError) -> Self {
         let message = e.to_string();

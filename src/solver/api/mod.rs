@@ -61,6 +61,8 @@ pub struct Shared {
     pub started: Instant,
     /// Cancelled when the server shuts down: event streams close with a Close frame.
     pub stopping: tokio_util::sync::CancellationToken,
+    /// Owners' free escrow, which offers need (THREATS V2).
+    pub escrow: Arc<crate::solver::escrow::EscrowBook>,
 }
 
 /// The handlers' state: cheap to clone.

@@ -5,6 +5,7 @@ use crate::clock::now_ms;
 use crate::protocol::records::{JobOfferRecord, OfferRecord, OfferStatus, ResourceOfferRecord};
 use crate::protocol::{SignedJobOffer, SignedResourceOffer};
 use crate::solver::core::OfferQuery;
+use crate::solver::escrow::{job_need, resource_need};
 use axum::extract::{Path, State};
 use axum::http::{StatusCode, Uri};
 use axum::Json;
@@ -51,7 +52,10 @@ pub async fn post_resource(
     let verifier = state.core().verifier(now, false);
     // The signature is checked before the lock: it is the expensive part.
     let id = signed.verify(&verifier)?;
-    state.0.rate.check(&signed.offer.provider)?;
+    let provider = signed.offer.provider;
+    state.0.rate.check(&provider)?;
+    let need = resource_need(&signed.offer, state.core().live_deals_of(&provider));
+    state.0.escrow.check(provider, need, "its collateral for each slot its live deals do not hold").await?;
     let record = state.core().post_resource_offer(signed, id, now)?;
     Ok((StatusCode::CREATED, Json(record)))
 }
@@ -64,6 +68,7 @@ pub async fn post_job(
     let verifier = state.core().verifier(now, false);
     let id = signed.verify(&verifier)?;
     state.0.rate.check(&signed.offer.jobCreator)?;
+    state.0.escrow.check(signed.offer.jobCreator, job_need(&signed.offer), "its maximum price").await?;
     let record = state.core().post_job_offer(signed, id, now)?;
     Ok((StatusCode::CREATED, Json(record)))
 }

@@ -163,6 +163,8 @@ pub struct Core {
     open_expiries: BTreeSet<(u64, B256)>,
     pending_deals: BTreeSet<B256>,
     open_by_owner: HashMap<Address, usize>,
+    /// Deals not final, by provider: the slots its escrow need not back (THREATS V2).
+    live_by_provider: HashMap<Address, u32>,
     /// Providers that let proposals lapse: how often lately, and paused until when.
     strikes: HashMap<Address, Strikes>,
     /// Offers by (is a resource offer, status), and deals by state: kept as records
@@ -232,6 +234,7 @@ impl Core {
             open_expiries: BTreeSet::new(),
             pending_deals: BTreeSet::new(),
             open_by_owner: HashMap::new(),
+            live_by_provider: HashMap::new(),
             strikes: HashMap::new(),
             offer_counts: HashMap::new(),
             deal_counts: HashMap::new(),
@@ -251,6 +254,7 @@ impl Core {
         self.open_expiries.clear();
         self.pending_deals.clear();
         self.open_by_owner.clear();
+        self.live_by_provider.clear();
         self.offer_counts.clear();
         self.deal_counts.clear();
         for (provider, s) in &self.strikes {
@@ -261,6 +265,7 @@ impl Core {
         for d in self.store.deals()? {
             if !d.state.is_final() {
                 *busy.entry(d.resource_offer).or_default() += 1;
+                *self.live_by_provider.entry(d.deal.provider).or_default() += 1;
             }
             if matches!(d.state, DealStatus::Proposed | DealStatus::Signed) {
                 self.pending_deals.insert(d.id);
@@ -405,10 +410,28 @@ impl Core {
         }
         self.deal_order.insert(deal.seq, deal.id);
         *self.deal_counts.entry(deal.state).or_default() += 1;
-        if let Some(old) = self.deals.insert(deal.id, deal) {
-            if let Some(n) = self.deal_counts.get_mut(&old.state) {
-                *n = n.saturating_sub(1);
+        let provider = deal.deal.provider;
+        let live = !deal.state.is_final();
+        let was_live = match self.deals.insert(deal.id, deal) {
+            Some(old) => {
+                if let Some(n) = self.deal_counts.get_mut(&old.state) {
+                    *n = n.saturating_sub(1);
+                }
+                Some(!old.state.is_final())
             }
+            None => None,
+        };
+        match (was_live, live) {
+            (None | Some(false), true) => *self.live_by_provider.entry(provider).or_default() += 1,
+            (Some(true), false) => {
+                if let Some(n) = self.live_by_provider.get_mut(&provider) {
+                    *n = n.saturating_sub(1);
+                    if *n == 0 {
+                        self.live_by_provider.remove(&provider);
+                    }
+                }
+            }
+            _ => {}
         }
     }
 }

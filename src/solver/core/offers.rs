@@ -6,9 +6,10 @@ use crate::chain::bindings::DcnDeals;
 use crate::chain::deals::deal_id;
 use crate::protocol::records::*;
 use crate::protocol::{SignedJobOffer, SignedResourceOffer, Verified};
+use crate::solver::escrow::resource_need;
 use crate::solver::matcher::{common_mediators, Match};
 use crate::solver::store::Op;
-use alloy::primitives::{keccak256, B256, U256};
+use alloy::primitives::{keccak256, Address, B256, U256};
 
 impl Core {
     /// Accepts a verified resource offer (`id` from [`SignedResourceOffer::verify`]).
@@ -157,5 +158,49 @@ impl Core {
         self.set_offer(offer.clone());
         self.commit(txn)?;
         Ok(offer)
+    }
+
+    /// The provider's deals that are not final (THREATS V2: slots its escrow need not back).
+    pub fn live_deals_of(&self, provider: &Address) -> u32 {
+        self.live_by_provider.get(provider).copied().unwrap_or(0)
+    }
+
+    /// The providers with an open resource offer.
+    pub fn providers_with_open_offers(&self) -> Vec<Address> {
+        let mut out: Vec<Address> = self.matcher.resources().map(|r| r.provider).collect();
+        out.sort_unstable();
+        out.dedup();
+        out
+    }
+
+    /// Closes `provider`'s open resource offers that its free escrow `free` no longer
+    /// backs ([`resource_need`]); returns how many (THREATS V2).
+    pub fn close_unbacked(&mut self, provider: Address, free: U256, now_ms: u64) -> Result<usize, SolverError> {
+        let live = self.live_deals_of(&provider);
+        let short: Vec<B256> = self
+            .matcher
+            .resources()
+            .filter(|r| r.provider == provider)
+            .filter(|r| match self.offers.get(&r.id) {
+                Some(OfferRecord::Resource(o)) => resource_need(&o.signed.offer, live) > free,
+                _ => false,
+            })
+            .map(|r| r.id)
+            .collect();
+        if short.is_empty() {
+            return Ok(0);
+        }
+        let mut txn = self.txn(now_ms);
+        for id in &short {
+            let Some(OfferRecord::Resource(r)) = self.offers.get(id).cloned() else { continue };
+            self.matcher.remove_resource(id);
+            tracing::warn!(offer = %id, %provider, free = %free, collateral = %r.signed.offer.collateral, "resource offer closed: its provider's free escrow no longer covers its collateral");
+            let offer = OfferRecord::Resource(ResourceOfferRecord { status: OfferStatus::Cancelled, ..r });
+            txn.put_offer(&offer);
+            txn.event(vec![provider], EventKind::OfferCancelled { offer: *id });
+            self.set_offer(offer);
+        }
+        self.commit(txn)?;
+        Ok(short.len())
     }
 }

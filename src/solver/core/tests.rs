@@ -281,3 +281,30 @@ fn lapses_of_one_pass_are_one_strike() {
     let strikes = c.strikes(&s.offer.provider).unwrap();
     assert_eq!((strikes.count, strikes.until), (1, T0 / 1000 + 120));
 }
+
+#[test]
+fn live_deals_are_counted_per_provider_across_a_restart_and_unbacked_offers_close() {
+    let store: Arc<dyn Store> = Arc::new(MemoryStore::new());
+    let mut c = core(store.clone());
+    let r = post_r(&mut c, 1, 5);
+    let provider = Address::repeat_byte(0xa1);
+    assert_eq!(c.live_deals_of(&provider), 0);
+    let deal = post_j(&mut c, 1).deal.unwrap();
+    assert_eq!(c.live_deals_of(&provider), 1, "a proposed deal holds its slot");
+    c.chain_state(deal, DealStatus::Created, T0).unwrap();
+    assert_eq!(c.live_deals_of(&provider), 1);
+    drop(c);
+    let mut c = core(store);
+    assert_eq!(c.live_deals_of(&provider), 1, "rebuilt from the store");
+    assert_eq!(c.providers_with_open_offers(), [provider]);
+    // Its one slot is held: nothing more to back, so no escrow at all keeps it open.
+    assert_eq!(c.close_unbacked(provider, U256::ZERO, T0).unwrap(), 0);
+    c.chain_state(deal, DealStatus::Accepted, T0).unwrap();
+    assert_eq!(c.live_deals_of(&provider), 0);
+    // The slot is free again: collateral 10 is needed, 9 is short.
+    assert_eq!(c.close_unbacked(provider, U256::from(10), T0).unwrap(), 0);
+    assert_eq!(c.close_unbacked(provider, U256::from(9), T0).unwrap(), 1);
+    assert_eq!(c.offer(&r).unwrap().status(), OfferStatus::Cancelled);
+    assert!(c.providers_with_open_offers().is_empty());
+    assert_eq!(post_j(&mut c, 2).status, OfferStatus::Open, "a closed offer matches nothing");
+}
