@@ -39,6 +39,11 @@ impl OfferStatus {
         }
     }
 
+    /// Whether the offer can change no more (cancelled, expired or closed).
+    pub fn is_final(self) -> bool {
+        matches!(self, Self::Cancelled | Self::Expired | Self::Closed)
+    }
+
     /// Parses the `status` query value.
     pub fn parse(s: &str) -> Option<Self> {
         serde_json::from_value(serde_json::Value::String(s.to_string())).ok()

@@ -80,7 +80,7 @@ pub async fn list(
     ApiQuery(p): ApiQuery<ListParams>,
 ) -> Result<Json<Vec<OfferRecord>>, ApiError> {
     let q = offer_query(p, is_resource_route(&uri))?;
-    Ok(Json(state.core().offers(&q)))
+    Ok(Json(state.core().offers(&q).map_err(crate::solver::SolverError::from)?))
 }
 
 fn is_resource_route(uri: &Uri) -> bool {
@@ -97,9 +97,9 @@ pub async fn get_offer(
     uri: Uri,
 ) -> Result<Json<OfferRecord>, ApiError> {
     let id = parse_id(&id)?;
-    let core = state.core();
-    match core.offer(&id) {
-        Some(o) if kind_matches(&uri, o) => Ok(Json(o.clone())),
+    let offer = state.core().offer(&id).map_err(crate::solver::SolverError::from)?;
+    match offer {
+        Some(o) if kind_matches(&uri, &o) => Ok(Json(o)),
         _ => Err(ApiError::new(StatusCode::NOT_FOUND, "not_found", format!("no offer {id} here"))),
     }
 }
@@ -112,7 +112,7 @@ pub async fn cancel(
 ) -> Result<Json<OfferRecord>, ApiError> {
     let id = parse_id(&id)?;
     let mut core = state.core();
-    if !core.offer(&id).is_some_and(|o| kind_matches(&uri, o)) {
+    if !core.offer(&id).map_err(crate::solver::SolverError::from)?.is_some_and(|o| kind_matches(&uri, &o)) {
         return Err(ApiError::new(StatusCode::NOT_FOUND, "not_found", format!("no offer {id} here")));
     }
     Ok(Json(core.cancel_offer(id, &auth, now_ms())?))

@@ -143,6 +143,22 @@ pub struct Strikes {
     pub until: u64,
 }
 
+/// What the offer list filters on, kept for every offer: the record itself stays in memory
+/// only while the offer is not final.
+#[derive(Debug, Clone, Copy)]
+struct Listed {
+    id: B256,
+    resource: bool,
+    owner: Address,
+    status: OfferStatus,
+}
+
+impl Listed {
+    fn of(o: &OfferRecord) -> Self {
+        Self { id: o.id(), resource: matches!(o, OfferRecord::Resource(_)), owner: o.owner(), status: o.status() }
+    }
+}
+
 /// The key an offer is counted under.
 fn offer_key(o: &OfferRecord) -> (bool, OfferStatus) {
     (matches!(o, OfferRecord::Resource(_)), o.status())
@@ -156,8 +172,10 @@ pub struct Core {
     store: Arc<dyn Store>,
     events: broadcast::Sender<Arc<Event>>,
     matcher: Matcher,
+    /// Offers that are not final; final ones are read from the store (THREATS V3).
     offers: HashMap<B256, OfferRecord>,
-    offer_order: BTreeMap<u64, B256>,
+    /// Every offer by arrival, with what the list filters on.
+    offer_order: BTreeMap<u64, Listed>,
     deals: HashMap<B256, DealRecord>,
     deal_order: BTreeMap<u64, B256>,
     open_expiries: BTreeSet<(u64, B256)>,
@@ -288,9 +306,11 @@ impl Core {
                     }
                 }
             }
-            self.offer_order.insert(o.seq(), o.id());
+            self.offer_order.insert(o.seq(), Listed::of(&o));
             *self.offer_counts.entry(offer_key(&o)).or_default() += 1;
-            self.offers.insert(o.id(), o);
+            if !o.status().is_final() {
+                self.offers.insert(o.id(), o);
+            }
         }
         Ok(())
     }
@@ -392,9 +412,12 @@ impl Core {
             self.open_expiries.insert((record.expiry(), record.id()));
             *self.open_by_owner.entry(record.owner()).or_default() += 1;
         }
-        self.offer_order.insert(record.seq(), record.id());
+        self.offer_order.insert(record.seq(), Listed::of(&record));
         *self.offer_counts.entry(offer_key(&record)).or_default() += 1;
-        if let Some(old) = self.offers.insert(record.id(), record) {
+        let id = record.id();
+        // A final offer leaves memory; its record is in the store (THREATS V3).
+        let old = if record.status().is_final() { self.offers.remove(&id) } else { self.offers.insert(id, record) };
+        if let Some(old) = old {
             if let Some(n) = self.offer_counts.get_mut(&offer_key(&old)) {
                 *n = n.saturating_sub(1);
             }

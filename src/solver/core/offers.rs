@@ -129,7 +129,7 @@ impl Core {
     pub fn cancel_offer(&mut self, id: B256, auth: &Verified, now_ms: u64) -> Result<OfferRecord, SolverError> {
         let mut txn = self.txn(now_ms);
         self.use_request(&mut txn, auth)?;
-        let offer = self.offers.get(&id).cloned().ok_or_else(|| SolverError::NotFound(format!("no offer {id}")))?;
+        let offer = self.offer(&id)?.ok_or_else(|| SolverError::NotFound(format!("no offer {id}")))?;
         if offer.owner() != auth.account {
             return Err(SolverError::Forbidden(format!(
                 "offer {id} belongs to {}, not {}",

@@ -54,26 +54,32 @@ pub struct DealQuery {
 }
 
 impl Core {
-    /// One offer.
-    pub fn offer(&self, id: &B256) -> Option<&OfferRecord> {
-        self.offers.get(id)
+    /// One offer: from memory while it is not final, else from the store.
+    pub fn offer(&self, id: &B256) -> Result<Option<OfferRecord>, StoreError> {
+        match self.offers.get(id) {
+            Some(o) => Ok(Some(o.clone())),
+            None => self.store.offer(id),
+        }
     }
 
-    /// Offers matching `q`, in arrival order.
-    pub fn offers(&self, q: &OfferQuery) -> Vec<OfferRecord> {
-        self.offer_order
+    /// Offers matching `q`, in arrival order. The filters read the list's index; only the
+    /// offers returned are read, final ones from the store.
+    pub fn offers(&self, q: &OfferQuery) -> Result<Vec<OfferRecord>, StoreError> {
+        let ids: Vec<B256> = self
+            .offer_order
             .range(q.after.saturating_add(1)..)
-            .map(|(_, id)| &self.offers[id])
-            .filter(|o| match q.resource {
-                Some(true) => matches!(o, OfferRecord::Resource(_)),
-                Some(false) => matches!(o, OfferRecord::Job(_)),
-                None => true,
-            })
-            .filter(|o| q.owner.is_none_or(|a| o.owner() == a))
-            .filter(|o| q.status.is_none_or(|s| o.status() == s))
+            .map(|(_, l)| l)
+            .filter(|l| q.resource.is_none_or(|r| l.resource == r))
+            .filter(|l| q.owner.is_none_or(|a| l.owner == a))
+            .filter(|l| q.status.is_none_or(|s| l.status == s))
             .take(q.limit)
-            .cloned()
-            .collect()
+            .map(|l| l.id)
+            .collect();
+        let mut out = Vec::with_capacity(ids.len());
+        for id in ids {
+            out.extend(self.offer(&id)?);
+        }
+        Ok(out)
     }
 
     /// One deal.

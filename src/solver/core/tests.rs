@@ -80,6 +80,10 @@ fn job(n: u8) -> (SignedJobOffer, B256) {
     (signed, id)
 }
 
+fn offer(c: &Core, id: &B256) -> Option<OfferRecord> {
+    c.offer(id).unwrap()
+}
+
 fn post_r(c: &mut Core, n: u8, price: u64) -> B256 {
     let (s, id) = resource(n, price);
     c.post_resource_offer(s, id, T0).unwrap();
@@ -102,7 +106,7 @@ fn a_lapsed_proposal_goes_to_another_provider() {
     assert_eq!(c.housekeeping(T0 + 60_000).unwrap(), 1);
     assert_eq!(c.deal(&first).unwrap().state, DealStatus::Expired);
     let (_, job_id) = job(1);
-    let OfferRecord::Job(j) = c.offer(&job_id).unwrap().clone() else { panic!() };
+    let OfferRecord::Job(j) = offer(&c, &job_id).unwrap() else { panic!() };
     assert_eq!(j.excluded, vec![cheap]);
     let second = j.deal.expect("matched again at once");
     assert_eq!(c.deal(&second).unwrap().resource_offer, dear, "not the provider that let it lapse");
@@ -113,9 +117,9 @@ fn a_lapsed_proposal_goes_to_another_provider() {
     assert_eq!(c.strikes(&provider).unwrap().until, T0 / 1000 + 120);
     c.housekeeping(T0 + 119_000).unwrap();
     let (_, next_id) = job(2);
-    assert!(matches!(c.offer(&next_id), Some(OfferRecord::Job(j)) if j.deal.is_none()), "still paused");
+    assert!(matches!(offer(&c, &next_id), Some(OfferRecord::Job(j)) if j.deal.is_none()), "still paused");
     c.housekeeping(T0 + 120_000).unwrap();
-    let Some(OfferRecord::Job(j)) = c.offer(&next_id).cloned() else { panic!() };
+    let Some(OfferRecord::Job(j)) = offer(&c, &next_id) else { panic!() };
     assert_eq!(c.deal(&j.deal.expect("matched once the pause is over")).unwrap().resource_offer, cheap);
 }
 
@@ -172,7 +176,7 @@ fn a_signed_deal_never_created_closes_its_job() {
     assert_eq!(c.deal(&deal).unwrap().state, DealStatus::Signed);
     c.housekeeping(deadline_ms + lag_ms + 1).unwrap();
     assert_eq!(c.deal(&deal).unwrap().state, DealStatus::Expired);
-    assert_eq!(c.offer(&job(1).1).unwrap().status(), OfferStatus::Closed);
+    assert_eq!(offer(&c, &job(1).1).unwrap().status(), OfferStatus::Closed);
     // Created on chain after all: followed again.
     c.chain_state(deal, DealStatus::Created, deadline_ms + lag_ms + 1_000).unwrap();
     assert_eq!(c.deal(&deal).unwrap().state, DealStatus::Created);
@@ -190,7 +194,7 @@ fn chain_states_only_move_forward_and_a_final_one_frees_the_slot() {
     assert_eq!(c.deal(&deal).unwrap().state, DealStatus::ResultSubmitted);
     c.chain_state(B256::repeat_byte(9), DealStatus::Accepted, T0).unwrap();
     c.chain_state(deal, DealStatus::Accepted, T0).unwrap();
-    let OfferRecord::Job(j) = c.offer(&waiting.id).unwrap() else { panic!() };
+    let OfferRecord::Job(j) = offer(&c, &waiting.id).unwrap() else { panic!() };
     assert_eq!(c.deal(&j.deal.unwrap()).unwrap().resource_offer, r);
 }
 
@@ -199,7 +203,7 @@ fn offers_expire_and_leave_the_matcher() {
     let mut c = core(Arc::new(MemoryStore::new()));
     let r = post_r(&mut c, 1, 5);
     assert_eq!(c.housekeeping(T0 + 1_000_000).unwrap(), 1);
-    assert_eq!(c.offer(&r).unwrap().status(), OfferStatus::Expired);
+    assert_eq!(offer(&c, &r).unwrap().status(), OfferStatus::Expired);
     assert_eq!(c.stats().open_resource_offers, 0);
 }
 
@@ -216,7 +220,7 @@ fn reopening_restores_busy_slots_and_limits() {
     assert_eq!(post_j(&mut c, 2).status, OfferStatus::Open, "the only slot is still held");
     assert!(matches!(c.post_job_offer(job(2).0, job(2).1, T0), Err(SolverError::NonceReused { .. })));
     c.chain_state(deal, DealStatus::Accepted, T0).unwrap();
-    assert_eq!(c.offer(&job(2).1).unwrap().status(), OfferStatus::Matched);
+    assert_eq!(offer(&c, &job(2).1).unwrap().status(), OfferStatus::Matched);
 }
 
 #[test]
@@ -234,7 +238,7 @@ fn open_offers_per_account_are_limited() {
 fn stats_counters_agree_with_the_records() {
     fn walked(c: &Core) -> (BTreeMap<String, usize>, BTreeMap<&'static str, usize>) {
         let mut offers = BTreeMap::new();
-        for o in c.offers.values() {
+        for o in c.store.offers().unwrap() {
             let kind = if matches!(o, OfferRecord::Resource(_)) { "resource" } else { "job" };
             let status = serde_json::to_value(o.status()).unwrap().as_str().unwrap().to_string();
             *offers.entry(format!("{kind}:{status}")).or_default() += 1;
@@ -263,6 +267,12 @@ fn stats_counters_agree_with_the_records() {
     let reopened = core(store);
     check(&reopened);
     assert!(c.stats().offers.values().sum::<usize>() == 5);
+    assert!(c.offers.is_empty(), "final offers left memory");
+    assert_eq!(
+        c.offers(&OfferQuery { status: Some(OfferStatus::Expired), limit: 10, ..Default::default() }).unwrap().len(),
+        5,
+        "all five expired, listed from the store"
+    );
 }
 
 /// Proposals of several slots that lapse together are one lapse: a provider away for one
@@ -304,7 +314,7 @@ fn live_deals_are_counted_per_provider_across_a_restart_and_unbacked_offers_clos
     // The slot is free again: collateral 10 is needed, 9 is short.
     assert_eq!(c.close_unbacked(provider, U256::from(10), T0).unwrap(), 0);
     assert_eq!(c.close_unbacked(provider, U256::from(9), T0).unwrap(), 1);
-    assert_eq!(c.offer(&r).unwrap().status(), OfferStatus::Cancelled);
+    assert_eq!(offer(&c, &r).unwrap().status(), OfferStatus::Cancelled);
     assert!(c.providers_with_open_offers().is_empty());
     assert_eq!(post_j(&mut c, 2).status, OfferStatus::Open, "a closed offer matches nothing");
 }

@@ -34,6 +34,8 @@ impl std::fmt::Debug for RocksStore {
 impl RocksStore {
     /// Opens (or creates) the database in `path`.
     pub fn open(path: &Path) -> Result<Self, StoreError> {
+        const TOTAL_MEMTABLE_BYTES: usize = 32 << 20;
+        const MEMTABLE_BYTES: usize = 8 << 20;
         let db_err = |e: rocksdb::Error| StoreError::Db { path: path.display().to_string(), message: e.to_string() };
         std::fs::create_dir_all(path).map_err(|e| StoreError::Db {
             path: path.display().to_string(),
@@ -43,7 +45,15 @@ impl RocksStore {
         opts.create_if_missing(true);
         opts.create_missing_column_families(true);
         opts.set_compression_type(rocksdb::DBCompressionType::Lz4);
-        let families = FAMILIES.iter().map(|name| ColumnFamilyDescriptor::new(*name, Options::default()));
+        // Memtables of all families together stay under 32 MiB: by default each of the
+        // seven could hold 64 MiB before a flush, most of a flood's memory (THREATS V3).
+        opts.set_db_write_buffer_size(TOTAL_MEMTABLE_BYTES);
+        let families = FAMILIES.iter().map(|name| {
+            let mut cf = Options::default();
+            cf.set_compression_type(rocksdb::DBCompressionType::Lz4);
+            cf.set_write_buffer_size(MEMTABLE_BYTES);
+            ColumnFamilyDescriptor::new(*name, cf)
+        });
         let db = DB::open_cf_descriptors(&opts, path, families).map_err(db_err)?;
         Ok(Self { db, path: path.to_path_buf() })
     }
