@@ -520,3 +520,174 @@ fn job_board_restarted_delivers_once(flags: &[&str], stop: impl FnOnce(&mut comm
     accounts.push(c.cowsay_client);
     net.assert_books_balance(&accounts);
 }
+
+/// Issue 13, proven under load (THREATS V1–V6): while the development provider and a
+/// `dcn run` job creator complete two jobs, hostile clients on other loopback addresses
+/// flood the solver (a process: `dcn dev`) with junk signatures naming both, unbacked
+/// offers, oversized specs, signed uploads for deals that do not exist and idle
+/// WebSockets. Both jobs complete and are paid, every answer the flood gets is a 4xx, and
+/// nothing it sent is stored. Bounded: the flood stops when the jobs are done or after
+/// three minutes.
+#[test]
+fn a_flood_of_hostile_clients_neither_stops_honest_jobs_nor_is_stored() {
+    use dcn::protocol::{AuthHeaders, JobOffer, SignedJobOffer, SolverApi, SolverClient};
+    use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+    use std::sync::Arc;
+    let net = DevNet::start(&[]);
+    let who = parties();
+    let before = wealth(&net, &who);
+    let stop = Arc::new(AtomicBool::new(false));
+    // Answers by class: [4xx, anything else, no answer (a refused connection or a body cut)].
+    let answers: Arc<[AtomicU64; 3]> = Arc::new(Default::default());
+    let stranger = alloy::signers::local::PrivateKeySigner::random();
+    let flood = {
+        let (stop, answers, url, stranger) = (stop.clone(), answers.clone(), net.solver_url.clone(), stranger.clone());
+        std::thread::spawn(move || {
+            block_on(async move {
+                let info = SolverClient::connect(&url).await.unwrap().info().clone();
+                let domain = info.domain();
+                let addr: std::net::SocketAddr = url.trim_start_matches("http://").parse().unwrap();
+                let mut sockets = vec![];
+                for i in 0..80 {
+                    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+                    socket.bind("127.0.0.2:0".parse().unwrap()).unwrap();
+                    let Ok(stream) = socket.connect(addr).await else { continue };
+                    let victim = who[i % 2];
+                    let ws = format!("ws://{addr}/api/v1/events?address={victim}&since=0");
+                    if let Ok((ws, _)) = tokio_tungstenite::client_async(ws, stream).await {
+                        sockets.push(ws);
+                    }
+                }
+                let mut spec = dcn::types::JobSpec {
+                    module: dcn::types::ModuleRef { name: "cowsay".into(), version: "1".into(), hash: "ab".into() },
+                    image: "dcn.local/cowsay:1.0".into(),
+                    argv: vec!["cowsay".into()],
+                    env: Default::default(),
+                    resources: dcn::types::Resources { cpu: 1000, ram_mb: 256, ..Default::default() },
+                    network: dcn::types::NetworkPolicy::None,
+                    timeout_secs: 30,
+                    outputs: vec![],
+                    success_exit_codes: vec![],
+                };
+                let offer = |spec: &dcn::types::JobSpec| JobOffer {
+                    jobCreator: stranger.address(),
+                    solver: info.solver,
+                    jobHash: spec.content_hash(),
+                    maxPrice: U256::from(units(1)),
+                    mediationFee: U256::from(units(1)),
+                    mediators: vec![who[2]],
+                    resultTimeout: 600,
+                    judgeTimeout: 600,
+                    mediationTimeout: 600,
+                    expiry: dcn::clock::now_secs() + 600,
+                    nonce: U256::from_be_bytes(B256::random().0),
+                };
+                let unbacked = SignedJobOffer::sign(offer(&spec), spec.clone(), &stranger, &domain).await.unwrap();
+                spec.argv.push("x".repeat(70 * 1024));
+                let oversized = SignedJobOffer::sign(offer(&spec), spec, &stranger, &domain).await.unwrap();
+                let bundle = vec![0u8; 256 * 1024];
+                let mut tasks = vec![];
+                for i in 0..8u8 {
+                    let ip = std::net::Ipv4Addr::new(127, 0, 0, 3 + i);
+                    let http = reqwest::Client::builder()
+                        .local_address(std::net::IpAddr::V4(ip))
+                        .timeout(std::time::Duration::from_secs(10))
+                        .build()
+                        .unwrap();
+                    let (stop, answers, url) = (stop.clone(), answers.clone(), url.clone());
+                    let (unbacked, oversized, bundle, stranger) =
+                        (unbacked.clone(), oversized.clone(), bundle.clone(), stranger.clone());
+                    let domain = domain.clone();
+                    tasks.push(tokio::spawn(async move {
+                        let mut n = 0usize;
+                        while !stop.load(Ordering::Relaxed) {
+                            n += 1;
+                            let req = match n % 4 {
+                                0 => http
+                                    .delete(format!("{url}/api/v1/job_offers/{}", B256::random()))
+                                    .header("x-dcn-account", who[n % 2].to_string())
+                                    .header("x-dcn-expiry", (dcn::clock::now_secs() + 60).to_string())
+                                    .header("x-dcn-nonce", n.to_string())
+                                    .header("x-dcn-body-sha256", dcn::protocol::EMPTY_BODY.to_string())
+                                    .header(
+                                        "x-dcn-signature",
+                                        alloy::primitives::Bytes::from(vec![7u8; 65]).to_string(),
+                                    ),
+                                1 => http.post(format!("{url}/api/v1/job_offers")).json(&unbacked),
+                                2 => http.post(format!("{url}/api/v1/job_offers")).json(&oversized),
+                                _ => {
+                                    let path = format!("/api/v1/deals/{}/result", B256::random());
+                                    let sha = dcn::protocol::body_sha256(&bundle);
+                                    let expiry = dcn::clock::now_secs() + 60;
+                                    let auth =
+                                        AuthHeaders::sign(&stranger, "PUT", &path, sha, expiry, &domain).await.unwrap();
+                                    let mut req = http.put(format!("{url}{path}")).body(bundle.clone());
+                                    for (k, v) in auth.to_pairs() {
+                                        req = req.header(k, v);
+                                    }
+                                    req
+                                }
+                            };
+                            let class = match req.send().await {
+                                Ok(r) if r.status().is_client_error() => 0,
+                                Ok(_) => 1,
+                                Err(_) => 2,
+                            };
+                            answers[class].fetch_add(1, Ordering::Relaxed);
+                        }
+                    }));
+                }
+                for t in tasks {
+                    t.await.unwrap();
+                }
+                sockets.len()
+            })
+        })
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(180);
+    let mut runs = vec![];
+    for message in ["moo", "moo again"] {
+        let arg = format!("Message={message}");
+        let v = dcn_json(&net, &["run", "cowsay", "-i", &arg], &[]);
+        assert_eq!(v["state"], "accepted", "{v}");
+        runs.push(v);
+        assert!(std::time::Instant::now() < deadline, "the honest jobs took over three minutes");
+    }
+    stop.store(true, Ordering::Relaxed);
+    let sockets = flood.join().unwrap();
+    let [refused, other, unanswered] = [0, 1, 2].map(|i| answers[i].load(Ordering::Relaxed));
+    assert!(refused > 100, "the flood ran: {refused} refused, {unanswered} unanswered");
+    assert_eq!(other, 0, "every answer to the flood is a 4xx ({refused} were)");
+    assert!(sockets <= 64, "one address holds at most 64 event streams, not {sockets}");
+    eprintln!("flood: {refused} refused with 4xx, {unanswered} cut off, {sockets} idle event streams held");
+
+    let after = wealth(&net, &who);
+    assert_eq!(delta(after[1], before[1]), units(2), "the provider is paid for both jobs");
+    assert_eq!(delta(after[0], before[0]), -units(2), "the job creator pays for both");
+    let client = block_on(SolverClient::connect(&net.solver_url)).unwrap();
+    let stats: serde_json::Value = block_on(async {
+        reqwest::get(format!("{}/api/v1/stats", net.solver_url)).await.unwrap().json().await.unwrap()
+    });
+    let offers: u64 = stats["offers"].as_object().unwrap().values().map(|n| n.as_u64().unwrap()).sum();
+    let listed = |owner: Address, kind: &str| {
+        block_on(async {
+            let url = format!("{}/api/v1/{kind}?owner={owner}&limit=500", net.solver_url);
+            reqwest::get(url).await.unwrap().json::<Vec<serde_json::Value>>().await.unwrap().len() as u64
+        })
+    };
+    assert_eq!(listed(stranger.address(), "job_offers"), 0, "no offer of the flood is stored");
+    let honest = listed(who[1], "resource_offers") + listed(who[0], "job_offers");
+    assert_eq!(offers, honest, "every stored offer is the provider's or the job creator's: {stats}");
+    let deals = block_on(async {
+        let url = format!("{}/api/v1/deals?limit=500", net.solver_url);
+        reqwest::get(url).await.unwrap().json::<Vec<serde_json::Value>>().await.unwrap()
+    });
+    assert_eq!(deals.len(), 2, "the two honest deals only");
+    for v in &runs {
+        assert!(block_on(client.deal(deal_id(v))).is_ok());
+    }
+    let results = std::fs::read_dir(net.data_dir().join("dev/solver/results")).unwrap();
+    let bundles = results.filter(|e| e.as_ref().unwrap().path().extension().is_some_and(|x| x == "tar")).count();
+    assert_eq!(bundles, 2, "the two honest bundles only");
+    net.assert_books_balance(&dev_accounts());
+}
