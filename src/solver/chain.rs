@@ -95,7 +95,7 @@ enum RecordError {
 /// Reads and records the state of each of `ids` the solver knows.
 async fn record_states(state: &AppState, chain: &dyn DealsChain, ids: BTreeSet<B256>) -> Result<(), RecordError> {
     for id in ids {
-        if state.core().deal(&id).is_none() {
+        if state.core().deal(&id).map_err(SolverError::from)?.is_none() {
             continue;
         }
         let view = match chain.deal(id).await {

@@ -44,12 +44,12 @@ pub async fn list(
         after: p.after.unwrap_or(0),
         limit: p.limit.unwrap_or(100).min(super::offers::MAX_LIST),
     };
-    Ok(Json(state.core().deals(&q)))
+    Ok(Json(state.core().deals(&q).map_err(crate::solver::SolverError::from)?))
 }
 
 pub async fn get(State(state): State<AppState>, Path(id): Path<String>) -> Result<Json<DealRecord>, ApiError> {
     let id = parse_id(&id)?;
-    let deal = state.core().deal(&id).cloned();
+    let deal = state.core().deal(&id).map_err(crate::solver::SolverError::from)?;
     deal.map(Json).ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, "not_found", format!("no deal {id}")))
 }
 

@@ -17,7 +17,7 @@ impl Core {
         signer: Address,
         now_ms: u64,
     ) -> Result<DealRecord, SolverError> {
-        let deal = self.deals.get(&id).cloned().ok_or_else(|| SolverError::NotFound(format!("no deal {id}")))?;
+        let deal = self.deal(&id)?.ok_or_else(|| SolverError::NotFound(format!("no deal {id}")))?;
         if signer != deal.deal.provider {
             return Err(protocol::ProtocolError::WrongSigner { signer, claimed: deal.deal.provider }.into());
         }
@@ -42,8 +42,8 @@ impl Core {
     /// Whether `account` may upload deal `id`'s result now: it is the deal's provider, the
     /// deal is on chain and not final (THREATS V4: a deal that never reaches the chain, made
     /// by anyone with two offers, gets no disk), and no result is held yet.
-    fn upload_allowed(&self, id: B256, account: Address) -> Result<(), SolverError> {
-        let deal = self.deals.get(&id).ok_or_else(|| SolverError::NotFound(format!("no deal {id}")))?;
+    fn upload_allowed(&self, id: B256, account: Address) -> Result<DealRecord, SolverError> {
+        let deal = self.deal(&id)?.ok_or_else(|| SolverError::NotFound(format!("no deal {id}")))?;
         if deal.deal.provider != account {
             return Err(SolverError::Forbidden(format!(
                 "only deal {id}'s provider {} may upload its result",
@@ -60,7 +60,7 @@ impl Core {
         if let Some(existing) = self.store.result(&id)? {
             return Err(SolverError::ResultExists { deal: id, sha256: existing.sha256 });
         }
-        Ok(())
+        Ok(deal)
     }
 
     /// Starts the provider's upload of deal `id`'s result: checks it may, and spends the
@@ -80,10 +80,9 @@ impl Core {
         result: ResultRecord,
         now_ms: u64,
     ) -> Result<ResultRecord, SolverError> {
-        self.upload_allowed(result.deal, auth.account)?;
+        let parties = self.upload_allowed(result.deal, auth.account)?.parties();
         let mut txn = self.txn(now_ms);
         txn.batch.push(Op::PutResult(result.clone()));
-        let parties = self.deals[&result.deal].parties();
         txn.event(parties, EventKind::ResultUploaded { deal: result.deal, size: result.size });
         self.commit(txn)?;
         Ok(result)
@@ -92,8 +91,8 @@ impl Core {
     /// The sha256 of every result held: the bundles the results directory must keep.
     pub fn held_results(&self) -> Result<std::collections::HashSet<B256>, crate::solver::store::StoreError> {
         let mut held = std::collections::HashSet::new();
-        for id in self.deals.keys() {
-            if let Some(r) = self.store.result(id)? {
+        for listed in self.deal_order.values() {
+            if let Some(r) = self.store.result(&listed.id)? {
                 held.insert(r.sha256);
             }
         }
@@ -104,7 +103,7 @@ impl Core {
     pub fn authorize_download(&mut self, id: B256, auth: &Verified, now_ms: u64) -> Result<ResultRecord, SolverError> {
         let mut txn = self.txn(now_ms);
         self.use_request(&mut txn, auth)?;
-        let deal = self.deals.get(&id).ok_or_else(|| SolverError::NotFound(format!("no deal {id}")))?;
+        let deal = self.deal(&id)?.ok_or_else(|| SolverError::NotFound(format!("no deal {id}")))?;
         if deal.deal.jobCreator != auth.account && !deal.deal.mediators.contains(&auth.account) {
             return Err(SolverError::Forbidden(format!(
                 "only deal {id}'s job creator and mediators may download its result, not {}",
@@ -122,7 +121,7 @@ impl Core {
     /// The chain says deal `id` is now in `state`. Unknown deals (made without this solver)
     /// are ignored; a state never moves backwards.
     pub fn chain_state(&mut self, id: B256, state: DealStatus, now_ms: u64) -> Result<(), SolverError> {
-        let Some(deal) = self.deals.get(&id).cloned() else { return Ok(()) };
+        let Some(deal) = self.deal(&id)? else { return Ok(()) };
         let revived = deal.state == DealStatus::Expired;
         if deal.state == state || (!revived && deal.state > state) {
             return Ok(());
@@ -138,6 +137,12 @@ impl Core {
         if state.is_final() && !revived {
             let matches = self.matcher.release_slot(&deal.resource_offer, now_ms / 1000);
             self.make_deals(&mut txn, matches);
+            // Its job offer stays matched for good: its record leaves memory too.
+            if let Some(OfferRecord::Job(j)) = self.offers.get(&deal.job_offer) {
+                if j.status == OfferStatus::Matched && j.deal == Some(id) {
+                    self.offers.remove(&deal.job_offer);
+                }
+            }
         }
         self.commit(txn)
     }
@@ -154,7 +159,7 @@ impl Core {
     ) -> Result<DealRecord, SolverError> {
         let mut txn = self.txn(now_ms);
         self.use_request(&mut txn, auth)?;
-        let deal = self.deals.get(&id).cloned().ok_or_else(|| SolverError::NotFound(format!("no deal {id}")))?;
+        let deal = self.deal(&id)?.ok_or_else(|| SolverError::NotFound(format!("no deal {id}")))?;
         if deal.deal.provider != auth.account {
             return Err(SolverError::Forbidden(format!(
                 "only deal {id}'s provider {} may refuse it",

@@ -159,6 +159,21 @@ impl Listed {
     }
 }
 
+/// What the deal list filters on, kept for every deal: the record itself stays in memory
+/// only while the deal is not final.
+#[derive(Debug, Clone)]
+struct DealListed {
+    id: B256,
+    parties: Vec<Address>,
+    state: DealStatus,
+}
+
+impl DealListed {
+    fn of(d: &DealRecord) -> Self {
+        Self { id: d.id, parties: d.parties(), state: d.state }
+    }
+}
+
 /// The key an offer is counted under.
 fn offer_key(o: &OfferRecord) -> (bool, OfferStatus) {
     (matches!(o, OfferRecord::Resource(_)), o.status())
@@ -176,8 +191,10 @@ pub struct Core {
     offers: HashMap<B256, OfferRecord>,
     /// Every offer by arrival, with what the list filters on.
     offer_order: BTreeMap<u64, Listed>,
+    /// Deals that are not final; final ones are read from the store (THREATS V3).
     deals: HashMap<B256, DealRecord>,
-    deal_order: BTreeMap<u64, B256>,
+    /// Every deal by match order, with what the list filters on.
+    deal_order: BTreeMap<u64, DealListed>,
     open_expiries: BTreeSet<(u64, B256)>,
     pending_deals: BTreeSet<B256>,
     open_by_owner: HashMap<Address, usize>,
@@ -288,9 +305,11 @@ impl Core {
             if matches!(d.state, DealStatus::Proposed | DealStatus::Signed) {
                 self.pending_deals.insert(d.id);
             }
-            self.deal_order.insert(d.seq, d.id);
+            self.deal_order.insert(d.seq, DealListed::of(&d));
             *self.deal_counts.entry(d.state).or_default() += 1;
-            self.deals.insert(d.id, d);
+            if !d.state.is_final() {
+                self.deals.insert(d.id, d);
+            }
         }
         for o in self.store.offers()? {
             if o.status() == OfferStatus::Open {
@@ -308,7 +327,14 @@ impl Core {
             }
             self.offer_order.insert(o.seq(), Listed::of(&o));
             *self.offer_counts.entry(offer_key(&o)).or_default() += 1;
-            if !o.status().is_final() {
+            // A matched job offer is needed while its deal is live (a lapse re-offers it).
+            let kept = match &o {
+                OfferRecord::Job(j) if j.status == OfferStatus::Matched => {
+                    j.deal.is_some_and(|d| self.deals.contains_key(&d))
+                }
+                _ => !o.status().is_final(),
+            };
+            if kept {
                 self.offers.insert(o.id(), o);
             }
         }
@@ -431,11 +457,10 @@ impl Core {
         } else {
             self.pending_deals.remove(&deal.id);
         }
-        self.deal_order.insert(deal.seq, deal.id);
         *self.deal_counts.entry(deal.state).or_default() += 1;
         let provider = deal.deal.provider;
         let live = !deal.state.is_final();
-        let was_live = match self.deals.insert(deal.id, deal) {
+        let was_live = match self.deal_order.insert(deal.seq, DealListed::of(&deal)) {
             Some(old) => {
                 if let Some(n) = self.deal_counts.get_mut(&old.state) {
                     *n = n.saturating_sub(1);
@@ -444,6 +469,12 @@ impl Core {
             }
             None => None,
         };
+        // A final deal leaves memory; its record is in the store (THREATS V3).
+        if live {
+            self.deals.insert(deal.id, deal);
+        } else {
+            self.deals.remove(&deal.id);
+        }
         match (was_live, live) {
             (None | Some(false), true) => *self.live_by_provider.entry(provider).or_default() += 1,
             (Some(true), false) => {

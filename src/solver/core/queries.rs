@@ -82,21 +82,31 @@ impl Core {
         Ok(out)
     }
 
-    /// One deal.
-    pub fn deal(&self, id: &B256) -> Option<&DealRecord> {
-        self.deals.get(id)
+    /// One deal: from memory while it is not final, else from the store.
+    pub fn deal(&self, id: &B256) -> Result<Option<DealRecord>, StoreError> {
+        match self.deals.get(id) {
+            Some(d) => Ok(Some(d.clone())),
+            None => self.store.deal(id),
+        }
     }
 
-    /// Deals matching `q`, in match order.
-    pub fn deals(&self, q: &DealQuery) -> Vec<DealRecord> {
-        self.deal_order
+    /// Deals matching `q`, in match order. The filters read the list's index; only the
+    /// deals returned are read, final ones from the store.
+    pub fn deals(&self, q: &DealQuery) -> Result<Vec<DealRecord>, StoreError> {
+        let ids: Vec<B256> = self
+            .deal_order
             .range(q.after.saturating_add(1)..)
-            .map(|(_, id)| &self.deals[id])
-            .filter(|d| q.party.is_none_or(|a| d.parties().contains(&a)))
-            .filter(|d| q.state.is_none_or(|s| d.state == s))
+            .map(|(_, l)| l)
+            .filter(|l| q.party.is_none_or(|a| l.parties.contains(&a)))
+            .filter(|l| q.state.is_none_or(|s| l.state == s))
             .take(q.limit)
-            .cloned()
-            .collect()
+            .map(|l| l.id)
+            .collect();
+        let mut out = Vec::with_capacity(ids.len());
+        for id in ids {
+            out.extend(self.deal(&id)?);
+        }
+        Ok(out)
     }
 
     /// Sequence number of the last durable event (0 when there is none).
@@ -110,7 +120,7 @@ impl Core {
         let mut s = Stats {
             open_resource_offers: self.matcher.len().0,
             open_job_offers: self.matcher.len().1,
-            matches_total: self.deals.len() as u64,
+            matches_total: self.deal_order.len() as u64,
             last_event_seq: self.last_event_seq(),
             ..Default::default()
         };

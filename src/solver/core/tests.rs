@@ -80,6 +80,10 @@ fn job(n: u8) -> (SignedJobOffer, B256) {
     (signed, id)
 }
 
+fn deal_of(c: &Core, id: &B256) -> Option<DealRecord> {
+    c.deal(id).unwrap()
+}
+
 fn offer(c: &Core, id: &B256) -> Option<OfferRecord> {
     c.offer(id).unwrap()
 }
@@ -101,15 +105,15 @@ fn a_lapsed_proposal_goes_to_another_provider() {
     let cheap = post_r(&mut c, 1, 5);
     let dear = post_r(&mut c, 2, 9);
     let first = post_j(&mut c, 1).deal.unwrap();
-    assert_eq!(c.deal(&first).unwrap().resource_offer, cheap);
+    assert_eq!(deal_of(&c, &first).unwrap().resource_offer, cheap);
     assert_eq!(c.housekeeping(T0 + 59_000).unwrap(), 0, "not yet");
     assert_eq!(c.housekeeping(T0 + 60_000).unwrap(), 1);
-    assert_eq!(c.deal(&first).unwrap().state, DealStatus::Expired);
+    assert_eq!(deal_of(&c, &first).unwrap().state, DealStatus::Expired);
     let (_, job_id) = job(1);
     let OfferRecord::Job(j) = offer(&c, &job_id).unwrap() else { panic!() };
     assert_eq!(j.excluded, vec![cheap]);
     let second = j.deal.expect("matched again at once");
-    assert_eq!(c.deal(&second).unwrap().resource_offer, dear, "not the provider that let it lapse");
+    assert_eq!(deal_of(&c, &second).unwrap().resource_offer, dear, "not the provider that let it lapse");
     // The cheap slot is free again, but its provider is paused for the sign timeout
     // (THREATS V2): the next job waits, and gets the slot once the pause is over.
     assert!(post_j(&mut c, 2).deal.is_none(), "paused");
@@ -120,7 +124,7 @@ fn a_lapsed_proposal_goes_to_another_provider() {
     assert!(matches!(offer(&c, &next_id), Some(OfferRecord::Job(j)) if j.deal.is_none()), "still paused");
     c.housekeeping(T0 + 120_000).unwrap();
     let Some(OfferRecord::Job(j)) = offer(&c, &next_id) else { panic!() };
-    assert_eq!(c.deal(&j.deal.expect("matched once the pause is over")).unwrap().resource_offer, cheap);
+    assert_eq!(deal_of(&c, &j.deal.expect("matched once the pause is over")).unwrap().resource_offer, cheap);
 }
 
 #[test]
@@ -160,7 +164,7 @@ fn a_signed_deal_never_created_closes_its_job() {
         Err(SolverError::Protocol(ProtocolError::WrongSigner { .. }))
     ));
     // Pretend the provider signed (the store takes the record as is).
-    let mut d = c.deal(&deal).unwrap().clone();
+    let mut d = deal_of(&c, &deal).unwrap();
     d.state = DealStatus::Signed;
     d.provider_signature = Some(Bytes::from(vec![1; 65]));
     let mut txn = c.txn(T0);
@@ -169,17 +173,17 @@ fn a_signed_deal_never_created_closes_its_job() {
     // Lapsed when `createDeal` would revert: after the creation deadline, which gives the
     // provider its time to sign and the job creator its time to create, and the time a
     // block's timestamp may lag.
-    let deadline_ms = c.deal(&deal).unwrap().deal.createDeadline * 1000;
+    let deadline_ms = deal_of(&c, &deal).unwrap().deal.createDeadline * 1000;
     assert_eq!(deadline_ms, T0 + 360_000, "matched at T0, plus 60 s to sign and 300 s to create");
     let lag_ms = crate::protocol::CREATE_LAG_SECS * 1000;
     c.housekeeping(deadline_ms + lag_ms).unwrap();
-    assert_eq!(c.deal(&deal).unwrap().state, DealStatus::Signed);
+    assert_eq!(deal_of(&c, &deal).unwrap().state, DealStatus::Signed);
     c.housekeeping(deadline_ms + lag_ms + 1).unwrap();
-    assert_eq!(c.deal(&deal).unwrap().state, DealStatus::Expired);
+    assert_eq!(deal_of(&c, &deal).unwrap().state, DealStatus::Expired);
     assert_eq!(offer(&c, &job(1).1).unwrap().status(), OfferStatus::Closed);
     // Created on chain after all: followed again.
     c.chain_state(deal, DealStatus::Created, deadline_ms + lag_ms + 1_000).unwrap();
-    assert_eq!(c.deal(&deal).unwrap().state, DealStatus::Created);
+    assert_eq!(deal_of(&c, &deal).unwrap().state, DealStatus::Created);
 }
 
 #[test]
@@ -191,11 +195,11 @@ fn chain_states_only_move_forward_and_a_final_one_frees_the_slot() {
     assert_eq!(waiting.status, OfferStatus::Open);
     c.chain_state(deal, DealStatus::ResultSubmitted, T0).unwrap();
     c.chain_state(deal, DealStatus::Created, T0).unwrap();
-    assert_eq!(c.deal(&deal).unwrap().state, DealStatus::ResultSubmitted);
+    assert_eq!(deal_of(&c, &deal).unwrap().state, DealStatus::ResultSubmitted);
     c.chain_state(B256::repeat_byte(9), DealStatus::Accepted, T0).unwrap();
     c.chain_state(deal, DealStatus::Accepted, T0).unwrap();
     let OfferRecord::Job(j) = offer(&c, &waiting.id).unwrap() else { panic!() };
-    assert_eq!(c.deal(&j.deal.unwrap()).unwrap().resource_offer, r);
+    assert_eq!(deal_of(&c, &j.deal.unwrap()).unwrap().resource_offer, r);
 }
 
 #[test]
@@ -244,7 +248,7 @@ fn stats_counters_agree_with_the_records() {
             *offers.entry(format!("{kind}:{status}")).or_default() += 1;
         }
         let mut deals: BTreeMap<&'static str, usize> = DealStatus::ALL.iter().map(|s| (s.name(), 0)).collect();
-        for d in c.deals.values() {
+        for d in c.store.deals().unwrap() {
             *deals.entry(d.state.name()).or_default() += 1;
         }
         (offers, deals)
@@ -311,6 +315,12 @@ fn live_deals_are_counted_per_provider_across_a_restart_and_unbacked_offers_clos
     assert_eq!(c.close_unbacked(provider, U256::ZERO, T0).unwrap(), 0);
     c.chain_state(deal, DealStatus::Accepted, T0).unwrap();
     assert_eq!(c.live_deals_of(&provider), 0);
+    assert!(!c.deals.contains_key(&deal), "a final deal leaves memory");
+    assert!(!c.offers.contains_key(&job(1).1), "and its matched job offer");
+    assert_eq!(offer(&c, &job(1).1).unwrap().status(), OfferStatus::Matched);
+    assert_eq!(deal_of(&c, &deal).unwrap().state, DealStatus::Accepted, "and is read from the store");
+    let listed = c.deals(&DealQuery { party: Some(provider), limit: 10, ..Default::default() }).unwrap();
+    assert_eq!(listed.iter().map(|d| (d.id, d.state)).collect::<Vec<_>>(), [(deal, DealStatus::Accepted)]);
     // The slot is free again: collateral 10 is needed, 9 is short.
     assert_eq!(c.close_unbacked(provider, U256::from(10), T0).unwrap(), 0);
     assert_eq!(c.close_unbacked(provider, U256::from(9), T0).unwrap(), 1);
