@@ -59,6 +59,7 @@ async fn child() {
             max_open_offers_total: 200_000,
             sign_timeout_secs: 60,
             create_timeout_secs: 300,
+            result_retention_secs: 3600,
         },
         limits: ApiLimits {
             max_body_bytes: 1 << 20,

@@ -822,3 +822,73 @@ async fn offers_are_taken_only_while_their_owners_escrow_backs_them() {
     assert!(events.iter().any(|e| matches!(e.kind, EventKind::OfferCancelled { offer } if offer == posted.id)));
     assert_eq!(s.client.deal(deal).await.unwrap().state, DealStatus::Proposed, "the live deal goes on");
 }
+
+/// Result bundles go once their deals are settled and the retention is over: a bundle two
+/// deals share stays until both are done, its room goes back to the quota, and a late
+/// download says why it is gone. Without this the quota filled for good and every later
+/// upload was refused, so honest providers could not deliver.
+#[tokio::test]
+async fn settled_results_are_deleted_after_their_retention_and_free_the_quota() {
+    let s = TestSolver::start_with(|core, _| core.result_retention_secs = 1).await;
+    let provider = PrivateKeySigner::random();
+    let creator = PrivateKeySigner::random();
+    let mut offer = resource_offer(&provider, s.address());
+    offer.slots = 2;
+    s.client.post_resource_offer(&sign_resource(offer, &provider, &s.client).await).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let bundle = dir.path().join("bundle.tar");
+    std::fs::write(&bundle, b"the same bytes for both deals").unwrap();
+    let mut deals = vec![];
+    for message in ["one", "two"] {
+        let spec = spec(message);
+        let j = sign_job(job_offer(&creator, s.address(), &spec), spec.clone(), &creator, &s.client).await;
+        let deal = s.client.post_job_offer(&j).await.unwrap().deal.unwrap();
+        s.client.sign_deal(&provider, deal).await.unwrap();
+        s.created_on_chain(deal);
+        s.client.upload_result(&provider, deal, &bundle).await.unwrap();
+        deals.push(deal);
+    }
+    let space = || s.solver.state.0.results_space.used();
+    assert_eq!(space(), 29, "one file, counted once");
+    let file = s
+        .dir
+        .path()
+        .join("results")
+        .join(dcn::solver::api::bundle_name(&dcn::protocol::body_sha256(&std::fs::read(&bundle).unwrap())));
+    assert!(file.exists());
+    let settle = |deal| {
+        let accepted = DealStatus::Accepted;
+        s.solver.state.core().chain_state(deal, accepted, dcn::clock::now_ms()).unwrap();
+    };
+
+    settle(deals[0]);
+    let dest = dir.path().join("down.tar");
+    let waited = std::time::Instant::now();
+    while refused_or_ok(s.client.download_result(&creator, deals[0], &dest).await) != 404 {
+        assert!(waited.elapsed() < std::time::Duration::from_secs(10), "the settled result was not forgotten");
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let e = s.client.download_result(&creator, deals[0], &dest).await.unwrap_err();
+    assert!(e.to_string().contains("results are kept 0 hours after a deal is settled"), "{e}");
+    assert!(file.exists(), "the other deal still holds the bundle");
+    assert_eq!(s.client.download_result(&creator, deals[1], &dest).await.unwrap(), rec_sha(&bundle));
+
+    settle(deals[1]);
+    let waited = std::time::Instant::now();
+    while file.exists() {
+        assert!(waited.elapsed() < std::time::Duration::from_secs(10), "the bundle was not deleted");
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert_eq!(space(), 0, "its room is back in the quota");
+}
+
+fn refused_or_ok<T>(r: Result<T, ClientError>) -> u16 {
+    match r {
+        Ok(_) => 200,
+        Err(e) => refused(e).0,
+    }
+}
+
+fn rec_sha(path: &std::path::Path) -> B256 {
+    dcn::protocol::body_sha256(&std::fs::read(path).unwrap())
+}

@@ -50,6 +50,7 @@ offer_max_ahead_secs = 86400
 request_max_ahead_secs = 300
 sign_timeout_secs = 60
 create_timeout_secs = 300
+result_retention_hours = 72
 chain_poll_ms = 1000
 escrow_cache_secs = 10
 

@@ -119,6 +119,8 @@ pub struct SolverSettings {
     pub sign_timeout_secs: u64,
     /// Time a job creator has to create a signed deal on chain, seconds.
     pub create_timeout_secs: u64,
+    /// How long a settled deal's result bundle is kept, hours.
+    pub result_retention_hours: u64,
     /// How often the chain is read for deal states, milliseconds.
     pub chain_poll_ms: u64,
     /// How long an offer owner's free escrow, read from the chain, is used, seconds; the

@@ -38,6 +38,8 @@ pub struct SolverConfig {
     pub sign_timeout_secs: u64,
     /// Time a job creator has to create a signed deal on chain, seconds.
     pub create_timeout_secs: u64,
+    /// How long a settled deal's result is kept, seconds.
+    pub result_retention_secs: u64,
     /// How often the chain is read for deal states.
     pub chain_poll: Duration,
     /// How long a free escrow read is used (THREATS V2).
@@ -68,6 +70,7 @@ impl SolverConfig {
             max_open_offers_total: s.max_open_offers_total,
             sign_timeout_secs: s.sign_timeout_secs,
             create_timeout_secs: s.create_timeout_secs,
+            result_retention_secs: s.result_retention_hours.saturating_mul(3600),
             chain_poll: Duration::from_millis(s.chain_poll_ms.max(20)),
             escrow_ttl: Duration::from_secs(s.escrow_cache_secs.max(1)),
         }
@@ -86,6 +89,7 @@ impl SolverConfig {
             max_open_offers_total: self.max_open_offers_total,
             sign_timeout_secs: self.sign_timeout_secs,
             create_timeout_secs: self.create_timeout_secs,
+            result_retention_secs: self.result_retention_secs,
         }
     }
 }

@@ -84,7 +84,7 @@ impl Solver {
         let (events, _) = broadcast::channel(4096);
         let stopping = tasks.token().clone();
         let core = Core::open(params.core, params.store.clone(), events.clone())?;
-        let kept = sweep_results(&params.results_dir, &core.held_results()?)
+        let kept = sweep_results(&params.results_dir, &core.held_results())
             .map_err(|source| StartError::ResultsDir { path: params.results_dir.clone(), source })?;
         let state = AppState(Arc::new(Shared {
             core: Mutex::new(core),
@@ -129,6 +129,29 @@ fn release_freed_memory() {
     }
 }
 
+/// Forgets results past their retention and deletes the bundles no result names any more,
+/// giving their room back to the quota; returns how many bundles went. The files are
+/// deleted under the core's lock, so an upload of the same bytes cannot be recorded
+/// between the count reaching zero and the deletion (the upload checks its file is there
+/// under that lock).
+fn expire_results(state: &AppState, now_ms: u64) -> Result<usize, SolverError> {
+    let core = &mut *state.core();
+    let gone = core.expire_results(now_ms)?;
+    for (sha, size) in &gone {
+        let path = state.0.results_dir.join(api::bundle_name(sha));
+        match std::fs::remove_file(&path) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => tracing::warn!(path = %path.display(), error = %e, "cannot delete a result bundle"),
+        }
+        state.0.results_space.release(*size);
+    }
+    if !gone.is_empty() {
+        tracing::info!(bundles = gone.len(), "deleted result bundles past their retention");
+    }
+    Ok(gone.len())
+}
+
 async fn housekeeping(state: AppState, token: CancellationToken) -> Result<(), std::convert::Infallible> {
     let (mut last_prune, mut last_forget) = (Instant::now(), Instant::now());
     let mut changed_since_release = 0;
@@ -141,6 +164,10 @@ async fn housekeeping(state: AppState, token: CancellationToken) -> Result<(), s
         match state.core().housekeeping(now) {
             Ok(n) => changed_since_release += n,
             Err(e) => tracing::error!(error = %e, "housekeeping failed"),
+        }
+        match expire_results(&state, now) {
+            Ok(n) => changed_since_release += n,
+            Err(e) => tracing::error!(error = %e, "forgetting results past their retention failed"),
         }
         if changed_since_release >= RELEASE_AFTER_CHANGES {
             changed_since_release = 0;

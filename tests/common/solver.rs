@@ -35,6 +35,7 @@ pub fn core_config(solver: Address) -> CoreConfig {
         max_open_offers_total: 100_000,
         sign_timeout_secs: 60,
         create_timeout_secs: 300,
+        result_retention_secs: 3600,
     }
 }
 

@@ -93,7 +93,12 @@ pub const UPLOAD_IDLE_LIMIT: std::time::Duration = std::time::Duration::from_sec
 pub const UPLOAD_MIN_BYTES_PER_SEC: u64 = 1 << 20;
 
 fn result_path(state: &AppState, sha256: &B256) -> std::path::PathBuf {
-    state.0.results_dir.join(format!("{}.tar", hex::encode(sha256)))
+    state.0.results_dir.join(bundle_name(sha256))
+}
+
+/// The file name of the bundle whose sha256 is `sha256`.
+pub fn bundle_name(sha256: &B256) -> String {
+    format!("{}.tar", hex::encode(sha256))
 }
 
 /// The provider's result upload (THREATS V4): only for a deal on chain, by its provider,
@@ -161,14 +166,24 @@ pub async fn upload(
         }
     };
     let dest = result_path(&state, &sha256);
-    // Another deal may hold the same bundle: it takes no new room.
-    let new_file = !tokio::fs::try_exists(&dest).await.unwrap_or(false);
     tokio::fs::rename(&tmp, &dest).await.map_err(io)?;
     let record = ResultRecord { deal: id, sha256, size, uploaded_at: now_ms() };
     // On failure the file stays: another deal may hold the same bundle by now, and one no
     // record names is swept at the next start.
-    let record = state.core().record_result(&auth, record, now_ms())?;
-    reservation.keep(if new_file { size } else { 0 });
+    let (record, new_room) = {
+        let mut core = state.core();
+        // Bundles past their retention are deleted under this lock: checked under it, the
+        // file cannot go between here and the record that holds it.
+        if !dest.exists() {
+            return Err(ApiError::internal(format!(
+                "the bundle of deal {id} was removed as it arrived (another deal's copy ended its retention): upload it again"
+            )));
+        }
+        // Another deal may hold the same bundle: it takes no new room.
+        let new_room = !core.holds_bundle(&sha256);
+        (core.record_result(&auth, record, now_ms())?, new_room)
+    };
+    reservation.keep(if new_room { size } else { 0 });
     tracing::info!(deal = %id, size, sha256 = %sha256, "result uploaded");
     Ok((StatusCode::CREATED, Json(record)))
 }

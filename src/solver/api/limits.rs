@@ -167,6 +167,12 @@ impl ResultSpace {
         Ok(Reservation { space: self, deal, kept: None })
     }
 
+    /// `bytes` of kept bundles were deleted.
+    pub fn release(&self, bytes: u64) {
+        let mut inner = self.lock();
+        inner.stored = inner.stored.saturating_sub(bytes);
+    }
+
     /// Bytes kept and reserved.
     pub fn used(&self) -> u64 {
         let inner = self.lock();

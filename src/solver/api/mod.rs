@@ -12,6 +12,7 @@ mod limits;
 mod offers;
 mod ops;
 
+pub use deals::bundle_name;
 pub use error::ApiError;
 pub use events::Subscribers;
 pub use limits::{sweep_results, ApiLimits, RateLimiter, ResultSpace};

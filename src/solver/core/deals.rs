@@ -85,18 +85,54 @@ impl Core {
         txn.batch.push(Op::PutResult(result.clone()));
         txn.event(parties, EventKind::ResultUploaded { deal: result.deal, size: result.size });
         self.commit(txn)?;
+        self.hold_result(&result);
         Ok(result)
     }
 
     /// The sha256 of every result held: the bundles the results directory must keep.
-    pub fn held_results(&self) -> Result<std::collections::HashSet<B256>, crate::solver::store::StoreError> {
-        let mut held = std::collections::HashSet::new();
-        for listed in self.deal_order.values() {
-            if let Some(r) = self.store.result(&listed.id)? {
-                held.insert(r.sha256);
+    pub fn held_results(&self) -> std::collections::HashSet<B256> {
+        self.result_refs.keys().copied().collect()
+    }
+
+    /// Whether a result names the bundle whose sha256 is `sha256`.
+    pub fn holds_bundle(&self, sha256: &B256) -> bool {
+        self.result_refs.contains_key(sha256)
+    }
+
+    /// Forgets the results of settled deals whose retention is over (at most 1,000 a call);
+    /// returns the bundles no result names any more, with their sizes, for the caller to
+    /// delete. Without this the results quota fills for good and every later upload is
+    /// refused.
+    pub fn expire_results(&mut self, now_ms: u64) -> Result<Vec<(B256, u64)>, SolverError> {
+        let now = now_ms / 1000;
+        let due: Vec<(u64, B256)> =
+            self.expiring_results.iter().take_while(|(t, _)| *t <= now).take(1_000).copied().collect();
+        if due.is_empty() {
+            return Ok(vec![]);
+        }
+        let mut txn = self.txn(now_ms);
+        let mut forgotten = vec![];
+        for (_, id) in &due {
+            if let Some(r) = self.store.result(id)? {
+                txn.batch.push(Op::DeleteResult(*id));
+                forgotten.push(r.sha256);
             }
         }
-        Ok(held)
+        self.commit(txn)?;
+        for key in &due {
+            self.expiring_results.remove(key);
+        }
+        let mut gone = vec![];
+        for sha in forgotten {
+            if let Some((n, size)) = self.result_refs.get_mut(&sha) {
+                *n = n.saturating_sub(1);
+                if *n == 0 {
+                    gone.push((sha, *size));
+                    self.result_refs.remove(&sha);
+                }
+            }
+        }
+        Ok(gone)
     }
 
     /// The result of deal `id`, for its job creator or one of its mediators.
@@ -110,10 +146,17 @@ impl Core {
                 auth.account
             )));
         }
-        let result = self
-            .store
-            .result(&id)?
-            .ok_or_else(|| SolverError::NotFound(format!("deal {id} has no result yet: wait for the provider")))?;
+        let result = self.store.result(&id)?.ok_or_else(|| {
+            SolverError::NotFound(if deal.state.is_final() {
+                format!(
+                    "deal {id} is {} and holds no result: results are kept {} hours after a deal is settled",
+                    deal.state.name(),
+                    self.cfg.result_retention_secs / 3600
+                )
+            } else {
+                format!("deal {id} has no result yet: wait for the provider")
+            })
+        })?;
         self.commit(txn)?;
         Ok(result)
     }
@@ -135,6 +178,10 @@ impl Core {
         tracing::info!(deal = %id, state = state.name(), "deal state from chain");
         self.set_deal(&mut txn, deal.clone());
         if state.is_final() && !revived {
+            if self.store.result(&id)?.is_some() {
+                let due = (now_ms / 1000).saturating_add(self.cfg.result_retention_secs);
+                self.expiring_results.insert((due, id));
+            }
             let matches = self.matcher.release_slot(&deal.resource_offer, now_ms / 1000);
             self.make_deals(&mut txn, matches);
             // Its job offer stays matched for good: its record leaves memory too.

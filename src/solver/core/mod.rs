@@ -48,6 +48,8 @@ pub struct CoreConfig {
     pub sign_timeout_secs: u64,
     /// How long a job creator has to create a signed deal on chain, seconds.
     pub create_timeout_secs: u64,
+    /// How long a settled deal's result bundle is kept, seconds.
+    pub result_retention_secs: u64,
 }
 
 /// Why a request to the solver was refused.
@@ -206,6 +208,10 @@ pub struct Core {
     /// change, so that metrics never walk the records (THREATS V3).
     offer_counts: HashMap<(bool, OfferStatus), usize>,
     deal_counts: HashMap<DealStatus, usize>,
+    /// Results of settled deals, by when their retention ends (unix seconds).
+    expiring_results: BTreeSet<(u64, B256)>,
+    /// Held bundles by sha256: how many results name each, and its size.
+    result_refs: HashMap<B256, (u32, u64)>,
     next_seq: u64,
 }
 
@@ -273,6 +279,8 @@ impl Core {
             strikes: HashMap::new(),
             offer_counts: HashMap::new(),
             deal_counts: HashMap::new(),
+            expiring_results: BTreeSet::new(),
+            result_refs: HashMap::new(),
             next_seq: 1,
         };
         core.reload()?;
@@ -292,12 +300,21 @@ impl Core {
         self.live_by_provider.clear();
         self.offer_counts.clear();
         self.deal_counts.clear();
+        self.expiring_results.clear();
+        self.result_refs.clear();
         for (provider, s) in &self.strikes {
             self.matcher.pause(*provider, s.until);
         }
         self.next_seq = self.store.last_event_seq()? + 1;
         let mut busy: HashMap<B256, u32> = HashMap::new();
         for d in self.store.deals()? {
+            if let Some(r) = self.store.result(&d.id)? {
+                self.hold_result(&r);
+                if d.state.is_final() {
+                    let due = (d.updated_at / 1000).saturating_add(self.cfg.result_retention_secs);
+                    self.expiring_results.insert((due, d.id));
+                }
+            }
             if !d.state.is_final() {
                 *busy.entry(d.resource_offer).or_default() += 1;
                 *self.live_by_provider.entry(d.deal.provider).or_default() += 1;
@@ -448,6 +465,11 @@ impl Core {
                 *n = n.saturating_sub(1);
             }
         }
+    }
+
+    /// Counts `r`'s bundle as held by one more result.
+    fn hold_result(&mut self, r: &ResultRecord) {
+        self.result_refs.entry(r.sha256).or_insert((0, r.size)).0 += 1;
     }
 
     fn set_deal(&mut self, txn: &mut Txn, deal: DealRecord) {

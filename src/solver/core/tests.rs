@@ -18,6 +18,7 @@ fn cfg() -> CoreConfig {
         max_open_offers_total: 1_000,
         sign_timeout_secs: 60,
         create_timeout_secs: 300,
+        result_retention_secs: 3600,
     }
 }
 

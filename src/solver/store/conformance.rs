@@ -162,6 +162,12 @@ pub fn run(store: &dyn Store) {
     assert_eq!(store.prune_nonces(200).unwrap(), 1);
     assert!(!store.nonce_used(c, U256::from(1)).unwrap());
     assert!(store.nonce_used(c, U256::from(5)).unwrap());
+
+    // A result is forgotten when its retention is over.
+    let mut b = Batch::default();
+    b.push(Op::DeleteResult(w.deals[0].id));
+    store.apply(b).unwrap();
+    assert_eq!(store.result(&w.deals[0].id).unwrap(), None);
 }
 
 #[test]

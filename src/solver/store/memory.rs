@@ -48,6 +48,9 @@ impl Store for MemoryStore {
                 Op::PutResult(r) => {
                     s.results.insert(r.deal, r);
                 }
+                Op::DeleteResult(deal) => {
+                    s.results.remove(&deal);
+                }
                 Op::Event(e) => {
                     for a in &e.accounts {
                         s.by_account.insert(account_event_key(*a, e.seq), ());

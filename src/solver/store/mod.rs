@@ -49,6 +49,8 @@ pub enum Op {
     PutDeal(DealRecord),
     /// Record an uploaded result.
     PutResult(ResultRecord),
+    /// Forget the result of a deal (its retention is over).
+    DeleteResult(B256),
     /// Append an event (its `seq` must be the next one).
     Event(Event),
     /// Mark `nonce` used by `account` until `expiry` (unix seconds).

@@ -96,6 +96,7 @@ impl Store for RocksStore {
                 Op::PutOffer(o) => wb.put_cf(self.cf(OFFERS), o.id(), encode(&o)),
                 Op::PutDeal(d) => wb.put_cf(self.cf(DEALS), d.id, encode(&d)),
                 Op::PutResult(r) => wb.put_cf(self.cf(RESULTS), r.deal, encode(&r)),
+                Op::DeleteResult(deal) => wb.delete_cf(self.cf(RESULTS), deal),
                 Op::Event(e) => {
                     for a in &e.accounts {
                         wb.put_cf(self.cf(EVENTS_BY_ACCOUNT), account_event_key(*a, e.seq), []);
