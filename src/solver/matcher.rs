@@ -182,11 +182,20 @@ impl Matcher {
         self.jobs.get(id)
     }
 
-    /// Matches none of `provider`'s offers before `until` (unix seconds). Its slots stay
-    /// as they are; [`Matcher::resume_due`] fills them once the pause is over.
+    /// Matches none of `provider`'s offers before `until` (unix seconds). Its offers leave
+    /// the free index, so no search walks past them (THREATS V3); its slots stay as they
+    /// are, and [`Matcher::resume_due`] indexes and fills them once the pause is over.
     pub fn pause(&mut self, provider: Address, until: u64) {
+        let newly = !self.paused.contains_key(&provider);
         let at = self.paused.entry(provider).or_default();
         *at = (*at).max(until);
+        if newly {
+            let theirs: Vec<ResourceEntry> =
+                self.resources.values().filter(|r| r.provider == provider).cloned().collect();
+            for r in &theirs {
+                self.unindex_free(r);
+            }
+        }
     }
 
     /// Whether `provider` is paused at `now`.
@@ -204,8 +213,12 @@ impl Matcher {
         for p in &over {
             self.paused.remove(p);
         }
-        let mut ids: Vec<(u64, B256)> =
-            self.resources.values().filter(|r| over.contains(&r.provider)).map(|r| (r.seq, r.id)).collect();
+        let theirs: Vec<ResourceEntry> =
+            self.resources.values().filter(|r| over.contains(&r.provider)).cloned().collect();
+        for r in &theirs {
+            self.index_free(r);
+        }
+        let mut ids: Vec<(u64, B256)> = theirs.iter().map(|r| (r.seq, r.id)).collect();
         ids.sort();
         ids.into_iter().flat_map(|(_, id)| self.fill_slots(id, now)).collect()
     }
@@ -221,7 +234,8 @@ impl Matcher {
     }
 
     fn index_free(&mut self, r: &ResourceEntry) {
-        if r.busy < r.slots {
+        // A paused provider's offers stay out until the pause is over.
+        if r.busy < r.slots && !self.paused.contains_key(&r.provider) {
             for m in distinct(&r.mediators) {
                 self.free.entry((m, shape(&r.resources))).or_default().insert((r.price, r.seq, r.id));
             }

@@ -171,3 +171,25 @@ fn matching_is_deterministic() {
     assert!(first.len() > 10);
     assert_eq!(first, run());
 }
+
+#[test]
+fn a_paused_providers_offers_leave_the_free_index_until_the_pause_is_over() {
+    let mut m = Matcher::new();
+    let paused = res(1, 1, 5);
+    let other = res(2, 2, 9);
+    m.add_resource(paused.clone(), NOW);
+    m.add_resource(other.clone(), NOW);
+    m.pause(paused.provider, NOW + 60);
+    let indexed = |m: &Matcher, id: B256| m.free.values().any(|set| set.iter().any(|k| k.2 == id));
+    assert!(!indexed(&m, paused.id), "no search walks past a paused provider's offer");
+    assert!(indexed(&m, other.id));
+    // A slot released while paused is not indexed either.
+    m.release_slot(&paused.id, NOW);
+    assert!(!indexed(&m, paused.id));
+    assert_eq!(matched(&mut m, job(1, 3)), Some(other.id), "the dearer offer, not the paused one");
+    let waiting = job(2, 4);
+    assert_eq!(matched(&mut m, waiting.clone()), None, "waits: the only free slot is paused");
+    assert!(m.resume_due(NOW + 59).is_empty(), "not over yet");
+    let resumed = m.resume_due(NOW + 60);
+    assert_eq!(resumed, vec![Match { job: waiting.id, resource: paused.id }], "the waiting job, once it is over");
+}
