@@ -740,6 +740,16 @@ async fn event_streams_are_capped_per_address_and_take_only_small_messages() {
     })
     .await;
     assert!(ended.is_ok(), "the oversized message ended the stream");
+
+    // Many at once from a fresh address: only as many as the cap are told `101`, and
+    // each of those keeps its stream (none is upgraded and then closed for want of room).
+    let at_once = futures_util::future::join_all((0..12).map(|_| subscribe_from(&s, [127, 0, 0, 8]))).await;
+    let mut held: Vec<_> = at_once.into_iter().filter_map(Result::ok).collect();
+    assert_eq!(held.len(), 2, "two streams from one address, however fast they come");
+    for ws in &mut held {
+        let next = tokio::time::timeout(std::time::Duration::from_millis(300), ws.next()).await;
+        assert!(next.is_err(), "an admitted stream stays open: {next:?}");
+    }
 }
 
 /// THREATS V3: a spec over 64 KiB is refused whatever the body limit, and the solver takes

@@ -22,7 +22,7 @@ use axum::response::Response;
 use serde::Deserialize;
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::broadcast::error::RecvError;
 use tokio::time::Instant;
@@ -43,17 +43,22 @@ pub const MAX_QUEUED_BYTES: usize = 1 << 20;
 pub struct Subscribers {
     max_total: usize,
     max_per_address: usize,
-    open: Mutex<(usize, HashMap<IpAddr, usize>)>,
+    open: Arc<Mutex<Open>>,
 }
+
+/// Open subscriptions: in all, and by client address.
+type Open = (usize, HashMap<IpAddr, usize>);
 
 impl Subscribers {
     /// At most `max_total` subscriptions, and `max_per_address` from one client address.
     pub fn new(max_total: usize, max_per_address: usize) -> Self {
-        Self { max_total, max_per_address, open: Mutex::new((0, HashMap::new())) }
+        Self { max_total, max_per_address, open: Arc::new(Mutex::new((0, HashMap::new()))) }
     }
 
     /// Takes a place for a subscriber at `ip` (none for an in-process router), or refuses.
-    pub fn admit(&self, ip: Option<IpAddr>) -> Result<Place<'_>, ApiError> {
+    /// The place is held for as long as the socket lives (it moves into the socket's task),
+    /// so that a client told `101 Switching Protocols` holds a place it keeps.
+    pub fn admit(&self, ip: Option<IpAddr>) -> Result<Place, ApiError> {
         let mut open = self.open.lock().unwrap_or_else(|p| p.into_inner());
         if open.0 >= self.max_total {
             return Err(ApiError::new(
@@ -75,7 +80,7 @@ impl Subscribers {
             *n += 1;
         }
         open.0 += 1;
-        Ok(Place { subscribers: self, key })
+        Ok(Place { open: self.open.clone(), key })
     }
 
     /// Open subscriptions.
@@ -86,14 +91,14 @@ impl Subscribers {
 
 /// One subscriber's place, given back when dropped.
 #[derive(Debug)]
-pub struct Place<'a> {
-    subscribers: &'a Subscribers,
+pub struct Place {
+    open: Arc<Mutex<Open>>,
     key: Option<IpAddr>,
 }
 
-impl Drop for Place<'_> {
+impl Drop for Place {
     fn drop(&mut self) {
-        let mut open = self.subscribers.open.lock().unwrap_or_else(|p| p.into_inner());
+        let mut open = self.open.lock().unwrap_or_else(|p| p.into_inner());
         open.0 = open.0.saturating_sub(1);
         if let Some(key) = self.key {
             if let Some(n) = open.1.get_mut(&key) {
@@ -125,15 +130,15 @@ pub async fn subscribe(
     let address: Address =
         p.address.parse().map_err(|_| ApiError::bad_param("address", format!("`{}` is not an address", p.address)))?;
     let since = p.since.unwrap_or(0);
-    // Checked now, to answer with a status; the place is taken again by the socket's task.
-    drop(state.0.subscribers.admit(peer.as_ref().map(|p| p.0 .0.ip()))?);
-    let ip = peer.map(|p| p.0 .0.ip());
+    // Taken before the upgrade, to refuse with a status, and kept by the socket's task: a
+    // client that was told `101` holds its place (it is given back if the upgrade fails).
+    let place = state.0.subscribers.admit(peer.map(|p| p.0 .0.ip()))?;
     let ws = ws
         .max_message_size(MAX_INCOMING_BYTES)
         .max_frame_size(MAX_INCOMING_BYTES)
         .max_write_buffer_size(MAX_QUEUED_BYTES);
     Ok(ws.on_upgrade(move |socket| async move {
-        let Ok(_place) = state.0.subscribers.admit(ip) else { return };
+        let _place = place;
         stream(state.clone(), socket, address, since).await
     }))
 }
