@@ -136,6 +136,8 @@ async fn match_10k() -> (f64, u64) {
     for (signed, id) in jobs {
         core.post_job_offer(signed, id, now).expect("job offer accepted");
     }
+    // Until everything is written.
+    core.flush().expect("the memory store takes every write");
     (start.elapsed().as_secs_f64(), core.stats().matches_total)
 }
 

@@ -108,7 +108,8 @@ async fn record_states(state: &AppState, chain: &dyn DealsChain, ids: BTreeSet<B
             Err(e) => return Err(e.into()),
         };
         if let Some(s) = DealStatus::on_chain(view.state) {
-            state.core().chain_state(id, s, now_ms())?;
+            // Durable before the cursor passes the log that told it.
+            state.write(|core| core.chain_state(id, s, now_ms())).await?;
         }
     }
     Ok(())

@@ -203,7 +203,7 @@ pub async fn watch(state: AppState, token: CancellationToken) -> Result<(), std:
         while let Some((provider, free)) = reads.next().await {
             match free {
                 Ok(free) => {
-                    if let Err(e) = state.core().close_unbacked(provider, free, now_ms()) {
+                    if let Err(e) = state.write(|core| core.close_unbacked(provider, free, now_ms())).await {
                         tracing::error!(%provider, error = %e, "cannot close offers no longer backed");
                     }
                 }

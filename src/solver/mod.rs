@@ -130,13 +130,12 @@ fn release_freed_memory() {
 }
 
 /// Forgets results past their retention and deletes the bundles no result names any more,
-/// giving their room back to the quota; returns how many bundles went. The files are
-/// deleted under the core's lock, so an upload of the same bytes cannot be recorded
-/// between the count reaching zero and the deletion (the upload checks its file is there
-/// under that lock).
-fn expire_results(state: &AppState, now_ms: u64) -> Result<usize, SolverError> {
-    let core = &mut *state.core();
-    let gone = core.expire_results(now_ms)?;
+/// giving their room back to the quota; returns how many bundles went. A file is deleted
+/// only once the forgetting is durable; until then the core marks its bundle, and an
+/// upload of the same bytes is asked to come again (the upload checks the mark and that
+/// its file is there under the core's lock).
+async fn expire_results(state: &AppState, now_ms: u64) -> Result<usize, SolverError> {
+    let gone = state.write(|core| core.expire_results(now_ms)).await?;
     for (sha, size) in &gone {
         let path = state.0.results_dir.join(api::bundle_name(sha));
         match std::fs::remove_file(&path) {
@@ -147,6 +146,7 @@ fn expire_results(state: &AppState, now_ms: u64) -> Result<usize, SolverError> {
         state.0.results_space.release(*size);
     }
     if !gone.is_empty() {
+        state.core().bundles_deleted(gone.iter().map(|(sha, _)| *sha));
         tracing::info!(bundles = gone.len(), "deleted result bundles past their retention");
     }
     Ok(gone.len())
@@ -161,11 +161,11 @@ async fn housekeeping(state: AppState, token: CancellationToken) -> Result<(), s
             _ = tokio::time::sleep(HOUSEKEEPING_EVERY) => {}
         }
         let now = now_ms();
-        match state.core().housekeeping(now) {
+        match state.write(|core| core.housekeeping(now)).await {
             Ok(n) => changed_since_release += n,
             Err(e) => tracing::error!(error = %e, "housekeeping failed"),
         }
-        match expire_results(&state, now) {
+        match expire_results(&state, now).await {
             Ok(n) => changed_since_release += n,
             Err(e) => tracing::error!(error = %e, "forgetting results past their retention failed"),
         }
@@ -180,7 +180,10 @@ async fn housekeeping(state: AppState, token: CancellationToken) -> Result<(), s
         }
         if last_prune.elapsed() > Duration::from_secs(600) {
             last_prune = Instant::now();
-            match state.core().prune_nonces(now) {
+            // The store prunes on its own: nothing the core holds changes.
+            let store = state.0.store.clone();
+            let pruned = tokio::task::spawn_blocking(move || store.prune_nonces(now / 1000)).await;
+            match pruned.unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic())) {
                 Ok(n) if n > 0 => tracing::debug!(n, "forgot expired nonces"),
                 Ok(_) => {}
                 Err(e) => tracing::error!(error = %e, "pruning nonces failed"),

@@ -74,7 +74,7 @@ pub async fn refuse(
     AuthJson(auth, body): AuthJson<RefusalBody>,
 ) -> Result<Json<DealRecord>, ApiError> {
     let id = parse_id(&id)?;
-    Ok(Json(state.core().refuse_deal(id, &auth, &body.reason, now_ms())?))
+    Ok(Json(state.write(|core| core.refuse_deal(id, &auth, &body.reason, now_ms())).await?))
 }
 
 pub async fn sign(
@@ -84,7 +84,7 @@ pub async fn sign(
 ) -> Result<Json<DealRecord>, ApiError> {
     let id = parse_id(&id)?;
     let signer = crate::protocol::recover(&id, &body.signature)?;
-    Ok(Json(state.core().sign_deal(id, body.signature, signer, now_ms())?))
+    Ok(Json(state.write(|core| core.sign_deal(id, body.signature, signer, now_ms())).await?))
 }
 
 /// Longest an upload's body may go without a byte.
@@ -113,7 +113,7 @@ pub async fn upload(
 ) -> Result<(StatusCode, Json<ResultRecord>), ApiError> {
     let id = parse_id(&id)?;
     let limit = state.0.limits.max_result_bytes;
-    state.core().begin_upload(id, &auth, now_ms())?;
+    state.write(|core| core.begin_upload(id, &auth, now_ms())).await?;
     let declared = headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
     if declared.is_some_and(|n| n > limit) {
         return Err(ApiError::too_large(limit));
@@ -170,19 +170,22 @@ pub async fn upload(
     let record = ResultRecord { deal: id, sha256, size, uploaded_at: now_ms() };
     // On failure the file stays: another deal may hold the same bundle by now, and one no
     // record names is swept at the next start.
-    let (record, new_room) = {
-        let mut core = state.core();
-        // Bundles past their retention are deleted under this lock: checked under it, the
-        // file cannot go between here and the record that holds it.
-        if !dest.exists() {
-            return Err(ApiError::internal(format!(
-                "the bundle of deal {id} was removed as it arrived (another deal's copy ended its retention): upload it again"
-            )));
-        }
-        // Another deal may hold the same bundle: it takes no new room.
-        let new_room = !core.holds_bundle(&sha256);
-        (core.record_result(&auth, record, now_ms())?, new_room)
-    };
+    let (record, new_room) = state
+        .write(|core| {
+            // Bundles past their retention are deleted after their records are written, and
+            // are marked until then: checked under the lock, the file cannot go between
+            // here and the record that holds it.
+            if core.deleting_bundle(&sha256) || !dest.exists() {
+                return Err(crate::solver::SolverError::Busy(format!(
+                    "the bundle of deal {id} was removed as it arrived (another deal's copy ended its retention): \
+                     upload it again"
+                )));
+            }
+            // Another deal may hold the same bundle: it takes no new room.
+            let new_room = !core.holds_bundle(&sha256);
+            Ok((core.record_result(&auth, record, now_ms())?, new_room))
+        })
+        .await?;
     reservation.keep(if new_room { size } else { 0 });
     tracing::info!(deal = %id, size, sha256 = %sha256, "result uploaded");
     Ok((StatusCode::CREATED, Json(record)))
@@ -194,7 +197,7 @@ pub async fn download(
     Auth(auth): Auth,
 ) -> Result<Response, ApiError> {
     let id = parse_id(&id)?;
-    let record = state.core().authorize_download(id, &auth, now_ms())?;
+    let record = state.write(|core| core.authorize_download(id, &auth, now_ms())).await?;
     let file = tokio::fs::File::open(result_path(&state, &record.sha256))
         .await
         .map_err(|e| ApiError::internal(format!("the result file of deal {id} is missing: {e}")))?;

@@ -151,6 +151,9 @@ impl From<SolverError> for ApiError {
             SolverError::NotFound(_) => Self::new(StatusCode::NOT_FOUND, "not_found", message),
             SolverError::Forbidden(_) => Self::new(StatusCode::FORBIDDEN, "forbidden", message),
             SolverError::Conflict(_) => Self::new(StatusCode::CONFLICT, "conflict", message),
+            SolverError::Busy(_) => {
+                Self { retry_after: Some(1), ..Self::new(StatusCode::SERVICE_UNAVAILABLE, "busy", message) }
+            }
             SolverError::ResultExists { sha256, .. } => Self {
                 sha256: Some(sha256),
                 ..Self::new(StatusCode::CONFLICT, crate::protocol::client::RESULT_EXISTS, message)

@@ -18,7 +18,7 @@ pub use events::Subscribers;
 pub use limits::{sweep_results, ApiLimits, RateLimiter, ResultSpace};
 pub use ops::Metrics;
 
-use super::core::Core;
+use super::core::{Core, SolverError};
 use crate::clock::now_ms;
 use crate::protocol::records::Event;
 use crate::protocol::{body_sha256, AuthHeaders, Verified, EMPTY_BODY};
@@ -73,8 +73,50 @@ pub struct AppState(pub Arc<Shared>);
 impl AppState {
     /// Locks the core (a poisoned lock is taken over: the core's state is always
     /// consistent with the store between calls).
-    pub fn core(&self) -> MutexGuard<'_, Core> {
-        self.0.core.lock().unwrap_or_else(|p| p.into_inner())
+    /// A failed write is recovered from first: memory is rebuilt from the store. When the
+    /// guard goes, the changes made under it go to the writer.
+    pub fn core(&self) -> CoreGuard<'_> {
+        let mut core = self.0.core.lock().unwrap_or_else(|p| p.into_inner());
+        if core.needs_recovery() {
+            core.recover();
+        }
+        CoreGuard(core)
+    }
+
+    /// Makes a change on the core, then waits without the lock until it is durable: what
+    /// it returns is only told once it is on disk (THREATS V3: no lock across writes).
+    pub async fn write<T>(&self, change: impl FnOnce(&mut Core) -> Result<T, SolverError>) -> Result<T, SolverError> {
+        let (out, receipt) = {
+            let mut core = self.core();
+            let out = change(&mut core);
+            (out, core.take_receipt())
+        };
+        if let Some(receipt) = receipt {
+            receipt.durable().await?;
+        }
+        out
+    }
+}
+
+/// The core, locked; its changes are handed to the writer when the lock is let go.
+pub struct CoreGuard<'a>(MutexGuard<'a, Core>);
+
+impl std::ops::Deref for CoreGuard<'_> {
+    type Target = Core;
+    fn deref(&self) -> &Core {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for CoreGuard<'_> {
+    fn deref_mut(&mut self) -> &mut Core {
+        &mut self.0
+    }
+}
+
+impl Drop for CoreGuard<'_> {
+    fn drop(&mut self) {
+        self.0.hand_over();
     }
 }
 

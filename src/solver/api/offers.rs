@@ -56,7 +56,7 @@ pub async fn post_resource(
     state.0.rate.check(&provider)?;
     let need = resource_need(&signed.offer, state.core().live_deals_of(&provider));
     state.0.escrow.check(provider, need, "its collateral for each slot its live deals do not hold").await?;
-    let record = state.core().post_resource_offer(signed, id, now)?;
+    let record = state.write(|core| core.post_resource_offer(signed, id, now)).await?;
     Ok((StatusCode::CREATED, Json(record)))
 }
 
@@ -69,7 +69,7 @@ pub async fn post_job(
     let id = signed.verify(&verifier)?;
     state.0.rate.check(&signed.offer.jobCreator)?;
     state.0.escrow.check(signed.offer.jobCreator, job_need(&signed.offer), "its maximum price").await?;
-    let record = state.core().post_job_offer(signed, id, now)?;
+    let record = state.write(|core| core.post_job_offer(signed, id, now)).await?;
     Ok((StatusCode::CREATED, Json(record)))
 }
 
@@ -111,9 +111,13 @@ pub async fn cancel(
     Auth(auth): Auth,
 ) -> Result<Json<OfferRecord>, ApiError> {
     let id = parse_id(&id)?;
-    let mut core = state.core();
-    if !core.offer(&id).map_err(crate::solver::SolverError::from)?.is_some_and(|o| kind_matches(&uri, &o)) {
-        return Err(ApiError::new(StatusCode::NOT_FOUND, "not_found", format!("no offer {id} here")));
-    }
-    Ok(Json(core.cancel_offer(id, &auth, now_ms())?))
+    let cancelled = state
+        .write(|core| {
+            if !core.offer(&id)?.is_some_and(|o| kind_matches(&uri, &o)) {
+                return Ok(None);
+            }
+            core.cancel_offer(id, &auth, now_ms()).map(Some)
+        })
+        .await?;
+    cancelled.map(Json).ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, "not_found", format!("no offer {id} here")))
 }

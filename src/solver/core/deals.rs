@@ -57,7 +57,7 @@ impl Core {
                 deal.state.name()
             )));
         }
-        if let Some(existing) = self.store.result(&id)? {
+        if let Some(existing) = self.stored_result(&id)? {
             return Err(SolverError::ResultExists { deal: id, sha256: existing.sha256 });
         }
         Ok(deal)
@@ -101,8 +101,9 @@ impl Core {
 
     /// Forgets the results of settled deals whose retention is over (at most 1,000 a call);
     /// returns the bundles no result names any more, with their sizes, for the caller to
-    /// delete. Without this the results quota fills for good and every later upload is
-    /// refused.
+    /// delete once the change is durable, and then to hand to [`Core::bundles_deleted`].
+    /// Until then they are marked ([`Core::deleting_bundle`]). Without this the results
+    /// quota fills for good and every later upload is refused.
     pub fn expire_results(&mut self, now_ms: u64) -> Result<Vec<(B256, u64)>, SolverError> {
         let now = now_ms / 1000;
         let due: Vec<(u64, B256)> =
@@ -113,7 +114,7 @@ impl Core {
         let mut txn = self.txn(now_ms);
         let mut forgotten = vec![];
         for (_, id) in &due {
-            if let Some(r) = self.store.result(id)? {
+            if let Some(r) = self.stored_result(id)? {
                 txn.batch.push(Op::DeleteResult(*id));
                 forgotten.push(r.sha256);
             }
@@ -129,10 +130,24 @@ impl Core {
                 if *n == 0 {
                     gone.push((sha, *size));
                     self.result_refs.remove(&sha);
+                    self.deleting.insert(sha);
                 }
             }
         }
         Ok(gone)
+    }
+
+    /// Whether the bundle whose sha256 is `sha256` is about to be deleted: an upload of the
+    /// same bytes must come again once it is gone.
+    pub fn deleting_bundle(&self, sha256: &B256) -> bool {
+        self.deleting.contains(sha256)
+    }
+
+    /// The files of these bundles from [`Core::expire_results`] are deleted.
+    pub fn bundles_deleted(&mut self, sha256s: impl IntoIterator<Item = B256>) {
+        for sha in sha256s {
+            self.deleting.remove(&sha);
+        }
     }
 
     /// The result of deal `id`, for its job creator or one of its mediators.
@@ -146,7 +161,7 @@ impl Core {
                 auth.account
             )));
         }
-        let result = self.store.result(&id)?.ok_or_else(|| {
+        let result = self.stored_result(&id)?.ok_or_else(|| {
             SolverError::NotFound(if deal.state.is_final() {
                 format!(
                     "deal {id} is {} and holds no result: results are kept {} hours after a deal is settled",
@@ -178,7 +193,7 @@ impl Core {
         tracing::info!(deal = %id, state = state.name(), "deal state from chain");
         self.set_deal(&mut txn, deal.clone());
         if state.is_final() && !revived {
-            if self.store.result(&id)?.is_some() {
+            if self.stored_result(&id)?.is_some() {
                 let due = (now_ms / 1000).saturating_add(self.cfg.result_retention_secs);
                 self.expiring_results.insert((due, id));
             }
@@ -187,7 +202,9 @@ impl Core {
             // Its job offer stays matched for good: its record leaves memory too.
             if let Some(OfferRecord::Job(j)) = self.offers.get(&deal.job_offer) {
                 if j.status == OfferStatus::Matched && j.deal == Some(id) {
-                    self.offers.remove(&deal.job_offer);
+                    if let Some(o) = self.offers.remove(&deal.job_offer) {
+                        self.overlay.evicted_offer(self.writer.next_ticket(), o);
+                    }
                 }
             }
         }

@@ -1,9 +1,11 @@
 //! The solver's state machine: offers in, matches and deals out, every change written to
 //! the store in one batch with its events before anyone is told. The API and the chain
-//! follower call [`Core`] under one lock; it never does I/O but the store's.
+//! follower call [`Core`] under one lock; it does no I/O there but reads of the store.
+//! Writes go to a writer thread ([`writer`]): the lock is not held across them, and a
+//! caller waits for its change's [`Receipt`] after letting go of the lock.
 //!
 //! If a store write fails, the in-memory state is rebuilt from the store, so memory never
-//! runs ahead of what is durable.
+//! stays ahead of what is durable.
 //!
 //! Here: the state and how it loads and commits. The changes are in [`offers`] (post,
 //! match, cancel) and [`deals`] (sign, results, chain states, housekeeping); reads in
@@ -14,8 +16,10 @@ mod offers;
 mod queries;
 #[cfg(test)]
 mod tests;
+mod writer;
 
 pub use queries::{DealQuery, OfferQuery, Stats};
+pub use writer::Receipt;
 
 use super::matcher::{JobEntry, Matcher, ResourceEntry};
 use crate::protocol::records::*;
@@ -89,6 +93,9 @@ pub enum SolverError {
     /// The object is not in a state that allows this.
     #[error("{0}")]
     Conflict(String),
+    /// Not now, but the same request may succeed in a moment.
+    #[error("{0}")]
+    Busy(String),
     /// The deal already has a result; results are never replaced.
     #[error("deal {deal} already has a result (sha256 {sha256}): results are not replaced")]
     ResultExists {
@@ -187,7 +194,12 @@ pub struct Core {
     offers_domain: Eip712Domain,
     deals_domain: Eip712Domain,
     store: Arc<dyn Store>,
-    events: broadcast::Sender<Arc<Event>>,
+    /// Writes the batches, in order, off the lock.
+    writer: writer::Writer,
+    /// What the batches in flight write, for reads that go to the store.
+    overlay: writer::Overlay,
+    /// The receipt of the last batch committed, for the caller to wait on.
+    receipt: Option<Receipt>,
     matcher: Matcher,
     /// Offers that are not final; final ones are read from the store (THREATS V3).
     offers: HashMap<B256, OfferRecord>,
@@ -212,6 +224,8 @@ pub struct Core {
     expiring_results: BTreeSet<(u64, B256)>,
     /// Held bundles by sha256: how many results name each, and its size.
     result_refs: HashMap<B256, (u32, u64)>,
+    /// Bundles no result names any more, until their files are deleted.
+    deleting: std::collections::HashSet<B256>,
     next_seq: u64,
 }
 
@@ -265,8 +279,10 @@ impl Core {
             offers_domain: protocol::domain(cfg.chain_id, cfg.deals_contract),
             deals_domain: crate::chain::deals::domain(cfg.chain_id, cfg.deals_contract),
             cfg,
+            writer: writer::Writer::start(store.clone(), events),
+            overlay: writer::Overlay::default(),
+            receipt: None,
             store,
-            events,
             matcher: Matcher::new(),
             offers: HashMap::new(),
             offer_order: BTreeMap::new(),
@@ -281,14 +297,16 @@ impl Core {
             deal_counts: HashMap::new(),
             expiring_results: BTreeSet::new(),
             result_refs: HashMap::new(),
+            deleting: Default::default(),
             next_seq: 1,
         };
         core.reload()?;
         Ok(core)
     }
 
-    /// Rebuilds memory from the store.
+    /// Rebuilds memory from the store (nothing may be in flight).
     fn reload(&mut self) -> Result<(), StoreError> {
+        self.overlay.clear();
         self.matcher = Matcher::new();
         self.offers.clear();
         self.offer_order.clear();
@@ -302,10 +320,12 @@ impl Core {
         self.deal_counts.clear();
         self.expiring_results.clear();
         self.result_refs.clear();
+        self.deleting.clear();
         for (provider, s) in &self.strikes {
             self.matcher.pause(*provider, s.until);
         }
         self.next_seq = self.store.last_event_seq()? + 1;
+        self.writer.set_last_event(self.next_seq - 1);
         let mut busy: HashMap<B256, u32> = HashMap::new();
         for d in self.store.deals()? {
             if let Some(r) = self.store.result(&d.id)? {
@@ -394,23 +414,65 @@ impl Core {
         Txn { batch: Batch::default(), events: Vec::new(), next_seq: self.next_seq, now_ms }
     }
 
+    /// Hands `txn` to the writer; its receipt is kept for [`Core::take_receipt`]. Memory
+    /// already holds the change: reads of the store see it through the overlay until it is
+    /// written.
     fn commit(&mut self, txn: Txn) -> Result<(), SolverError> {
         if txn.batch.is_empty() {
             return Ok(());
         }
-        if let Err(e) = self.store.apply(txn.batch) {
-            tracing::error!(error = %e, "store write failed; reloading state from the store");
-            if let Err(e2) = self.reload() {
-                tracing::error!(error = %e2, "reloading the state failed too");
-            }
-            return Err(e.into());
+        if self.writer.failed() {
+            // This change may build on one that failed: drop it with the rest.
+            self.recover();
+            return Err(StoreError::Earlier.into());
         }
+        self.overlay.written(self.writer.durable());
+        self.overlay.add(self.writer.next_ticket(), &txn.batch);
+        let receipt = self.writer.send(txn.batch, txn.events);
         self.next_seq = txn.next_seq;
-        for e in txn.events {
-            // No subscriber is fine: the event is in the log.
-            let _ = self.events.send(Arc::new(e));
-        }
+        self.receipt = Some(receipt);
         Ok(())
+    }
+
+    /// The receipt of the last change committed since the last call: the caller waits on it,
+    /// without the lock, before telling anyone the change happened.
+    pub fn take_receipt(&mut self) -> Option<Receipt> {
+        self.writer.hand_over();
+        self.receipt.take()
+    }
+
+    /// Hands the changes committed so far to the writer: called whenever the core's lock
+    /// is let go (they are grouped until then, or until a few dozen are held).
+    pub fn hand_over(&mut self) {
+        self.writer.hand_over();
+    }
+
+    /// Blocks until every change committed so far is written; an error if one failed (the
+    /// state is then rebuilt from the store). For tests, benches and shutdown: the server
+    /// waits on receipts instead.
+    pub fn flush(&mut self) -> Result<(), StoreError> {
+        self.writer.fence();
+        if self.writer.failed() {
+            self.recover();
+            return Err(StoreError::Earlier);
+        }
+        self.overlay.written(self.writer.durable());
+        Ok(())
+    }
+
+    /// Whether a write failed and the state must be rebuilt ([`Core::recover`]).
+    pub fn needs_recovery(&self) -> bool {
+        self.writer.failed()
+    }
+
+    /// After a failed write: waits until the writer has refused everything queued after
+    /// it, then rebuilds memory from the store.
+    pub fn recover(&mut self) {
+        self.writer.reset();
+        self.receipt = None;
+        if let Err(e) = self.reload() {
+            tracing::error!(error = %e, "reloading the state from the store failed");
+        }
     }
 
     /// Whether a verified request's nonce is still unused (it is spent when the request is
@@ -420,7 +482,7 @@ impl Core {
     }
 
     fn check_nonce(&self, account: Address, nonce: U256) -> Result<(), SolverError> {
-        if self.store.nonce_used(account, nonce)? {
+        if self.overlay.nonce_used(account, nonce) || self.store.nonce_used(account, nonce)? {
             return Err(SolverError::NonceReused { account, nonce });
         }
         Ok(())
@@ -459,11 +521,25 @@ impl Core {
         *self.offer_counts.entry(offer_key(&record)).or_default() += 1;
         let id = record.id();
         // A final offer leaves memory; its record is in the store (THREATS V3).
-        let old = if record.status().is_final() { self.offers.remove(&id) } else { self.offers.insert(id, record) };
+        let old = if record.status().is_final() {
+            // Read through the overlay until its write is done.
+            self.overlay.evicted_offer(self.writer.next_ticket(), record);
+            self.offers.remove(&id)
+        } else {
+            self.offers.insert(id, record)
+        };
         if let Some(old) = old {
             if let Some(n) = self.offer_counts.get_mut(&offer_key(&old)) {
                 *n = n.saturating_sub(1);
             }
+        }
+    }
+
+    /// Deal `id`'s result, as last written.
+    fn stored_result(&self, id: &B256) -> Result<Option<ResultRecord>, StoreError> {
+        match self.overlay.result(id) {
+            Some(r) => Ok(r.cloned()),
+            None => self.store.result(id),
         }
     }
 
@@ -496,6 +572,7 @@ impl Core {
             self.deals.insert(deal.id, deal);
         } else {
             self.deals.remove(&deal.id);
+            self.overlay.evicted_deal(self.writer.next_ticket(), deal);
         }
         match (was_live, live) {
             (None | Some(false), true) => *self.live_by_provider.entry(provider).or_default() += 1,

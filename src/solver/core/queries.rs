@@ -58,7 +58,10 @@ impl Core {
     pub fn offer(&self, id: &B256) -> Result<Option<OfferRecord>, StoreError> {
         match self.offers.get(id) {
             Some(o) => Ok(Some(o.clone())),
-            None => self.store.offer(id),
+            None => match self.overlay.offer(id) {
+                Some(o) => Ok(Some(o.clone())),
+                None => self.store.offer(id),
+            },
         }
     }
 
@@ -86,7 +89,10 @@ impl Core {
     pub fn deal(&self, id: &B256) -> Result<Option<DealRecord>, StoreError> {
         match self.deals.get(id) {
             Some(d) => Ok(Some(d.clone())),
-            None => self.store.deal(id),
+            None => match self.overlay.deal(id) {
+                Some(d) => Ok(Some(d.clone())),
+                None => self.store.deal(id),
+            },
         }
     }
 
@@ -111,7 +117,7 @@ impl Core {
 
     /// Sequence number of the last durable event (0 when there is none).
     pub fn last_event_seq(&self) -> u64 {
-        self.next_seq - 1
+        self.writer.last_event()
     }
 
     /// Counts for metrics, from counters kept as records change: its cost does not grow
@@ -134,11 +140,6 @@ impl Core {
             s.deals.insert(st.name(), self.deal_counts.get(&st).copied().unwrap_or(0));
         }
         s
-    }
-
-    /// Forgets nonces of expired signatures.
-    pub fn prune_nonces(&self, now_ms: u64) -> Result<usize, StoreError> {
-        self.store.prune_nonces(now_ms / 1000)
     }
 
     /// The store.

@@ -218,6 +218,7 @@ fn reopening_restores_busy_slots_and_limits() {
     let mut c = core(store.clone());
     post_r(&mut c, 1, 5);
     let deal = post_j(&mut c, 1).deal.unwrap();
+    c.flush().unwrap();
     let seq = c.stats().last_event_seq;
     drop(c);
     let mut c = core(store);
@@ -262,15 +263,16 @@ fn stats_counters_agree_with_the_records() {
     post_j(&mut c, 2);
     post_j(&mut c, 3);
     c.housekeeping(T0 + 60_000).unwrap();
-    let check = |c: &Core| {
+    let check = |c: &mut Core| {
+        c.flush().unwrap();
         let s = c.stats();
         assert_eq!((s.offers.clone(), s.deals.clone()), walked(c), "{s:?}");
     };
-    check(&c);
+    check(&mut c);
     c.housekeeping(T0 + 2_000_000).unwrap();
-    check(&c);
-    let reopened = core(store);
-    check(&reopened);
+    check(&mut c);
+    let mut reopened = core(store);
+    check(&mut reopened);
     assert!(c.stats().offers.values().sum::<usize>() == 5);
     assert!(c.offers.is_empty(), "final offers left memory");
     assert_eq!(
@@ -328,4 +330,125 @@ fn live_deals_are_counted_per_provider_across_a_restart_and_unbacked_offers_clos
     assert_eq!(offer(&c, &r).unwrap().status(), OfferStatus::Cancelled);
     assert!(c.providers_with_open_offers().is_empty());
     assert_eq!(post_j(&mut c, 2).status, OfferStatus::Open, "a closed offer matches nothing");
+}
+
+/// A store whose writes wait at a gate, or fail, on demand: to see the write pipeline
+/// between a decision and its write.
+#[derive(Default)]
+struct GatedStore {
+    inner: MemoryStore,
+    held: std::sync::Mutex<bool>,
+    opened: std::sync::Condvar,
+    fail_next: std::sync::atomic::AtomicBool,
+}
+
+impl GatedStore {
+    fn hold(&self, held: bool) {
+        *self.held.lock().unwrap() = held;
+        self.opened.notify_all();
+    }
+}
+
+impl Store for GatedStore {
+    fn apply(&self, batch: crate::solver::store::Batch) -> Result<(), StoreError> {
+        let mut held = self.held.lock().unwrap();
+        while *held {
+            held = self.opened.wait(held).unwrap();
+        }
+        if self.fail_next.swap(false, std::sync::atomic::Ordering::SeqCst) {
+            return Err(StoreError::Db { path: "gated".into(), message: "No space left on device".into() });
+        }
+        self.inner.apply(batch)
+    }
+    fn offer(&self, id: &B256) -> Result<Option<OfferRecord>, StoreError> {
+        self.inner.offer(id)
+    }
+    fn offers(&self) -> Result<Vec<OfferRecord>, StoreError> {
+        self.inner.offers()
+    }
+    fn deal(&self, id: &B256) -> Result<Option<DealRecord>, StoreError> {
+        self.inner.deal(id)
+    }
+    fn deals(&self) -> Result<Vec<DealRecord>, StoreError> {
+        self.inner.deals()
+    }
+    fn result(&self, deal: &B256) -> Result<Option<ResultRecord>, StoreError> {
+        self.inner.result(deal)
+    }
+    fn nonce_used(&self, account: Address, nonce: U256) -> Result<bool, StoreError> {
+        self.inner.nonce_used(account, nonce)
+    }
+    fn prune_nonces(&self, now: u64) -> Result<usize, StoreError> {
+        self.inner.prune_nonces(now)
+    }
+    fn events_for(&self, account: Address, after: u64, limit: usize) -> Result<Vec<Event>, StoreError> {
+        self.inner.events_for(account, after, limit)
+    }
+    fn last_event_seq(&self) -> Result<u64, StoreError> {
+        self.inner.last_event_seq()
+    }
+    fn meta(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        self.inner.meta(key)
+    }
+}
+
+/// THREATS V3, no lock across writes: a change returns while its write waits; until it is
+/// written, reads that go to the store see it (a nonce spent in flight is spent, a deal
+/// that left memory reads as it was decided), and nobody is told of it; once written, its
+/// events go out in order and its receipt resolves.
+#[tokio::test]
+async fn changes_return_before_their_write_and_read_through_while_in_flight() {
+    let store = Arc::new(GatedStore::default());
+    let (events, mut told) = broadcast::channel(64);
+    let mut c = Core::open(cfg(), store.clone(), events).unwrap();
+    store.hold(true);
+    post_r(&mut c, 1, 5);
+    let deal = post_j(&mut c, 1).deal.unwrap();
+    c.chain_state(deal, DealStatus::Accepted, T0).unwrap();
+    let receipt = c.take_receipt().expect("a change was committed");
+    assert!(store.inner.offers().unwrap().is_empty(), "nothing is written yet");
+    assert!(matches!(c.post_job_offer(job(1).0, job(1).1, T0), Err(SolverError::NonceReused { .. })));
+    assert!(!c.deals.contains_key(&deal), "the settled deal left memory");
+    assert_eq!(deal_of(&c, &deal).unwrap().state, DealStatus::Accepted, "and reads as decided");
+    assert_eq!(offer(&c, &job(1).1).unwrap().status(), OfferStatus::Matched);
+    assert!(told.try_recv().is_err(), "nobody is told before the write");
+    assert_eq!(c.stats().last_event_seq, 0);
+
+    store.hold(false);
+    receipt.durable().await.unwrap();
+    let seqs: Vec<u64> = std::iter::from_fn(|| told.try_recv().ok()).map(|e| e.seq).collect();
+    assert!(seqs.len() >= 4 && seqs.windows(2).all(|w| w[1] == w[0] + 1), "in order: {seqs:?}");
+    assert_eq!(c.stats().last_event_seq, *seqs.last().unwrap());
+    assert_eq!(store.inner.deal(&deal).unwrap().unwrap().state, DealStatus::Accepted);
+    c.flush().unwrap();
+    assert!(c.overlay.is_empty(), "written writes leave the overlay");
+}
+
+/// A failed write fails its change and every change queued after it; the core rebuilds
+/// its memory from the store, so what was never written never happened (the nonce is
+/// free again, the slot too).
+#[tokio::test]
+async fn a_failed_write_fails_the_changes_after_it_and_memory_is_rebuilt() {
+    let store = Arc::new(GatedStore::default());
+    let mut c = Core::open(cfg(), store.clone(), broadcast::channel(64).0).unwrap();
+    let r = post_r(&mut c, 1, 5);
+    c.flush().unwrap();
+    store.hold(true);
+    store.fail_next.store(true, std::sync::atomic::Ordering::SeqCst);
+    assert!(post_j(&mut c, 1).deal.is_some());
+    let first = c.take_receipt().unwrap();
+    assert_eq!(post_j(&mut c, 2).status, OfferStatus::Open, "the slot is taken in memory");
+    let second = c.take_receipt().unwrap();
+    store.hold(false);
+    assert!(first.durable().await.is_err());
+    assert!(second.durable().await.is_err(), "it built on the failed one");
+    assert!(c.needs_recovery());
+    assert!(matches!(c.post_job_offer(job(3).0, job(3).1, T0), Err(SolverError::Store(_))), "refused, then rebuilt");
+    assert!(!c.needs_recovery());
+    assert_eq!(offer(&c, &job(1).1), None, "never written, never happened");
+    assert_eq!(c.deals(&DealQuery { limit: 10, ..Default::default() }).unwrap().len(), 0);
+    let again = post_j(&mut c, 1);
+    assert!(again.deal.is_some(), "the nonce and the slot are free again");
+    c.flush().unwrap();
+    assert_eq!(store.inner.deal(&again.deal.unwrap()).unwrap().unwrap().resource_offer, r);
 }

@@ -13,14 +13,18 @@ struct Inner {
     results: HashMap<B256, ResultRecord>,
     events: BTreeMap<u64, Event>,
     by_account: BTreeMap<[u8; 28], ()>,
-    nonces: HashMap<[u8; 52], u64>,
     meta: HashMap<String, Vec<u8>>,
 }
 
 /// A [`Store`] that forgets everything when dropped.
+///
+/// Used nonces have a lock of their own, as they have their own column family in RocksDB,
+/// whose reads never wait for a write: the core checks a nonce per request while the
+/// writer applies batches.
 #[derive(Default)]
 pub struct MemoryStore {
     inner: Mutex<Inner>,
+    nonces: Mutex<HashMap<[u8; 52], u64>>,
 }
 
 impl MemoryStore {
@@ -32,12 +36,25 @@ impl MemoryStore {
     fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
         self.inner.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
+
+    fn nonces(&self) -> std::sync::MutexGuard<'_, HashMap<[u8; 52], u64>> {
+        self.nonces.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
 }
 
 impl Store for MemoryStore {
     fn apply(&self, batch: Batch) -> Result<(), StoreError> {
+        let (used, ops): (Vec<Op>, Vec<Op>) = batch.ops.into_iter().partition(|op| matches!(op, Op::UseNonce { .. }));
+        {
+            let mut nonces = self.nonces();
+            for op in used {
+                if let Op::UseNonce { account, nonce, expiry } = op {
+                    nonces.insert(nonce_key(account, nonce), expiry);
+                }
+            }
+        }
         let mut s = self.lock();
-        for op in batch.ops {
+        for op in ops {
             match op {
                 Op::PutOffer(o) => {
                     s.offers.insert(o.id(), o);
@@ -57,9 +74,7 @@ impl Store for MemoryStore {
                     }
                     s.events.insert(e.seq, e);
                 }
-                Op::UseNonce { account, nonce, expiry } => {
-                    s.nonces.insert(nonce_key(account, nonce), expiry);
-                }
+                Op::UseNonce { .. } => unreachable!("applied above"),
                 Op::PutMeta(k, v) => {
                     s.meta.insert(k, v);
                 }
@@ -93,14 +108,14 @@ impl Store for MemoryStore {
     }
 
     fn nonce_used(&self, account: Address, nonce: U256) -> Result<bool, StoreError> {
-        Ok(self.lock().nonces.contains_key(&nonce_key(account, nonce)))
+        Ok(self.nonces().contains_key(&nonce_key(account, nonce)))
     }
 
     fn prune_nonces(&self, now: u64) -> Result<usize, StoreError> {
-        let mut s = self.lock();
-        let before = s.nonces.len();
-        s.nonces.retain(|_, expiry| *expiry >= now);
-        Ok(before - s.nonces.len())
+        let mut nonces = self.nonces();
+        let before = nonces.len();
+        nonces.retain(|_, expiry| *expiry >= now);
+        Ok(before - nonces.len())
     }
 
     fn events_for(&self, account: Address, after: u64, limit: usize) -> Result<Vec<Event>, StoreError> {

@@ -38,6 +38,15 @@ pub enum StoreError {
         /// The decoding error.
         source: serde_json::Error,
     },
+    /// A write failed: this one, or the one before it that it builds on.
+    #[error("{0}")]
+    Failed(std::sync::Arc<StoreError>),
+    /// A write queued after one that failed: it was not attempted.
+    #[error("an earlier write to the store failed, so this one was not made: try again")]
+    Earlier,
+    /// The solver is shutting down and its store takes no more writes.
+    #[error("the solver's store is closed: it is shutting down")]
+    Closed,
 }
 
 /// One write in a [`Batch`].
