@@ -375,8 +375,13 @@ async fn honest_p99_under_flood() -> f64 {
     p99.as_secs_f64() * 1000.0
 }
 
-#[tokio::main]
-async fn main() {
+fn main() {
+    // As `dcn` does, before any thread starts.
+    dcn::solver::limit_malloc_arenas();
+    tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("runtime").block_on(run());
+}
+
+async fn run() {
     if std::env::var(CHILD).is_ok() {
         return child().await;
     }

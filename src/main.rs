@@ -6,6 +6,7 @@ use dcn::config::Settings;
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
+    dcn::solver::limit_malloc_arenas();
     let cli = Cli::parse();
     let env = std::env::vars().collect();
     let settings = match Settings::load(&cli.global.overrides(), &env) {

@@ -46,7 +46,7 @@ pub enum NetworkPolicy {
 }
 
 /// The module a job came from.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub struct ModuleRef {
     /// Module name.
     pub name: String,

@@ -1,5 +1,6 @@
-//! The matcher: which resource offer serves which job offer. Pure and deterministic: it
-//! sees offers and a clock, never the network, the store or the wall clock.
+//! The matcher: which resource offer serves which job offer. Pure, and deterministic
+//! within its search budget: it sees offers and a clock, never the network, the store or
+//! the wall clock.
 //!
 //! Rules: a pair matches when the slot's resources cover the job's (CPU, RAM, GPU count and
 //! VRAM, disk), the provider's price is at most the job's maximum, its collateral covers
@@ -11,12 +12,21 @@
 //! the cheapest fitting offer, ties to the oldest; a free slot takes the oldest fitting
 //! job.
 //!
-//! Index: open offers are grouped by (mediator, shape): an offer is listed under each
-//! mediator it trusts, with its exact resources as the shape. Within a group, resource
-//! offers with a free slot are sorted by (price, arrival) and waiting jobs by arrival. A
-//! search visits the groups of its own mediators whose shape covers (or is covered), and
-//! walks each only past offers that fail a remaining rule (price, module, collateral), so
-//! the cost is about (mediators × shapes) per match, not the number of offers.
+//! Index: open offers are grouped by mediator, shape and terms: an offer is listed under
+//! each mediator it trusts (not itself: a party cannot mediate), with its exact resources
+//! as the shape and every other rule that does not change with the counterpart as the
+//! terms (a resource offer's collateral, caps and allow-list; a job's maximum price,
+//! mediation fee and module). Every offer of a group passes or fails those rules
+//! together, so a search checks them once per group, with the group's first offer.
+//! Within a group, resource offers with a free slot are sorted by (price, arrival) and
+//! waiting jobs by arrival; a walk inside a group stops at the first offer that passes
+//! what is left (price, liveness, the job's exclusions).
+//!
+//! Work is bounded (THREATS V3): a search starts at the job's CPU in its mediators'
+//! groups and looks at most at [`SEARCH_BUDGET`] groups and offers in all, however many
+//! distinct shapes and terms strangers post. What it finds within the budget is the
+//! cheapest (or oldest) fitting offer it looked at; a job it missed waits, and is found
+//! from the other side when a slot is offered or freed.
 
 use crate::types::Resources;
 use alloy::primitives::{Address, B256, U256};
@@ -96,10 +106,20 @@ pub struct Match {
 }
 
 type Shape = (u64, u64, u32, u64, u64);
-type Group = (Address, Shape);
+/// A resource offer's terms: collateral, caps on timeout, spec and output, and a keyed
+/// hash of its allow-list.
+type ResourceTerms = (U256, u64, u64, u64, u64);
+/// A job's terms: maximum price, mediation fee and a keyed hash of its module. (Its
+/// timeout and sizes vary from job to job: as terms they would make a group per job.)
+type JobTerms = (U256, U256, u64);
+type FreeGroup = (Address, Shape, ResourceTerms);
+type WaitingGroup = (Address, Shape, JobTerms);
 
-const SHAPE_MIN: Shape = (0, 0, 0, 0, 0);
-const SHAPE_MAX: Shape = (u64::MAX, u64::MAX, u32::MAX, u64::MAX, u64::MAX);
+/// The most groups and offers one search looks at.
+pub const SEARCH_BUDGET: usize = 4096;
+
+const RESOURCE_TERMS_MIN: ResourceTerms = (U256::ZERO, 0, 0, 0, 0);
+const JOB_TERMS_MIN: JobTerms = (U256::ZERO, U256::ZERO, 0);
 
 /// The distinct mediators of a list, in order.
 fn distinct(mediators: &[Address]) -> Vec<Address> {
@@ -111,6 +131,8 @@ fn distinct(mediators: &[Address]) -> Vec<Address> {
     }
     seen
 }
+
+const SHAPE_MIN: Shape = (0, 0, 0, 0, 0);
 
 fn shape(r: &Resources) -> Shape {
     (r.cpu, r.ram_mb, r.gpus, r.vram_mb, r.disk_mb)
@@ -129,6 +151,26 @@ pub fn common_mediators(r: &ResourceEntry, j: &JobEntry) -> Vec<Address> {
 /// Whether `r`'s allow-list lets `j`'s module run.
 fn module_allowed(r: &ResourceEntry, j: &JobEntry) -> bool {
     j.module.allowed_by(&r.modules)
+}
+
+/// The rules a group's offers pass or fail together: resources and terms, not price (the
+/// walk inside a resource group stops at it) nor liveness nor exclusions.
+/// For a resource group, every one of them is in the key (the allow-list as a hash keyed
+/// per run: two lists share a group with odds of 2^-64, and strangers cannot aim for it).
+fn group_fits(r: &ResourceEntry, j: &JobEntry) -> bool {
+    r.resources.covers(&j.needs)
+        && r.collateral >= j.mediation_fee
+        && module_allowed(r, j)
+        && j.timeout_secs <= r.max_timeout_secs
+        && j.spec_bytes <= r.max_spec_bytes
+        && j.output_bytes <= r.max_output_bytes
+}
+
+/// The rules a waiting job group passes or fails together (its key): the slot covers
+/// the shape, its price is within the maximum, its collateral covers the fee, and the
+/// module is allowed. Timeouts and sizes vary within the group.
+fn job_group_fits(r: &ResourceEntry, j: &JobEntry) -> bool {
+    r.resources.covers(&j.needs) && r.price <= j.max_price && r.collateral >= j.mediation_fee && module_allowed(r, j)
 }
 
 /// Every rule but resources (which the index checks by shape) and free slots.
@@ -155,10 +197,14 @@ pub fn fits(r: &ResourceEntry, j: &JobEntry, now: u64) -> bool {
 pub struct Matcher {
     resources: HashMap<B256, ResourceEntry>,
     jobs: HashMap<B256, JobEntry>,
-    free: BTreeMap<Group, BTreeSet<(U256, u64, B256)>>,
-    waiting: BTreeMap<Group, BTreeSet<(u64, B256)>>,
+    free: BTreeMap<FreeGroup, BTreeSet<(U256, u64, B256)>>,
+    waiting: BTreeMap<WaitingGroup, BTreeSet<(u64, B256)>>,
     /// Providers matched with nothing until these unix seconds.
     paused: HashMap<Address, u64>,
+    /// Groups and offers searches looked at, in all.
+    looks: std::cell::Cell<u64>,
+    /// Keys the hashes of allow-lists and modules in group keys.
+    hasher: std::hash::RandomState,
 }
 
 impl Matcher {
@@ -223,6 +269,29 @@ impl Matcher {
         ids.into_iter().flat_map(|(_, id)| self.fill_slots(id, now)).collect()
     }
 
+    fn resource_terms(&self, r: &ResourceEntry) -> ResourceTerms {
+        use std::hash::BuildHasher;
+        let modules = self.hasher.hash_one(&r.modules);
+        (r.collateral, r.max_timeout_secs, r.max_spec_bytes, r.max_output_bytes, modules)
+    }
+
+    fn job_terms(&self, j: &JobEntry) -> JobTerms {
+        use std::hash::BuildHasher;
+        (j.max_price, j.mediation_fee, self.hasher.hash_one(&j.module))
+    }
+
+    /// Gives back the room a burst of offers left empty.
+    pub fn shrink(&mut self) {
+        crate::solver::core::shrink(&mut self.resources);
+        crate::solver::core::shrink(&mut self.jobs);
+        crate::solver::core::shrink(&mut self.paused);
+    }
+
+    /// How many groups and offers searches looked at so far: the matcher's work.
+    pub fn looks(&self) -> u64 {
+        self.looks.get()
+    }
+
     /// Number of open resource offers and of waiting jobs.
     pub fn len(&self) -> (usize, usize) {
         (self.resources.len(), self.jobs.len())
@@ -236,15 +305,16 @@ impl Matcher {
     fn index_free(&mut self, r: &ResourceEntry) {
         // A paused provider's offers stay out until the pause is over.
         if r.busy < r.slots && !self.paused.contains_key(&r.provider) {
-            for m in distinct(&r.mediators) {
-                self.free.entry((m, shape(&r.resources))).or_default().insert((r.price, r.seq, r.id));
+            for m in distinct(&r.mediators).into_iter().filter(|m| *m != r.provider) {
+                let g = (m, shape(&r.resources), self.resource_terms(r));
+                self.free.entry(g).or_default().insert((r.price, r.seq, r.id));
             }
         }
     }
 
     fn unindex_free(&mut self, r: &ResourceEntry) {
-        for m in distinct(&r.mediators) {
-            let g = (m, shape(&r.resources));
+        for m in distinct(&r.mediators).into_iter().filter(|m| *m != r.provider) {
+            let g = (m, shape(&r.resources), self.resource_terms(r));
             if let Some(set) = self.free.get_mut(&g) {
                 set.remove(&(r.price, r.seq, r.id));
                 if set.is_empty() {
@@ -255,14 +325,15 @@ impl Matcher {
     }
 
     fn index_waiting(&mut self, j: &JobEntry) {
-        for m in distinct(&j.mediators) {
-            self.waiting.entry((m, shape(&j.needs))).or_default().insert((j.seq, j.id));
+        for m in distinct(&j.mediators).into_iter().filter(|m| *m != j.creator) {
+            let g = (m, shape(&j.needs), self.job_terms(j));
+            self.waiting.entry(g).or_default().insert((j.seq, j.id));
         }
     }
 
     fn unindex_waiting(&mut self, j: &JobEntry) {
-        for m in distinct(&j.mediators) {
-            let g = (m, shape(&j.needs));
+        for m in distinct(&j.mediators).into_iter().filter(|m| *m != j.creator) {
+            let g = (m, shape(&j.needs), self.job_terms(j));
             if let Some(set) = self.waiting.get_mut(&g) {
                 set.remove(&(j.seq, j.id));
                 if set.is_empty() {
@@ -337,51 +408,81 @@ impl Matcher {
         self.resources.insert(*id, r);
     }
 
-    /// The cheapest (then oldest) resource offer with a free slot that fits `j`.
+    /// The cheapest (then oldest) resource offer with a free slot that fits `j`, among
+    /// those a search of [`SEARCH_BUDGET`] looks at.
     fn cheapest_for(&self, j: &JobEntry, now: u64) -> Option<B256> {
         let mut best: Option<(U256, u64, B256)> = None;
-        for m in distinct(&j.mediators) {
-            for ((_, s), set) in self.free.range((m, SHAPE_MIN)..=(m, SHAPE_MAX)) {
-                if !unshape(s).covers(&j.needs) {
+        let mut budget = SEARCH_BUDGET;
+        // Shapes with less CPU than the job needs cannot cover it: the range starts past them.
+        let from = (j.needs.cpu, 0, 0, 0, 0);
+        'mediators: for m in distinct(&j.mediators).into_iter().filter(|m| *m != j.creator) {
+            for ((_, _, _), set) in self.free.range((m, from, RESOURCE_TERMS_MIN)..).take_while(|(g, _)| g.0 == m) {
+                if budget == 0 {
+                    break 'mediators;
+                }
+                budget -= 1;
+                let Some(first) = set.first() else { continue };
+                if first.0 > j.max_price || best.is_some_and(|b| *first >= b) {
+                    continue;
+                }
+                if !group_fits(&self.resources[&first.2], j) {
                     continue;
                 }
                 for key in set {
-                    if key.0 > j.max_price || best.is_some_and(|b| *key >= b) {
+                    if key.0 > j.max_price || best.is_some_and(|b| *key >= b) || budget == 0 {
                         break;
                     }
-                    let r = &self.resources[&key.2];
-                    if !self.is_paused(&r.provider, now) && terms_fit(r, j, now) {
+                    budget -= 1;
+                    if terms_fit(&self.resources[&key.2], j, now) {
                         best = Some(*key);
                         break;
                     }
                 }
             }
         }
+        self.looks.set(self.looks.get() + (SEARCH_BUDGET - budget) as u64);
         best.map(|b| b.2)
     }
 
-    /// The oldest waiting job that fits `r`.
+    /// The oldest waiting job that fits `r`, among those a search of [`SEARCH_BUDGET`]
+    /// looks at.
     fn oldest_for(&self, r: &ResourceEntry, now: u64) -> Option<B256> {
         if self.is_paused(&r.provider, now) {
             return None;
         }
         let mut best: Option<(u64, B256)> = None;
-        for m in distinct(&r.mediators) {
-            for ((_, s), set) in self.waiting.range((m, SHAPE_MIN)..=(m, SHAPE_MAX)) {
-                if !r.resources.covers(&unshape(s)) {
+        let mut budget = SEARCH_BUDGET;
+        'mediators: for m in distinct(&r.mediators).into_iter().filter(|m| *m != r.provider) {
+            for ((_, s, _), set) in self.waiting.range((m, SHAPE_MIN, JOB_TERMS_MIN)..).take_while(|(g, _)| g.0 == m) {
+                // Jobs needing more CPU than the slot has come after: none fits.
+                if s.0 > r.resources.cpu || budget == 0 {
+                    break;
+                }
+                budget -= 1;
+                let Some(first) = set.first() else { continue };
+                if best.is_some_and(|b| *first >= b) || !r.resources.covers(&unshape(s)) {
+                    continue;
+                }
+                let j0 = &self.jobs[&first.1];
+                if !job_group_fits(r, j0) {
                     continue;
                 }
                 for key in set {
-                    if best.is_some_and(|b| *key >= b) {
+                    if best.is_some_and(|b| *key >= b) || budget == 0 {
                         break;
                     }
+                    budget -= 1;
                     if terms_fit(r, &self.jobs[&key.1], now) {
                         best = Some(*key);
                         break;
                     }
                 }
+                if budget == 0 {
+                    break 'mediators;
+                }
             }
         }
+        self.looks.set(self.looks.get() + (SEARCH_BUDGET - budget) as u64);
         best.map(|b| b.1)
     }
 

@@ -193,3 +193,68 @@ fn a_paused_providers_offers_leave_the_free_index_until_the_pause_is_over() {
     let resumed = m.resume_due(NOW + 60);
     assert_eq!(resumed, vec![Match { job: waiting.id, resource: paused.id }], "the waiting job, once it is over");
 }
+
+/// THREATS V3: offers that fail a job for the same reason (here 10,000 cheap ones that
+/// allow another module only) share a group and cost a search one look, so the honest
+/// offer behind them is found.
+#[test]
+fn offers_that_fail_alike_cost_a_search_one_look() {
+    let mut m = Matcher::new();
+    for i in 0..10_000u64 {
+        let junk = ResourceEntry {
+            id: B256::from(U256::from(1_000_000 + i)),
+            seq: i,
+            provider: Address::from_word(B256::from(U256::from(i + 1))),
+            modules: vec!["other".into()],
+            ..res(1, i, 0)
+        };
+        m.add_resource(junk, NOW);
+    }
+    let honest = res(2, 20_000, 50);
+    m.add_resource(honest.clone(), NOW);
+    let before = m.looks();
+    assert_eq!(matched(&mut m, job(1, 20_001)), Some(honest.id));
+    assert!(m.looks() - before <= 3, "one look at the junk group, two at the honest one: {}", m.looks() - before);
+}
+
+/// THREATS V3: a search looks at no more than `SEARCH_BUDGET` groups and offers however
+/// many distinct shapes strangers post (here 10,000 that each miss the job's RAM). A job
+/// the budget kept from its slot waits, and the slot finds it from its side when it is
+/// offered again.
+#[test]
+fn a_search_looks_at_a_bounded_number_of_shapes() {
+    let mut m = Matcher::new();
+    let mut j = job(1, 50_000);
+    j.needs.cpu = 1000;
+    for i in 0..10_000u64 {
+        let junk = ResourceEntry {
+            id: B256::from(U256::from(1_000_000 + i)),
+            seq: i,
+            provider: Address::from_word(B256::from(U256::from(i + 1))),
+            // At least the job's CPU, so not skipped by the range; too little RAM.
+            resources: Resources { cpu: 1000 + i, ram_mb: 1, ..Default::default() },
+            ..res(1, i, 0)
+        };
+        m.add_resource(junk, NOW);
+    }
+    // Shapes with less CPU than the job needs are not looked at at all.
+    for i in 0..10_000u64 {
+        let small = ResourceEntry {
+            id: B256::from(U256::from(2_000_000 + i)),
+            seq: 10_000 + i,
+            provider: Address::from_word(B256::from(U256::from(20_000 + i))),
+            resources: Resources { cpu: i % 999 + 1, ram_mb: 100_000 + i, ..Default::default() },
+            ..res(1, i, 0)
+        };
+        m.add_resource(small, NOW);
+    }
+    let honest = ResourceEntry { resources: Resources { cpu: 64_000, ..res(2, 0, 0).resources }, ..res(2, 30_000, 50) };
+    m.add_resource(honest.clone(), NOW);
+    let before = m.looks();
+    assert_eq!(matched(&mut m, j.clone()), None, "the honest offer is past the budget");
+    assert_eq!(m.looks() - before, SEARCH_BUDGET as u64);
+    // The provider's offer comes again (a fresh post, or a slot freed): it finds the job.
+    m.remove_resource(&honest.id);
+    let again = m.add_resource(ResourceEntry { seq: 30_001, ..honest.clone() }, NOW);
+    assert_eq!(again, [Match { job: j.id, resource: honest.id }]);
+}

@@ -183,6 +183,13 @@ impl DealListed {
     }
 }
 
+/// Shrinks `map` when a quarter or less of its capacity is used.
+pub(crate) fn shrink<K: std::hash::Hash + Eq, V>(map: &mut HashMap<K, V>) {
+    if map.capacity() > 64 && map.len() <= map.capacity() / 4 {
+        map.shrink_to(map.len() * 2);
+    }
+}
+
 /// The key an offer is counted under.
 fn offer_key(o: &OfferRecord) -> (bool, OfferStatus) {
     (matches!(o, OfferRecord::Resource(_)), o.status())
@@ -442,9 +449,11 @@ impl Core {
     }
 
     /// Hands the changes committed so far to the writer: called whenever the core's lock
-    /// is let go (they are grouped until then, or until a few dozen are held).
+    /// is let go (they are grouped until then, or until a few dozen are held). Records
+    /// whose writes are done leave the overlay.
     pub fn hand_over(&mut self) {
         self.writer.hand_over();
+        self.overlay.written(self.writer.durable());
     }
 
     /// Blocks until every change committed so far is written; an error if one failed (the
@@ -512,6 +521,9 @@ impl Core {
             self.open_expiries.remove(&(record.expiry(), record.id()));
             if let Some(n) = self.open_by_owner.get_mut(&record.owner()) {
                 *n = n.saturating_sub(1);
+                if *n == 0 {
+                    self.open_by_owner.remove(&record.owner());
+                }
             }
         } else if !was_open && is_open {
             self.open_expiries.insert((record.expiry(), record.id()));
@@ -533,6 +545,21 @@ impl Core {
                 *n = n.saturating_sub(1);
             }
         }
+    }
+
+    /// Gives back the room of maps a burst of records left mostly empty: a hash map keeps
+    /// its peak capacity (100,000 offers open at once leave about 100 MB of empty buckets
+    /// behind them otherwise). The housekeeping task calls it before handing freed memory
+    /// back to the system.
+    pub fn shrink_maps(&mut self) {
+        shrink(&mut self.offers);
+        shrink(&mut self.deals);
+        shrink(&mut self.open_by_owner);
+        shrink(&mut self.live_by_provider);
+        shrink(&mut self.result_refs);
+        self.deleting.shrink_to(self.deleting.len() * 2);
+        self.overlay.shrink();
+        self.matcher.shrink();
     }
 
     /// Deal `id`'s result, as last written.

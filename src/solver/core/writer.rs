@@ -362,6 +362,15 @@ impl Overlay {
         self.keys.is_empty() && self.offers.is_empty() && self.deals.is_empty() && self.nonces.is_empty()
     }
 
+    /// Gives back the room a burst left empty.
+    pub(super) fn shrink(&mut self) {
+        super::shrink(&mut self.offers);
+        super::shrink(&mut self.deals);
+        super::shrink(&mut self.results);
+        super::shrink(&mut self.nonces);
+        self.keys.shrink_to(self.keys.len() * 2);
+    }
+
     /// Forgets everything (the core reloaded from the store).
     pub(super) fn clear(&mut self) {
         *self = Self::default();
