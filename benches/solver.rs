@@ -89,6 +89,7 @@ fn job(g: &mut Lcg, creator: Address, solver: Address) -> (JobOffer, JobSpec) {
         timeout_secs: 60,
         outputs: vec![],
         success_exit_codes: vec![],
+        run_as_root: false,
     };
     let offer = JobOffer {
         jobCreator: creator,

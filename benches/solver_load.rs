@@ -145,6 +145,7 @@ fn spec(n: usize) -> JobSpec {
         timeout_secs: 60,
         outputs: vec![],
         success_exit_codes: vec![],
+        run_as_root: false,
     }
 }
 

@@ -95,6 +95,41 @@ pub struct JobSpec {
     /// empty, so specs from before it hash as they did.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub success_exit_codes: Vec<i64>,
+    /// Whether the job must run as root in its container; false: as the provider's
+    /// unprivileged user (THREATS X2). A provider runs such a job only if it allows it
+    /// (`executor.allow_root`). Left out of the encoding when false.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub run_as_root: bool,
+}
+
+/// How a job's `/outputs` is made.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OutputsFs {
+    /// `loop` when this process is root, else `bind` (with a warning at start).
+    #[default]
+    Auto,
+    /// A loop-mounted ext4 image of the job's size: the disk limit holds while it runs.
+    Loop,
+    /// A plain directory: measured after the job, not limited during it.
+    Bind,
+}
+
+impl OutputsFs {
+    /// What `Auto` means for a process that is root (`root`) or not.
+    pub fn resolve_for(self, root: bool) -> Self {
+        match self {
+            Self::Auto if root => Self::Loop,
+            Self::Auto => Self::Bind,
+            other => other,
+        }
+    }
+}
+
+/// Whether `name` is an environment variable only the executor sets: the NVIDIA container
+/// runtime reads `NVIDIA_*` to choose the GPUs a container sees (THREATS X5).
+pub fn is_reserved_env(name: &str) -> bool {
+    name.to_ascii_uppercase().starts_with("NVIDIA_")
 }
 
 /// The output a job that declares no `disk_mb` may leave, MiB: its bundle (exit code,
@@ -155,6 +190,7 @@ mod tests {
             timeout_secs: 30,
             outputs: vec![],
             success_exit_codes: vec![],
+            run_as_root: false,
         }
     }
 

@@ -568,6 +568,7 @@ fn a_flood_of_hostile_clients_neither_stops_honest_jobs_nor_is_stored() {
                     timeout_secs: 30,
                     outputs: vec![],
                     success_exit_codes: vec![],
+                    run_as_root: false,
                 };
                 let offer = |spec: &dcn::types::JobSpec| JobOffer {
                     jobCreator: stranger.address(),

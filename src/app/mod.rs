@@ -5,6 +5,7 @@
 //! `eyre` reports here and only here.
 
 pub mod admin;
+pub mod bundle;
 pub mod dev;
 pub mod jobboard;
 pub mod jobs;

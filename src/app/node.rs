@@ -65,6 +65,23 @@ impl Account {
     }
 }
 
+/// The sandbox settings of `settings`, for a Docker executor.
+pub fn executor_config(settings: &Settings) -> DockerConfig {
+    let e = &settings.executor;
+    DockerConfig {
+        policy: crate::executor::Policy { allow_network: e.allow_network, allow_root: e.allow_root },
+        pids_limit: e.pids_limit,
+        tmp_mb: e.tmp_mb,
+        runtime: e.runtime(),
+        outputs_fs: e.outputs_fs,
+        pull: crate::executor::PullLimits {
+            timeout: std::time::Duration::from_secs(e.pull_timeout_secs),
+            max_bytes: e.max_image_mb.saturating_mul(1 << 20),
+        },
+        ..Default::default()
+    }
+}
+
 /// A Docker executor with the sandbox settings of `settings`, offering `capacity`, with
 /// `gpus` if any, labelling its containers with `labels`.
 pub async fn docker_executor(
@@ -73,14 +90,7 @@ pub async fn docker_executor(
     gpus: Option<Arc<GpuPool>>,
     labels: HashMap<String, String>,
 ) -> eyre::Result<DockerExecutor> {
-    let config = DockerConfig {
-        allow_network: settings.executor.allow_network,
-        pids_limit: settings.executor.pids_limit,
-        tmp_mb: settings.executor.tmp_mb,
-        capacity,
-        labels,
-        ..Default::default()
-    };
+    let config = DockerConfig { capacity, labels, ..executor_config(settings) };
     Ok(DockerExecutor::connect(config, gpus).await?)
 }
 

@@ -7,7 +7,7 @@ use super::node::Account;
 use crate::chain::{DealState, DevRole};
 use crate::clock::now_secs;
 use crate::config::Settings;
-use crate::executor::docker::{DockerConfig, DockerExecutor};
+use crate::executor::docker::DockerExecutor;
 use crate::executor::gpu::{self, GpuPool};
 use crate::executor::Termination;
 use crate::jobcreator::journal::{Ended, Entry, Journal};
@@ -159,13 +159,7 @@ pub async fn run_local_module(settings: &Settings, req: RunRequest) -> eyre::Res
     } else {
         None
     };
-    let config = DockerConfig {
-        allow_network: settings.executor.allow_network,
-        pids_limit: settings.executor.pids_limit,
-        tmp_mb: settings.executor.tmp_mb,
-        ..Default::default()
-    };
-    let executor = DockerExecutor::connect(config, gpus).await?;
+    let executor = DockerExecutor::connect(crate::app::node::executor_config(settings), gpus).await?;
     let run = run_local(&spec, &executor, &req.results_dir).await?;
     let outcome = &run.outcome;
     if req.json {
@@ -196,5 +190,9 @@ pub async fn run_local_module(settings: &Settings, req: RunRequest) -> eyre::Res
             spec.resources.ram_mb
         ),
         Termination::TimedOut => eyre::bail!("the job ran past its {} s timeout and was killed", spec.timeout_secs),
+        Termination::OutputOverLimit => eyre::bail!(
+            "the job wrote more than {} MiB to stdout and was stopped; write large results to /outputs",
+            crate::bundle::MAX_STDOUT_BYTES >> 20
+        ),
     }
 }

@@ -2,6 +2,7 @@
 //! its flags to its role's overrides and calls the command in `app`. Nothing else lives
 //! here; no code below sees clap types.
 
+mod bundle;
 mod config_cmd;
 mod deploy;
 mod dev;
@@ -78,6 +79,8 @@ impl GlobalOpts {
 /// The subcommands.
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Inspect result bundles: extract one safely, check its hash
+    Bundle(bundle::BundleArgs),
     /// A whole local network in one process: chain, contracts, solver, mediator, provider
     Dev(dev::DevArgs),
     /// Deploy the contracts to a network and record their addresses
@@ -108,6 +111,7 @@ impl Command {
     /// Runs the subcommand with the loaded settings.
     pub async fn run(self, settings: Settings) -> eyre::Result<()> {
         match self {
+            Command::Bundle(args) => args.run(),
             Command::Dev(args) => args.run(&settings).await,
             Command::Deploy(args) => args.run(&settings).await,
             Command::Fund(args) => args.run(&settings).await,

@@ -28,8 +28,13 @@ job_board_min_timeout_secs = 600
 
 [executor]
 allow_network = false
+allow_root = false
 pids_limit = 256
 tmp_mb = 64
+runtime = ""
+outputs_fs = "auto"
+max_image_mb = 20480
+pull_timeout_secs = 600
 
 [modules]
 

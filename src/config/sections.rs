@@ -71,6 +71,27 @@ pub struct ExecutorSettings {
     pub pids_limit: i64,
     /// Size of a job's writable /tmp in MB.
     pub tmp_mb: u64,
+    /// Whether modules that ask to run as root in their container (`run_as_root`) are run;
+    /// otherwise jobs run as an unprivileged user.
+    pub allow_root: bool,
+    /// The OCI runtime registered with Docker that runs jobs: `runsc` runs them under
+    /// gVisor's user-space kernel; empty: the engine's default (runc).
+    #[serde(default)]
+    pub runtime: String,
+    /// How a job's /outputs is made: `loop` (a file system of the job's size, needs root),
+    /// `bind` (a plain directory, measured only after the job), or `auto` (loop when root).
+    pub outputs_fs: crate::types::OutputsFs,
+    /// Largest image pulled to run a job, MiB (its layers as the registry sends them).
+    pub max_image_mb: u64,
+    /// Longest an image pull may take, seconds.
+    pub pull_timeout_secs: u64,
+}
+
+impl ExecutorSettings {
+    /// The runtime to ask Docker for, if not its default.
+    pub fn runtime(&self) -> Option<String> {
+        Some(self.runtime.trim().to_string()).filter(|r| !r.is_empty())
+    }
 }
 
 /// Where modules come from.

@@ -6,6 +6,9 @@
 pub mod docker;
 pub mod gpu;
 mod image;
+pub mod scratch;
+
+pub use image::PullLimits;
 
 use crate::bundle::Results;
 use crate::types::{JobSpec, Resources};
@@ -47,6 +50,8 @@ pub enum Termination {
     OutOfMemory,
     /// It ran past its timeout and was killed.
     TimedOut,
+    /// It wrote more than [`crate::bundle::MAX_STDOUT_BYTES`] to stdout and was killed.
+    OutputOverLimit,
 }
 
 /// What a job did.
@@ -60,8 +65,12 @@ pub struct RunOutcome {
     pub stdout: Vec<u8>,
     /// Standard error (truncated likewise).
     pub stderr: Vec<u8>,
-    /// Where its `/outputs` tree is.
+    /// Where its `/outputs` tree is (copied out of the job's file system; empty when the
+    /// output was over the job's limit).
     pub outputs_dir: PathBuf,
+    /// Why the job's output is over its limit ([`crate::bundle::over_limit`]), measured
+    /// before it was copied out: its results are then the error bundle's.
+    pub over_limit: Option<String>,
     /// Wall time from start to exit.
     pub duration: Duration,
     /// UUIDs of the GPUs it was given.
@@ -69,13 +78,17 @@ pub struct RunOutcome {
 }
 
 impl RunOutcome {
-    /// The parts that go into the result bundle.
+    /// The parts that go into the result bundle: the error bundle's when the output was
+    /// over the job's limit.
     pub fn results(&self) -> Results {
-        Results {
-            exit_code: self.exit_code,
-            stdout: self.stdout.clone(),
-            stderr: self.stderr.clone(),
-            outputs_dir: self.outputs_dir.clone(),
+        match &self.over_limit {
+            Some(why) => Results::error_parts(self.outputs_dir.clone(), why),
+            None => Results {
+                exit_code: self.exit_code,
+                stdout: self.stdout.clone(),
+                stderr: self.stderr.clone(),
+                outputs_dir: self.outputs_dir.clone(),
+            },
         }
     }
 }
@@ -83,6 +96,18 @@ impl RunOutcome {
 /// The machine could not run the job. Each message says what to do.
 #[derive(Debug, thiserror::Error)]
 pub enum ExecutorError {
+    /// The configured OCI runtime is not registered with Docker.
+    #[error(
+        "the Docker engine has no runtime `{runtime}` (it has: {}). Register it in /etc/docker/daemon.json \
+         (scripts/setup registers Debian's runsc as `runsc`), or unset executor.runtime",
+        known.join(", ")
+    )]
+    RuntimeMissing {
+        /// The runtime asked for.
+        runtime: String,
+        /// The runtimes the engine has.
+        known: Vec<String>,
+    },
     /// The Docker daemon does not answer.
     #[error(
         "cannot reach the Docker daemon: {0}. Start it (scripts/setup starts dockerd when run as root), \
@@ -103,6 +128,9 @@ pub enum ExecutorError {
     /// The job wants network access and this executor does not allow it.
     #[error("module `{0}` asks for network access, which this provider does not allow (see executor.allow_network)")]
     NetworkNotAllowed(String),
+    /// The job asks to run as root and this executor does not allow it.
+    #[error("module `{0}` asks to run as root in its container, which this provider does not allow (see executor.allow_root)")]
+    RootNotAllowed(String),
     /// Not enough GPUs free or offered.
     #[error("cannot give the job its GPUs: {0}")]
     Gpus(String),
@@ -134,14 +162,35 @@ pub const MIN_RAM_MB: u64 = 6;
 /// Docker refuses fewer than 0.01 CPUs.
 pub const MIN_CPU_MILLI: u64 = 10;
 
+/// What a provider lets jobs have beyond the sandbox's defaults.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Policy {
+    /// Whether modules that ask for network access get it.
+    pub allow_network: bool,
+    /// Whether modules that ask to run as root in their container (`run_as_root`) are run.
+    pub allow_root: bool,
+}
+
+pub use crate::types::is_reserved_env;
+
 /// Checks that `job` is a spec the engine takes, before anything is signed or run: a
 /// command, resources at or above Docker's minimums (0 means the default), a timeout, an
 /// image named with a tag or a digest (an untagged one would be whatever `latest` is on the
-/// machine), and network access only where `allow_network`.
-pub fn check_spec(job: &JobSpec, allow_network: bool) -> Result<(), ExecutorError> {
+/// machine), no `NVIDIA_*` variables, and network access or root only where `policy`
+/// allows them.
+pub fn check_spec(job: &JobSpec, policy: &Policy) -> Result<(), ExecutorError> {
     let invalid = |why: String| Err(ExecutorError::InvalidJob(why));
-    if job.network == crate::types::NetworkPolicy::Bridge && !allow_network {
+    if job.network == crate::types::NetworkPolicy::Bridge && !policy.allow_network {
         return Err(ExecutorError::NetworkNotAllowed(job.module.name.clone()));
+    }
+    if job.run_as_root && !policy.allow_root {
+        return Err(ExecutorError::RootNotAllowed(job.module.name.clone()));
+    }
+    if let Some(name) = job.env.keys().find(|k| is_reserved_env(k)) {
+        return invalid(format!(
+            "env `{}` is reserved: the provider sets NVIDIA_* variables to give a job exactly its GPUs",
+            name.escape_debug()
+        ));
     }
     if job.argv.first().is_none_or(|c| c.is_empty()) {
         return invalid("empty argv: the job names no command".into());
@@ -182,6 +231,34 @@ impl ExecutorError {
     /// is not here, the spec is invalid or wants a network it may not have), as opposed to
     /// a passing trouble (Docker down, a full disk, GPUs busy).
     pub fn is_permanent(&self) -> bool {
-        matches!(self, Self::ImageUnavailable { .. } | Self::InvalidJob(_) | Self::NetworkNotAllowed(_))
+        matches!(
+            self,
+            Self::ImageUnavailable { .. } | Self::InvalidJob(_) | Self::NetworkNotAllowed(_) | Self::RootNotAllowed(_)
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// THREATS X2, X5: a spec cannot choose GPUs through the NVIDIA runtime's variables, nor
+    /// root where the provider does not allow it.
+    #[test]
+    fn specs_may_not_set_nvidia_variables_nor_run_as_root_unless_allowed() {
+        let strict = Policy::default();
+        let mut job = crate::testing::spec("moo");
+        assert!(check_spec(&job, &strict).is_ok());
+        for name in ["NVIDIA_VISIBLE_DEVICES", "nvidia_driver_capabilities", "NVIDIA_REQUIRE_CUDA"] {
+            let mut j = job.clone();
+            j.env.insert(name.into(), "all".into());
+            let err = check_spec(&j, &strict).unwrap_err();
+            assert!(err.to_string().contains("reserved") && err.is_permanent(), "{name}: {err}");
+        }
+        job.run_as_root = true;
+        let err = check_spec(&job, &strict).unwrap_err();
+        assert!(matches!(err, ExecutorError::RootNotAllowed(_)) && err.is_permanent(), "{err}");
+        assert!(err.to_string().contains("executor.allow_root"), "{err}");
+        assert!(check_spec(&job, &Policy { allow_root: true, ..strict }).is_ok());
     }
 }

@@ -66,5 +66,6 @@ pub async fn run_local(spec: &JobSpec, executor: &dyn Executor, results_dir: &Pa
         bundle = %bundle.display(),
         "job finished"
     );
-    Ok(LocalRun { outcome, job_hash, result_hash, replaced: packed.replaced, dir, bundle })
+    let replaced = outcome.over_limit.clone().or(packed.replaced);
+    Ok(LocalRun { outcome, job_hash, result_hash, replaced, dir, bundle })
 }

@@ -56,35 +56,24 @@ impl JobCreator {
         if dir.exists() {
             std::fs::remove_dir_all(&dir).map_err(local(format!("clearing {}", dir.display())))?;
         }
-        // No honest bundle holds more than the job's output limit (`bundle::pack`).
-        let results = match bundle::extract(&part, &dir, spec.output_limit_bytes()) {
-            Ok(r) => r,
+        // No honest bundle holds more than the job's output limit (`bundle::pack`). The hash
+        // is checked before anything is written (THREATS X1).
+        let results = match bundle::extract(&part, &dir, spec.output_limit_bytes(), Some(expected)) {
+            Ok(extracted) => extracted.results,
             Err(BundleError::Io { what, source }) => return Err(JobCreatorError::Local { what, source }),
+            Err(BundleError::HashMismatch { actual, expected }) => {
+                return Ok(Verification::Refuted(format!(
+                    "the bundle's result hash {actual} differs from the {expected} on chain"
+                )))
+            }
             Err(e) => return Ok(Verification::Refuted(format!("the result bundle is not valid ({e})"))),
         };
         std::fs::rename(&part, dir.join("bundle.tar"))
             .map_err(local(format!("moving the bundle into {}", dir.display())))?;
-        for (name, bytes) in [
-            ("stdout", results.stdout.clone()),
-            ("stderr", results.stderr.clone()),
-            ("exit_code", format!("{}\n", results.exit_code).into_bytes()),
-        ] {
-            let path = dir.join(name);
-            std::fs::write(&path, bytes).map_err(local(format!("writing {}", path.display())))?;
-        }
+        results.write_streams(&dir).map_err(local(format!("writing the job's streams into {}", dir.display())))?;
         outcome.dir = Some(dir.clone());
         outcome.exit_code = Some(results.exit_code);
         outcome.stdout = results.stdout.clone();
-        let actual = match bundle::result_hash(&results) {
-            Ok(h) => h,
-            Err(BundleError::Io { what, source }) => return Err(JobCreatorError::Local { what, source }),
-            Err(e) => return Ok(Verification::Refuted(format!("the result bundle is not valid ({e})"))),
-        };
-        if actual != expected {
-            return Ok(Verification::Refuted(format!(
-                "the bundle's result hash {actual} differs from the {expected} on chain"
-            )));
-        }
         Ok(match broken_promise(spec, &results) {
             Some(why) => Verification::Refuted(why),
             None => Verification::Verified,

@@ -280,10 +280,8 @@ impl MediatorService {
     /// Removes deal `id`'s work directory once its mediation is closed.
     fn remove_work_dir(&self, id: B256) {
         let dir = self.work_dir.join(id.to_string());
-        match std::fs::remove_dir_all(&dir) {
-            Ok(()) => {}
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(e) => tracing::warn!(deal = %id, dir = %dir.display(), error = %e, "cannot remove the work directory"),
+        if let Err(e) = crate::executor::scratch::remove_work_dir(&dir) {
+            tracing::warn!(deal = %id, dir = %dir.display(), error = %e, "cannot remove the work directory");
         }
     }
 
@@ -308,9 +306,7 @@ impl MediatorService {
             let what = format!("{what} {}", dir.display());
             move |source| MediatorError::Io { what, source }
         };
-        if dir.exists() {
-            std::fs::remove_dir_all(&dir).map_err(io("clearing"))?;
-        }
+        crate::executor::scratch::remove_work_dir(&dir).map_err(io("clearing"))?;
         std::fs::create_dir_all(&dir).map_err(io("creating"))?;
         let outcome = self.deps.executor.run(&spec, &dir).await?;
         // By the job's own output limit, as the provider packs it: an output over it is the

@@ -146,6 +146,10 @@ pub struct ModuleFile {
     /// Exit codes that mean success [default: 0 only]: a result with another is challenged.
     #[serde(default)]
     pub success_exit_codes: Vec<i64>,
+    /// Run as root in the container [default: false, an unprivileged user]; only
+    /// providers that allow it (`executor.allow_root`) take such jobs.
+    #[serde(default)]
+    pub run_as_root: bool,
 }
 
 fn default_timeout() -> u64 {
@@ -220,6 +224,11 @@ impl Module {
                 return Err(invalid(format!("output `{out}` must be a relative path under /outputs")));
             }
         }
+        if let Some(name) = file.env.keys().find(|k| crate::types::is_reserved_env(k)) {
+            return Err(invalid(format!(
+                "env `{name}` is reserved: the provider sets NVIDIA_* variables to give a job exactly its GPUs"
+            )));
+        }
         if let Some(code) = file.success_exit_codes.iter().find(|c| !(0..=255).contains(*c)) {
             return Err(invalid(format!("success exit code {code} is not an exit code (0 to 255)")));
         }
@@ -285,6 +294,7 @@ impl Module {
             timeout_secs: f.timeout_secs,
             outputs: f.outputs.clone(),
             success_exit_codes: f.success_exit_codes.clone(),
+            run_as_root: f.run_as_root,
         })
     }
 

@@ -229,6 +229,7 @@ mod tests {
             timeout_secs: 30,
             outputs: vec![],
             success_exit_codes: vec![],
+            run_as_root: false,
         }
     }
 

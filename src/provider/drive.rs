@@ -196,10 +196,8 @@ impl ProviderService {
         self.release(&job.deal.id);
         let (id, d) = (job.deal.id, &job.deal.deal);
         let dir = self.workdir(id);
-        match std::fs::remove_dir_all(&dir) {
-            Ok(()) => {}
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(e) => tracing::warn!(deal = %id, dir = %dir.display(), error = %e, "cannot remove the work directory"),
+        if let Err(e) = crate::executor::scratch::remove_work_dir(&dir) {
+            tracing::warn!(deal = %id, dir = %dir.display(), error = %e, "cannot remove the work directory");
         }
         match ending {
             Ending::Settled(s) if s.provider_paid() => {
@@ -228,9 +226,7 @@ impl ProviderService {
             let what = format!("{what} {}", dir.display());
             move |source| ProviderError::Io { what, source }
         };
-        if dir.exists() {
-            std::fs::remove_dir_all(&dir).map_err(io("clearing"))?;
-        }
+        crate::executor::scratch::remove_work_dir(&dir).map_err(io("clearing"))?;
         std::fs::create_dir_all(&dir).map_err(io("creating"))?;
         let started = std::time::Instant::now();
         let mut results = if self.cfg.fault == Some(Fault::SkipJob) {
@@ -240,7 +236,12 @@ impl ProviderService {
             bundle::Results { exit_code: 137, stdout: vec![], stderr: vec![], outputs_dir }
         } else {
             match self.executor.run(&job.spec_to_run(), &dir).await {
-                Ok(outcome) => outcome.results(),
+                Ok(outcome) => {
+                    if let Some(why) = &outcome.over_limit {
+                        tracing::warn!(deal = %id, why = %why, "the job's output cannot be delivered: delivering an error bundle");
+                    }
+                    outcome.results()
+                }
                 Err(e) if e.is_permanent() || give_up => {
                     tracing::warn!(deal = %id, error = %e, "the job cannot be run: delivering an error bundle");
                     bundle::Results::error(dir.join("outputs"), &format!("the provider could not run the job: {e}"))

@@ -291,6 +291,7 @@ mod tests {
             timeout_secs: 60,
             outputs: vec![],
             success_exit_codes: vec![],
+            run_as_root: false,
         }
     }
 

@@ -425,7 +425,9 @@ fn delivered(rig: &Rig, id: B256) -> crate::bundle::Results {
     let dir = tempfile::tempdir().unwrap();
     let tar = dir.path().join("b.tar");
     std::fs::write(&tar, rig.solver.result(id).expect("a bundle at the solver")).unwrap();
-    let r = crate::bundle::extract(&tar, &dir.path().join("x"), crate::bundle::DEFAULT_MAX_BUNDLE_BYTES).unwrap();
+    let r = crate::bundle::extract(&tar, &dir.path().join("x"), crate::bundle::DEFAULT_MAX_BUNDLE_BYTES, None)
+        .unwrap()
+        .results;
     crate::bundle::Results { outputs_dir: Default::default(), ..r }
 }
 

@@ -297,6 +297,7 @@ impl Executor for FakeExecutor {
                 stdout: r.stdout,
                 stderr: r.stderr,
                 outputs_dir: outputs,
+                over_limit: None,
                 duration: Duration::from_millis(1),
                 gpus: vec![],
             })
@@ -305,7 +306,7 @@ impl Executor for FakeExecutor {
 
     fn prepare<'a>(&'a self, job: &'a JobSpec) -> BoxFuture<'a, Result<Prepared, ExecutorError>> {
         Box::pin(async move {
-            crate::executor::check_spec(job, false)?;
+            crate::executor::check_spec(job, &crate::executor::Policy::default())?;
             if self.no_image.load(Ordering::SeqCst) {
                 return Err(ExecutorError::ImageUnavailable { image: job.image.clone(), reason: "fake: gone".into() });
             }

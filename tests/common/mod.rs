@@ -110,11 +110,18 @@ pub struct TestExecutor {
 impl TestExecutor {
     /// Connects to the local Docker daemon; fails loudly if there is none (run `make test`).
     pub fn new() -> Self {
+        Self::with(|_| {})
+    }
+
+    /// Connects with the default sandbox changed by `change`.
+    pub fn with(change: impl FnOnce(&mut dcn::executor::docker::DockerConfig)) -> Self {
         use dcn::executor::docker::{DockerConfig, DockerExecutor};
         static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
         let label = format!("{}-{}", std::process::id(), N.fetch_add(1, std::sync::atomic::Ordering::Relaxed));
         let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
-        let config = DockerConfig { labels: [("dcn.test".to_string(), label.clone())].into(), ..Default::default() };
+        let mut config =
+            DockerConfig { labels: [("dcn.test".to_string(), label.clone())].into(), ..Default::default() };
+        change(&mut config);
         let executor = runtime
             .block_on(DockerExecutor::connect(config, None))
             .unwrap_or_else(|e| panic!("{e}\n(run `make test`: it starts dockerd and builds the images)"));

@@ -151,6 +151,7 @@ pub fn spec(message: &str) -> JobSpec {
         timeout_secs: 30,
         outputs: vec![],
         success_exit_codes: vec![],
+        run_as_root: false,
     }
 }
 

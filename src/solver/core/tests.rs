@@ -62,6 +62,7 @@ fn job(n: u8) -> (SignedJobOffer, B256) {
         timeout_secs: 10,
         outputs: vec![],
         success_exit_codes: vec![],
+        run_as_root: false,
     };
     let offer = JobOffer {
         jobCreator: Address::repeat_byte(0xc0),

@@ -39,6 +39,7 @@ fn job(id: u8, seq: u64) -> OfferRecord {
                 timeout_secs: 0,
                 outputs: vec![],
                 success_exit_codes: vec![],
+                run_as_root: false,
             },
             signature: Bytes::from(vec![1; 65]),
         },
