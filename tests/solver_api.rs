@@ -14,6 +14,7 @@ use dcn::protocol::ClientError;
 use dcn::protocol::{body_sha256, AuthHeaders, EMPTY_BODY};
 use dcn::protocol::{OfferKind, SolverApi};
 use serde_json::{json, Value};
+use std::sync::Arc;
 
 fn refused(e: ClientError) -> (u16, String) {
     match e {
@@ -901,4 +902,50 @@ fn refused_or_ok<T>(r: Result<T, ClientError>) -> u16 {
 
 fn rec_sha(path: &std::path::Path) -> B256 {
     dcn::protocol::body_sha256(&std::fs::read(path).unwrap())
+}
+
+/// A provider uploads right after its hash is on chain, before the solver's chain follower
+/// can have seen the block that created the deal: the solver reads the deal's state once
+/// and takes the upload at once. A deal the chain does not have is still refused (THREATS
+/// V4: no disk for deals that never reach the chain).
+#[tokio::test]
+async fn an_upload_that_arrives_before_the_follower_is_checked_on_chain_once() {
+    use dcn::chain::DealState;
+    let chain = Arc::new(DealStates::default());
+    let s = TestSolver::start_with_chain(chain.clone()).await;
+    let signed_deal = |s: &TestSolver| {
+        let (provider, creator) = (PrivateKeySigner::random(), PrivateKeySigner::random());
+        let address = s.address();
+        let client = s.client.clone();
+        async move {
+            let r = sign_resource(resource_offer(&provider, address), &provider, &client).await;
+            client.post_resource_offer(&r).await.unwrap();
+            let spec = spec("moo");
+            let j = sign_job(job_offer(&creator, address, &spec), spec.clone(), &creator, &client).await;
+            let deal = client.post_job_offer(&j).await.unwrap().deal.unwrap();
+            client.sign_deal(&provider, deal).await.unwrap();
+            (provider, deal)
+        }
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let bundle = dir.path().join("b.tar");
+    std::fs::write(&bundle, b"a bundle").unwrap();
+
+    // Not on chain: refused, and the deal stays signed.
+    let (provider, deal) = signed_deal(&s).await;
+    assert_eq!(refused(s.client.upload_result(&provider, deal, &bundle).await.unwrap_err()).0, 409);
+    assert_eq!(s.client.deal(deal).await.unwrap().state, DealStatus::Signed);
+
+    // On chain (result submitted), not yet followed: taken at once.
+    chain.set(deal, DealState::ResultSubmitted);
+    let rec = s.client.upload_result(&provider, deal, &bundle).await.unwrap();
+    assert_eq!(rec.deal, deal);
+    assert_eq!(s.client.deal(deal).await.unwrap().state, DealStatus::ResultSubmitted, "the state read was recorded");
+
+    // Only the deal's provider makes the solver read the chain; a stranger is refused.
+    let (_, deal) = signed_deal(&s).await;
+    chain.set(deal, DealState::Created);
+    let stranger = PrivateKeySigner::random();
+    assert_eq!(refused(s.client.upload_result(&stranger, deal, &bundle).await.unwrap_err()).0, 403);
+    assert_eq!(s.client.deal(deal).await.unwrap().state, DealStatus::Signed, "no read for a stranger");
 }

@@ -7,6 +7,7 @@
 //! transaction hash.
 
 use super::bindings::{DcnDeals, DcnJobBoard, DcnToken};
+use super::heads::Heads;
 use super::state::{DealState, RequestStatus};
 use super::{ChainClient, ChainError, Contracts};
 use crate::units::format_amount;
@@ -79,6 +80,11 @@ pub const DELIVERY_GRACE_SECS: u64 = 86_400;
 pub trait DealsChain: Send + Sync {
     /// The account that signs the transactions.
     fn account(&self) -> Address;
+    /// Wakes on each new block, so a wait for the next state ends when the chain changes
+    /// (none by default: waits last their whole time).
+    fn heads(&self) -> Heads {
+        Heads::none()
+    }
     /// Deal `id` as stored now ([`DealView::none`] if it was never created).
     async fn deal(&self, id: B256) -> Result<DealView, ChainError>;
     /// The time the next block will carry, about: deadlines are compared with it.
@@ -131,6 +137,10 @@ pub trait BoardChain: Send + Sync {
 pub trait LogSource: Send + Sync {
     /// The latest block number.
     async fn head(&self) -> Result<u64, ChainError>;
+    /// Wakes on each new block (none by default: a follower then reads at its interval).
+    fn heads(&self) -> Heads {
+        Heads::none()
+    }
     /// The logs matching `filter` in blocks `from..=to`.
     async fn logs(&self, filter: &Filter, from: u64, to: u64) -> Result<Vec<Log>, ChainError>;
 }
@@ -205,6 +215,10 @@ impl AlloyChain {
 impl DealsChain for AlloyChain {
     fn account(&self) -> Address {
         self.client.from
+    }
+
+    fn heads(&self) -> Heads {
+        self.client.heads.heads()
     }
 
     async fn deal(&self, id: B256) -> Result<DealView, ChainError> {
@@ -328,6 +342,10 @@ impl BoardChain for AlloyChain {
 impl LogSource for AlloyChain {
     async fn head(&self) -> Result<u64, ChainError> {
         self.client.block_number().await
+    }
+
+    fn heads(&self) -> Heads {
+        self.client.heads.heads()
     }
 
     async fn logs(&self, filter: &Filter, from: u64, to: u64) -> Result<Vec<Log>, ChainError> {

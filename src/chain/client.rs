@@ -1,5 +1,6 @@
 //! A connection to the chain with a signing account, and the errors of talking to it.
 
+use super::heads::HeadSource;
 use super::queue::{is_nonce_error, Kind, LockError, Turn, TxQueue};
 use crate::config::ResolvedNetwork;
 use alloy::contract::{CallBuilder, CallDecoder};
@@ -9,6 +10,7 @@ use alloy::providers::{DynProvider, PendingTransactionBuilder, Provider, Provide
 use alloy::rpc::types::{TransactionReceipt, TransactionRequest};
 use alloy::signers::local::PrivateKeySigner;
 use std::path::Path;
+use std::sync::Arc;
 use std::time::Duration;
 
 /// How long to wait for the node to answer the first request.
@@ -17,6 +19,9 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// Times a transaction is sent again with a fresh nonce after the node said its nonce was
 /// taken (by a process of this account that shares no data directory with this one).
 const NONCE_RETRIES: u32 = 8;
+
+/// The longest time between two looks for a transaction's receipt.
+const RECEIPT_POLL_MAX: Duration = Duration::from_secs(1);
 
 /// Failures talking to the chain. The variants are what a caller decides on: the node is
 /// down, it is the wrong chain, an account needs money, or a transaction failed.
@@ -131,6 +136,8 @@ pub struct ChainClient {
     pub network: ResolvedNetwork,
     /// This account's turns to send.
     pub queue: TxQueue,
+    /// The node's new blocks, for waits that end when the chain changes.
+    pub heads: Arc<HeadSource>,
 }
 
 impl std::fmt::Debug for ChainClient {
@@ -165,7 +172,8 @@ pub async fn connect(net: &ResolvedNetwork, signer: PrivateKeySigner) -> Result<
         });
     }
     let queue = TxQueue::in_process(net.chain_id, from);
-    Ok(ChainClient { provider: provider.erased(), from, network: net.clone(), queue })
+    let heads = HeadSource::new(&net.rpc_url);
+    Ok(ChainClient { provider: provider.erased(), from, network: net.clone(), queue, heads })
 }
 
 impl ChainClient {
@@ -193,11 +201,32 @@ impl ChainClient {
     /// Sends `tx` in this account's turn, waits for its receipt and fails if it reverted.
     pub async fn send_request(&self, what: &str, tx: TransactionRequest) -> Result<TransactionReceipt, ChainError> {
         let pending = self.broadcast(what, tx).await?;
-        let receipt = pending.get_receipt().await.map_err(|e| ChainError::call(what, e.into()))?;
+        let receipt = self.receipt(what, *pending.tx_hash()).await?;
         if !receipt.status() {
             return Err(ChainError::Reverted { what: what.to_string(), tx: receipt.transaction_hash });
         }
         Ok(receipt)
+    }
+
+    /// Waits for the receipt of transaction `hash`: looks at once (a node that mines on
+    /// demand has it already), then again at each new block, and at least every
+    /// [`RECEIPT_POLL_MAX`] (alloy's own wait looks every 250 ms, 7 s on a remote node).
+    async fn receipt(&self, what: &str, hash: B256) -> Result<TransactionReceipt, ChainError> {
+        let mut heads = self.heads.heads();
+        let mut pause = Duration::from_millis(10);
+        loop {
+            heads.mark_seen();
+            let receipt = self
+                .provider
+                .get_transaction_receipt(hash)
+                .await
+                .map_err(|source| ChainError::rpc(format!("reading the receipt of {what}"), source))?;
+            if let Some(receipt) = receipt {
+                return Ok(receipt);
+            }
+            heads.wait(pause).await;
+            pause = (pause * 2).min(RECEIPT_POLL_MAX);
+        }
     }
 
     /// Broadcasts `tx` with the account's next nonce, in its turn; the turn ends once the

@@ -156,4 +156,17 @@ impl JobCreator {
             _ = tokio::time::sleep(d) => Ok(()),
         }
     }
+
+    /// Waits for a block `heads` has not seen, at most `d`; fails with
+    /// [`JobCreatorError::Interrupted`] if the token is cancelled.
+    async fn until_block(
+        &self,
+        heads: &mut crate::chain::Heads,
+        d: std::time::Duration,
+    ) -> Result<(), JobCreatorError> {
+        tokio::select! {
+            _ = self.token.cancelled() => Err(JobCreatorError::Interrupted),
+            _ = heads.wait(d) => Ok(()),
+        }
+    }
 }

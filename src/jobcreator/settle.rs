@@ -170,7 +170,10 @@ impl JobCreator {
         let mut reads = Backoff::new(retry, Duration::from_secs(30));
         let mut sends = Backoff::new(retry, Duration::from_secs(30));
         let mut first_missing: Option<u64> = None;
+        let mut heads = self.chain.heads();
         loop {
+            // A block from here on ends the wait for the next state.
+            heads.mark_seen();
             let seen = async { Ok::<_, JobCreatorError>((self.chain.deal(id).await?, self.chain.now().await?)) };
             let (view, now) = match seen.await {
                 Ok(v) => v,
@@ -210,7 +213,7 @@ impl JobCreator {
             }
             let tx = match decide(&view, now, &verification, want_challenge) {
                 Action::Wait => {
-                    self.pause(self.terms.poll).await?;
+                    self.until_block(&mut heads, self.terms.poll).await?;
                     continue;
                 }
                 Action::Verify => {
@@ -218,8 +221,9 @@ impl JobCreator {
                         Step::ResultSubmitted,
                         &format!("result {} on chain; downloading the bundle", view.result_hash),
                     );
-                    verification =
-                        self.verify(id, &created.spec, view.result_hash, view.deadline, &mut outcome).await?;
+                    verification = self
+                        .verify(&created.deal, &created.spec, view.result_hash, view.deadline, &mut outcome)
+                        .await?;
                     match &verification {
                         Verification::Verified => progress.step(
                             Step::Downloaded,

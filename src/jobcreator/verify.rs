@@ -10,10 +10,14 @@ use super::settle::{Outcome, Verification};
 use super::{JobCreator, JobCreatorError};
 use crate::bundle::{self, BundleError};
 use crate::clock::now_secs;
-use crate::protocol::ClientError;
+use crate::protocol::records::{DealRecord, EventKind};
+use crate::protocol::{ClientError, EventStream};
 use crate::types::JobSpec;
 use alloy::primitives::B256;
 use std::time::{Duration, Instant};
+
+/// The first wait before downloading again a bundle the solver does not have yet.
+const FIRST_RETRY: Duration = Duration::from_millis(20);
 
 fn local(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> JobCreatorError {
     let what = what.into();
@@ -21,23 +25,53 @@ fn local(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> JobCreatorEr
 }
 
 impl JobCreator {
+    /// Waits until `events` says deal `id`'s result was uploaded, at most `at_most`. A
+    /// stream that fails is dropped: the wait is then a plain pause.
+    async fn until_uploaded(
+        &self,
+        events: Option<&mut EventStream>,
+        id: B256,
+        at_most: Duration,
+    ) -> Result<(), JobCreatorError> {
+        let Some(events) = events else { return self.pause(at_most).await };
+        let uploaded = async {
+            while let Some(Ok(ev)) = events.next().await {
+                if matches!(ev.kind, EventKind::ResultUploaded { deal, .. } if deal == id) {
+                    return;
+                }
+            }
+            // The stream ended: the rest of the time passes as a pause.
+            std::future::pending::<()>().await
+        };
+        tokio::select! {
+            _ = self.token.cancelled() => Err(JobCreatorError::Interrupted),
+            _ = tokio::time::timeout(at_most, uploaded) => Ok(()),
+        }
+    }
+
     /// Downloads deal `id`'s bundle and checks it against `expected`. Waits while the
     /// solver does not have it yet, until a quarter of the judge window (at least 5 s) is
     /// left to challenge in.
     pub(super) async fn verify(
         &self,
-        id: B256,
+        deal: &DealRecord,
         spec: &JobSpec,
         expected: B256,
         judge_deadline: u64,
         outcome: &mut Outcome,
     ) -> Result<Verification, JobCreatorError> {
+        let id = deal.id;
         let dir = self.results_dir.join(id.to_string());
         let part = self.results_dir.join(format!("{id}.tar.part"));
         std::fs::create_dir_all(&self.results_dir)
             .map_err(local(format!("creating {}", self.results_dir.display())))?;
         let window = judge_deadline.saturating_sub(now_secs());
         let give_up = Instant::now() + Duration::from_secs(window.saturating_sub((window / 4).max(5)));
+        // The provider uploads right after its hash is on chain: the solver's
+        // `result_uploaded` event ends the wait, and a short first retry covers a stream
+        // that cannot be opened.
+        let mut uploads: Option<EventStream> = None;
+        let mut retry = FIRST_RETRY.min(self.terms.poll);
         loop {
             match self.solver.download_result(&self.signer, id, &part).await {
                 Ok(_) => break,
@@ -48,7 +82,13 @@ impl JobCreator {
                     if Instant::now() >= give_up {
                         return Ok(Verification::Refuted(format!("the result bundle could not be downloaded ({e})")));
                     }
-                    self.pause(self.terms.poll).await?;
+                    if uploads.is_none() {
+                        // Events of this account from the deal's match on: an upload made
+                        // since the failed download is replayed.
+                        uploads = self.solver.events(self.me(), deal.seq.saturating_sub(1)).await.ok();
+                    }
+                    self.until_uploaded(uploads.as_mut(), id, retry).await?;
+                    retry = (retry * 2).min(self.terms.poll);
                 }
                 Err(e) => return Ok(Verification::Refuted(format!("the result bundle could not be downloaded ({e})"))),
             }

@@ -560,7 +560,8 @@ impl SolverApi for SolverClient {
         let config = tokio_tungstenite::tungstenite::protocol::WebSocketConfig::default()
             .max_message_size(Some(MAX_EVENT_BYTES))
             .max_frame_size(Some(MAX_EVENT_BYTES));
-        let connect = tokio_tungstenite::connect_async_with_config(&url, Some(config), false);
+        // Nagle off: each event is one small frame (and so is the client's pong).
+        let connect = tokio_tungstenite::connect_async_with_config(&url, Some(config), true);
         let (ws, _) = tokio::time::timeout(REQUEST_TIMEOUT, connect)
             .await
             .map_err(|_| self.unreachable(format!("no WebSocket handshake within {} s", REQUEST_TIMEOUT.as_secs())))?

@@ -54,7 +54,11 @@ impl ProviderService {
         let id = job.deal.id;
         let mut polls: u64 = 0;
         let mut backoff = Backoff::new(Duration::from_secs(1), Duration::from_secs(30));
+        let mut heads = self.chain.heads();
         while !token.is_cancelled() {
+            // A block from here on ends the wait below: the next state is looked at as soon
+            // as the chain has it.
+            heads.mark_seen();
             // A step cut short by the stop is safe to drop: the next start reads the chain
             // before acting, and a dropped job run removes its container.
             let step = tokio::select! {
@@ -66,34 +70,34 @@ impl ProviderService {
                     self.perform(&mut job, action).await
                 } => step,
             };
-            let wait = match step {
+            match step {
                 Ok(Next::Done) => return Ok(()),
                 Ok(Next::Now) => {
                     backoff.reset();
                     polls = 0;
-                    continue;
                 }
                 Ok(Next::Poll) => {
                     polls += 1;
-                    // Right after a step the next change is often moments away (the job
-                    // creator creates a deal within milliseconds of the signature): look
-                    // again soon once, then at the poll interval.
-                    if polls == 1 {
-                        FIRST_LOOK.min(self.cfg.poll)
-                    } else {
-                        self.cfg.poll
+                    // The next block ends the wait. Without new-block notifications, right
+                    // after a step the next change is often moments away (the job creator
+                    // creates a deal within milliseconds of the signature): look again soon
+                    // once, then at the poll interval.
+                    let wait =
+                        if polls == 1 && !heads.is_live() { FIRST_LOOK.min(self.cfg.poll) } else { self.cfg.poll };
+                    tokio::select! {
+                        _ = token.cancelled() => break,
+                        _ = heads.wait(wait) => {}
                     }
                 }
                 Err(e) if e.is_fatal() => return Err(e),
                 Err(e) => {
                     let delay = backoff.next_delay();
                     tracing::warn!(deal = %id, stage = ?job.stage, error = %e, retry_in_ms = delay.as_millis() as u64, "step failed; retrying");
-                    delay
+                    tokio::select! {
+                        _ = token.cancelled() => break,
+                        _ = tokio::time::sleep(delay) => {}
+                    }
                 }
-            };
-            tokio::select! {
-                _ = token.cancelled() => break,
-                _ = tokio::time::sleep(wait) => {}
             }
         }
         Ok(())

@@ -7,7 +7,7 @@
 //! process killed in between reads the range again (handlers are idempotent).
 
 use super::backoff::Backoff;
-use crate::chain::{ChainError, LogSource};
+use crate::chain::{ChainError, Heads, LogSource};
 use crate::kv::{KvError, KvStore};
 use alloy::rpc::types::{Filter, Log};
 use std::sync::Arc;
@@ -89,6 +89,8 @@ pub struct Follower {
     start: Start,
     next: Option<u64>,
     poll: Duration,
+    /// New blocks: a follower reads as soon as one comes, `poll` being the longest wait.
+    heads: Heads,
     backoff: Backoff,
     name: &'static str,
 }
@@ -107,7 +109,8 @@ impl Follower {
     ) -> Result<Self, CursorError> {
         let next = cursor.load()?;
         let backoff = Backoff::new(poll.max(Duration::from_millis(100)), Duration::from_secs(30));
-        Ok(Self { source, filter, cursor, start, next, poll, backoff, name })
+        let heads = source.heads();
+        Ok(Self { source, filter, cursor, start, next, poll, heads, backoff, name })
     }
 
     /// The first block not read yet (`None` before the first read without a cursor).
@@ -119,21 +122,26 @@ impl Follower {
     /// Failures of the node are logged and retried with backoff.
     pub async fn next(&mut self, token: &CancellationToken) -> Option<Batch> {
         loop {
-            let wait = match self.read().await {
+            // Blocks from here on end the wait below, even one mined during the read.
+            self.heads.mark_seen();
+            match self.read().await {
                 Ok(Some(batch)) => {
                     self.backoff.reset();
                     return Some(batch);
                 }
-                Ok(None) => self.poll,
+                Ok(None) => tokio::select! {
+                    _ = token.cancelled() => return None,
+                    _ = self.heads.wait(self.poll) => {}
+                },
                 Err(e) => {
+                    // After a failure the backoff decides, not the next block.
                     let delay = self.backoff.next_delay();
                     tracing::warn!(follower = self.name, error = %e, retry_in_ms = delay.as_millis() as u64, "reading logs failed");
-                    delay
+                    tokio::select! {
+                        _ = token.cancelled() => return None,
+                        _ = tokio::time::sleep(delay) => {}
+                    }
                 }
-            };
-            tokio::select! {
-                _ = token.cancelled() => return None,
-                _ = tokio::time::sleep(wait) => {}
             }
         }
     }

@@ -2,12 +2,9 @@
 //! through the contract's states, and their slots come back when they end. Its log cursor
 //! is kept in the solver's store.
 
-use super::api::AppState;
+use super::api::{AppState, RefreshError};
 use super::store::{Batch as StoreBatch, Op, Store};
-use super::SolverError;
 use crate::chain::{ChainError, DealsChain, LogSource};
-use crate::clock::now_ms;
-use crate::protocol::records::DealStatus;
 use crate::runtime::{Backoff, Cursor, CursorError, Follower, Start};
 use alloy::primitives::{Address, B256};
 use alloy::rpc::types::Filter;
@@ -83,33 +80,16 @@ pub async fn follow(
     Ok(())
 }
 
-/// Why a batch of logs could not be recorded (it is read again).
-#[derive(Debug, thiserror::Error)]
-enum RecordError {
-    #[error(transparent)]
-    Chain(#[from] ChainError),
-    #[error(transparent)]
-    Solver(#[from] SolverError),
-}
-
 /// Reads and records the state of each of `ids` the solver knows.
-async fn record_states(state: &AppState, chain: &dyn DealsChain, ids: BTreeSet<B256>) -> Result<(), RecordError> {
+async fn record_states(state: &AppState, chain: &dyn DealsChain, ids: BTreeSet<B256>) -> Result<(), RefreshError> {
     for id in ids {
-        if state.core().deal(&id).map_err(SolverError::from)?.is_none() {
-            continue;
-        }
-        let view = match chain.deal(id).await {
-            Ok(v) => v,
+        match state.refresh_deal(chain, id).await {
+            Ok(()) => {}
             // A state this dcn does not know will not become known by reading again.
-            Err(ChainError::Unknown(e)) => {
+            Err(RefreshError::Chain(ChainError::Unknown(e))) => {
                 tracing::warn!(deal = %id, error = %e, "skipping a deal whose state is unknown");
-                continue;
             }
-            Err(e) => return Err(e.into()),
-        };
-        if let Some(s) = DealStatus::on_chain(view.state) {
-            // Durable before the cursor passes the log that told it.
-            state.write(|core| core.chain_state(id, s, now_ms())).await?;
+            Err(e) => return Err(e),
         }
     }
     Ok(())

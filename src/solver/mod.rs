@@ -46,6 +46,9 @@ pub struct SolverParams {
     pub escrow: Arc<dyn escrow::EscrowSource>,
     /// How long a free escrow read is used.
     pub escrow_ttl: Duration,
+    /// Where a deal's state is read when a request about it arrives before the chain
+    /// follower saw the block that made it possible (`None`: wait for the follower).
+    pub chain: Option<Arc<dyn crate::chain::DealsChain>>,
 }
 
 /// A running solver server.
@@ -100,6 +103,7 @@ impl Solver {
             started: Instant::now(),
             stopping: stopping.clone(),
             escrow: Arc::new(escrow::EscrowBook::new(params.escrow, params.escrow_ttl)),
+            chain: params.chain,
         }));
         let addr = listener.local_addr().map_err(StartError::Listener)?;
         let shutdown = async move { stopping.cancelled().await };

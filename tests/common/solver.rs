@@ -1,8 +1,9 @@
 //! Solver test helpers: an in-process solver on `127.0.0.1:0` with RocksDB in a temp dir,
 //! and offer builders signed by fresh keys.
 
-use alloy::primitives::{Address, B256, U256};
+use alloy::primitives::{Address, Bytes, B256, U256};
 use alloy::signers::local::PrivateKeySigner;
+use dcn::chain::ChainError;
 use dcn::clock::now_secs;
 use dcn::protocol::SolverClient;
 use dcn::protocol::{JobOffer, ResourceOffer, SignedJobOffer, SignedResourceOffer};
@@ -65,6 +66,19 @@ impl TestSolver {
 
     /// Starts a solver after `tweak` adjusted its policy and limits.
     pub async fn start_with(tweak: impl FnOnce(&mut CoreConfig, &mut ApiLimits)) -> Self {
+        Self::start_full(tweak, None).await
+    }
+
+    /// Starts a solver that reads deal states from `chain` when a request arrives before
+    /// its (absent) chain follower could have seen them.
+    pub async fn start_with_chain(chain: Arc<dyn dcn::chain::DealsChain>) -> Self {
+        Self::start_full(|_, _| {}, Some(chain)).await
+    }
+
+    async fn start_full(
+        tweak: impl FnOnce(&mut CoreConfig, &mut ApiLimits),
+        chain: Option<Arc<dyn dcn::chain::DealsChain>>,
+    ) -> Self {
         let key = PrivateKeySigner::random();
         let dir = tempfile::tempdir().unwrap();
         let mut core = core_config(key.address());
@@ -79,6 +93,7 @@ impl TestSolver {
             results_dir: dir.path().join("results"),
             escrow: escrow.clone(),
             escrow_ttl: escrow_ttl(),
+            chain,
         };
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         // The supervisor's tasks; dropping the test solver cancels them.
@@ -178,4 +193,63 @@ pub async fn sign_resource(o: ResourceOffer, key: &PrivateKeySigner, client: &So
 
 pub async fn sign_job(o: JobOffer, spec: JobSpec, key: &PrivateKeySigner, client: &SolverClient) -> SignedJobOffer {
     SignedJobOffer::sign(o, spec, key, &client.domain()).await.unwrap()
+}
+
+/// A chain that only answers what state each deal is in (what the test set), and refuses
+/// every transaction: for the solver, which only reads deal states.
+#[derive(Default)]
+pub struct DealStates(pub std::sync::Mutex<std::collections::HashMap<B256, dcn::chain::DealState>>);
+
+impl DealStates {
+    pub fn set(&self, id: B256, state: dcn::chain::DealState) {
+        self.0.lock().unwrap().insert(id, state);
+    }
+}
+
+#[async_trait::async_trait]
+impl dcn::chain::DealsChain for DealStates {
+    fn account(&self) -> Address {
+        Address::ZERO
+    }
+    async fn deal(&self, id: B256) -> Result<dcn::chain::DealView, ChainError> {
+        let state = self.0.lock().unwrap().get(&id).copied().unwrap_or(dcn::chain::DealState::None);
+        Ok(dcn::chain::DealView { state, ..dcn::chain::DealView::none() })
+    }
+    async fn now(&self) -> Result<u64, ChainError> {
+        Ok(now_secs())
+    }
+    async fn block_time(&self) -> Result<u64, ChainError> {
+        Ok(now_secs())
+    }
+    async fn ensure_free_escrow(&self, _: U256) -> Result<U256, ChainError> {
+        Err(refused())
+    }
+    async fn create_deal(&self, _: &dcn::chain::bindings::DcnDeals::Deal, _: Bytes) -> Result<B256, ChainError> {
+        Err(refused())
+    }
+    async fn submit_result(&self, _: B256, _: B256) -> Result<B256, ChainError> {
+        Err(refused())
+    }
+    async fn accept_result(&self, _: B256) -> Result<B256, ChainError> {
+        Err(refused())
+    }
+    async fn challenge(&self, _: B256) -> Result<B256, ChainError> {
+        Err(refused())
+    }
+    async fn draw(&self, _: B256) -> Result<B256, ChainError> {
+        Err(refused())
+    }
+    async fn mediators(&self, _: B256) -> Result<Vec<Address>, ChainError> {
+        Ok(vec![])
+    }
+    async fn mediate(&self, _: B256, _: bool) -> Result<B256, ChainError> {
+        Err(refused())
+    }
+    async fn timeout(&self, _: B256) -> Result<B256, ChainError> {
+        Err(refused())
+    }
+}
+
+fn refused() -> ChainError {
+    ChainError::WouldRevert("the test chain sends no transactions".into())
 }

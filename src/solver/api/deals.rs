@@ -101,6 +101,23 @@ pub fn bundle_name(sha256: &B256) -> String {
     format!("{}.tar", hex::encode(sha256))
 }
 
+/// A provider uploads right after its hash is on chain, often before the chain follower
+/// has seen the block that created the deal: for a signed deal of the uploading provider,
+/// the chain is read once, so the upload is taken at once (and a deal not on chain is
+/// still refused, THREATS V4). One read per signed request: the account's rate bounds them.
+async fn seen_on_chain(state: &AppState, id: B256, auth: &crate::protocol::Verified) {
+    let Some(chain) = state.0.chain.clone() else { return };
+    let waiting = matches!(
+        state.core().deal(&id),
+        Ok(Some(d)) if d.state == DealStatus::Signed && d.deal.provider == auth.account
+    );
+    if waiting {
+        if let Err(e) = state.refresh_deal(chain.as_ref(), id).await {
+            tracing::debug!(deal = %id, error = %e, "cannot read the deal's state on chain for an early upload");
+        }
+    }
+}
+
 /// The provider's result upload (THREATS V4): only for a deal on chain, by its provider,
 /// once, one at a time; the nonce is spent and the room reserved before the body streams,
 /// and a body other than the signed one is never kept.
@@ -113,6 +130,7 @@ pub async fn upload(
 ) -> Result<(StatusCode, Json<ResultRecord>), ApiError> {
     let id = parse_id(&id)?;
     let limit = state.0.limits.max_result_bytes;
+    seen_on_chain(&state, id, &auth).await;
     state.write(|core| core.begin_upload(id, &auth, now_ms())).await?;
     let declared = headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
     if declared.is_some_and(|n| n > limit) {

@@ -19,10 +19,12 @@ pub use limits::{sweep_results, ApiLimits, RateLimiter, ResultSpace};
 pub use ops::Metrics;
 
 use super::core::{Core, SolverError};
+use crate::chain::{ChainError, DealsChain};
 use crate::clock::now_ms;
-use crate::protocol::records::Event;
+use crate::protocol::records::{DealStatus, Event};
 use crate::protocol::{body_sha256, AuthHeaders, Verified, EMPTY_BODY};
 use crate::solver::store::Store;
+use alloy::primitives::B256;
 use axum::extract::{DefaultBodyLimit, FromRequest, FromRequestParts, Request};
 use axum::http::request::Parts;
 use axum::http::Uri;
@@ -64,6 +66,8 @@ pub struct Shared {
     pub stopping: tokio_util::sync::CancellationToken,
     /// Owners' free escrow, which offers need (THREATS V2).
     pub escrow: Arc<crate::solver::escrow::EscrowBook>,
+    /// Deal states read on request ([`AppState::refresh_deal`]); `None`: the follower only.
+    pub chain: Option<Arc<dyn crate::chain::DealsChain>>,
 }
 
 /// The handlers' state: cheap to clone.
@@ -96,6 +100,31 @@ impl AppState {
         }
         out
     }
+
+    /// Reads deal `id`'s state from `chain` and records it, if the solver made the deal
+    /// and this dcn knows the state. The chain follower calls it for each deal a log
+    /// names; a request that arrives before the follower saw its block calls it once.
+    pub async fn refresh_deal(&self, chain: &dyn DealsChain, id: B256) -> Result<(), RefreshError> {
+        if self.core().deal(&id).map_err(SolverError::from)?.is_none() {
+            return Ok(());
+        }
+        let view = chain.deal(id).await?;
+        if let Some(s) = DealStatus::on_chain(view.state) {
+            self.write(|core| core.chain_state(id, s, now_ms())).await?;
+        }
+        Ok(())
+    }
+}
+
+/// Why a deal's state could not be read from the chain and recorded.
+#[derive(Debug, thiserror::Error)]
+pub enum RefreshError {
+    /// The chain did not answer, or answered with a state this dcn does not know.
+    #[error(transparent)]
+    Chain(#[from] ChainError),
+    /// The solver could not record it.
+    #[error(transparent)]
+    Solver(#[from] SolverError),
 }
 
 /// The core, locked; its changes are handed to the writer when the lock is let go.
@@ -164,6 +193,14 @@ pub async fn serve(
     state: AppState,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
+    use axum::serve::ListenerExt;
+    // Events are small frames sent one at a time: with Nagle's algorithm on, a frame that
+    // follows another waits for its acknowledgement, which the client delays by up to 40 ms.
+    let listener = listener.tap_io(|tcp| {
+        if let Err(e) = tcp.set_nodelay(true) {
+            tracing::debug!(error = %e, "cannot set TCP_NODELAY on a connection");
+        }
+    });
     axum::serve(listener, router(state).into_make_service_with_connect_info::<std::net::SocketAddr>())
         .with_graceful_shutdown(shutdown)
         .await

@@ -1,0 +1,218 @@
+//! New blocks as they come: the event every party waits on instead of a poll interval.
+//!
+//! A chain changes only in blocks, so whoever waits for a deal's next state (the provider
+//! for `Created`, the job creator for `ResultSubmitted`, the solver's and the mediator's log
+//! followers) needs to look again only when a block arrives. [`HeadSource`] subscribes to
+//! the node's `newHeads` over a WebSocket (the RPC URL with a `ws`/`wss` scheme: anvil,
+//! reth and nodes that serve both on one port) and hands out [`Heads`], which wake their
+//! holder on each new block. Waits keep their poll interval as an upper bound, so a node
+//! without a WebSocket, or one that drops it, only makes them as slow as they were.
+//!
+//! The watcher is one task per connection, started by the first [`HeadSource::heads`]. It
+//! is spawned here rather than under the supervisor because it holds no state and nothing
+//! depends on it finishing: it ends when the last handle is dropped.
+
+use alloy::providers::{Provider, ProviderBuilder, WsConnect};
+use futures_util::StreamExt;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::sync::watch;
+
+/// Longest pause between two attempts to subscribe again after a subscription that worked
+/// was lost.
+const RESUBSCRIBE_MAX: Duration = Duration::from_secs(30);
+
+/// Wakes its holder when the chain has a new block. Without a watcher (a node without a
+/// WebSocket, the fakes of unit tests) [`Heads::wait`] is a plain sleep.
+#[derive(Debug, Clone, Default)]
+pub struct Heads(Option<watch::Receiver<u64>>);
+
+impl Heads {
+    /// A handle that never wakes early: every wait lasts its whole time.
+    pub fn none() -> Self {
+        Self(None)
+    }
+
+    /// A handle on `rx` (tests and fakes drive it by sending block numbers).
+    pub fn from_receiver(rx: watch::Receiver<u64>) -> Self {
+        Self(Some(rx))
+    }
+
+    /// Marks every block so far as seen: call it before reading the chain, so that a block
+    /// arriving during the read ends the next [`Heads::wait`] at once (none is missed).
+    pub fn mark_seen(&mut self) {
+        if let Some(rx) = &mut self.0 {
+            rx.borrow_and_update();
+        }
+    }
+
+    /// Waits until a block not yet seen arrives, or `at_most` passes.
+    pub async fn wait(&mut self, at_most: Duration) {
+        let Some(rx) = &mut self.0 else {
+            tokio::time::sleep(at_most).await;
+            return;
+        };
+        match tokio::time::timeout(at_most, rx.changed()).await {
+            Ok(Ok(())) | Err(_) => {}
+            // The watcher stopped (no WebSocket after all): sleep from now on.
+            Ok(Err(_)) => {
+                self.0 = None;
+                tokio::time::sleep(at_most).await;
+            }
+        }
+    }
+
+    /// Whether a watcher feeds this handle.
+    pub fn is_live(&self) -> bool {
+        self.0.as_ref().is_some_and(|rx| rx.has_changed().is_ok())
+    }
+}
+
+/// The `newHeads` watcher of one RPC endpoint, started on first use.
+pub struct HeadSource {
+    ws_url: Option<String>,
+    /// The template every handle is cloned from; `None` until the watcher started.
+    rx: Mutex<Option<watch::Receiver<u64>>>,
+}
+
+impl std::fmt::Debug for HeadSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The URL may hold credentials: never printed.
+        f.debug_struct("HeadSource").field("websocket", &self.ws_url.is_some()).finish()
+    }
+}
+
+/// The WebSocket URL of an RPC URL: `ws` for `http`, `wss` for `https`, itself for a
+/// WebSocket URL; `None` for anything else (an IPC path).
+pub fn ws_url_of(rpc_url: &str) -> Option<String> {
+    let mut url = url::Url::parse(rpc_url).ok()?;
+    let scheme = match url.scheme() {
+        "http" | "ws" => "ws",
+        "https" | "wss" => "wss",
+        _ => return None,
+    };
+    url.set_scheme(scheme).ok()?;
+    Some(url.to_string())
+}
+
+impl HeadSource {
+    /// The watcher of `rpc_url`'s new blocks (not started yet).
+    pub fn new(rpc_url: &str) -> Arc<Self> {
+        Arc::new(Self { ws_url: ws_url_of(rpc_url), rx: Mutex::new(None) })
+    }
+
+    /// A source that never wakes anyone: [`Heads::none`] for everyone.
+    pub fn disabled() -> Arc<Self> {
+        Arc::new(Self { ws_url: None, rx: Mutex::new(None) })
+    }
+
+    /// A handle that wakes on each new block; the first call starts the watcher (within a
+    /// tokio runtime). Handles made before its subscription is up wake from then on.
+    pub fn heads(&self) -> Heads {
+        let Some(url) = &self.ws_url else { return Heads::none() };
+        let mut rx = self.rx.lock().unwrap_or_else(|p| p.into_inner());
+        if rx.is_none() {
+            let Ok(runtime) = tokio::runtime::Handle::try_current() else { return Heads::none() };
+            let (tx, first) = watch::channel(0u64);
+            runtime.spawn(watch_heads(url.clone(), tx));
+            *rx = Some(first);
+        }
+        Heads(rx.clone())
+    }
+}
+
+/// Feeds `tx` with the number of each new block until every receiver is gone. If the first
+/// subscription fails, the node has no WebSocket here: it stops, and handles sleep out
+/// their waits. A subscription that worked and was lost is taken up again.
+async fn watch_heads(url: String, tx: watch::Sender<u64>) {
+    let mut delay = Duration::from_millis(250);
+    let mut worked = false;
+    loop {
+        let outcome = tokio::select! {
+            _ = tx.closed() => return,
+            r = follow(&url, &tx) => r,
+        };
+        match outcome {
+            Ok(()) => return,
+            Err(e) if !worked && !e.subscribed => {
+                tracing::debug!(error = %e.reason, "no newHeads subscription on the node's WebSocket: waits fall back to polling");
+                return;
+            }
+            Err(e) => {
+                worked = true;
+                tracing::debug!(error = %e.reason, retry_in_ms = delay.as_millis() as u64, "the newHeads subscription ended; subscribing again");
+            }
+        }
+        tokio::select! {
+            _ = tx.closed() => return,
+            _ = tokio::time::sleep(delay) => {}
+        }
+        delay = (delay * 2).min(RESUBSCRIBE_MAX);
+    }
+}
+
+struct Lost {
+    subscribed: bool,
+    reason: String,
+}
+
+/// One subscription: sends each new block number; `Ok` when every receiver is gone.
+async fn follow(url: &str, tx: &watch::Sender<u64>) -> Result<(), Lost> {
+    let lost = |subscribed: bool| move |e: &dyn std::fmt::Display| Lost { subscribed, reason: e.to_string() };
+    let provider = ProviderBuilder::new().connect_ws(WsConnect::new(url)).await.map_err(|e| lost(false)(&e))?;
+    let sub = provider.subscribe_blocks().await.map_err(|e| lost(false)(&e))?;
+    // A block mined between subscribing and the first header is not missed: waiters look
+    // at the chain when they start.
+    let mut stream = sub.into_stream();
+    while let Some(header) = stream.next().await {
+        tx.send_if_modified(|n| {
+            let newer = header.number > *n;
+            if newer {
+                *n = header.number;
+            }
+            newer
+        });
+        if tx.is_closed() {
+            return Ok(());
+        }
+    }
+    Err(lost(true)(&"the node closed the subscription"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn websocket_urls() {
+        assert_eq!(ws_url_of("http://127.0.0.1:8546").as_deref(), Some("ws://127.0.0.1:8546/"));
+        assert_eq!(ws_url_of("https://node.example/v3/KEY").as_deref(), Some("wss://node.example/v3/KEY"));
+        assert_eq!(ws_url_of("ws://h:1").as_deref(), Some("ws://h:1/"));
+        assert_eq!(ws_url_of("/tmp/geth.ipc"), None);
+    }
+
+    #[tokio::test]
+    async fn a_wait_ends_at_a_block_not_yet_seen() {
+        let long = Duration::from_secs(3600);
+        let (tx, rx) = watch::channel(0u64);
+        let mut heads = Heads::from_receiver(rx);
+        heads.mark_seen();
+        assert!(
+            tokio::time::timeout(Duration::from_millis(50), heads.wait(long)).await.is_err(),
+            "no new block: still waiting"
+        );
+        heads.mark_seen();
+        // A block that arrived after the look and before the wait ends it at once.
+        tx.send(1).unwrap();
+        assert!(tokio::time::timeout(Duration::from_secs(10), heads.wait(long)).await.is_ok(), "woken by the block");
+        assert!(heads.is_live());
+
+        drop(tx);
+        heads.wait(Duration::from_millis(1)).await;
+        assert!(!heads.is_live(), "a stopped watcher: plain sleeps from now on");
+        assert!(
+            tokio::time::timeout(Duration::from_millis(50), heads.wait(long)).await.is_err(),
+            "and they last their whole time"
+        );
+    }
+}
