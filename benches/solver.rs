@@ -210,11 +210,17 @@ async fn ingest() -> f64 {
     OFFERS as f64 / secs
 }
 
+/// `DCN_BENCH_ONLY=match` or `=ingest` runs one part (to profile it).
 #[tokio::main]
 async fn main() {
-    let (secs, matches) = match_10k().await;
-    println!("solver_match_10k_seconds {secs:.3} s");
-    println!("solver_match_10k_matches {matches} deals");
-    let rate = ingest().await;
-    println!("solver_ingest_offers_per_second {rate:.0} offers/s");
+    let only = std::env::var("DCN_BENCH_ONLY").unwrap_or_default();
+    if only.is_empty() || only == "match" {
+        let (secs, matches) = match_10k().await;
+        println!("solver_match_10k_seconds {secs:.3} s");
+        println!("solver_match_10k_matches {matches} deals");
+    }
+    if only.is_empty() || only == "ingest" {
+        let rate = ingest().await;
+        println!("solver_ingest_offers_per_second {rate:.0} offers/s");
+    }
 }

@@ -11,6 +11,7 @@ pub mod chain;
 pub mod config;
 pub mod core;
 pub mod escrow;
+mod maps;
 pub mod matcher;
 pub mod store;
 

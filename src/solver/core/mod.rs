@@ -24,6 +24,7 @@ pub use writer::Receipt;
 use super::matcher::{JobEntry, Matcher, ResourceEntry};
 use crate::protocol::records::*;
 use crate::protocol::{self, ProtocolError, Verified, Verifier};
+use crate::solver::maps::shrink;
 use crate::solver::store::{Batch, Op, Store, StoreError};
 use alloy::primitives::{Address, B256, U256};
 use alloy::sol_types::Eip712Domain;
@@ -110,8 +111,8 @@ pub enum SolverError {
 }
 
 struct Txn {
+    /// The writes, events included: the writer publishes the events once they are written.
     batch: Batch,
-    events: Vec<Event>,
     next_seq: u64,
     now_ms: u64,
 }
@@ -120,9 +121,7 @@ impl Txn {
     fn event(&mut self, accounts: Vec<Address>, kind: EventKind) -> u64 {
         let seq = self.next_seq;
         self.next_seq += 1;
-        let e = Event { seq, at: self.now_ms, accounts, kind };
-        self.batch.push(Op::Event(e.clone()));
-        self.events.push(e);
+        self.batch.push(Op::Event(Arc::new(Event { seq, at: self.now_ms, accounts, kind })));
         seq
     }
 
@@ -183,13 +182,6 @@ impl DealListed {
     }
 }
 
-/// Shrinks `map` when a quarter or less of its capacity is used.
-pub(crate) fn shrink<K: std::hash::Hash + Eq, V>(map: &mut HashMap<K, V>) {
-    if map.capacity() > 64 && map.len() <= map.capacity() / 4 {
-        map.shrink_to(map.len() * 2);
-    }
-}
-
 /// The key an offer is counted under.
 fn offer_key(o: &OfferRecord) -> (bool, OfferStatus) {
     (matches!(o, OfferRecord::Resource(_)), o.status())
@@ -199,7 +191,8 @@ fn offer_key(o: &OfferRecord) -> (bool, OfferStatus) {
 pub struct Core {
     cfg: CoreConfig,
     offers_domain: Eip712Domain,
-    deals_domain: Eip712Domain,
+    /// The `DcnDeals` domain's separator, for deal ids.
+    deals_separator: B256,
     store: Arc<dyn Store>,
     /// Writes the batches, in order, off the lock.
     writer: writer::Writer,
@@ -284,7 +277,7 @@ impl Core {
     ) -> Result<Self, StoreError> {
         let mut core = Self {
             offers_domain: protocol::domain(cfg.chain_id, cfg.deals_contract),
-            deals_domain: crate::chain::deals::domain(cfg.chain_id, cfg.deals_contract),
+            deals_separator: crate::chain::deals::domain(cfg.chain_id, cfg.deals_contract).separator(),
             cfg,
             writer: writer::Writer::start(store.clone(), events),
             overlay: writer::Overlay::default(),
@@ -418,7 +411,7 @@ impl Core {
     }
 
     fn txn(&self, now_ms: u64) -> Txn {
-        Txn { batch: Batch::default(), events: Vec::new(), next_seq: self.next_seq, now_ms }
+        Txn { batch: Batch::default(), next_seq: self.next_seq, now_ms }
     }
 
     /// Hands `txn` to the writer; its receipt is kept for [`Core::take_receipt`]. Memory
@@ -435,7 +428,7 @@ impl Core {
         }
         self.overlay.written(self.writer.durable());
         self.overlay.add(self.writer.next_ticket(), &txn.batch);
-        let receipt = self.writer.send(txn.batch, txn.events);
+        let receipt = self.writer.send(txn.batch);
         self.next_seq = txn.next_seq;
         self.receipt = Some(receipt);
         Ok(())

@@ -3,11 +3,11 @@
 
 use super::{job_entry, resource_entry, Core, SolverError, Txn};
 use crate::chain::bindings::DcnDeals;
-use crate::chain::deals::deal_id;
+use crate::chain::deals::deal_id_under;
 use crate::protocol::records::*;
 use crate::protocol::{SignedJobOffer, SignedResourceOffer, Verified};
 use crate::solver::escrow::resource_need;
-use crate::solver::matcher::{common_mediators, Match};
+use crate::solver::matcher::{mediators_between, Match};
 use crate::solver::store::Op;
 use alloy::primitives::{keccak256, Address, B256, U256};
 
@@ -36,7 +36,8 @@ impl Core {
     }
 
     /// Accepts a verified job offer (`id` from [`SignedJobOffer::verify`]); it is matched at
-    /// once if a slot fits.
+    /// once if a slot fits. The offer is written once, as it ends up (open, or matched with
+    /// its deal).
     pub fn post_job_offer(
         &mut self,
         signed: SignedJobOffer,
@@ -49,7 +50,7 @@ impl Core {
         let mut txn = self.txn(now_ms);
         txn.batch.push(Op::UseNonce { account: creator, nonce: signed.offer.nonce, expiry: signed.offer.expiry });
         let seq = txn.event(vec![creator], EventKind::OfferPosted { offer: id, kind: "job".into() });
-        let record = JobOfferRecord {
+        let mut record = JobOfferRecord {
             id,
             seq,
             received_at: now_ms,
@@ -58,67 +59,79 @@ impl Core {
             excluded: vec![],
             signed,
         };
+        if let Some(m) = self.matcher.add_job(job_entry(&record), now_ms / 1000) {
+            match self.offers.get(&m.resource) {
+                Some(OfferRecord::Resource(res)) => {
+                    let deal = self.new_deal(&txn, &record, res);
+                    record.status = OfferStatus::Matched;
+                    record.deal = Some(deal.id);
+                    self.set_deal(&mut txn, deal);
+                }
+                _ => tracing::error!(job = %id, resource = %m.resource, "match names an unknown offer; skipped"),
+            }
+        }
         let offer = OfferRecord::Job(record.clone());
         txn.put_offer(&offer);
         self.set_offer(offer);
-        if let Some(m) = self.matcher.add_job(job_entry(&record), now_ms / 1000) {
-            self.make_deals(&mut txn, vec![m]);
-        }
         self.commit(txn)?;
-        Ok(match &self.offers[&id] {
-            OfferRecord::Job(j) => j.clone(),
-            OfferRecord::Resource(_) => unreachable!("a job offer id names a job offer"),
-        })
+        Ok(record)
+    }
+
+    /// The proposed deal of a match between `job` and `res`, numbered as the next event of
+    /// `txn`.
+    fn new_deal(&self, txn: &Txn, job: &JobOfferRecord, res: &ResourceOfferRecord) -> DealRecord {
+        let j = &job.signed.offer;
+        let r = &res.signed.offer;
+        let seq = txn.next_seq;
+        let mut nonce_input = [0u8; 72];
+        nonce_input[..32].copy_from_slice(job.id.as_slice());
+        nonce_input[32..64].copy_from_slice(res.id.as_slice());
+        nonce_input[64..].copy_from_slice(&seq.to_be_bytes());
+        let deal = DcnDeals::Deal {
+            jobCreator: j.jobCreator,
+            provider: r.provider,
+            solver: self.cfg.solver,
+            mediators: mediators_between(r.provider, &r.mediators, j.jobCreator, &j.mediators),
+            price: r.price,
+            collateral: r.collateral,
+            mediationFee: j.mediationFee,
+            resultTimeout: j.resultTimeout,
+            judgeTimeout: j.judgeTimeout,
+            mediationTimeout: j.mediationTimeout,
+            // The provider's signature is good until the provider has had its time to
+            // sign and the job creator its time to create; `createDeal` refuses it after.
+            createDeadline: txn.now_ms / 1000 + self.cfg.sign_timeout_secs + self.cfg.create_timeout_secs,
+            jobHash: j.jobHash,
+            nonce: U256::from_be_bytes(keccak256(nonce_input).0),
+        };
+        let id = deal_id_under(&deal, self.deals_separator);
+        tracing::info!(deal = %id, job = %job.id, resource = %res.id, price = %r.price, "matched");
+        DealRecord {
+            id,
+            seq,
+            deal,
+            job_offer: job.id,
+            resource_offer: res.id,
+            state: DealStatus::Proposed,
+            provider_signature: None,
+            created_at: txn.now_ms,
+            updated_at: txn.now_ms,
+            refusal: None,
+        }
     }
 
     pub(super) fn make_deals(&mut self, txn: &mut Txn, matches: Vec<Match>) {
         for m in matches {
-            let (Some(OfferRecord::Job(job)), Some(OfferRecord::Resource(res))) =
-                (self.offers.get(&m.job).cloned(), self.offers.get(&m.resource).cloned())
-            else {
-                tracing::error!(job = %m.job, resource = %m.resource, "match names an unknown offer; skipped");
-                continue;
+            let deal = match (self.offers.get(&m.job), self.offers.get(&m.resource)) {
+                (Some(OfferRecord::Job(job)), Some(OfferRecord::Resource(res))) => self.new_deal(txn, job, res),
+                _ => {
+                    tracing::error!(job = %m.job, resource = %m.resource, "match names an unknown offer; skipped");
+                    continue;
+                }
             };
-            let j = &job.signed.offer;
-            let r = &res.signed.offer;
-            let seq = txn.next_seq;
-            let mut nonce_input = [0u8; 72];
-            nonce_input[..32].copy_from_slice(job.id.as_slice());
-            nonce_input[32..64].copy_from_slice(res.id.as_slice());
-            nonce_input[64..].copy_from_slice(&seq.to_be_bytes());
-            let deal = DcnDeals::Deal {
-                jobCreator: j.jobCreator,
-                provider: r.provider,
-                solver: self.cfg.solver,
-                mediators: common_mediators(&resource_entry(&res, 0), &job_entry(&job)),
-                price: r.price,
-                collateral: r.collateral,
-                mediationFee: j.mediationFee,
-                resultTimeout: j.resultTimeout,
-                judgeTimeout: j.judgeTimeout,
-                mediationTimeout: j.mediationTimeout,
-                // The provider's signature is good until the provider has had its time to
-                // sign and the job creator its time to create; `createDeal` refuses it after.
-                createDeadline: txn.now_ms / 1000 + self.cfg.sign_timeout_secs + self.cfg.create_timeout_secs,
-                jobHash: j.jobHash,
-                nonce: U256::from_be_bytes(keccak256(nonce_input).0),
-            };
-            let id = deal_id(&deal, &self.deals_domain);
-            let record = DealRecord {
-                id,
-                seq,
-                deal,
-                job_offer: job.id,
-                resource_offer: res.id,
-                state: DealStatus::Proposed,
-                provider_signature: None,
-                created_at: txn.now_ms,
-                updated_at: txn.now_ms,
-                refusal: None,
-            };
-            tracing::info!(deal = %id, job = %job.id, resource = %res.id, price = %r.price, "matched");
-            self.set_deal(txn, record);
-            let job = JobOfferRecord { status: OfferStatus::Matched, deal: Some(id), ..job };
+            let Some(OfferRecord::Job(job)) = self.offers.get(&m.job).cloned() else { continue };
+            let job = JobOfferRecord { status: OfferStatus::Matched, deal: Some(deal.id), ..job };
+            self.set_deal(txn, deal);
             let offer = OfferRecord::Job(job);
             txn.put_offer(&offer);
             self.set_offer(offer);

@@ -19,6 +19,7 @@
 
 use super::SolverError;
 use crate::protocol::records::{DealRecord, Event, OfferRecord, ResultRecord};
+use crate::solver::maps::shrink;
 use crate::solver::store::{Batch, Op, Store, StoreError};
 use alloy::primitives::{Address, B256, U256};
 use std::collections::{HashMap, VecDeque};
@@ -42,7 +43,6 @@ enum Msg {
 struct Item {
     ticket: u64,
     batch: Batch,
-    events: Vec<Event>,
     done: oneshot::Sender<Result<(), Arc<StoreError>>>,
 }
 
@@ -103,11 +103,11 @@ impl Writer {
 
     /// Queues `batch` (with its events) and returns its receipt. It is handed to the
     /// writer thread at the latest by [`Writer::hand_over`].
-    pub(super) fn send(&mut self, batch: Batch, events: Vec<Event>) -> Receipt {
+    pub(super) fn send(&mut self, batch: Batch) -> Receipt {
         let ticket = self.next_ticket;
         self.next_ticket += 1;
         let (done, receipt) = oneshot::channel();
-        self.held.push(Item { ticket, batch, events, done });
+        self.held.push(Item { ticket, batch, done });
         if self.held.len() >= HELD_MAX {
             self.hand_over();
         }
@@ -232,6 +232,13 @@ fn write(store: &dyn Store, events: &broadcast::Sender<Arc<Event>>, progress: &P
         }
         return;
     }
+    // The events each batch publishes once written, in order.
+    let published: Vec<Vec<Arc<Event>>> = group
+        .iter()
+        .map(|item| {
+            item.batch.ops.iter().filter_map(|op| if let Op::Event(e) = op { Some(e.clone()) } else { None }).collect()
+        })
+        .collect();
     let mut batch = Batch::default();
     for item in &mut group {
         batch.ops.append(&mut item.batch.ops);
@@ -239,13 +246,13 @@ fn write(store: &dyn Store, events: &broadcast::Sender<Arc<Event>>, progress: &P
     match store.apply(batch) {
         Ok(()) => {
             progress.durable.store(last, Ordering::Release);
-            if let Some(seq) = group.iter().rev().find_map(|i| i.events.last().map(|e| e.seq)) {
+            if let Some(seq) = published.iter().rev().find_map(|e| e.last().map(|e| e.seq)) {
                 progress.last_event.store(seq, Ordering::Release);
             }
-            for item in group {
-                for e in item.events {
+            for (item, item_events) in group.into_iter().zip(published) {
+                for e in item_events {
                     // No subscriber is fine: the event is in the log.
-                    let _ = events.send(Arc::new(e));
+                    let _ = events.send(e);
                 }
                 let _ = item.done.send(Ok(()));
             }
@@ -364,10 +371,10 @@ impl Overlay {
 
     /// Gives back the room a burst left empty.
     pub(super) fn shrink(&mut self) {
-        super::shrink(&mut self.offers);
-        super::shrink(&mut self.deals);
-        super::shrink(&mut self.results);
-        super::shrink(&mut self.nonces);
+        shrink(&mut self.offers);
+        shrink(&mut self.deals);
+        shrink(&mut self.results);
+        shrink(&mut self.nonces);
         self.keys.shrink_to(self.keys.len() * 2);
     }
 

@@ -98,15 +98,15 @@ pub fn fill(store: &dyn Store) -> Written {
         b.push(Op::PutOffer(o.clone()));
     }
     b.push(Op::UseNonce { account: c, nonce: U256::from(1), expiry: 100 });
-    b.push(Op::Event(event(1, vec![c])));
-    b.push(Op::Event(event(2, vec![a, c])));
+    b.push(Op::Event(std::sync::Arc::new(event(1, vec![c]))));
+    b.push(Op::Event(std::sync::Arc::new(event(2, vec![a, c]))));
     store.apply(b).unwrap();
     let mut b = Batch::default();
     for d in &deals {
         b.push(Op::PutDeal(d.clone()));
     }
     b.push(Op::PutResult(result.clone()));
-    b.push(Op::Event(event(3, vec![a])));
+    b.push(Op::Event(std::sync::Arc::new(event(3, vec![a]))));
     b.push(Op::PutMeta("block".into(), vec![1, 2]));
     store.apply(b).unwrap();
     Written { offers, deals, result }

@@ -4,14 +4,14 @@ use super::{account_event_key, nonce_key, Batch, Op, Store, StoreError};
 use crate::protocol::records::{DealRecord, Event, OfferRecord, ResultRecord};
 use alloy::primitives::{Address, B256, U256};
 use std::collections::{BTreeMap, HashMap};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 #[derive(Default)]
 struct Inner {
     offers: HashMap<B256, OfferRecord>,
     deals: HashMap<B256, DealRecord>,
     results: HashMap<B256, ResultRecord>,
-    events: BTreeMap<u64, Event>,
+    events: BTreeMap<u64, Arc<Event>>,
     by_account: BTreeMap<[u8; 28], ()>,
     meta: HashMap<String, Vec<u8>>,
 }
@@ -127,7 +127,7 @@ impl Store for MemoryStore {
             .take(limit)
             .filter_map(|(k, _)| {
                 let seq = u64::from_be_bytes(k[20..].try_into().expect("8 bytes"));
-                s.events.get(&seq).cloned()
+                s.events.get(&seq).map(|e| Event::clone(e))
             })
             .collect())
     }

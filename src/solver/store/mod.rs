@@ -17,6 +17,7 @@ pub use rocks::RocksStore;
 
 use crate::protocol::records::{DealRecord, Event, OfferRecord, ResultRecord};
 use alloy::primitives::{Address, B256, U256};
+use std::sync::Arc;
 
 /// A store failure: the disk, the database or a record that no longer decodes.
 #[derive(Debug, thiserror::Error)]
@@ -60,8 +61,9 @@ pub enum Op {
     PutResult(ResultRecord),
     /// Forget the result of a deal (its retention is over).
     DeleteResult(B256),
-    /// Append an event (its `seq` must be the next one).
-    Event(Event),
+    /// Append an event (its `seq` must be the next one). Shared with the writer, which
+    /// publishes it once it is written.
+    Event(Arc<Event>),
     /// Mark `nonce` used by `account` until `expiry` (unix seconds).
     UseNonce {
         /// The signing account.

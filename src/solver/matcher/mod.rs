@@ -20,92 +20,26 @@
 //! together, so a search checks them once per group, with the group's first offer.
 //! Within a group, resource offers with a free slot are sorted by (price, arrival) and
 //! waiting jobs by arrival; a walk inside a group stops at the first offer that passes
-//! what is left (price, liveness, the job's exclusions).
+//! what is left (price, liveness, the job's exclusions). The groups of free slots are also
+//! kept in order of their first offer, cheapest first: a new job walks them in that order
+//! and stops at the first group dearer than its maximum or than the offer it found, so it
+//! usually looks at a handful of groups however many there are. A freed slot walks the
+//! waiting groups by shape, from the smallest, up to its own CPU.
 //!
-//! Work is bounded (THREATS V3): a search starts at the job's CPU in its mediators'
-//! groups and looks at most at [`SEARCH_BUDGET`] groups and offers in all, however many
-//! distinct shapes and terms strangers post. What it finds within the budget is the
-//! cheapest (or oldest) fitting offer it looked at; a job it missed waits, and is found
-//! from the other side when a slot is offered or freed.
+//! Work is bounded (THREATS V3): a search looks at most at [`SEARCH_BUDGET`] groups and
+//! offers in all, however many distinct shapes and terms strangers post. What it finds
+//! within the budget is the cheapest (or oldest) fitting offer it looked at; a job it
+//! missed waits, and is found from the other side when a slot is offered or freed.
 
-use crate::types::Resources;
+mod rules;
+
+pub use rules::{common_mediators, fits, mediators_between, JobEntry, Match, ResourceEntry};
+
+use crate::solver::maps::shrink;
 use alloy::primitives::{Address, B256, U256};
+use rules::{distinct, group_fits, job_group_fits, shape, terms_fit, unshape, Shape};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
-/// A resource offer as the matcher sees it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ResourceEntry {
-    /// Offer id.
-    pub id: B256,
-    /// Arrival order.
-    pub seq: u64,
-    /// The provider.
-    pub provider: Address,
-    /// One slot's resources.
-    pub resources: Resources,
-    /// Price per job.
-    pub price: U256,
-    /// Collateral per deal.
-    pub collateral: U256,
-    /// Mediators the provider trusts.
-    pub mediators: Vec<Address>,
-    /// Allowed modules (`name`, `name@version` or the module file's sha256); empty allows any.
-    pub modules: Vec<String>,
-    /// Longest job timeout it takes, seconds.
-    pub max_timeout_secs: u64,
-    /// Largest job spec it takes, bytes.
-    pub max_spec_bytes: u64,
-    /// Largest job output it delivers, bytes.
-    pub max_output_bytes: u64,
-    /// Unix seconds.
-    pub expiry: u64,
-    /// Jobs it serves at a time.
-    pub slots: u32,
-    /// Slots held by live deals.
-    pub busy: u32,
-}
-
-/// A job offer as the matcher sees it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct JobEntry {
-    /// Offer id.
-    pub id: B256,
-    /// Arrival order.
-    pub seq: u64,
-    /// The job creator.
-    pub creator: Address,
-    /// What the job needs.
-    pub needs: Resources,
-    /// Highest price it pays.
-    pub max_price: U256,
-    /// Mediation fee of its deal.
-    pub mediation_fee: U256,
-    /// Mediators the job creator trusts.
-    pub mediators: Vec<Address>,
-    /// The module.
-    pub module: crate::types::ModuleRef,
-    /// The job's timeout, seconds.
-    pub timeout_secs: u64,
-    /// Size of its spec's canonical encoding, bytes.
-    pub spec_bytes: u64,
-    /// The most output the job may leave, bytes (`JobSpec::output_limit_bytes`).
-    pub output_bytes: u64,
-    /// Unix seconds.
-    pub expiry: u64,
-    /// Resource offers it must not be matched with again.
-    pub excluded: Vec<B256>,
-}
-
-/// A decision: this job goes to a slot of this resource offer.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Match {
-    /// The job offer.
-    pub job: B256,
-    /// The resource offer.
-    pub resource: B256,
-}
-
-type Shape = (u64, u64, u32, u64, u64);
 /// A resource offer's terms: collateral, caps on timeout, spec and output, and a keyed
 /// hash of its allow-list.
 type ResourceTerms = (U256, u64, u64, u64, u64);
@@ -113,6 +47,9 @@ type ResourceTerms = (U256, u64, u64, u64, u64);
 /// timeout and sizes vary from job to job: as terms they would make a group per job.)
 type JobTerms = (U256, U256, u64);
 type FreeGroup = (Address, Shape, ResourceTerms);
+/// A free group in price order: its mediator, its first offer's (price, arrival, id), then
+/// its shape and terms.
+type PricedGroup = (Address, U256, u64, B256, Shape, ResourceTerms);
 type WaitingGroup = (Address, Shape, JobTerms);
 
 /// The most groups and offers one search looks at.
@@ -121,75 +58,26 @@ pub const SEARCH_BUDGET: usize = 4096;
 const RESOURCE_TERMS_MIN: ResourceTerms = (U256::ZERO, 0, 0, 0, 0);
 const JOB_TERMS_MIN: JobTerms = (U256::ZERO, U256::ZERO, 0);
 
-/// The distinct mediators of a list, in order.
-fn distinct(mediators: &[Address]) -> Vec<Address> {
-    let mut seen = Vec::with_capacity(mediators.len());
-    for m in mediators {
-        if !seen.contains(m) {
-            seen.push(*m);
-        }
-    }
-    seen
-}
-
 const SHAPE_MIN: Shape = (0, 0, 0, 0, 0);
 
-fn shape(r: &Resources) -> Shape {
-    (r.cpu, r.ram_mb, r.gpus, r.vram_mb, r.disk_mb)
-}
-
-fn unshape(s: &Shape) -> Resources {
-    Resources { cpu: s.0, ram_mb: s.1, gpus: s.2, vram_mb: s.3, disk_mb: s.4 }
-}
-
-/// The mediators a deal between `r` and `j` names: those both trust who are not a party,
-/// in the job creator's order.
-pub fn common_mediators(r: &ResourceEntry, j: &JobEntry) -> Vec<Address> {
-    j.mediators.iter().filter(|m| r.mediators.contains(m) && **m != r.provider && **m != j.creator).copied().collect()
-}
-
-/// Whether `r`'s allow-list lets `j`'s module run.
-fn module_allowed(r: &ResourceEntry, j: &JobEntry) -> bool {
-    j.module.allowed_by(&r.modules)
-}
-
-/// The rules a group's offers pass or fail together: resources and terms, not price (the
-/// walk inside a resource group stops at it) nor liveness nor exclusions.
-/// For a resource group, every one of them is in the key (the allow-list as a hash keyed
-/// per run: two lists share a group with odds of 2^-64, and strangers cannot aim for it).
-fn group_fits(r: &ResourceEntry, j: &JobEntry) -> bool {
-    r.resources.covers(&j.needs)
-        && r.collateral >= j.mediation_fee
-        && module_allowed(r, j)
-        && j.timeout_secs <= r.max_timeout_secs
-        && j.spec_bytes <= r.max_spec_bytes
-        && j.output_bytes <= r.max_output_bytes
-}
-
-/// The rules a waiting job group passes or fails together (its key): the slot covers
-/// the shape, its price is within the maximum, its collateral covers the fee, and the
-/// module is allowed. Timeouts and sizes vary within the group.
-fn job_group_fits(r: &ResourceEntry, j: &JobEntry) -> bool {
-    r.resources.covers(&j.needs) && r.price <= j.max_price && r.collateral >= j.mediation_fee && module_allowed(r, j)
-}
-
-/// Every rule but resources (which the index checks by shape) and free slots.
-fn terms_fit(r: &ResourceEntry, j: &JobEntry, now: u64) -> bool {
-    r.price <= j.max_price
-        && r.collateral >= j.mediation_fee
-        && r.expiry > now
-        && j.expiry > now
-        && module_allowed(r, j)
-        && j.timeout_secs <= r.max_timeout_secs
-        && j.spec_bytes <= r.max_spec_bytes
-        && j.output_bytes <= r.max_output_bytes
-        && !j.excluded.contains(&r.id)
-        && j.mediators.iter().any(|m| r.mediators.contains(m) && *m != r.provider && *m != j.creator)
-}
-
-/// Whether `r` could serve `j` now, slots aside: every rule of the module doc.
-pub fn fits(r: &ResourceEntry, j: &JobEntry, now: u64) -> bool {
-    r.resources.covers(&j.needs) && terms_fit(r, j, now)
+/// Moves group `g` in the price order when its first offer changed from `before` to
+/// `after` (`None`: the group is empty).
+fn reprice(
+    order: &mut BTreeSet<PricedGroup>,
+    g: &FreeGroup,
+    before: Option<(U256, u64, B256)>,
+    after: Option<(U256, u64, B256)>,
+) {
+    if before == after {
+        return;
+    }
+    let (m, s, t) = *g;
+    if let Some((p, q, id)) = before {
+        order.remove(&(m, p, q, id, s, t));
+    }
+    if let Some((p, q, id)) = after {
+        order.insert((m, p, q, id, s, t));
+    }
 }
 
 /// Open offers, indexed for matching.
@@ -198,6 +86,10 @@ pub struct Matcher {
     resources: HashMap<B256, ResourceEntry>,
     jobs: HashMap<B256, JobEntry>,
     free: BTreeMap<FreeGroup, BTreeSet<(U256, u64, B256)>>,
+    /// Every group of `free` once, under its mediator, by its cheapest (then oldest) offer:
+    /// a search walks groups from the cheapest and stops at the first that costs more than
+    /// what it found.
+    free_by_price: BTreeSet<PricedGroup>,
     waiting: BTreeMap<WaitingGroup, BTreeSet<(u64, B256)>>,
     /// Providers matched with nothing until these unix seconds.
     paused: HashMap<Address, u64>,
@@ -282,9 +174,9 @@ impl Matcher {
 
     /// Gives back the room a burst of offers left empty.
     pub fn shrink(&mut self) {
-        crate::solver::core::shrink(&mut self.resources);
-        crate::solver::core::shrink(&mut self.jobs);
-        crate::solver::core::shrink(&mut self.paused);
+        shrink(&mut self.resources);
+        shrink(&mut self.jobs);
+        shrink(&mut self.paused);
     }
 
     /// How many groups and offers searches looked at so far: the matcher's work.
@@ -305,21 +197,30 @@ impl Matcher {
     fn index_free(&mut self, r: &ResourceEntry) {
         // A paused provider's offers stay out until the pause is over.
         if r.busy < r.slots && !self.paused.contains_key(&r.provider) {
+            let terms = self.resource_terms(r);
             for m in distinct(&r.mediators).into_iter().filter(|m| *m != r.provider) {
-                let g = (m, shape(&r.resources), self.resource_terms(r));
-                self.free.entry(g).or_default().insert((r.price, r.seq, r.id));
+                let g = (m, shape(&r.resources), terms);
+                let set = self.free.entry(g).or_default();
+                let before = set.first().copied();
+                set.insert((r.price, r.seq, r.id));
+                let after = set.first().copied();
+                reprice(&mut self.free_by_price, &g, before, after);
             }
         }
     }
 
     fn unindex_free(&mut self, r: &ResourceEntry) {
+        let terms = self.resource_terms(r);
         for m in distinct(&r.mediators).into_iter().filter(|m| *m != r.provider) {
-            let g = (m, shape(&r.resources), self.resource_terms(r));
+            let g = (m, shape(&r.resources), terms);
             if let Some(set) = self.free.get_mut(&g) {
+                let before = set.first().copied();
                 set.remove(&(r.price, r.seq, r.id));
+                let after = set.first().copied();
                 if set.is_empty() {
                     self.free.remove(&g);
                 }
+                reprice(&mut self.free_by_price, &g, before, after);
             }
         }
     }
@@ -409,26 +310,27 @@ impl Matcher {
     }
 
     /// The cheapest (then oldest) resource offer with a free slot that fits `j`, among
-    /// those a search of [`SEARCH_BUDGET`] looks at.
+    /// those a search of [`SEARCH_BUDGET`] looks at. Groups come cheapest first, so the walk
+    /// ends at the first group dearer than the job pays or than what it found.
     fn cheapest_for(&self, j: &JobEntry, now: u64) -> Option<B256> {
         let mut best: Option<(U256, u64, B256)> = None;
         let mut budget = SEARCH_BUDGET;
-        // Shapes with less CPU than the job needs cannot cover it: the range starts past them.
-        let from = (j.needs.cpu, 0, 0, 0, 0);
         'mediators: for m in distinct(&j.mediators).into_iter().filter(|m| *m != j.creator) {
-            for ((_, _, _), set) in self.free.range((m, from, RESOURCE_TERMS_MIN)..).take_while(|(g, _)| g.0 == m) {
+            let from = (m, U256::ZERO, 0, B256::ZERO, SHAPE_MIN, RESOURCE_TERMS_MIN);
+            for &(_, price, seq, id, s, terms) in self.free_by_price.range(from..).take_while(|g| g.0 == m) {
                 if budget == 0 {
                     break 'mediators;
                 }
                 budget -= 1;
-                let Some(first) = set.first() else { continue };
-                if first.0 > j.max_price || best.is_some_and(|b| *first >= b) {
+                let first = (price, seq, id);
+                if price > j.max_price || best.is_some_and(|b| first >= b) {
+                    // Every later group of this mediator costs as much or more.
+                    break;
+                }
+                if !unshape(&s).covers(&j.needs) || !group_fits(&self.resources[&id], j) {
                     continue;
                 }
-                if !group_fits(&self.resources[&first.2], j) {
-                    continue;
-                }
-                for key in set {
+                for key in &self.free[&(m, s, terms)] {
                     if key.0 > j.max_price || best.is_some_and(|b| *key >= b) || budget == 0 {
                         break;
                     }
@@ -501,5 +403,4 @@ impl Matcher {
 }
 
 #[cfg(test)]
-#[path = "matcher_tests.rs"]
 mod tests;

@@ -1,6 +1,7 @@
 //! Unit tests of the matcher.
 
 use super::*;
+use crate::types::Resources;
 
 const NOW: u64 = 1_000;
 
@@ -237,7 +238,8 @@ fn a_search_looks_at_a_bounded_number_of_shapes() {
         };
         m.add_resource(junk, NOW);
     }
-    // Shapes with less CPU than the job needs are not looked at at all.
+    // Cheaper still, shapes with less CPU than the job needs: the budget is spent all
+    // the same, and no more.
     for i in 0..10_000u64 {
         let small = ResourceEntry {
             id: B256::from(U256::from(2_000_000 + i)),
@@ -257,4 +259,103 @@ fn a_search_looks_at_a_bounded_number_of_shapes() {
     m.remove_resource(&honest.id);
     let again = m.add_resource(ResourceEntry { seq: 30_001, ..honest.clone() }, NOW);
     assert_eq!(again, [Match { job: j.id, resource: honest.id }]);
+}
+
+/// Groups are walked cheapest first: among many fitting shapes, a job looks at the
+/// cheapest group and stops at the next, dearer than what it found.
+#[test]
+fn a_search_walks_groups_from_the_cheapest_and_stops_early() {
+    let mut m = Matcher::new();
+    for i in 0..2_000u64 {
+        let r = ResourceEntry {
+            id: B256::from(U256::from(1_000_000 + i)),
+            provider: Address::from_word(B256::from(U256::from(i + 1))),
+            // A shape of its own, every one covering the job.
+            resources: Resources { cpu: 2000 + i, ..res(1, 0, 0).resources },
+            ..res(1, i, 10 + (i * 7919) % 1000)
+        };
+        m.add_resource(r, NOW);
+    }
+    let before = m.looks();
+    let got = matched(&mut m, job(1, 10_000)).expect("a slot fits");
+    assert_eq!(m.resource(&got).map(|r| r.price), Some(U256::from(10)), "the cheapest");
+    assert!(m.looks() - before <= 3, "the cheapest group, its offer, then the next group: {}", m.looks() - before);
+}
+
+/// The price order follows the slots: every match equals what a walk over every open
+/// offer finds (the cheapest, then oldest, fitting free slot), through slots taken,
+/// released, offers removed and providers paused, on offers of random shapes and terms.
+#[test]
+fn the_index_finds_what_a_full_walk_finds() {
+    let mut g = 0x9e37_79b9_7f4a_7c15u64;
+    let mut rand = |n: u64| {
+        g ^= g << 13;
+        g ^= g >> 7;
+        g ^= g << 17;
+        g % n
+    };
+    let mut m = Matcher::new();
+    let mut seq = 0u64;
+    let mut live: Vec<B256> = vec![];
+    for round in 0..3_000u64 {
+        seq += 1;
+        match rand(10) {
+            0..=3 => {
+                let r = ResourceEntry {
+                    id: B256::from(U256::from(seq)),
+                    seq,
+                    provider: Address::repeat_byte(1 + rand(8) as u8),
+                    resources: Resources {
+                        cpu: 1000 * (1 + rand(4)),
+                        ram_mb: 1024 * (1 + rand(4)),
+                        ..Default::default()
+                    },
+                    price: U256::from(1 + rand(20)),
+                    collateral: U256::from(rand(3)),
+                    mediators: vec![Address::repeat_byte(0xe0 + rand(3) as u8)],
+                    slots: 1 + rand(3) as u32,
+                    ..res(1, seq, 0)
+                };
+                live.push(r.id);
+                m.add_resource(r, NOW);
+            }
+            4..=7 => {
+                let j = JobEntry {
+                    id: B256::from(U256::from(seq)),
+                    seq,
+                    needs: Resources { cpu: 500 * (1 + rand(8)), ram_mb: 512 * (1 + rand(8)), ..Default::default() },
+                    max_price: U256::from(1 + rand(25)),
+                    mediation_fee: U256::from(rand(3)),
+                    mediators: vec![Address::repeat_byte(0xe0 + rand(3) as u8)],
+                    ..job(1, seq)
+                };
+                let expected = m
+                    .resources()
+                    .filter(|r| r.busy < r.slots && !m.is_paused(&r.provider, NOW) && fits(r, &j, NOW))
+                    .map(|r| (r.price, r.seq, r.id))
+                    .min()
+                    .map(|b| b.2);
+                let got = m.add_job(j.clone(), NOW).map(|x| x.resource);
+                assert_eq!(got, expected, "round {round}: job {j:?}");
+                if got.is_none() {
+                    // Keep the waiting list out of it: this test is about the free index.
+                    m.remove_job(&j.id);
+                }
+            }
+            8 if !live.is_empty() => {
+                let id = live[rand(live.len() as u64) as usize];
+                let _ = m.release_slot(&id, NOW);
+            }
+            _ if !live.is_empty() => {
+                let i = rand(live.len() as u64) as usize;
+                if rand(2) == 0 {
+                    m.remove_resource(&live.swap_remove(i));
+                } else if let Some(p) = m.resource(&live[i]).map(|r| r.provider) {
+                    m.pause(p, NOW + 1);
+                    let _ = m.resume_due(NOW + 1);
+                }
+            }
+            _ => {}
+        }
+    }
 }
