@@ -17,6 +17,9 @@ use crate::units::format_amount;
 use alloy::primitives::{B256, U256};
 use std::time::Duration;
 
+/// How long a proposal waits for a slot that a finishing deal holds.
+const SLOT_WAIT: Duration = Duration::from_secs(3);
+
 impl ProviderService {
     /// Cancels offers left open by an earlier run: a fresh one is posted with current terms.
     pub(super) async fn cancel_stale_offers(&self) {
@@ -192,9 +195,13 @@ impl ProviderService {
     }
 
     /// Takes a slot for `id`. The solver frees a slot when it sees a deal end on chain; this
-    /// provider may see it a moment later, so a finishing deal gets a few seconds.
+    /// provider may see it a moment later, so a finishing deal gets a few seconds: the
+    /// proposal takes the slot as soon as the deal lets it go.
     async fn reserve_slot(&self, id: B256) -> Result<(), Refusal> {
-        for _ in 0..30 {
+        let deadline = tokio::time::Instant::now() + SLOT_WAIT;
+        loop {
+            // Registered before looking, so a slot freed in between is not missed.
+            let freed = self.slot_freed.notified();
             {
                 let mut active = self.active.lock().unwrap_or_else(|p| p.into_inner());
                 if active.len() < self.cfg.slots as usize {
@@ -202,8 +209,9 @@ impl ProviderService {
                     return Ok(());
                 }
             }
-            tokio::time::sleep(Duration::from_millis(100)).await;
+            if tokio::time::timeout_at(deadline, freed).await.is_err() {
+                return Err(Refusal::Busy(self.cfg.slots));
+            }
         }
-        Err(Refusal::Busy(self.cfg.slots))
     }
 }

@@ -113,6 +113,8 @@ pub struct ProviderService {
     pub(super) executor: Arc<dyn Executor>,
     pub(super) kv: KvStore,
     pub(super) active: Mutex<HashSet<B256>>,
+    /// Told whenever a slot is freed, for a proposal waiting for one.
+    pub(super) slot_freed: tokio::sync::Notify,
     pub(super) current_offer: Mutex<Option<(B256, u64)>>,
     pub(super) deals_domain: Eip712Domain,
 }
@@ -133,6 +135,7 @@ impl ProviderService {
             executor: deps.executor,
             kv: deps.kv,
             active: Mutex::new(HashSet::new()),
+            slot_freed: tokio::sync::Notify::new(),
             current_offer: Mutex::new(None),
             deals_domain,
         })
@@ -147,7 +150,9 @@ impl ProviderService {
     }
 
     pub(super) fn release(&self, id: &B256) {
-        self.active.lock().unwrap_or_else(|p| p.into_inner()).remove(id);
+        if self.active.lock().unwrap_or_else(|p| p.into_inner()).remove(id) {
+            self.slot_freed.notify_waiters();
+        }
     }
 
     /// Starts the task driving `job` to its end.

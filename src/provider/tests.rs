@@ -386,6 +386,25 @@ async fn a_good_proposal_is_recorded_then_signed() {
     assert_eq!(rig.solver.signatures(), 1);
 }
 
+/// A proposal that finds its slot held by a deal that is finishing waits for it and takes
+/// it as soon as the deal lets it go (the solver freed it a moment before this provider
+/// saw the deal end).
+#[tokio::test]
+async fn a_proposal_takes_the_slot_a_finishing_deal_lets_go() {
+    let rig = Rig::new();
+    let offer = posted_offer(&rig).await;
+    let first = rig.service.consider(proposal(&rig, offer, 1)).await.unwrap().expect("signed");
+    let service = rig.service.clone();
+    let second = proposal(&rig, offer, 2);
+    let waiting = tokio::spawn(async move { service.consider(second).await });
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    assert!(!waiting.is_finished(), "waits for the slot instead of refusing");
+    rig.service.release(&first.deal.id);
+    let job = tokio::time::timeout(Duration::from_secs(2), waiting).await.expect("the freed slot ends the wait");
+    assert!(job.unwrap().unwrap().is_some(), "signed once the slot was free");
+    assert_eq!(rig.solver.signatures(), 2);
+}
+
 #[tokio::test]
 async fn proposals_that_lie_are_not_signed() {
     let rig = Rig::new();
