@@ -10,7 +10,7 @@ CARGO ?= cargo
 
 .DEFAULT_GOAL := help
 # Example module images, built locally (no registry): see scripts/build-images.
-.PHONY: help setup images build demo test test-contracts check-artifacts test-rust test-gpu contracts bench mutants lint fmt clean
+.PHONY: help setup images build demo test test-contracts check-artifacts test-rust test-gpu contracts bench bench-compare mutants lint fmt clean
 
 help: ## List the targets
 	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
@@ -48,6 +48,9 @@ contracts: setup ## Recompile the contracts into contracts/out (commit the resul
 
 bench: setup images ## Print the product metrics (`name value unit` per line)
 	@$(CARGO) bench --locked -q 2>/dev/null | grep -E '^[a-z0-9]+(_[a-z0-9]+)+ [0-9.]+ [^ ]+$$'
+
+bench-compare: setup images ## Benches of REF=<commit> and of the working tree, interleaved: medians and ratios (ROUNDS=3, BENCHES=e2e,solver)
+	@node scripts/bench-compare.js $(REF) $(if $(ROUNDS),--rounds $(ROUNDS)) $(if $(BENCHES),--benches $(BENCHES))
 
 mutants: setup ## Mutation run of the contracts: prints contract_mutants_killed <killed>/<total> (about 15 min)
 	node scripts/mutants.js
