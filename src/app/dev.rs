@@ -108,13 +108,17 @@ pub async fn run(settings: &Settings, opts: DevOptions) -> eyre::Result<()> {
     println!("── funding the development accounts");
     super::admin::fund(&settings, &[], None, None, false).await?;
 
+    // The stop goes in the order that lets each part finish at once: the parties first
+    // (they cancel their offers at the solver and leave), then the solver, then the chain
+    // (dropped below, after the supervisor is done).
     let supervisor = Supervisor::new();
-    let tasks = supervisor.tasks();
+    let solver_tasks = supervisor.tasks();
+    let tasks = solver_tasks.stage();
     let listen = opts.listen.clone().unwrap_or_else(|| settings.solver.listen.clone());
     let listen = if port_free(&listen) { listen } else { "127.0.0.1:0".to_string() };
     let solver_cfg = SolverConfig::resolve(&settings, &SolverOverrides { listen: Some(listen), public_url: None });
     let solver_account = Account::connect(&settings, DevRole::Solver).await?;
-    let solver_url = super::solver::start(&solver_cfg, &solver_account, &dir.join("solver"), &tasks).await?;
+    let solver_url = super::solver::start(&solver_cfg, &solver_account, &dir.join("solver"), &solver_tasks).await?;
 
     if !opts.no_mediator {
         let mediator = Account::connect(&settings, DevRole::Mediator).await?;

@@ -78,7 +78,7 @@ pub async fn start(
         results_dir: dir.join("results"),
         signer: account.signer.clone(),
         chain: chain.clone(),
-        solver: Arc::new(solver),
+        solver: Arc::new(solver.retrying_until(tasks.token())),
         token: tasks.token().clone(),
     };
     let kv = KvStore::open(&dir.join("db")).wrap_err("opening the job board service's database")?;

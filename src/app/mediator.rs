@@ -55,7 +55,7 @@ pub async fn start(
         chain: chain.clone(),
         logs: chain,
         deals_contract: account.deployment.contracts.deals,
-        solver: Arc::new(solver),
+        solver: Arc::new(solver.retrying_until(tasks.token())),
         executor: Arc::new(executor),
         kv,
     };

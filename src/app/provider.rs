@@ -86,7 +86,7 @@ pub async fn start(
     let deps = ProviderDeps {
         signer: account.signer.clone(),
         chain: account.chain(),
-        solver: Arc::new(solver),
+        solver: Arc::new(solver.retrying_until(tasks.token())),
         executor: Arc::new(executor),
         kv,
     };
