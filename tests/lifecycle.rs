@@ -1,5 +1,5 @@
 //! How processes start and stop, as a new user meets them: `dcn dev` stops in an order in
-//! which every part finishes at once.
+//! which every part finishes at once and takes its chain with it even when killed.
 
 #![allow(clippy::unwrap_used)]
 
@@ -25,6 +25,10 @@ fn exit_of(p: &mut Proc, what: &str) -> std::process::ExitStatus {
     status.unwrap()
 }
 
+fn port_of(url: &str) -> u16 {
+    url.trim_end_matches('/').rsplit(':').next().unwrap().parse().unwrap()
+}
+
 #[test]
 fn ctrl_c_stops_dev_with_no_retry_or_warning_after_the_stop_began() {
     let mut net = DevNet::start(&[]);
@@ -47,4 +51,15 @@ fn ctrl_c_stops_dev_with_no_retry_or_warning_after_the_stop_began() {
     }
     let out = std::fs::read_to_string(net.home.path().join("dev.out")).unwrap();
     assert!(out.contains("── stopped"), "{out}");
+}
+
+#[test]
+fn a_dev_killed_with_sigkill_takes_its_chain_with_it() {
+    let mut net = DevNet::start(&["--no-provider", "--no-mediator", "--no-jobboard"]);
+    let chain = ("127.0.0.1", port_of(&net.rpc_url));
+    assert!(std::net::TcpStream::connect(chain).is_ok(), "the chain listens while dcn dev runs");
+    net.dev.take().unwrap().kill9();
+    wait_until("the chain of the killed dcn dev to stop listening", 30, || {
+        std::net::TcpStream::connect(chain).is_err()
+    });
 }
