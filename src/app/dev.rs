@@ -111,7 +111,10 @@ pub async fn run(settings: &Settings, opts: DevOptions) -> eyre::Result<()> {
     // The stop goes in the order that lets each part finish at once: the parties first
     // (they cancel their offers at the solver and leave), then the solver, then the chain
     // (dropped below, after the supervisor is done).
-    let supervisor = Supervisor::new();
+    // From here a Ctrl-C is held for the supervisor (even one that comes just after
+    // ready.json is written), so it stops the services in order.
+    let mut supervisor = Supervisor::new();
+    supervisor.listen();
     let solver_tasks = supervisor.tasks();
     let tasks = solver_tasks.stage();
     let listen = opts.listen.clone().unwrap_or_else(|| settings.solver.listen.clone());

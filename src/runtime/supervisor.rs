@@ -203,6 +203,7 @@ impl Signals {
 pub struct Supervisor {
     tasks: Tasks,
     failures: mpsc::UnboundedReceiver<Failure>,
+    signals: Option<Signals>,
 }
 
 impl Default for Supervisor {
@@ -224,12 +225,22 @@ impl Supervisor {
             running: Arc::default(),
             next_id: Arc::default(),
         };
-        Self { tasks, failures: rx }
+        Self { tasks, failures: rx, signals: None }
     }
 
     /// The handle to spawn with, on the first stage.
     pub fn tasks(&self) -> Tasks {
         self.tasks.clone()
+    }
+
+    /// Listens for SIGINT and SIGTERM from now on rather than from [`Supervisor::run`]: a
+    /// signal that comes while the process still starts its services (or has just said it
+    /// runs) is kept, and `run(true)` begins the stop at once, instead of the signal
+    /// killing the process outright.
+    pub fn listen(&mut self) {
+        if self.signals.is_none() {
+            self.signals = listen_or_warn();
+        }
     }
 
     /// Waits for a signal (when `signals`), a failure or a cancelled first-stage token;
@@ -238,17 +249,7 @@ impl Supervisor {
     /// signal, the rest are cancelled at once and not waited for. Returns why it stopped; a
     /// failure during the stop is reported too.
     pub async fn run(mut self, signals: bool) -> Stop {
-        let mut signals = if signals {
-            match Signals::listen() {
-                Ok(s) => Some(s),
-                Err(e) => {
-                    tracing::warn!(error = %e, "cannot listen for SIGINT and SIGTERM: stop this process with SIGKILL");
-                    None
-                }
-            }
-        } else {
-            None
-        };
+        let mut signals = if signals { self.signals.take().or_else(listen_or_warn) } else { None };
         let first = self.tasks.token.clone();
         let mut stop = tokio::select! {
             _ = next_signal(&mut signals) => Stop::Signal,
@@ -297,6 +298,17 @@ impl Supervisor {
         match self.run(signals).await {
             Stop::Failed { task, error } => Err(TaskFailed { task, error }),
             other => Ok(other),
+        }
+    }
+}
+
+/// Starts listening for SIGINT and SIGTERM; says so if it cannot.
+fn listen_or_warn() -> Option<Signals> {
+    match Signals::listen() {
+        Ok(s) => Some(s),
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot listen for SIGINT and SIGTERM: stop this process with SIGKILL");
+            None
         }
     }
 }
