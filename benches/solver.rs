@@ -168,6 +168,7 @@ async fn ingest() -> f64 {
         escrow: Arc::new(EscrowTable::new(U256::MAX)),
         escrow_ttl: Duration::from_secs(10),
         results_dir: dir.path().join("results"),
+        genesis_hash: None,
     };
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let supervisor = dcn::runtime::Supervisor::new();

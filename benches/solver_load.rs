@@ -76,6 +76,7 @@ async fn child() {
         results_dir: dir.path().join("results"),
         escrow,
         escrow_ttl: Duration::from_secs(10),
+        genesis_hash: None,
     };
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let supervisor = dcn::runtime::Supervisor::new();

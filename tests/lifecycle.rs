@@ -1,13 +1,17 @@
 //! How processes start and stop, as a new user meets them: `dcn dev` stops in an order in
-//! which every part finishes at once and takes its chain with it even when killed.
+//! which every part finishes at once and takes its chain with it even when killed, and a
+//! client on another chain than the solver's is stopped before it deposits.
 
 #![allow(clippy::unwrap_used)]
 
 mod common;
 
+use alloy::primitives::{Address, U256};
+use alloy::providers::Provider;
 use common::net::{DevNet, Proc};
-use common::wait_until;
-use dcn::chain::DevRole;
+use common::{anvil, block_on, reader, stderr, wait_until, Dcn};
+use dcn::chain::bindings::{DcnDeals, DcnToken};
+use dcn::chain::{Deployment, DevRole};
 use std::process::Command;
 
 fn interrupt(p: &Proc) {
@@ -62,4 +66,48 @@ fn a_dev_killed_with_sigkill_takes_its_chain_with_it() {
     wait_until("the chain of the killed dcn dev to stop listening", 30, || {
         std::net::TcpStream::connect(chain).is_err()
     });
+}
+
+/// Free and locked escrow and token balance of `account` on the chain at `url`.
+fn holdings(url: &str, d: &Deployment, account: Address) -> (U256, U256, U256) {
+    block_on(async {
+        let p = reader(url);
+        let e = DcnDeals::new(d.contracts.deals, &p).escrowOf(account).call().await.unwrap();
+        let tokens = DcnToken::new(d.contracts.token, &p).balanceOf(account).call().await.unwrap();
+        (e.free, e.locked, tokens)
+    })
+}
+
+#[test]
+fn a_run_on_another_chain_than_the_solvers_stops_before_it_deposits() {
+    // A development chain restarted: same chain id, same deployer, so the same addresses.
+    let net = DevNet::start(&["--no-provider", "--no-mediator", "--no-jobboard"]);
+    // Block 0 carries the second its chain started: two chains started within one second
+    // cannot be told apart, so the second one starts in a later second.
+    let started = block_on(async {
+        let genesis = reader(&net.rpc_url).get_block_by_number(0.into()).await.unwrap().unwrap();
+        genesis.header.timestamp
+    });
+    wait_until("the clock to pass the first chain's start", 10, || dcn::clock::now_secs() > started);
+    let other = anvil();
+    let dcn = Dcn::new(other.endpoint());
+    dcn.ok(&["deploy"]);
+    dcn.ok(&["fund"]);
+    let d = Deployment::require(&dcn.data_dir(), "geth").unwrap();
+    assert_eq!(d.contracts, net.deployment().contracts, "the two chains look alike");
+    let genesis =
+        |url: &str| block_on(async { reader(url).get_block_by_number(0.into()).await.unwrap().unwrap().header.hash });
+    assert_ne!(genesis(&net.rpc_url), genesis(&other.endpoint()), "but for block 0");
+    let jc = DevRole::JobCreator.address();
+    let before = (holdings(&net.rpc_url, &d, jc), holdings(&other.endpoint(), &d, jc));
+
+    let mediator = DevRole::Mediator.address().to_string();
+    let out = dcn.run(&["run", "cowsay", "-i", "Message=moo", "--solver", &net.solver_url, "--mediators", &mediator]);
+    let err = stderr(&out);
+    assert!(!out.status.success(), "{err}");
+    assert!(err.contains("follows another chain"), "{err}");
+    assert!(err.contains(&net.solver_url) && err.contains(&other.endpoint()), "both URLs named: {err}");
+    assert!(err.contains("--rpc-url"), "says what to do: {err}");
+    let after = (holdings(&net.rpc_url, &d, jc), holdings(&other.endpoint(), &d, jc));
+    assert_eq!(after, before, "nothing deposited on either chain");
 }

@@ -40,6 +40,7 @@ pub async fn start(cfg: &SolverConfig, account: &Account, dir: &Path, tasks: &Ta
         results_dir: dir.join("results"),
         escrow: account.chain(),
         escrow_ttl: cfg.escrow_ttl,
+        genesis_hash: account.client.genesis_hash().await?,
     };
     if register(&account.client, contracts.registry, Role::Solver, &public_url, "")
         .await

@@ -46,6 +46,10 @@ pub struct SolverParams {
     pub escrow: Arc<dyn escrow::EscrowSource>,
     /// How long a free escrow read is used.
     pub escrow_ttl: Duration,
+    /// The hash of block 0 of the chain it follows, published in `/api/v1/info` so that a
+    /// client on another chain with the same id finds out (`None`: a solver without a
+    /// chain, in tests and benches).
+    pub genesis_hash: Option<alloy::primitives::B256>,
 }
 
 /// A running solver server.
@@ -100,6 +104,7 @@ impl Solver {
             started: Instant::now(),
             stopping: stopping.clone(),
             escrow: Arc::new(escrow::EscrowBook::new(params.escrow, params.escrow_ttl)),
+            genesis_hash: params.genesis_hash,
         }));
         let addr = listener.local_addr().map_err(StartError::Listener)?;
         let shutdown = async move { stopping.cancelled().await };

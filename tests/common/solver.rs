@@ -79,6 +79,7 @@ impl TestSolver {
             results_dir: dir.path().join("results"),
             escrow: escrow.clone(),
             escrow_ttl: escrow_ttl(),
+            genesis_hash: None,
         };
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         // The supervisor's tasks; dropping the test solver cancels them.

@@ -64,6 +64,8 @@ pub struct Shared {
     pub stopping: tokio_util::sync::CancellationToken,
     /// Owners' free escrow, which offers need (THREATS V2).
     pub escrow: Arc<crate::solver::escrow::EscrowBook>,
+    /// The hash of block 0 of the chain it follows, if known.
+    pub genesis_hash: Option<alloy::primitives::B256>,
 }
 
 /// The handlers' state: cheap to clone.
