@@ -1,6 +1,7 @@
 //! How processes start and stop, as a new user meets them: `dcn dev` stops in an order in
-//! which every part finishes at once and takes its chain with it even when killed, and a
-//! client on another chain than the solver's is stopped before it deposits.
+//! which every part finishes at once and takes its chain with it even when killed, a client
+//! on another chain than the solver's is stopped before it deposits, and services started
+//! before the network's owner approved a solver wait for one.
 
 #![allow(clippy::unwrap_used)]
 
@@ -12,7 +13,7 @@ use common::net::{DevNet, Proc};
 use common::{anvil, block_on, reader, stderr, wait_until, Dcn};
 use dcn::chain::bindings::{DcnDeals, DcnToken};
 use dcn::chain::{Deployment, DevRole};
-use std::process::Command;
+use std::process::{Command, Stdio};
 
 fn interrupt(p: &Proc) {
     let status = Command::new("kill").args(["-INT", &p.child.id().to_string()]).status().unwrap();
@@ -110,4 +111,65 @@ fn a_run_on_another_chain_than_the_solvers_stops_before_it_deposits() {
     assert!(err.contains("--rpc-url"), "says what to do: {err}");
     let after = (holdings(&net.rpc_url, &d, jc), holdings(&other.endpoint(), &d, jc));
     assert_eq!(after, before, "nothing deposited on either chain");
+}
+
+/// `dcn ARGS` of `dcn` as a process logging to `<name>.log` in its home.
+fn spawn(dcn: &Dcn, args: &[&str], name: &str) -> Proc {
+    let log = dcn.home.path().join(format!("{name}.log"));
+    let child =
+        dcn.cmd().args(args).stdout(Stdio::null()).stderr(std::fs::File::create(&log).unwrap()).spawn().unwrap();
+    Proc { child, log }
+}
+
+fn registered(dcn: &Dcn, role: &str, account: Address) -> bool {
+    let out = dcn.ok(&["registry", "list", role, "--json"]);
+    let rows: Vec<serde_json::Value> = serde_json::from_str(&out).unwrap();
+    rows.iter().any(|r| r["account"].as_str().unwrap().parse::<Address>().unwrap() == account)
+}
+
+#[test]
+fn a_mediator_started_before_any_solver_is_approved_waits_and_takes_the_one_approved() {
+    let chain = anvil();
+    let dcn = Dcn::new(chain.endpoint());
+    dcn.ok(&["deploy"]);
+    dcn.ok(&["fund"]);
+    // `dcn deploy` approves the development solver on a development network: take it back,
+    // as on a network whose owner has approved nobody yet.
+    let solver = DevRole::Solver.address();
+    dcn.ok(&["registry", "revoke", "solver", &solver.to_string()]);
+    let d = Deployment::require(&dcn.data_dir(), "geth").unwrap();
+
+    // A one-shot command still fails at once.
+    let out = dcn.run(&["run", "cowsay", "-i", "Message=moo"]);
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("no solver approved by the network's owner is registered"), "{}", stderr(&out));
+
+    // Ctrl-C while a service waits stops it at once and cleanly.
+    let mut first = spawn(&dcn, &["mediator"], "mediator-1");
+    wait_until("the mediator to say what it waits for", 60, || first.log_text().contains("waiting for a solver"));
+    interrupt(&first);
+    let status = exit_of(&mut first, "the waiting mediator to exit after Ctrl-C");
+    assert!(status.success(), "{status}:\n{}", first.log_text());
+
+    let mut mediator = spawn(&dcn, &["mediator"], "mediator-2");
+    wait_until("the mediator to say what it waits for", 60, || mediator.log_text().contains("waiting for a solver"));
+    let said = mediator.log_text();
+    for what in [d.contracts.registry.to_string(), "network `geth`".into(), "dcn registry approve solver 0x".into()] {
+        assert!(said.contains(&what), "`{what}` not said:\n{said}");
+    }
+    // A solver registers, not approved yet; the mediator keeps waiting.
+    let _solver = spawn(&dcn, &["solver", "--listen", "127.0.0.1:0"], "solver");
+    wait_until("the solver to register", 60, || registered(&dcn, "solver", solver));
+    assert!(mediator.child.try_wait().unwrap().is_none(), "the mediator waits:\n{}", mediator.log_text());
+    assert!(
+        !registered(&dcn, "mediator", DevRole::Mediator.address()),
+        "no mediator registers before a solver is found"
+    );
+
+    dcn.ok(&["registry", "approve", "solver", &solver.to_string()]);
+    wait_until("the mediator to find the solver and register", 60, || {
+        registered(&dcn, "mediator", DevRole::Mediator.address())
+    });
+    assert!(mediator.child.try_wait().unwrap().is_none(), "the mediator runs:\n{}", mediator.log_text());
+    assert!(mediator.log_text().contains("mediator ready"), "{}", mediator.log_text());
 }

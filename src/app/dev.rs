@@ -133,7 +133,9 @@ pub async fn run(settings: &Settings, opts: DevOptions) -> eyre::Result<()> {
     if !opts.no_jobboard {
         let client = solver_account.solver(Some(&solver_url)).await?;
         let cfg = JobBoardConfig::resolve(&settings, &JobBoardOverrides::default())?;
-        super::jobboard::start(&settings, cfg, &solver_account, client, &dir.join("jobboard"), &tasks).await?;
+        let mediators = solver_account.mediators(&super::jobboard::configured_mediators(&settings)?).await?;
+        let board_dir = dir.join("jobboard");
+        super::jobboard::start(&settings, cfg, &solver_account, client, mediators, &board_dir, &tasks).await?;
     }
 
     if !opts.no_provider {
@@ -141,7 +143,8 @@ pub async fn run(settings: &Settings, opts: DevOptions) -> eyre::Result<()> {
         let client = provider.solver(Some(&solver_url)).await?;
         let overrides = ProviderOverrides { offer_count: opts.offer_count, ..Default::default() };
         let cfg = ProviderConfig::resolve(&settings, &overrides)?;
-        super::provider::start(&settings, cfg, &provider, client, &dir.join("provider"), &tasks).await?;
+        let mediators = provider.mediators(&cfg.mediators).await?;
+        super::provider::start(&settings, cfg, &provider, client, mediators, &dir.join("provider"), &tasks).await?;
     }
 
     let ready =
