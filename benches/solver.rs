@@ -169,6 +169,7 @@ async fn ingest() -> f64 {
         escrow_ttl: Duration::from_secs(10),
         results_dir: dir.path().join("results"),
         chain: None,
+        genesis_hash: None,
     };
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let supervisor = dcn::runtime::Supervisor::new();

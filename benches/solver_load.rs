@@ -77,6 +77,7 @@ async fn child() {
         escrow,
         escrow_ttl: Duration::from_secs(10),
         chain: None,
+        genesis_hash: None,
     };
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let supervisor = dcn::runtime::Supervisor::new();

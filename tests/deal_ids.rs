@@ -18,8 +18,10 @@ fn rust_deal_id_and_signature_are_what_the_contract_checks() {
     block_on(async {
         let jc = DevRole::JobCreator.signer();
         let provider_key = DevRole::Provider.signer();
-        let p =
-            ProviderBuilder::new().wallet(EthereumWallet::from(jc.clone())).connect_http(chain.endpoint_url()).erased();
+        let p = ProviderBuilder::new()
+            .wallet(EthereumWallet::from(jc.clone()))
+            .connect_http(chain.endpoint().parse().unwrap())
+            .erased();
         let token = DcnToken::deploy(&p, U256::from(10u64).pow(U256::from(24))).await.unwrap();
         let deals = DcnDeals::deploy(&p, *token.address()).await.unwrap();
         let d = DcnDeals::Deal {

@@ -237,7 +237,7 @@ fn another_machine_finds_the_network_from_its_registry_and_refuses_a_wrong_one()
     assert!(err.contains("is not the DcnRegistry this dcn was built with"), "{err}");
     let (empty, hostile) = block_on(async {
         let wallet = alloy::network::EthereumWallet::from(DevRole::JobCreator.signer());
-        let p = alloy::providers::ProviderBuilder::new().wallet(wallet).connect_http(chain.endpoint_url());
+        let p = alloy::providers::ProviderBuilder::new().wallet(wallet).connect_http(chain.endpoint().parse().unwrap());
         let empty = DcnRegistry::deploy(&p).await.unwrap();
         let hostile = DcnRegistry::deploy(&p).await.unwrap();
         let c = d.contracts;

@@ -108,13 +108,20 @@ pub async fn run(settings: &Settings, opts: DevOptions) -> eyre::Result<()> {
     println!("── funding the development accounts");
     super::admin::fund(&settings, &[], None, None, false).await?;
 
-    let supervisor = Supervisor::new();
-    let tasks = supervisor.tasks();
+    // The stop goes in the order that lets each part finish at once: the parties first
+    // (they cancel their offers at the solver and leave), then the solver, then the chain
+    // (dropped below, after the supervisor is done).
+    // From here a Ctrl-C is held for the supervisor (even one that comes just after
+    // ready.json is written), so it stops the services in order.
+    let mut supervisor = Supervisor::new();
+    supervisor.listen();
+    let solver_tasks = supervisor.tasks();
+    let tasks = solver_tasks.stage();
     let listen = opts.listen.clone().unwrap_or_else(|| settings.solver.listen.clone());
     let listen = if port_free(&listen) { listen } else { "127.0.0.1:0".to_string() };
     let solver_cfg = SolverConfig::resolve(&settings, &SolverOverrides { listen: Some(listen), public_url: None });
     let solver_account = Account::connect(&settings, DevRole::Solver).await?;
-    let solver_url = super::solver::start(&solver_cfg, &solver_account, &dir.join("solver"), &tasks).await?;
+    let solver_url = super::solver::start(&solver_cfg, &solver_account, &dir.join("solver"), &solver_tasks).await?;
 
     if !opts.no_mediator {
         let mediator = Account::connect(&settings, DevRole::Mediator).await?;
@@ -126,7 +133,9 @@ pub async fn run(settings: &Settings, opts: DevOptions) -> eyre::Result<()> {
     if !opts.no_jobboard {
         let client = solver_account.solver(Some(&solver_url)).await?;
         let cfg = JobBoardConfig::resolve(&settings, &JobBoardOverrides::default())?;
-        super::jobboard::start(&settings, cfg, &solver_account, client, &dir.join("jobboard"), &tasks).await?;
+        let mediators = solver_account.mediators(&super::jobboard::configured_mediators(&settings)?).await?;
+        let board_dir = dir.join("jobboard");
+        super::jobboard::start(&settings, cfg, &solver_account, client, mediators, &board_dir, &tasks).await?;
     }
 
     if !opts.no_provider {
@@ -134,7 +143,8 @@ pub async fn run(settings: &Settings, opts: DevOptions) -> eyre::Result<()> {
         let client = provider.solver(Some(&solver_url)).await?;
         let overrides = ProviderOverrides { offer_count: opts.offer_count, ..Default::default() };
         let cfg = ProviderConfig::resolve(&settings, &overrides)?;
-        super::provider::start(&settings, cfg, &provider, client, &dir.join("provider"), &tasks).await?;
+        let mediators = provider.mediators(&cfg.mediators).await?;
+        super::provider::start(&settings, cfg, &provider, client, mediators, &dir.join("provider"), &tasks).await?;
     }
 
     let ready =
@@ -146,6 +156,8 @@ pub async fn run(settings: &Settings, opts: DevOptions) -> eyre::Result<()> {
     let stop = supervisor.run(true).await;
     println!("── stopped");
     let _ = std::fs::remove_file(&ready_path);
+    // The chain goes last, and nothing is left watching it when it does.
+    crate::chain::heads::stop_watchers().await;
     drop(chain);
     match stop {
         Stop::Failed { task, error } => Err(eyre::eyre!("service `{task}` failed: {error}")),

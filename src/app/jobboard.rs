@@ -10,9 +10,9 @@ use crate::jobcreator::{JobCreator, JobCreatorConfig, LogProgress, RunOverrides}
 use crate::kv::KvStore;
 use crate::protocol::records::{CreatedDeal, DealRecord};
 use crate::protocol::SolverClient;
-use crate::runtime::{Supervisor, Tasks};
+use crate::runtime::Tasks;
 use crate::types::JobSpec;
-use alloy::primitives::U256;
+use alloy::primitives::{Address, U256};
 use async_trait::async_trait;
 use eyre::WrapErr;
 use std::path::Path;
@@ -40,30 +40,26 @@ impl Buyer for JobCreatorBuyer {
     }
 }
 
-/// Runs `dcn jobboard` until Ctrl-C or SIGTERM.
+/// Runs `dcn jobboard` until Ctrl-C or SIGTERM; until the network's owner approved a
+/// solver and a mediator, it waits for them.
 pub async fn run(settings: &Settings, overrides: &JobBoardOverrides) -> eyre::Result<()> {
     let cfg = JobBoardConfig::resolve(settings, overrides)?;
-    let account = Account::connect(settings, DevRole::Solver).await?;
-    let solver = account.solver(cfg.solver.as_deref()).await?;
-    let supervisor = Supervisor::new();
-    start(settings, cfg, &account, solver, &settings.data_dir().join("jobboard"), &supervisor.tasks()).await?;
-    supervisor.run_to_end(true).await?;
-    Ok(())
+    let configured = configured_mediators(settings)?;
+    let settings = settings.clone();
+    super::serve(move |tasks| async move {
+        let account = Account::connect(&settings, DevRole::Solver).await?;
+        // A wrong key is said at once, not after the wait.
+        require_operator(&account).await?;
+        let Some(solver) = account.await_solver(cfg.solver.as_deref(), tasks.token()).await? else { return Ok(()) };
+        let Some(mediators) = account.await_mediators(&configured, tasks.token()).await? else { return Ok(()) };
+        start(&settings, cfg, &account, solver, mediators, &settings.data_dir().join("jobboard"), &tasks).await
+    })
+    .await
 }
 
-/// Builds the job board service operated by `account`, buying through `solver`, its state
-/// in `dir`, and starts it as the task `jobboard` of `tasks`.
-pub async fn start(
-    settings: &Settings,
-    cfg: JobBoardConfig,
-    account: &Account,
-    solver: SolverClient,
-    dir: &Path,
-    tasks: &Tasks,
-) -> eyre::Result<()> {
-    state_dir(dir)?;
-    let chain = account.chain();
-    let operator = chain.operator().await?;
+/// Fails unless `account` operates the job board.
+async fn require_operator(account: &Account) -> eyre::Result<()> {
+    let operator = account.chain().operator().await?;
     if operator != account.address() {
         eyre::bail!(
             "this account {} is not the job board's operator {operator}: run the job board service with the \
@@ -71,14 +67,37 @@ pub async fn start(
             account.address()
         );
     }
+    Ok(())
+}
+
+/// The mediators configured for the job board's deals (`services.mediators`, as for
+/// `dcn run`; empty: the ones the registry's owner approved).
+pub fn configured_mediators(settings: &Settings) -> eyre::Result<Vec<Address>> {
+    Ok(JobCreatorConfig::resolve(settings, &RunOverrides::default())?.mediators)
+}
+
+/// Builds the job board service operated by `account`, buying through `solver` deals that
+/// name `mediators`, its state in `dir`, and starts it as the task `jobboard` of `tasks`.
+pub async fn start(
+    settings: &Settings,
+    cfg: JobBoardConfig,
+    account: &Account,
+    solver: SolverClient,
+    mediators: Vec<Address>,
+    dir: &Path,
+    tasks: &Tasks,
+) -> eyre::Result<()> {
+    state_dir(dir)?;
+    require_operator(account).await?;
+    let chain = account.chain();
     let terms = JobCreatorConfig::resolve(settings, &RunOverrides::default())?;
     let creator = JobCreator {
         terms: terms.terms,
-        mediators: account.mediators(&terms.mediators).await?,
+        mediators,
         results_dir: dir.join("results"),
         signer: account.signer.clone(),
         chain: chain.clone(),
-        solver: Arc::new(solver),
+        solver: Arc::new(solver.retrying_until(tasks.token())),
         token: tasks.token().clone(),
     };
     let kv = KvStore::open(&dir.join("db")).wrap_err("opening the job board service's database")?;

@@ -1,6 +1,6 @@
-//! `dcn mediator`'s composition root: finds the solver, builds the Docker executor
-//! (removing containers an earlier run left) and the store, registers in `DcnRegistry`,
-//! and runs the [`MediatorService`].
+//! `dcn mediator`'s composition root: finds the solver (waiting until one is approved),
+//! builds the Docker executor (removing containers an earlier run left) and the store,
+//! registers in `DcnRegistry`, and runs the [`MediatorService`].
 
 use super::node::{docker_executor, instance_label, remove_leftovers, state_dir, Account};
 use crate::chain::{DevRole, Role};
@@ -9,22 +9,24 @@ use crate::kv::KvStore;
 use crate::mediator::{MediatorConfig, MediatorDeps, MediatorOverrides, MediatorService};
 use crate::protocol::registry::register;
 use crate::protocol::{SolverApi, SolverClient};
-use crate::runtime::{Supervisor, Tasks};
+use crate::runtime::Tasks;
 use eyre::WrapErr;
 use std::collections::HashMap;
 use std::path::Path;
 use std::sync::Arc;
 
-/// Runs `dcn mediator` until Ctrl-C or SIGTERM.
+/// Runs `dcn mediator` until Ctrl-C or SIGTERM; until the network's owner approved a
+/// solver, it waits for one.
 pub async fn run(settings: &Settings, overrides: &MediatorOverrides) -> eyre::Result<()> {
     let cfg = MediatorConfig::resolve(settings, overrides);
-    let account = Account::connect(settings, DevRole::Mediator).await?;
-    let solver = account.solver(cfg.solver.as_deref()).await?;
-    let dir = settings.data_dir().join("mediator").join(account.address().to_string().to_lowercase());
-    let supervisor = Supervisor::new();
-    start(settings, cfg, &account, solver, &dir, &supervisor.tasks()).await?;
-    supervisor.run_to_end(true).await?;
-    Ok(())
+    let settings = settings.clone();
+    super::serve(move |tasks| async move {
+        let account = Account::connect(&settings, DevRole::Mediator).await?;
+        let Some(solver) = account.await_solver(cfg.solver.as_deref(), tasks.token()).await? else { return Ok(()) };
+        let dir = settings.data_dir().join("mediator").join(account.address().to_string().to_lowercase());
+        start(&settings, cfg, &account, solver, &dir, &tasks).await
+    })
+    .await
 }
 
 /// Builds the mediator of `account` fetching jobs from `solver`, its state in `dir`, and
@@ -55,7 +57,7 @@ pub async fn start(
         chain: chain.clone(),
         logs: chain,
         deals_contract: account.deployment.contracts.deals,
-        solver: Arc::new(solver),
+        solver: Arc::new(solver.retrying_until(tasks.token())),
         executor: Arc::new(executor),
         kv,
     };

@@ -15,8 +15,40 @@ pub mod provider;
 pub mod run;
 pub mod solver;
 
-use crate::runtime::{Stop, Supervisor, Tasks};
+use crate::runtime::{Stop, Supervisor, TaskFailed, Tasks};
 use std::future::Future;
+
+/// Runs a long-running service. `start` connects, finds (or waits for) what the service
+/// needs and spawns its tasks; it runs as the task `start`, so that Ctrl-C and SIGTERM
+/// reach a start that waits and stop it at once. An error of the start is the command's
+/// error, as the start said it. Then the service runs until a signal or a failing task.
+pub async fn serve<F, Fut>(start: F) -> eyre::Result<()>
+where
+    F: FnOnce(Tasks) -> Fut,
+    Fut: Future<Output = eyre::Result<()>> + Send + 'static,
+{
+    let mut supervisor = Supervisor::new();
+    supervisor.listen();
+    let tasks = supervisor.tasks();
+    let (tx, mut rx) = tokio::sync::oneshot::channel();
+    let starting = start(tasks.clone());
+    let stop = tasks.clone();
+    tasks.spawn("start", async move {
+        if let Err(e) = starting.await {
+            let _ = tx.send(e);
+            stop.token().cancel();
+        }
+        Ok::<_, std::convert::Infallible>(())
+    });
+    let stopped = supervisor.run(true).await;
+    if let Ok(e) = rx.try_recv() {
+        return Err(e);
+    }
+    match stopped {
+        Stop::Failed { task, error } => Err(TaskFailed { task, error }.into()),
+        Stop::Signal | Stop::Requested => Ok(()),
+    }
+}
 
 /// Runs a one-shot command as the task `name` under a supervisor, so that Ctrl-C and
 /// SIGTERM reach it through its token; returns what the task returned.

@@ -1,6 +1,7 @@
 //! `dcn provider`'s composition root: sizes the offer from the machine, finds the solver
-//! and the mediators, builds the Docker executor (removing containers an earlier run left)
-//! and the store, registers in `DcnRegistry`, and runs the [`ProviderService`].
+//! and the mediators (waiting until they are approved), builds the Docker executor
+//! (removing containers an earlier run left) and the store, registers in `DcnRegistry`,
+//! and runs the [`ProviderService`].
 
 use super::node::{docker_executor, instance_label, remove_leftovers, state_dir, Account};
 use crate::chain::{DevRole, Role};
@@ -11,33 +12,38 @@ use crate::protocol::registry::register;
 use crate::protocol::{SolverApi, SolverClient};
 use crate::provider::machine::Machine;
 use crate::provider::{Offering, ProviderConfig, ProviderDeps, ProviderOverrides, ProviderService};
-use crate::runtime::{Supervisor, Tasks};
+use crate::runtime::Tasks;
 use crate::types::Resources;
 use crate::units::format_amount;
+use alloy::primitives::Address;
 use eyre::WrapErr;
 use std::collections::HashMap;
 use std::path::Path;
 use std::sync::Arc;
 
-/// Runs `dcn provider` until Ctrl-C or SIGTERM.
+/// Runs `dcn provider` until Ctrl-C or SIGTERM; until the network's owner approved a
+/// solver and a mediator, it waits for them.
 pub async fn run(settings: &Settings, overrides: &ProviderOverrides) -> eyre::Result<()> {
     let cfg = ProviderConfig::resolve(settings, overrides)?;
-    let account = Account::connect(settings, DevRole::Provider).await?;
-    let solver = account.solver(cfg.solver.as_deref()).await?;
-    let dir = settings.data_dir().join("provider").join(account.address().to_string().to_lowercase());
-    let supervisor = Supervisor::new();
-    start(settings, cfg, &account, solver, &dir, &supervisor.tasks()).await?;
-    supervisor.run_to_end(true).await?;
-    Ok(())
+    let settings = settings.clone();
+    super::serve(move |tasks| async move {
+        let account = Account::connect(&settings, DevRole::Provider).await?;
+        let Some(solver) = account.await_solver(cfg.solver.as_deref(), tasks.token()).await? else { return Ok(()) };
+        let Some(mediators) = account.await_mediators(&cfg.mediators, tasks.token()).await? else { return Ok(()) };
+        let dir = settings.data_dir().join("provider").join(account.address().to_string().to_lowercase());
+        start(&settings, cfg, &account, solver, mediators, &dir, &tasks).await
+    })
+    .await
 }
 
-/// Builds the provider of `account` working through `solver`, its state in `dir`, and
-/// starts it as the task `provider` of `tasks`.
+/// Builds the provider of `account` working through `solver` and trusting `mediators`,
+/// its state in `dir`, and starts it as the task `provider` of `tasks`.
 pub async fn start(
     settings: &Settings,
     cfg: ProviderConfig,
     account: &Account,
     solver: SolverClient,
+    mediators: Vec<Address>,
     dir: &Path,
     tasks: &Tasks,
 ) -> eyre::Result<()> {
@@ -45,7 +51,6 @@ pub async fn start(
     let machine = Machine::detect(dir, cfg.offer_gpu > 0)
         .wrap_err("offering GPUs (provider.offer_gpu, --offer-gpu) needs NVIDIA GPUs")?;
     let slot = machine.slot(cfg.slots, cfg.offer_cpu, cfg.offer_ram_mb, cfg.offer_gpu)?;
-    let mediators = account.mediators(&cfg.mediators).await?;
     let me = account.address();
     let labels = HashMap::from([
         ("dcn.provider".to_string(), me.to_string().to_lowercase()),
@@ -86,7 +91,7 @@ pub async fn start(
     let deps = ProviderDeps {
         signer: account.signer.clone(),
         chain: account.chain(),
-        solver: Arc::new(solver),
+        solver: Arc::new(solver.retrying_until(tasks.token())),
         executor: Arc::new(executor),
         kv,
     };

@@ -41,6 +41,7 @@ pub async fn start(cfg: &SolverConfig, account: &Account, dir: &Path, tasks: &Ta
         escrow: account.chain(),
         escrow_ttl: cfg.escrow_ttl,
         chain: Some(account.chain()),
+        genesis_hash: account.client.genesis_hash().await?,
     };
     if register(&account.client, contracts.registry, Role::Solver, &public_url, "")
         .await

@@ -287,6 +287,18 @@ impl ChainClient {
             .map_err(|source| ChainError::rpc(format!("reading the code at {address}"), source))
     }
 
+    /// The hash of block 0 (`None` if the node has none): the same at every node of one
+    /// chain, and different for two development chains started apart, whose first blocks
+    /// carry their start times.
+    pub async fn genesis_hash(&self) -> Result<Option<B256>, ChainError> {
+        let block = self
+            .provider
+            .get_block_by_number(0.into())
+            .await
+            .map_err(|source| ChainError::rpc("reading the chain's first block", source))?;
+        Ok(block.map(|b| b.header.hash))
+    }
+
     /// The latest block number.
     pub async fn block_number(&self) -> Result<u64, ChainError> {
         self.provider.get_block_number().await.map_err(|source| ChainError::rpc("reading the block number", source))

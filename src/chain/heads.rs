@@ -10,17 +10,45 @@
 //!
 //! The watcher is one task per connection, started by the first [`HeadSource::heads`]. It
 //! is spawned here rather than under the supervisor because it holds no state and nothing
-//! depends on it finishing: it ends when the last handle is dropped.
+//! depends on it finishing: it ends when the last handle is dropped, or when
+//! [`stop_watchers`] stops every watcher of the process (`dcn dev` does, before it stops
+//! its chain). It speaks the subscription itself over tokio-tungstenite rather than through
+//! alloy's pubsub client, whose backend logs errors and reconnects on its own when the
+//! node goes away: here a lost subscription is a debug line and a backoff of ours.
 
-use alloy::providers::{Provider, ProviderBuilder, WsConnect};
-use futures_util::StreamExt;
-use std::sync::{Arc, Mutex};
+use futures_util::{SinkExt, StreamExt};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 use tokio::sync::watch;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
 /// Longest pause between two attempts to subscribe again after a subscription that worked
 /// was lost.
 const RESUBSCRIBE_MAX: Duration = Duration::from_secs(30);
+
+/// How long the WebSocket handshake and the subscription's answer may take.
+const SUBSCRIBE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The largest message taken from the node (a block header is about a kilobyte).
+const MAX_MESSAGE_BYTES: usize = 1 << 20;
+
+/// The process's watchers, and what stops them all.
+fn watchers() -> &'static (CancellationToken, TaskTracker) {
+    static WATCHERS: OnceLock<(CancellationToken, TaskTracker)> = OnceLock::new();
+    WATCHERS.get_or_init(|| (CancellationToken::new(), TaskTracker::new()))
+}
+
+/// Stops every new-block watcher of this process and waits until they have closed their
+/// connections; waits last their whole time from then on. For a process about to stop the
+/// node it runs (`dcn dev`): a watcher would see its node go away.
+pub async fn stop_watchers() {
+    let (stop, tracker) = watchers();
+    stop.cancel();
+    tracker.close();
+    tracker.wait().await;
+}
 
 /// Wakes its holder when the chain has a new block. Without a watcher (a node without a
 /// WebSocket, the fakes of unit tests) [`Heads::wait`] is a plain sleep.
@@ -110,11 +138,24 @@ impl HeadSource {
     /// tokio runtime). Handles made before its subscription is up wake from then on.
     pub fn heads(&self) -> Heads {
         let Some(url) = &self.ws_url else { return Heads::none() };
+        let (stop, tracker) = watchers();
+        if stop.is_cancelled() {
+            return Heads::none();
+        }
         let mut rx = self.rx.lock().unwrap_or_else(|p| p.into_inner());
         if rx.is_none() {
             let Ok(runtime) = tokio::runtime::Handle::try_current() else { return Heads::none() };
             let (tx, first) = watch::channel(0u64);
-            runtime.spawn(watch_heads(url.clone(), tx));
+            let url = url.clone();
+            tracker.spawn_on(
+                async move {
+                    tokio::select! {
+                        _ = stop.cancelled() => {}
+                        _ = watch_heads(url, tx) => {}
+                    }
+                },
+                &runtime,
+            );
             *rx = Some(first);
         }
         Heads(rx.clone())
@@ -159,29 +200,98 @@ struct Lost {
 /// One subscription: sends each new block number; `Ok` when every receiver is gone.
 async fn follow(url: &str, tx: &watch::Sender<u64>) -> Result<(), Lost> {
     let lost = |subscribed: bool| move |e: &dyn std::fmt::Display| Lost { subscribed, reason: e.to_string() };
-    let provider = ProviderBuilder::new().connect_ws(WsConnect::new(url)).await.map_err(|e| lost(false)(&e))?;
-    let sub = provider.subscribe_blocks().await.map_err(|e| lost(false)(&e))?;
+    let config = tokio_tungstenite::tungstenite::protocol::WebSocketConfig::default()
+        .max_message_size(Some(MAX_MESSAGE_BYTES))
+        .max_frame_size(Some(MAX_MESSAGE_BYTES));
+    // Nagle off: each new block is one small frame.
+    let connect = tokio_tungstenite::connect_async_with_config(url, Some(config), true);
+    let (mut ws, _) = tokio::time::timeout(SUBSCRIBE_TIMEOUT, connect)
+        .await
+        .map_err(|_| lost(false)(&"no WebSocket handshake in time"))?
+        .map_err(|e| lost(false)(&e))?;
+    let request = r#"{"jsonrpc":"2.0","id":1,"method":"eth_subscribe","params":["newHeads"]}"#;
+    ws.send(Message::Text(request.into())).await.map_err(|e| lost(false)(&e))?;
+    let mut subscribed = false;
     // A block mined between subscribing and the first header is not missed: waiters look
     // at the chain when they start.
-    let mut stream = sub.into_stream();
-    while let Some(header) = stream.next().await {
-        tx.send_if_modified(|n| {
-            let newer = header.number > *n;
-            if newer {
-                *n = header.number;
+    loop {
+        let next = if subscribed {
+            ws.next().await
+        } else {
+            tokio::time::timeout(SUBSCRIBE_TIMEOUT, ws.next())
+                .await
+                .map_err(|_| lost(false)(&"no answer to eth_subscribe"))?
+        };
+        let text = match next {
+            Some(Ok(Message::Text(text))) => text,
+            Some(Ok(Message::Close(_))) | None => return Err(lost(subscribed)(&"the node closed the WebSocket")),
+            Some(Ok(_)) => continue,
+            Some(Err(e)) => return Err(lost(subscribed)(&e)),
+        };
+        match parse(&text) {
+            Reply::Subscribed => subscribed = true,
+            Reply::Refused(why) => return Err(lost(false)(&why)),
+            Reply::Head(number) => {
+                tx.send_if_modified(|n| {
+                    let newer = number > *n;
+                    if newer {
+                        *n = number;
+                    }
+                    newer
+                });
             }
-            newer
-        });
+            Reply::Other => {}
+        }
         if tx.is_closed() {
+            let _ = ws.close(None).await;
             return Ok(());
         }
     }
-    Err(lost(true)(&"the node closed the subscription"))
+}
+
+/// What a message of the node says.
+#[derive(Debug, PartialEq, Eq)]
+enum Reply {
+    /// The subscription is up.
+    Subscribed,
+    /// The node refused it (no `eth_subscribe` here).
+    Refused(String),
+    /// A new block, by number.
+    Head(u64),
+    /// Anything else.
+    Other,
+}
+
+fn parse(text: &str) -> Reply {
+    let Ok(v) = serde_json::from_str::<serde_json::Value>(text) else { return Reply::Other };
+    if v.get("id").and_then(|id| id.as_u64()) == Some(1) {
+        return match v.get("error") {
+            Some(e) => Reply::Refused(e.to_string()),
+            None => Reply::Subscribed,
+        };
+    }
+    let number = v.pointer("/params/result/number").and_then(|n| n.as_str());
+    match number.and_then(|n| u64::from_str_radix(n.trim_start_matches("0x"), 16).ok()) {
+        Some(n) => Reply::Head(n),
+        None => Reply::Other,
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn node_messages() {
+        assert_eq!(parse(r#"{"jsonrpc":"2.0","id":1,"result":"0xabc"}"#), Reply::Subscribed);
+        assert!(matches!(
+            parse(r#"{"jsonrpc":"2.0","id":1,"error":{"code":-32601,"message":"no"}}"#),
+            Reply::Refused(_)
+        ));
+        let head = r#"{"jsonrpc":"2.0","method":"eth_subscription","params":{"subscription":"0xabc","result":{"number":"0x1f","hash":"0x00"}}}"#;
+        assert_eq!(parse(head), Reply::Head(31));
+        assert_eq!(parse("not json"), Reply::Other);
+    }
 
     #[test]
     fn websocket_urls() {

@@ -6,25 +6,26 @@
 //! The solver is a stranger's server (THREATS V6): every request has a time limit and every
 //! answer a size limit, and a busy or failing solver (429, 5xx, no answer) is asked again
 //! a few times with exponential backoff and jitter, honouring `Retry-After`, before the
-//! error goes to the caller, whose own deadlines decide what follows.
+//! error goes to the caller, whose own deadlines decide what follows (`transfer.rs`); a
+//! client of a stopping process asks once ([`SolverClient::retrying_until`]).
 
-use super::records::{DealRecord, Event, JobOfferRecord, OfferRecord, ResourceOfferRecord, ResultRecord};
+pub use super::event_stream::EventStream;
+use super::records::{DealRecord, JobOfferRecord, OfferRecord, ResourceOfferRecord, ResultRecord};
+use super::transfer::{file_sha256, legacy_result_sha, read_capped, transfer_timeout, with_retries};
 use super::{body_sha256, AuthHeaders, SignedJobOffer, SignedResourceOffer, EMPTY_BODY};
 use crate::clock::now_secs;
 use alloy::primitives::{Address, B256};
 use alloy::signers::local::PrivateKeySigner;
 use alloy::sol_types::Eip712Domain;
 use async_trait::async_trait;
-use backon::BackoffBuilder;
-use futures_util::stream::BoxStream;
-use futures_util::{Stream, StreamExt};
+use futures_util::StreamExt;
 use serde::de::DeserializeOwned;
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
 use std::path::Path;
 use std::time::Duration;
 use tokio::io::AsyncWriteExt;
-use tokio_tungstenite::tungstenite::Message;
+use tokio_util::sync::CancellationToken;
 
 /// The API error code of a result upload for a deal that already has one.
 pub const RESULT_EXISTS: &str = "result_exists";
@@ -113,7 +114,7 @@ impl ClientError {
     }
 
     /// How long the solver asked to wait (`Retry-After`).
-    fn retry_after(&self) -> Option<Duration> {
+    pub(super) fn retry_after(&self) -> Option<Duration> {
         match self {
             Self::Refused { retry_after: Some(secs), .. } => Some(Duration::from_secs(*secs)),
             _ => None,
@@ -135,6 +136,11 @@ pub struct SolverInfo {
     /// Largest result bundle it takes, bytes (unknown from solvers that do not say).
     #[serde(default)]
     pub max_result_bytes: Option<u64>,
+    /// The hash of block 0 of the chain it follows: a client whose node has another is on
+    /// another chain with the same id (a restarted development chain). Unknown from
+    /// solvers that do not say.
+    #[serde(default)]
+    pub genesis_hash: Option<B256>,
 }
 
 impl SolverInfo {
@@ -159,33 +165,6 @@ impl OfferKind {
             Self::Resource => "resource_offers",
             Self::Job => "job_offers",
         }
-    }
-}
-
-/// Events for one account, in order; [`EventStream::last`] is what to resume from.
-pub struct EventStream {
-    inner: BoxStream<'static, Result<Event, ClientError>>,
-    last: u64,
-}
-
-impl EventStream {
-    /// A stream of the events after `since`.
-    pub fn new(events: impl Stream<Item = Result<Event, ClientError>> + Send + 'static, since: u64) -> Self {
-        Self { inner: events.boxed(), last: since }
-    }
-
-    /// The next event, or `None` when the solver closed the stream.
-    pub async fn next(&mut self) -> Option<Result<Event, ClientError>> {
-        let next = self.inner.next().await;
-        if let Some(Ok(e)) = &next {
-            self.last = e.seq;
-        }
-        next
-    }
-
-    /// The sequence number of the last event received.
-    pub fn last(&self) -> u64 {
-        self.last
     }
 }
 
@@ -236,6 +215,8 @@ pub struct SolverClient {
     base: String,
     http: reqwest::Client,
     info: SolverInfo,
+    /// Once cancelled, no request is retried.
+    stop: CancellationToken,
 }
 
 #[derive(Deserialize)]
@@ -244,80 +225,6 @@ struct ErrorBody {
     message: String,
     #[serde(default)]
     sha256: Option<B256>,
-}
-
-/// Runs `attempt` until it succeeds, fails for good, or [`ATTEMPTS`] transient failures
-/// (429, 5xx, no answer) have passed, waiting between them with exponential backoff and
-/// jitter, or as long as the solver's `Retry-After` asks when that is longer.
-async fn with_retries<T, Fut>(what: &str, mut attempt: impl FnMut() -> Fut) -> Result<T, ClientError>
-where
-    Fut: std::future::Future<Output = Result<T, ClientError>>,
-{
-    let mut delays = backon::ExponentialBuilder::default()
-        .with_min_delay(Duration::from_millis(250))
-        .with_max_delay(MAX_RETRY_WAIT / 2)
-        .with_jitter()
-        .with_max_times(ATTEMPTS - 1)
-        .build();
-    loop {
-        let e = match attempt().await {
-            Err(e) if e.is_transient() => e,
-            done => return done,
-        };
-        let Some(delay) = delays.next() else { return Err(e) };
-        let delay = match e.retry_after() {
-            Some(asked) if asked > MAX_RETRY_WAIT => return Err(e),
-            Some(asked) => asked.max(delay),
-            None => delay,
-        };
-        tracing::warn!(request = what, error = %e, retry_in_ms = delay.as_millis() as u64, "solver request failed; retrying");
-        tokio::time::sleep(delay).await;
-    }
-}
-
-/// Reads at most `cap` bytes of an answer's body, or fails.
-async fn read_capped(resp: reqwest::Response, cap: u64, base: &str) -> Result<Vec<u8>, ClientError> {
-    let too_big = || ClientError::Decode(format!("the answer is over {cap} bytes: refused"));
-    if resp.content_length().is_some_and(|n| n > cap) {
-        return Err(too_big());
-    }
-    let mut body = Vec::new();
-    let mut stream = resp.bytes_stream();
-    while let Some(chunk) = stream.next().await {
-        let chunk = chunk.map_err(|e| ClientError::Unreachable { url: base.to_string(), reason: e.to_string() })?;
-        if body.len() as u64 + chunk.len() as u64 > cap {
-            return Err(too_big());
-        }
-        body.extend_from_slice(&chunk);
-    }
-    Ok(body)
-}
-
-/// The time a transfer of `bytes` is given.
-fn transfer_timeout(bytes: u64) -> Duration {
-    REQUEST_TIMEOUT + Duration::from_secs(bytes / MIN_TRANSFER_BYTES_PER_SEC)
-}
-
-/// The sha256 of the file at `path`, read in blocks.
-async fn file_sha256(path: &Path) -> Result<B256, ClientError> {
-    use tokio::io::AsyncReadExt;
-    let io = |source| ClientError::Io { what: format!("reading {}", path.display()), source };
-    let mut file = tokio::fs::File::open(path).await.map_err(io)?;
-    let mut hasher = Sha256::new();
-    let mut block = vec![0u8; 1 << 16];
-    loop {
-        let n = file.read(&mut block).await.map_err(io)?;
-        if n == 0 {
-            return Ok(B256::from_slice(&hasher.finalize()));
-        }
-        hasher.update(&block[..n]);
-    }
-}
-
-/// The sha256 in an earlier solver's "deal … already has a result (sha256 0x…)" sentence.
-fn legacy_result_sha(message: &str) -> Option<B256> {
-    let (_, rest) = message.split_once("already has a result (sha256 ")?;
-    rest.get(..66)?.parse().ok()
 }
 
 impl SolverClient {
@@ -335,8 +242,9 @@ impl SolverClient {
             deals_contract: Address::ZERO,
             offer_max_ahead_secs: 0,
             max_result_bytes: None,
+            genesis_hash: None,
         };
-        let mut client = Self { base, http, info: unknown };
+        let mut client = Self { base, http, info: unknown, stop: CancellationToken::new() };
         // One attempt: a wrong URL is said at once; services that need the solver retry.
         client.info = client.get_once("/api/v1/info").await?;
         Ok(client)
@@ -345,6 +253,13 @@ impl SolverClient {
     /// The signing domain of offers and requests at this solver.
     pub fn domain(&self) -> Eip712Domain {
         self.info.domain()
+    }
+
+    /// This client, retrying no request once `stop` is cancelled: a service that stops
+    /// says goodbye to its solver (cancels its offer) once, and waits on no backoff.
+    pub fn retrying_until(mut self, stop: &CancellationToken) -> Self {
+        self.stop = stop.clone();
+        self
     }
 
     fn unreachable(&self, e: impl std::fmt::Display) -> ClientError {
@@ -389,7 +304,7 @@ impl SolverClient {
     }
 
     async fn get_json<T: DeserializeOwned>(&self, path: &str) -> Result<T, ClientError> {
-        with_retries(path, || self.get_once(path)).await
+        with_retries(path, &self.stop, || self.get_once(path)).await
     }
 
     async fn post_json<B: serde::Serialize + Sync, T: DeserializeOwned>(
@@ -397,7 +312,7 @@ impl SolverClient {
         path: &str,
         body: &B,
     ) -> Result<T, ClientError> {
-        with_retries(path, || self.send(self.http.post(format!("{}{path}", self.base)).json(body))).await
+        with_retries(path, &self.stop, || self.send(self.http.post(format!("{}{path}", self.base)).json(body))).await
     }
 
     /// A request signed by `signer` for `method` `path` with a body whose sha256 is `body`
@@ -511,7 +426,7 @@ impl SolverApi for SolverClient {
         kind: OfferKind,
     ) -> Result<OfferRecord, ClientError> {
         let path = format!("/api/v1/{}/{id}", kind.route());
-        with_retries(&path, || async {
+        with_retries(&path, &self.stop, || async {
             self.send(self.signed(signer, reqwest::Method::DELETE, &path, EMPTY_BODY).await?).await
         })
         .await
@@ -526,7 +441,7 @@ impl SolverApi for SolverClient {
         let body = serde_json::to_vec(&serde_json::json!({ "reason": reason }))
             .map_err(|e| ClientError::Decode(format!("the refusal does not encode: {e}")))?;
         let sha256 = body_sha256(&body);
-        with_retries(&path, || async {
+        with_retries(&path, &self.stop, || async {
             let req = self.signed(signer, reqwest::Method::POST, &path, sha256).await?;
             self.send(req.header(reqwest::header::CONTENT_TYPE, "application/json").body(body.clone())).await
         })
@@ -546,51 +461,16 @@ impl SolverApi for SolverClient {
     ) -> Result<ResultRecord, ClientError> {
         let path = format!("/api/v1/deals/{id}/result");
         let sha256 = file_sha256(bundle).await?;
-        with_retries(&path, || self.upload_once(signer, &path, bundle, sha256)).await
+        with_retries(&path, &self.stop, || self.upload_once(signer, &path, bundle, sha256)).await
     }
 
     async fn download_result(&self, signer: &PrivateKeySigner, id: B256, dest: &Path) -> Result<B256, ClientError> {
         let path = format!("/api/v1/deals/{id}/result");
-        with_retries(&path, || self.download_once(signer, &path, dest)).await
+        with_retries(&path, &self.stop, || self.download_once(signer, &path, dest)).await
     }
 
     async fn events(&self, address: Address, since: u64) -> Result<EventStream, ClientError> {
-        let ws_base = self.base.replacen("http", "ws", 1);
-        let url = format!("{ws_base}/api/v1/events?address={address}&since={since}");
-        let config = tokio_tungstenite::tungstenite::protocol::WebSocketConfig::default()
-            .max_message_size(Some(MAX_EVENT_BYTES))
-            .max_frame_size(Some(MAX_EVENT_BYTES));
-        // Nagle off: each event is one small frame (and so is the client's pong).
-        let connect = tokio_tungstenite::connect_async_with_config(&url, Some(config), true);
-        let (ws, _) = tokio::time::timeout(REQUEST_TIMEOUT, connect)
-            .await
-            .map_err(|_| self.unreachable(format!("no WebSocket handshake within {} s", REQUEST_TIMEOUT.as_secs())))?
-            .map_err(|e| self.unreachable(e))?;
-        let base = self.base.clone();
-        // `None` once the socket is given up: the stream then ends.
-        let events = futures_util::stream::unfold(Some(ws), move |ws| {
-            let base = base.clone();
-            async move {
-                let mut ws = ws?;
-                loop {
-                    let Ok(next) = tokio::time::timeout(EVENT_SILENCE_LIMIT, ws.next()).await else {
-                        let secs = EVENT_SILENCE_LIMIT.as_secs();
-                        let reason = format!("no event and no ping for {secs} s: the connection is gone");
-                        return Some((Err(ClientError::Unreachable { url: base, reason }), None));
-                    };
-                    let item = match next? {
-                        Ok(Message::Text(text)) => {
-                            serde_json::from_str::<Event>(&text).map_err(|e| ClientError::Decode(e.to_string()))
-                        }
-                        Ok(Message::Close(_)) => return None,
-                        Ok(_) => continue,
-                        Err(e) => Err(ClientError::Unreachable { url: base, reason: e.to_string() }),
-                    };
-                    return Some((item, Some(ws)));
-                }
-            }
-        });
-        Ok(EventStream::new(events, since))
+        super::event_stream::subscribe(&self.base, address, since).await
     }
 }
 
@@ -599,10 +479,14 @@ mod tests {
     use super::*;
 
     #[test]
-    fn an_earlier_solvers_conflict_sentence_still_names_the_result() {
-        let sha = B256::repeat_byte(0xab);
-        let old = format!("deal 0x01 already has a result (sha256 {sha}): results are not replaced");
-        assert_eq!(legacy_result_sha(&old), Some(sha));
-        assert_eq!(legacy_result_sha("deal 0x01 is expired: no result is taken now"), None);
+    fn an_earlier_solvers_info_without_its_chains_first_block_still_reads() {
+        let info = serde_json::json!({
+            "solver": Address::repeat_byte(1),
+            "chain_id": 1337,
+            "deals_contract": Address::repeat_byte(2),
+            "offer_max_ahead_secs": 3600,
+        });
+        let info: SolverInfo = serde_json::from_value(info).unwrap();
+        assert_eq!((info.chain_id, info.genesis_hash), (1337, None), "taken on its word: no chain check");
     }
 }

@@ -13,9 +13,11 @@
 
 pub mod auth;
 pub mod client;
+mod event_stream;
 pub mod offers;
 pub mod records;
 pub mod registry;
+mod transfer;
 
 use alloy::primitives::{Address, Bytes, Signature, B256, U256};
 use alloy::signers::{local::PrivateKeySigner, Signer};

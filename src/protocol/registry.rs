@@ -8,7 +8,7 @@
 use super::client::{ClientError, SolverApi, SolverClient};
 use crate::chain::bindings::DcnRegistry;
 use crate::chain::{ChainClient, ChainError, Contracts, Role};
-use alloy::primitives::{Address, U256};
+use alloy::primitives::{Address, B256, U256};
 
 /// Entries per registry read: the contract's `MAX_PAGE`.
 pub const PAGE: usize = 100;
@@ -170,11 +170,30 @@ pub enum DiscoveryError {
         /// Network name.
         network: String,
     },
+    /// The solver follows another chain with the same id and contract addresses.
+    #[error(
+        "the solver at {url} follows another chain than the node at {rpc_url}: both have chain id {chain_id} and the \
+         same DcnDeals, but block 0 is {theirs} there and {ours} here (a development chain restarted, or two \
+         of them). Pass the --rpc-url of the chain the solver follows (the one `dcn dev` \
+         printed), or restart the solver on this chain"
+    )]
+    OtherChain {
+        /// The solver's URL.
+        url: String,
+        /// This process's node, credentials redacted.
+        rpc_url: String,
+        /// The chain id both report.
+        chain_id: u64,
+        /// Block 0's hash at the solver's chain.
+        theirs: B256,
+        /// Block 0's hash at this process's node.
+        ours: B256,
+    },
 }
 
 /// Connects to the solver: `configured` is a URL or an address (trusted because the user
 /// named it); `None` takes the first solver the registry's owner approved. Checks that it
-/// serves this deployment.
+/// serves this deployment, on the chain this process's node serves (block 0 alike).
 pub async fn find_solver(
     chain: &ChainClient,
     contracts: &Contracts,
@@ -217,6 +236,19 @@ pub async fn find_solver(
             our_chain: chain.network.chain_id,
             network: chain.network.name.clone(),
         });
+    }
+    // Same id and addresses prove little on development chains, which all start alike; the
+    // first block tells them apart. Solvers that do not publish it are taken on their word.
+    if let (Some(theirs), Some(ours)) = (info.genesis_hash, chain.genesis_hash().await?) {
+        if theirs != ours {
+            return Err(DiscoveryError::OtherChain {
+                url,
+                rpc_url: chain.network.display_url(),
+                chain_id: chain.network.chain_id,
+                theirs,
+                ours,
+            });
+        }
     }
     Ok(client)
 }

@@ -124,7 +124,12 @@ impl Follower {
         loop {
             // Blocks from here on end the wait below, even one mined during the read.
             self.heads.mark_seen();
-            match self.read().await {
+            // A read of a node that does not answer is given up at the stop, not waited out.
+            let read = tokio::select! {
+                _ = token.cancelled() => return None,
+                read = self.read() => read,
+            };
+            match read {
                 Ok(Some(batch)) => {
                     self.backoff.reset();
                     return Some(batch);
@@ -233,5 +238,34 @@ mod tests {
         f.commit(&batch).unwrap();
         token.cancel();
         assert!(f.next(&token).await.is_none(), "no new block and cancelled: returns");
+    }
+
+    /// A node that takes a request and never answers.
+    struct SilentNode;
+
+    #[async_trait::async_trait]
+    impl LogSource for SilentNode {
+        async fn head(&self) -> Result<u64, ChainError> {
+            std::future::pending().await
+        }
+        async fn logs(&self, _: &Filter, _: u64, _: u64) -> Result<Vec<Log>, ChainError> {
+            std::future::pending().await
+        }
+    }
+
+    #[tokio::test]
+    async fn a_read_the_node_never_answers_ends_at_the_stop() {
+        let cursor = Box::new(KvCursor::new(KvStore::memory(), "b"));
+        let poll = Duration::from_millis(5);
+        let mut f = Follower::new("test", Arc::new(SilentNode), Filter::new(), cursor, Start::Head, poll).unwrap();
+        let token = CancellationToken::new();
+        let stop = token.clone();
+        let stopper = tokio::spawn(async move {
+            tokio::task::yield_now().await;
+            stop.cancel();
+        });
+        let next = tokio::time::timeout(Duration::from_secs(60), f.next(&token)).await;
+        assert!(matches!(next, Ok(None)), "the stop ends the read");
+        stopper.await.unwrap();
     }
 }

@@ -50,6 +50,10 @@ pub struct SolverParams {
     /// Where a deal's state is read when a request about it arrives before the chain
     /// follower saw the block that made it possible (`None`: wait for the follower).
     pub chain: Option<Arc<dyn crate::chain::DealsChain>>,
+    /// The hash of block 0 of the chain it follows, published in `/api/v1/info` so that a
+    /// client on another chain with the same id finds out (`None`: a solver without a
+    /// chain, in tests and benches).
+    pub genesis_hash: Option<alloy::primitives::B256>,
 }
 
 /// A running solver server.
@@ -105,6 +109,7 @@ impl Solver {
             stopping: stopping.clone(),
             escrow: Arc::new(escrow::EscrowBook::new(params.escrow, params.escrow_ttl)),
             chain: params.chain,
+            genesis_hash: params.genesis_hash,
         }));
         let addr = listener.local_addr().map_err(StartError::Listener)?;
         let shutdown = async move { stopping.cancelled().await };

@@ -51,6 +51,7 @@ impl FakeSolver {
             deals_contract: DEALS,
             offer_max_ahead_secs: 3600,
             max_result_bytes: Some(64 << 20),
+            genesis_hash: None,
         };
         Self { info, state: Mutex::default(), events: tokio::sync::broadcast::channel(64).0 }
     }

@@ -8,14 +8,14 @@ pub mod net;
 pub mod registry;
 pub mod solver;
 
-use alloy::node_bindings::AnvilInstance;
 use alloy::providers::{DynProvider, Provider, ProviderBuilder};
+use dcn::chain::anvil::AnvilProcess;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 /// A running anvil, killed when dropped. Fails loudly if anvil is not installed: tests
 /// never skip silently (run `make test`, which runs scripts/setup first).
-pub fn anvil() -> AnvilInstance {
+pub fn anvil() -> AnvilProcess {
     dcn::chain::anvil::spawn(1337, 0, None).unwrap_or_else(|e| panic!("{e}"))
 }
 

@@ -94,6 +94,7 @@ impl TestSolver {
             escrow: escrow.clone(),
             escrow_ttl: escrow_ttl(),
             chain,
+            genesis_hash: None,
         };
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         // The supervisor's tasks; dropping the test solver cancels them.

@@ -68,6 +68,8 @@ pub struct Shared {
     pub escrow: Arc<crate::solver::escrow::EscrowBook>,
     /// Deal states read on request ([`AppState::refresh_deal`]); `None`: the follower only.
     pub chain: Option<Arc<dyn crate::chain::DealsChain>>,
+    /// The hash of block 0 of the chain it follows, if known.
+    pub genesis_hash: Option<alloy::primitives::B256>,
 }
 
 /// The handlers' state: cheap to clone.

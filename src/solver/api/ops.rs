@@ -62,6 +62,7 @@ pub async fn info(State(state): State<AppState>) -> Json<serde_json::Value> {
         "create_timeout_secs": cfg.create_timeout_secs,
         "max_body_bytes": state.0.limits.max_body_bytes,
         "max_result_bytes": state.0.limits.max_result_bytes,
+        "genesis_hash": state.0.genesis_hash,
         "now_ms": now_ms(),
     }))
 }
