@@ -935,8 +935,13 @@ async fn an_upload_that_arrives_before_the_follower_is_checked_on_chain_once() {
     let (provider, deal) = signed_deal(&s).await;
     assert_eq!(refused(s.client.upload_result(&provider, deal, &bundle).await.unwrap_err()).0, 409);
     assert_eq!(s.client.deal(deal).await.unwrap().state, DealStatus::Signed);
+    assert_eq!(chain.reads(), 1);
+    // Asked again at once: refused without another read (one a second per deal at most).
+    assert_eq!(refused(s.client.upload_result(&provider, deal, &bundle).await.unwrap_err()).0, 409);
+    assert_eq!(chain.reads(), 1, "no second read within the second");
 
     // On chain (result submitted), not yet followed: taken at once.
+    let (provider, deal) = signed_deal(&s).await;
     chain.set(deal, DealState::ResultSubmitted);
     let rec = s.client.upload_result(&provider, deal, &bundle).await.unwrap();
     assert_eq!(rec.deal, deal);
@@ -948,4 +953,5 @@ async fn an_upload_that_arrives_before_the_follower_is_checked_on_chain_once() {
     let stranger = PrivateKeySigner::random();
     assert_eq!(refused(s.client.upload_result(&stranger, deal, &bundle).await.unwrap_err()).0, 403);
     assert_eq!(s.client.deal(deal).await.unwrap().state, DealStatus::Signed, "no read for a stranger");
+    assert_eq!(chain.reads(), 2);
 }

@@ -23,6 +23,9 @@ const NONCE_RETRIES: u32 = 8;
 /// The longest time between two looks for a transaction's receipt.
 const RECEIPT_POLL_MAX: Duration = Duration::from_secs(1);
 
+/// Failed reads of a receipt in a row before the wait gives up.
+const RECEIPT_READ_RETRIES: u32 = 5;
+
 /// Failures talking to the chain. The variants are what a caller decides on: the node is
 /// down, it is the wrong chain, an account needs money, or a transaction failed.
 #[derive(Debug, thiserror::Error)]
@@ -211,18 +214,24 @@ impl ChainClient {
     /// Waits for the receipt of transaction `hash`: looks at once (a node that mines on
     /// demand has it already), then again at each new block, and at least every
     /// [`RECEIPT_POLL_MAX`] (alloy's own wait looks every 250 ms, 7 s on a remote node).
+    /// A node that fails to answer a few times in a row is asked again: the transaction was
+    /// sent, and a caller that took the failure for the transaction's might send it twice.
     async fn receipt(&self, what: &str, hash: B256) -> Result<TransactionReceipt, ChainError> {
         let mut heads = self.heads.heads();
         let mut pause = Duration::from_millis(10);
+        let mut failures = 0;
         loop {
             heads.mark_seen();
-            let receipt = self
-                .provider
-                .get_transaction_receipt(hash)
-                .await
-                .map_err(|source| ChainError::rpc(format!("reading the receipt of {what}"), source))?;
-            if let Some(receipt) = receipt {
-                return Ok(receipt);
+            match self.provider.get_transaction_receipt(hash).await {
+                Ok(Some(receipt)) => return Ok(receipt),
+                Ok(None) => failures = 0,
+                Err(source) if failures < RECEIPT_READ_RETRIES => {
+                    failures += 1;
+                    tracing::debug!(what, tx = %hash, error = %source, "reading the receipt failed; asking again");
+                }
+                Err(source) => {
+                    return Err(ChainError::rpc(format!("reading the receipt of {what} (transaction {hash})"), source))
+                }
             }
             heads.wait(pause).await;
             pause = (pause * 2).min(RECEIPT_POLL_MAX);

@@ -24,9 +24,15 @@ use tokio_tungstenite::tungstenite::Message;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-/// Longest pause between two attempts to subscribe again after a subscription that worked
-/// was lost.
+/// The first and the longest pause before subscribing again after a subscription that
+/// worked was lost.
+const RESUBSCRIBE_MIN: Duration = Duration::from_millis(250);
 const RESUBSCRIBE_MAX: Duration = Duration::from_secs(30);
+
+/// How often the node is pinged, and how long it may say nothing before the connection is
+/// taken for dead.
+const PING_EVERY: Duration = Duration::from_secs(20);
+const SILENCE_LIMIT: Duration = Duration::from_secs(60);
 
 /// How long the WebSocket handshake and the subscription's answer may take.
 const SUBSCRIBE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -50,7 +56,8 @@ pub async fn stop_watchers() {
     tracker.wait().await;
 }
 
-/// Wakes its holder when the chain has a new block. Without a watcher (a node without a
+/// Wakes its holder when the chain has a new block (it watches a count of new-block
+/// messages, not block numbers, which may go down). Without a watcher (a node without a
 /// WebSocket, the fakes of unit tests) [`Heads::wait`] is a plain sleep.
 #[derive(Debug, Clone, Default)]
 pub struct Heads(Option<watch::Receiver<u64>>);
@@ -162,11 +169,12 @@ impl HeadSource {
     }
 }
 
-/// Feeds `tx` with the number of each new block until every receiver is gone. If the first
-/// subscription fails, the node has no WebSocket here: it stops, and handles sleep out
-/// their waits. A subscription that worked and was lost is taken up again.
+/// Feeds `tx` with each new block until every receiver is gone. If the first subscription
+/// fails, the node has no WebSocket here: it stops, and handles sleep out their waits. A
+/// subscription that worked and was lost is taken up again, after a pause that starts
+/// short again each time one works.
 async fn watch_heads(url: String, tx: watch::Sender<u64>) {
-    let mut delay = Duration::from_millis(250);
+    let mut delay = RESUBSCRIBE_MIN;
     let mut worked = false;
     loop {
         let outcome = tokio::select! {
@@ -180,7 +188,10 @@ async fn watch_heads(url: String, tx: watch::Sender<u64>) {
                 return;
             }
             Err(e) => {
-                worked = true;
+                if e.subscribed {
+                    worked = true;
+                    delay = RESUBSCRIBE_MIN;
+                }
                 tracing::debug!(error = %e.reason, retry_in_ms = delay.as_millis() as u64, "the newHeads subscription ended; subscribing again");
             }
         }
@@ -197,7 +208,10 @@ struct Lost {
     reason: String,
 }
 
-/// One subscription: sends each new block number; `Ok` when every receiver is gone.
+/// One subscription: tells `tx` of each new block; `Ok` when every receiver is gone. The
+/// node is pinged every [`PING_EVERY`]: a connection that says nothing, not even a pong,
+/// for [`SILENCE_LIMIT`] is taken for dead (a chain that mines on demand may have no new
+/// block for hours, so silence of blocks alone means nothing).
 async fn follow(url: &str, tx: &watch::Sender<u64>) -> Result<(), Lost> {
     let lost = |subscribed: bool| move |e: &dyn std::fmt::Display| Lost { subscribed, reason: e.to_string() };
     let config = tokio_tungstenite::tungstenite::protocol::WebSocketConfig::default()
@@ -212,16 +226,23 @@ async fn follow(url: &str, tx: &watch::Sender<u64>) -> Result<(), Lost> {
     let request = r#"{"jsonrpc":"2.0","id":1,"method":"eth_subscribe","params":["newHeads"]}"#;
     ws.send(Message::Text(request.into())).await.map_err(|e| lost(false)(&e))?;
     let mut subscribed = false;
+    let mut ping = tokio::time::interval_at(tokio::time::Instant::now() + PING_EVERY, PING_EVERY);
+    let mut heard = tokio::time::Instant::now();
     // A block mined between subscribing and the first header is not missed: waiters look
     // at the chain when they start.
     loop {
-        let next = if subscribed {
-            ws.next().await
-        } else {
-            tokio::time::timeout(SUBSCRIBE_TIMEOUT, ws.next())
-                .await
-                .map_err(|_| lost(false)(&"no answer to eth_subscribe"))?
+        let limit = if subscribed { SILENCE_LIMIT } else { SUBSCRIBE_TIMEOUT };
+        let next = tokio::select! {
+            _ = ping.tick() => {
+                ws.send(Message::Ping(Default::default())).await.map_err(|e| lost(subscribed)(&e))?;
+                continue;
+            }
+            _ = tokio::time::sleep_until(heard + limit) => {
+                return Err(lost(subscribed)(&"the node said nothing, not even a pong, for too long"));
+            }
+            next = ws.next() => next,
         };
+        heard = tokio::time::Instant::now();
         let text = match next {
             Some(Ok(Message::Text(text))) => text,
             Some(Ok(Message::Close(_))) | None => return Err(lost(subscribed)(&"the node closed the WebSocket")),
@@ -230,16 +251,10 @@ async fn follow(url: &str, tx: &watch::Sender<u64>) -> Result<(), Lost> {
         };
         match parse(&text) {
             Reply::Subscribed => subscribed = true,
-            Reply::Refused(why) => return Err(lost(false)(&why)),
-            Reply::Head(number) => {
-                tx.send_if_modified(|n| {
-                    let newer = number > *n;
-                    if newer {
-                        *n = number;
-                    }
-                    newer
-                });
-            }
+            Reply::Refused(why) => return Err(lost(subscribed)(&why)),
+            // Every block wakes the waiters, whatever its number: a chain reset at the same
+            // address, or a reorg, may bring a lower one.
+            Reply::Head(_) => tx.send_modify(|n| *n = n.wrapping_add(1)),
             Reply::Other => {}
         }
         if tx.is_closed() {
@@ -324,5 +339,64 @@ mod tests {
             tokio::time::timeout(Duration::from_millis(50), heads.wait(long)).await.is_err(),
             "and they last their whole time"
         );
+    }
+
+    /// A node on loopback that answers `eth_subscribe` with `answer` and then sends `heads`
+    /// (block numbers) once per connection, closing each connection but the last.
+    async fn node(answer: &'static str, connections: Vec<Vec<u64>>) -> String {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        tokio::spawn(async move {
+            let last = connections.len() - 1;
+            for (i, heads) in connections.into_iter().enumerate() {
+                let (tcp, _) = listener.accept().await.unwrap();
+                let mut ws = tokio_tungstenite::accept_async(tcp).await.unwrap();
+                let _request = ws.next().await;
+                ws.send(Message::Text(answer.into())).await.unwrap();
+                for n in heads {
+                    let head = format!(
+                        r#"{{"jsonrpc":"2.0","method":"eth_subscription","params":{{"subscription":"0x1","result":{{"number":"{n:#x}"}}}}}}"#
+                    );
+                    ws.send(Message::Text(head.into())).await.unwrap();
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+                if i == last {
+                    // Held open, answering pings, until the test ends.
+                    while ws.next().await.is_some() {}
+                }
+            }
+        });
+        url
+    }
+
+    #[tokio::test]
+    async fn every_block_wakes_even_lower_ones_and_a_lost_subscription_is_taken_up_again() {
+        let long = Duration::from_secs(3600);
+        let ok = r#"{"jsonrpc":"2.0","id":1,"result":"0x1"}"#;
+        // Block 5, then 3 (a chain reset at the same address), the connection lost, then 1.
+        let url = node(ok, vec![vec![5, 3], vec![1]]).await;
+        let source = HeadSource::new(&url);
+        let mut heads = source.heads();
+        for block in [5, 3, 1] {
+            let woken = tokio::time::timeout(Duration::from_secs(10), heads.wait(long)).await;
+            assert!(woken.is_ok(), "block {block} ends the wait");
+            heads.mark_seen();
+        }
+        assert!(heads.is_live());
+    }
+
+    #[tokio::test]
+    async fn a_node_that_refuses_the_subscription_leaves_plain_waits() {
+        let refused = r#"{"jsonrpc":"2.0","id":1,"error":{"code":-32601,"message":"no such method"}}"#;
+        let url = node(refused, vec![vec![]]).await;
+        let source = HeadSource::new(&url);
+        let heads = source.heads();
+        for _ in 0..200 {
+            if !heads.is_live() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        assert!(!heads.is_live(), "the watcher gave up");
     }
 }

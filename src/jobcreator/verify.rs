@@ -26,7 +26,10 @@ fn local(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> JobCreatorEr
 
 impl JobCreator {
     /// Waits until `events` says deal `id`'s result was uploaded, at most `at_most`. A
-    /// stream that fails is dropped: the wait is then a plain pause.
+    /// stream that failed or ended yields nothing more: the wait is then a plain pause.
+    /// (One stream per deal being checked, held only while its bundle is not there yet:
+    /// the solver's per-address cap of 64 subscriptions bounds how many jobs of one host
+    /// wait this way at once; the others are told to wait, and poll.)
     async fn until_uploaded(
         &self,
         events: Option<&mut EventStream>,

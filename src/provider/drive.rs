@@ -78,12 +78,12 @@ impl ProviderService {
                 }
                 Ok(Next::Poll) => {
                     polls += 1;
-                    // The next block ends the wait. Without new-block notifications, right
-                    // after a step the next change is often moments away (the job creator
-                    // creates a deal within milliseconds of the signature): look again soon
-                    // once, then at the poll interval.
-                    let wait =
-                        if polls == 1 && !heads.is_live() { FIRST_LOOK.min(self.cfg.poll) } else { self.cfg.poll };
+                    // The next block ends the wait. Without one (no new-block notifications
+                    // from this node, or not yet), right after a step the next change is
+                    // often moments away (the job creator creates a deal within
+                    // milliseconds of the signature): look again soon once, then at the
+                    // poll interval.
+                    let wait = if polls == 1 { FIRST_LOOK.min(self.cfg.poll) } else { self.cfg.poll };
                     tokio::select! {
                         _ = token.cancelled() => break,
                         _ = heads.wait(wait) => {}

@@ -109,6 +109,7 @@ impl Solver {
             stopping: stopping.clone(),
             escrow: Arc::new(escrow::EscrowBook::new(params.escrow, params.escrow_ttl)),
             chain: params.chain,
+            early_reads: Default::default(),
             genesis_hash: params.genesis_hash,
         }));
         let addr = listener.local_addr().map_err(StartError::Listener)?;

@@ -199,11 +199,19 @@ pub async fn sign_job(o: JobOffer, spec: JobSpec, key: &PrivateKeySigner, client
 /// A chain that only answers what state each deal is in (what the test set), and refuses
 /// every transaction: for the solver, which only reads deal states.
 #[derive(Default)]
-pub struct DealStates(pub std::sync::Mutex<std::collections::HashMap<B256, dcn::chain::DealState>>);
+pub struct DealStates {
+    states: std::sync::Mutex<std::collections::HashMap<B256, dcn::chain::DealState>>,
+    reads: std::sync::atomic::AtomicUsize,
+}
 
 impl DealStates {
     pub fn set(&self, id: B256, state: dcn::chain::DealState) {
-        self.0.lock().unwrap().insert(id, state);
+        self.states.lock().unwrap().insert(id, state);
+    }
+
+    /// How many deal states were read.
+    pub fn reads(&self) -> usize {
+        self.reads.load(std::sync::atomic::Ordering::SeqCst)
     }
 }
 
@@ -213,7 +221,8 @@ impl dcn::chain::DealsChain for DealStates {
         Address::ZERO
     }
     async fn deal(&self, id: B256) -> Result<dcn::chain::DealView, ChainError> {
-        let state = self.0.lock().unwrap().get(&id).copied().unwrap_or(dcn::chain::DealState::None);
+        self.reads.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        let state = self.states.lock().unwrap().get(&id).copied().unwrap_or(dcn::chain::DealState::None);
         Ok(dcn::chain::DealView { state, ..dcn::chain::DealView::none() })
     }
     async fn now(&self) -> Result<u64, ChainError> {

@@ -101,20 +101,43 @@ pub fn bundle_name(sha256: &B256) -> String {
     format!("{}.tar", hex::encode(sha256))
 }
 
+/// At most one read of a deal's state on request per this time.
+const EARLY_READ_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
+/// The longest such a read may take.
+const EARLY_READ_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// A provider uploads right after its hash is on chain, often before the chain follower
 /// has seen the block that created the deal: for a signed deal of the uploading provider,
-/// the chain is read once, so the upload is taken at once (and a deal not on chain is
-/// still refused, THREATS V4). One read per signed request: the account's rate bounds them.
+/// the chain is read, so the upload is taken at once (and a deal not on chain is still
+/// refused, THREATS V4). Anyone can be the provider of a signed deal (a deal nobody
+/// creates costs nothing: THREATS N4, N6), so reads are bounded: at most one per deal a
+/// second, within the account's and the address's request rates, each cut at 5 s.
 async fn seen_on_chain(state: &AppState, id: B256, auth: &crate::protocol::Verified) {
     let Some(chain) = state.0.chain.clone() else { return };
     let waiting = matches!(
         state.core().deal(&id),
         Ok(Some(d)) if d.state == DealStatus::Signed && d.deal.provider == auth.account
     );
-    if waiting {
-        if let Err(e) = state.refresh_deal(chain.as_ref(), id).await {
-            tracing::debug!(deal = %id, error = %e, "cannot read the deal's state on chain for an early upload");
+    if !waiting {
+        return;
+    }
+    {
+        let now = std::time::Instant::now();
+        let mut reads = state.0.early_reads.lock().unwrap_or_else(|p| p.into_inner());
+        if reads.len() >= 4096 {
+            reads.retain(|_, at| now.duration_since(*at) < EARLY_READ_EVERY);
         }
+        if reads.get(&id).is_some_and(|at| now.duration_since(*at) < EARLY_READ_EVERY) {
+            return;
+        }
+        reads.insert(id, now);
+    }
+    match tokio::time::timeout(EARLY_READ_TIMEOUT, state.refresh_deal(chain.as_ref(), id)).await {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => {
+            tracing::debug!(deal = %id, error = %e, "cannot read the deal's state on chain for an early upload")
+        }
+        Err(_) => tracing::debug!(deal = %id, "the deal's state on chain took too long to read for an early upload"),
     }
 }
 

@@ -68,6 +68,8 @@ pub struct Shared {
     pub escrow: Arc<crate::solver::escrow::EscrowBook>,
     /// Deal states read on request ([`AppState::refresh_deal`]); `None`: the follower only.
     pub chain: Option<Arc<dyn crate::chain::DealsChain>>,
+    /// When each deal's state was last read on request: at most one read per deal a second.
+    pub early_reads: Mutex<std::collections::HashMap<B256, Instant>>,
     /// The hash of block 0 of the chain it follows, if known.
     pub genesis_hash: Option<alloy::primitives::B256>,
 }

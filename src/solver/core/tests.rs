@@ -453,3 +453,39 @@ async fn a_failed_write_fails_the_changes_after_it_and_memory_is_rebuilt() {
     c.flush().unwrap();
     assert_eq!(store.inner.deal(&again.deal.unwrap()).unwrap().unwrap().resource_offer, r);
 }
+
+/// A job offer that matches as it is posted is written once, matched: the counters, the
+/// owner's open offers, the events and a core reloaded from the store all agree with one
+/// that saw it open first.
+#[test]
+fn a_job_offer_matched_as_posted_is_counted_and_reloaded_as_matched() {
+    let store: Arc<dyn Store> = Arc::new(MemoryStore::new());
+    let mut c = core(store.clone());
+    post_r(&mut c, 1, 5);
+    let (s, id) = job(1);
+    let posted = c.post_job_offer(s, id, T0).unwrap();
+    assert_eq!(posted.status, OfferStatus::Matched);
+    let deal = posted.deal.expect("matched at once");
+    c.flush().unwrap();
+    let stats = c.stats();
+    assert_eq!(stats.offers.get("job:matched"), Some(&1));
+    assert_eq!(stats.offers.get("job:open"), None, "never counted open");
+    assert_eq!(stats.open_job_offers, 0);
+    assert_eq!(c.open_by_owner.get(&Address::repeat_byte(0xc0)), None, "not among its owner's open offers");
+    // Posted, then the deal: in that order, numbered without a gap.
+    let events = store.events_for(Address::repeat_byte(0xc0), 0, 10).unwrap();
+    assert_eq!(events.iter().map(|e| e.seq).collect::<Vec<_>>(), [2, 3]);
+    assert!(matches!(events[0].kind, EventKind::OfferPosted { .. }));
+    assert!(matches!(events[1].kind, EventKind::Deal { .. }));
+    assert_eq!(deal_of(&c, &deal).unwrap().seq, 3);
+    assert!(matches!(store.offer(&id).unwrap(), Some(OfferRecord::Job(j)) if j.status == OfferStatus::Matched));
+
+    let again = core(store);
+    let reloaded = again.stats();
+    assert_eq!(
+        (reloaded.offers, reloaded.deals, reloaded.last_event_seq),
+        (stats.offers, stats.deals, stats.last_event_seq)
+    );
+    assert_eq!(again.open_by_owner, c.open_by_owner);
+    assert_eq!(again.open_expiries, c.open_expiries);
+}

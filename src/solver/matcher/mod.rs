@@ -47,9 +47,9 @@ type ResourceTerms = (U256, u64, u64, u64, u64);
 /// timeout and sizes vary from job to job: as terms they would make a group per job.)
 type JobTerms = (U256, U256, u64);
 type FreeGroup = (Address, Shape, ResourceTerms);
-/// A free group in price order: its mediator, its first offer's (price, arrival, id), then
-/// its shape and terms.
-type PricedGroup = (Address, U256, u64, B256, Shape, ResourceTerms);
+/// A free group in price order: its mediator, its CPU band ([`cpu_band`]), its first
+/// offer's (price, arrival, id), then its shape and terms.
+type PricedGroup = (Address, u8, U256, u64, B256, Shape, ResourceTerms);
 type WaitingGroup = (Address, Shape, JobTerms);
 
 /// The most groups and offers one search looks at.
@@ -59,6 +59,14 @@ const RESOURCE_TERMS_MIN: ResourceTerms = (U256::ZERO, 0, 0, 0, 0);
 const JOB_TERMS_MIN: JobTerms = (U256::ZERO, U256::ZERO, 0);
 
 const SHAPE_MIN: Shape = (0, 0, 0, 0, 0);
+
+/// The CPU band of a shape: its CPU's bit length (slots of 1,024 to 2,047 millicores share
+/// band 11). A search walks the bands at and above its job's, each cheapest first, so
+/// offers with less CPU than a job needs cost its search nothing unless they share its
+/// band: junk posted to block searches has to be posted in every band jobs use.
+fn cpu_band(cpu: u64) -> u8 {
+    (u64::BITS - cpu.leading_zeros()) as u8
+}
 
 /// Moves group `g` in the price order when its first offer changed from `before` to
 /// `after` (`None`: the group is empty).
@@ -72,11 +80,12 @@ fn reprice(
         return;
     }
     let (m, s, t) = *g;
+    let band = cpu_band(s.0);
     if let Some((p, q, id)) = before {
-        order.remove(&(m, p, q, id, s, t));
+        order.remove(&(m, band, p, q, id, s, t));
     }
     if let Some((p, q, id)) = after {
-        order.insert((m, p, q, id, s, t));
+        order.insert((m, band, p, q, id, s, t));
     }
 }
 
@@ -86,9 +95,9 @@ pub struct Matcher {
     resources: HashMap<B256, ResourceEntry>,
     jobs: HashMap<B256, JobEntry>,
     free: BTreeMap<FreeGroup, BTreeSet<(U256, u64, B256)>>,
-    /// Every group of `free` once, under its mediator, by its cheapest (then oldest) offer:
-    /// a search walks groups from the cheapest and stops at the first that costs more than
-    /// what it found.
+    /// Every group of `free` once, under its mediator and CPU band, by its cheapest (then
+    /// oldest) offer: a search walks each band from the cheapest group and stops at the
+    /// first that costs more than what it found.
     free_by_price: BTreeSet<PricedGroup>,
     waiting: BTreeMap<WaitingGroup, BTreeSet<(u64, B256)>>,
     /// Providers matched with nothing until these unix seconds.
@@ -310,35 +319,46 @@ impl Matcher {
     }
 
     /// The cheapest (then oldest) resource offer with a free slot that fits `j`, among
-    /// those a search of [`SEARCH_BUDGET`] looks at. Groups come cheapest first, so the walk
-    /// ends at the first group dearer than the job pays or than what it found.
+    /// those a search of [`SEARCH_BUDGET`] looks at. Each CPU band at or above the job's is
+    /// walked cheapest first, and left at the first group dearer than the job pays or than
+    /// what the search found.
     fn cheapest_for(&self, j: &JobEntry, now: u64) -> Option<B256> {
         let mut best: Option<(U256, u64, B256)> = None;
         let mut budget = SEARCH_BUDGET;
         'mediators: for m in distinct(&j.mediators).into_iter().filter(|m| *m != j.creator) {
-            let from = (m, U256::ZERO, 0, B256::ZERO, SHAPE_MIN, RESOURCE_TERMS_MIN);
-            for &(_, price, seq, id, s, terms) in self.free_by_price.range(from..).take_while(|g| g.0 == m) {
-                if budget == 0 {
-                    break 'mediators;
-                }
-                budget -= 1;
-                let first = (price, seq, id);
-                if price > j.max_price || best.is_some_and(|b| first >= b) {
-                    // Every later group of this mediator costs as much or more.
-                    break;
-                }
-                if !unshape(&s).covers(&j.needs) || !group_fits(&self.resources[&id], j) {
-                    continue;
-                }
-                for key in &self.free[&(m, s, terms)] {
-                    if key.0 > j.max_price || best.is_some_and(|b| *key >= b) || budget == 0 {
-                        break;
+            let mut band = cpu_band(j.needs.cpu);
+            loop {
+                let from = (m, band, U256::ZERO, 0, B256::ZERO, SHAPE_MIN, RESOURCE_TERMS_MIN);
+                let mut groups = self.free_by_price.range(from..).take_while(|g| g.0 == m).peekable();
+                // The next band that has groups; none: this mediator is done.
+                let Some(&&(_, here, ..)) = groups.peek() else { break };
+                for &(_, _, price, seq, id, s, terms) in groups.take_while(|g| g.1 == here) {
+                    if budget == 0 {
+                        break 'mediators;
                     }
                     budget -= 1;
-                    if terms_fit(&self.resources[&key.2], j, now) {
-                        best = Some(*key);
+                    let first = (price, seq, id);
+                    if price > j.max_price || best.is_some_and(|b| first >= b) {
+                        // Every later group of this band costs as much or more.
                         break;
                     }
+                    if !unshape(&s).covers(&j.needs) || !group_fits(&self.resources[&id], j) {
+                        continue;
+                    }
+                    for key in &self.free[&(m, s, terms)] {
+                        if key.0 > j.max_price || best.is_some_and(|b| *key >= b) || budget == 0 {
+                            break;
+                        }
+                        budget -= 1;
+                        if terms_fit(&self.resources[&key.2], j, now) {
+                            best = Some(*key);
+                            break;
+                        }
+                    }
+                }
+                match here.checked_add(1) {
+                    Some(next) => band = next,
+                    None => break,
                 }
             }
         }

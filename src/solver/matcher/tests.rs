@@ -261,8 +261,8 @@ fn a_search_looks_at_a_bounded_number_of_shapes() {
     assert_eq!(again, [Match { job: j.id, resource: honest.id }]);
 }
 
-/// Groups are walked cheapest first: among many fitting shapes, a job looks at the
-/// cheapest group and stops at the next, dearer than what it found.
+/// Groups are walked cheapest first, band by band: among many fitting shapes, a job looks
+/// at the cheapest group and stops at the next, dearer than what it found.
 #[test]
 fn a_search_walks_groups_from_the_cheapest_and_stops_early() {
     let mut m = Matcher::new();
@@ -279,7 +279,12 @@ fn a_search_walks_groups_from_the_cheapest_and_stops_early() {
     let before = m.looks();
     let got = matched(&mut m, job(1, 10_000)).expect("a slot fits");
     assert_eq!(m.resource(&got).map(|r| r.price), Some(U256::from(10)), "the cheapest");
-    assert!(m.looks() - before <= 3, "the cheapest group, its offer, then the next group: {}", m.looks() - before);
+    // Shapes of 2,000 to 3,999 millicores: two CPU bands.
+    assert_eq!(
+        m.looks() - before,
+        4,
+        "the cheapest group, its offer and the next group of its band, then the first of the other band"
+    );
 }
 
 /// The price order follows the slots: every match equals what a walk over every open
@@ -358,4 +363,53 @@ fn the_index_finds_what_a_full_walk_finds() {
             _ => {}
         }
     }
+}
+
+/// THREATS V3: cheap offers that fit nobody, posted under many mediators, are walked before
+/// the dearer offer that fits, up to the budget and no further; those with less CPU than
+/// the job's band cost its search nothing.
+#[test]
+fn junk_under_many_mediators_spends_the_budget_and_no_more_and_junk_below_the_jobs_band_nothing() {
+    let mediators: Vec<Address> = (0..16u8).map(|i| Address::repeat_byte(0xd0 + i)).collect();
+    let mut j = job(1, 1_000_000);
+    j.needs.cpu = 4000;
+    j.mediators = mediators.clone();
+    let junk = |i: u64, cpu: u64| ResourceEntry {
+        id: B256::from(U256::from(1_000_000 + i)),
+        seq: i,
+        provider: Address::from_word(B256::from(U256::from(i + 1))),
+        resources: Resources { cpu, ..res(1, 0, 0).resources },
+        mediators: mediators.clone(),
+        // Distinct terms, each a group of its own; none fits (the fee is above the collateral).
+        collateral: U256::ZERO,
+        max_timeout_secs: 3600 + i,
+        ..res(1, i, 0)
+    };
+    // The honest provider trusts the job's last mediator only: each of the others' walks
+    // meets the junk first.
+    let honest = ResourceEntry {
+        resources: Resources { cpu: 8000, ..res(2, 0, 0).resources },
+        mediators: vec![mediators[15]],
+        ..res(2, 900_000, 50)
+    };
+
+    // Below the job's band (1,000 millicores), as many as you like: not looked at.
+    let mut m = Matcher::new();
+    for i in 0..2_000 {
+        m.add_resource(junk(i, 1000), NOW);
+    }
+    m.add_resource(honest.clone(), NOW);
+    let before = m.looks();
+    assert_eq!(matched(&mut m, j.clone()), Some(honest.id));
+    assert_eq!(m.looks() - before, 2, "the honest group and its offer");
+
+    // In the job's band: 256 offers × 16 mediators spend the whole budget.
+    let mut m = Matcher::new();
+    for i in 0..256 {
+        m.add_resource(junk(i, 4000), NOW);
+    }
+    m.add_resource(honest.clone(), NOW);
+    let before = m.looks();
+    assert_eq!(matched(&mut m, j.clone()), None, "the honest offer is past the budget");
+    assert_eq!(m.looks() - before, SEARCH_BUDGET as u64, "and no more than the budget");
 }
