@@ -25,7 +25,7 @@ const DEPLOYABLE = ['DcnToken', 'DcnRegistry', 'DcnDeals', 'DcnJobBoard', 'Cowsa
 
 // Keep in step with contracts/foundry.toml so tests measure the shipped bytecode.
 const SETTINGS = {
-  optimizer: { enabled: true, runs: 10000 },
+  optimizer: { enabled: true, runs: 200 },
   evmVersion: 'paris',
   metadata: { bytecodeHash: 'none', appendCBOR: false },
   outputSelection: { '*': { '*': ['abi', 'evm.bytecode.object', 'evm.deployedBytecode.object', 'evm.deployedBytecode.immutableReferences'] } },

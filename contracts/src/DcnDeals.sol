@@ -2,45 +2,57 @@
 pragma solidity ^0.8.24;
 
 import {IERC20} from "@openzeppelin/contracts/token/ERC20/IERC20.sol";
-import {IERC20Permit} from "@openzeppelin/contracts/token/ERC20/extensions/IERC20Permit.sol";
-import {SafeERC20} from "@openzeppelin/contracts/token/ERC20/utils/SafeERC20.sol";
-import {SafeCast} from "@openzeppelin/contracts/utils/math/SafeCast.sol";
 import {EIP712} from "@openzeppelin/contracts/utils/cryptography/EIP712.sol";
 import {SignatureChecker} from "@openzeppelin/contracts/utils/cryptography/SignatureChecker.sol";
-import {Ownable} from "@openzeppelin/contracts/access/Ownable.sol";
+import {DcnEscrow} from "./DcnEscrow.sol";
+
+/// @notice The approved mediators of a network (`DcnRegistry`), from which appeals draw.
+interface IMediatorPool {
+    function approvedCount(uint8 role) external view returns (uint256);
+    function approvedAt(uint8 role, uint256 index) external view returns (address);
+}
 
 /// @title DcnDeals
-/// @notice Escrow and the deal state machine of the dcn compute network.
+/// @notice The deal state machine of the dcn compute network, over `DcnEscrow`.
 ///
-/// Every account keeps an escrow balance here, split into free and locked tokens. A deal
-/// locks the job creator's price and the provider's collateral; each transition moves
-/// locked tokens to whoever the rules pay. Every waiting state has a deadline after which
-/// anyone may call `timeout`, so no deal stays open and no token is stranded.
+///     Created ──submitResult──▶ ResultSubmitted ──acceptResult, no audit drawn──▶ Accepted
+///        │                         │  │  └──acceptResult or timeout, audit drawn──▶ Audited ─┐
+///        │ timeout                 │  └──challenge──▶ Challenged ──draw, mediate──▶ Mediated… ◀┘
+///        ▼                         ▼ timeout            │ timeout (redraw; none left)   │ appeal (loser)
+///     TimedOutNoResult          TimedOutAccepted        ▼                               ▼
+///                                                  TimedOutNoVerdict                 Appealed ──drawAppeal,
+///                                                                                    ruleAppeal or timeout──▶ Mediated…
 ///
-///     Created ──submitResult──▶ ResultSubmitted ──acceptResult──▶ Accepted
-///        │                         │      └──challenge──▶ Challenged ──mediate──▶ MediatedHonest
-///        │ timeout                 │ timeout               │  ▲  │                MediatedDishonest
-///        ▼                         ▼              draw, or │  │  ▼ timeout, no mediator left
-///     TimedOutNoResult          TimedOutAccepted  timeout  └──┘  TimedOutNoVerdict
-///                                                 (redraw)
+/// A deal keeps one storage word: a commitment to its terms and what its life added (the
+/// result hash, excluded mediators, the ruling and appeal mediators), beside its state,
+/// deadline, draw block, drawn mediator and flags. Every call after `createDeal` passes
+/// the `Terms` and the `Case` back as calldata; they are checked against the commitment.
+/// The commitment is 152 bits of keccak256 over the deal id, the terms and the case:
+/// forging terms for a stored deal is a second preimage of the id-salted hash (2^152).
+/// The events tell how the case grows: `ResultSubmitted`, `DealChallenged` and
+/// `DealAudited` carry the result hash, `MediatorMissed` the excluded set, `DealMediated`
+/// the ruling mediator and `AppealDrawn` the whole case, so a party rebuilds it from the
+/// deal's events since it joined.
 ///
-/// A provider's signature is good until the deal's `createDeadline`, and the provider can
-/// `cancelDeal` it before that (state `Cancelled`).
+/// Audits (P3): `submitResult` records its block; the hash of that block, which nobody
+/// knows when sending, draws whether the result is audited, with the deal's `auditPpm`
+/// chance. `acceptResult` (and `timeout` of an unjudged result) reads the draw: audited,
+/// the deal goes to mediation as if challenged, paid by the job creator's `auditFee`
+/// (locked at creation and returned when no audit is drawn); the provider is paid or
+/// slashed by the verdict, like a challenge. An audit has one round: a silent auditor
+/// leaves the result standing.
 ///
-/// The mediator of a challenge is drawn from the hash of the challenge's block, which nobody
-/// knows when sending the challenge; `draw` (anyone, from the next block) stores it. A
-/// drawn mediator that misses its deadline is excluded and another is drawn; when none is
-/// left the result stands (the provider is paid, the fee goes back).
+/// Mediators answer for their verdicts (M3, M5): they are drawn only while bonded
+/// (`DcnEscrow`). A verdict settles the deal at once; within `appealWindow` the losing
+/// party may `appeal`, for `appealFee`, to a second mediator drawn from the network's
+/// approved pool (not the deal's list). Upheld, the appeal mediator takes the fee;
+/// overturned, the first mediator's bond pays the appeal mediator and the wronged party
+/// (up to `minBond`) and the fee comes back. A drawn mediator that stays silent loses
+/// `silenceSlash` of its bond.
 ///
-/// Invariant: `booked == Σ (free + locked)` over all accounts, and
-/// `token.balanceOf(this) >= booked`. Tokens sent here outside `deposit` are not anyone's
-/// escrow; the owner (the deployer) can `skim` them out without touching the books.
-///
-/// The token must move exactly the amounts it is asked to: fee-on-transfer and rebasing
-/// tokens are not supported (a deposit would credit more than arrived).
-contract DcnDeals is EIP712, Ownable {
-    using SafeERC20 for IERC20;
-
+/// Every waiting state has a deadline after which anyone may call `timeout`, so no deal
+/// stays open and no token is stranded.
+contract DcnDeals is DcnEscrow, EIP712 {
     /// @notice The terms of a deal, as matched by the solver and signed by the provider
     ///         (EIP-712). The deal id is the EIP-712 digest of these terms.
     struct Deal {
@@ -51,21 +63,54 @@ contract DcnDeals is EIP712, Ownable {
         uint256 price;
         uint256 collateral;
         uint256 mediationFee;
+        /// What the job creator pays a mediator for an audit; locked at creation.
+        uint256 auditFee;
+        /// The chance, in parts per million, that the result is audited.
+        uint32 auditPpm;
         /// Seconds from creation for the provider to submit a result.
         uint64 resultTimeout;
         /// Seconds from result submission for the job creator to accept or challenge.
         uint64 judgeTimeout;
         /// Seconds from the draw for the drawn mediator to rule.
         uint64 mediationTimeout;
-        /// Unix seconds after which `createDeal` refuses this deal: the provider's signature
-        /// expires then.
+        /// Unix seconds after which `createDeal` refuses this deal.
         uint64 createDeadline;
         /// Content hash of the job spec.
         bytes32 jobHash;
         uint256 nonce;
     }
 
-    /// @notice Where a deal is in its life. Values from `Accepted` on are final.
+    /// @notice What later calls need of a deal's terms (`termsOf`), passed back as calldata.
+    struct Terms {
+        address jobCreator;
+        address provider;
+        uint96 price;
+        uint96 collateral;
+        uint96 mediationFee;
+        uint96 auditFee;
+        uint32 auditPpm;
+        uint32 judgeTimeout;
+        uint32 mediationTimeout;
+        /// keccak256(abi.encodePacked(deal.mediators)).
+        bytes32 mediators;
+        bytes32 jobHash;
+    }
+
+    /// @notice What a deal's life added to its terms, passed back as calldata.
+    struct Case {
+        /// The provider's result hash; zero before `submitResult`.
+        bytes32 resultHash;
+        /// Bit i set: the deal's mediator i missed a deadline and is drawn no more.
+        uint16 excluded;
+        /// The mediator whose verdict settled the deal; zero before.
+        address ruledBy;
+        /// The mediator drawn for an appeal; zero before.
+        address appealMediator;
+    }
+
+    /// @notice Where a deal is in its life. From `Accepted` on, the deal's money is
+    ///         settled; a mediated deal may still be appealed (`Appealed`), which moves
+    ///         bonds and fees only.
     enum State {
         None,
         Created,
@@ -77,171 +122,149 @@ contract DcnDeals is EIP712, Ownable {
         TimedOutNoResult,
         TimedOutAccepted,
         TimedOutNoVerdict,
-        Cancelled
+        Cancelled,
+        Audited,
+        Appealed
     }
 
-    /// @notice A deal as stored, returned by `getDeal`.
-    struct DealInfo {
+    /// @notice The network's rules for new deals and disputes, set by the owner.
+    struct Params {
+        /// Fewest mediators a deal names.
+        uint8 minMediators;
+        /// Least audit chance of a deal, parts per million.
+        uint32 minAuditPpm;
+        /// Seconds after a verdict in which its loser may appeal.
+        uint32 appealWindow;
+        /// Least mediation and audit fee.
+        uint96 minMediationFee;
+        /// What a drawn mediator loses of its bond for staying silent.
+        uint88 silenceSlash;
+        /// Least bond of a drawable mediator; what an overturned verdict costs at most.
+        uint96 minBond;
+        /// What an appeal costs its appellant (refunded when the verdict is overturned).
+        uint96 appealFee;
+    }
+
+    // One word per deal.
+    struct Slot {
+        bytes19 commit;
         State state;
-        address jobCreator;
-        address provider;
-        /// The drawn mediator of the current challenge round; zero before a draw.
-        address mediator;
-        uint256 price;
-        uint256 collateral;
-        uint256 mediationFee;
-        /// Deadline of the current waiting state (unix seconds); meaningless once final.
-        uint64 deadline;
-        bytes32 resultHash;
-    }
-
-    /// @notice An account's escrow.
-    struct Escrow {
-        uint128 free;
-        uint128 locked;
-    }
-
-    // Packed into six storage slots; the comments give the slot. Slot 5 is written only
-    // when a challenge draws a mediator.
-    struct Record {
-        address jobCreator; // 0
-        State state; // 0
-        uint40 deadline; // 0
-        uint32 judgeTimeout; // 0
-        address provider; // 1
-        uint96 price; // 1
-        address mediator; // 2: the deal's first mediator
-        uint96 collateral; // 2
-        uint96 mediationFee; // 3
-        uint32 mediationTimeout; // 3
-        uint8 mediatorCount; // 3
-        uint16 excluded; // 3: bit i set when mediator i missed its deadline
-        uint64 drawBlock; // 3: the block whose hash draws the current round's mediator
-        bytes32 resultHash; // 4
-        address drawn; // 5: the current round's mediator, zero until drawn
+        uint40 deadline;
+        uint40 mark;
+        uint8 drawn;
+        uint8 flags;
     }
 
     bytes32 public constant DEAL_TYPEHASH = keccak256(
-        "Deal(address jobCreator,address provider,address solver,address[] mediators,uint256 price,uint256 collateral,uint256 mediationFee,uint64 resultTimeout,uint64 judgeTimeout,uint64 mediationTimeout,uint64 createDeadline,bytes32 jobHash,uint256 nonce)"
+        "Deal(address jobCreator,address provider,address solver,address[] mediators,uint256 price,uint256 collateral,uint256 mediationFee,uint256 auditFee,uint32 auditPpm,uint64 resultTimeout,uint64 judgeTimeout,uint64 mediationTimeout,uint64 createDeadline,bytes32 jobHash,uint256 nonce)"
     );
 
     /// @notice Most mediators a deal may name.
     uint256 public constant MAX_MEDIATORS = 16;
+    /// @notice Longest judge and mediation timeout, and appeal window.
+    uint64 public constant MAX_DISPUTE_TIMEOUT = 7 days;
+    /// @notice Audit chance of one: every result is audited.
+    uint32 public constant PPM = 1_000_000;
+    /// @notice Draws from the approved pool an appeal tries before giving up.
+    uint256 public constant APPEAL_DRAWS = 8;
 
-    /// @notice The token of payments, collateral and fees.
-    IERC20 public immutable token;
+    /// @notice `flags`: the verdict that settled the deal called the provider honest.
+    uint8 public constant FLAG_HONEST = 1;
+    /// @notice `flags`: the appeal was made by the job creator (else by the provider).
+    uint8 public constant FLAG_APPEAL_BY_JOB_CREATOR = 2;
+    /// @notice `flags`: an appeal was decided (or failed); no further appeal.
+    uint8 public constant FLAG_APPEAL_DONE = 4;
+    /// @notice `flags`: the appeal overturned the verdict.
+    uint8 public constant FLAG_OVERTURNED = 8;
+    /// @notice `flags`: the dispute is (was) an audit, not a challenge.
+    uint8 public constant FLAG_AUDIT = 16;
 
-    /// @notice Tokens the books account for: Σ (free + locked) over all accounts.
-    uint256 public booked;
-
-    mapping(address => Escrow) private _escrow;
-    mapping(bytes32 => Record) private _deals;
-    // Mediators after the first, stored only for deals that name more than one.
-    mapping(bytes32 => address[]) private _moreMediators;
-
-    /// @notice Blocks whose hash the EVM still returns: a draw waiting longer is postponed.
+    uint8 private constant MEDIATOR_ROLE = 1;
     uint256 private constant BLOCKHASH_WINDOW = 256;
 
-    event Deposited(address indexed account, uint256 amount);
-    event Withdrawn(address indexed account, uint256 amount);
-    event DealCreated(
-        bytes32 indexed dealId,
-        address indexed jobCreator,
-        address indexed provider,
-        address solver,
-        bytes32 jobHash,
-        uint256 price,
-        uint256 collateral,
-        uint64 resultDeadline
-    );
-    event ResultSubmitted(bytes32 indexed dealId, address indexed provider, bytes32 resultHash, uint64 judgeDeadline);
-    event ResultAccepted(bytes32 indexed dealId, address indexed jobCreator, address indexed provider, uint256 price);
+    Params private _params;
+    /// @notice The registry whose approved mediators appeals are drawn from.
+    IMediatorPool public registry;
+    mapping(bytes32 => Slot) private _deals;
+
+    event ParamsChanged(Params params);
+    event RegistrySet(address registry);
+    event DealCreated(bytes32 indexed dealId, address indexed jobCreator, address indexed provider);
     event DealCancelled(bytes32 indexed dealId, address indexed provider);
-    event DealChallenged(bytes32 indexed dealId, address indexed jobCreator, uint256 mediationFee, uint64 drawBlock);
+    event ResultSubmitted(bytes32 indexed dealId, bytes32 resultHash, uint64 judgeDeadline);
+    event ResultAccepted(bytes32 indexed dealId);
+    event AuditPostponed(bytes32 indexed dealId, uint64 drawBlock);
+    event DealAudited(bytes32 indexed dealId, bytes32 resultHash, uint64 drawBlock);
+    event DealChallenged(bytes32 indexed dealId, bytes32 resultHash, uint64 drawBlock);
     event MediatorDrawn(bytes32 indexed dealId, address indexed mediator, uint64 mediationDeadline);
     event DrawPostponed(bytes32 indexed dealId, uint64 drawBlock);
-    event MediatorMissed(bytes32 indexed dealId, address indexed mediator, uint256 mediatorsLeft);
-    event DealMediated(bytes32 indexed dealId, address indexed mediator, bool providerHonest);
+    event MediatorMissed(bytes32 indexed dealId, address indexed mediator, uint16 excluded);
+    event DealMediated(bytes32 indexed dealId, address indexed mediator, bool providerHonest, uint64 appealDeadline);
+    event DealAppealed(bytes32 indexed dealId, address indexed appellant, uint64 drawBlock);
+    event AppealDrawn(bytes32 indexed dealId, address indexed mediator, uint64 deadline, Case c);
+    event AppealDecided(bytes32 indexed dealId, address indexed mediator, bool overturned);
+    event AppealLapsed(bytes32 indexed dealId, address indexed mediator);
     event DealTimedOut(bytes32 indexed dealId, State indexed from, State to);
-    event Skimmed(address indexed to, uint256 amount);
 
-    error ZeroAmount();
-    error InsufficientEscrow(address account, uint256 needed, uint256 available);
     error NotJobCreator(address caller);
     error NotProvider(address caller);
     error NotMediator(address caller, address mediator);
+    error NotLoser(address caller);
     error WrongState(bytes32 dealId, State state);
+    error WrongCommitment(bytes32 dealId);
+    error WrongMediators(bytes32 dealId);
     error DeadlinePassed(bytes32 dealId, uint64 deadline);
     error DeadlineNotReached(bytes32 dealId, uint64 deadline);
     error DealExists(bytes32 dealId);
     error BadSignature(address provider);
-    error NoMediators();
+    error TooFewMediators(uint256 count, uint256 min);
     error TooManyMediators(uint256 count);
     error InvalidMediator(address mediator);
     error AmountTooLarge(uint256 amount);
     error InvalidTimeout(uint64 timeout);
-    error CollateralBelowFee(uint256 collateral, uint256 mediationFee);
+    error CollateralBelowFee(uint256 collateral, uint256 fee);
+    error FeeBelowFloor(uint256 fee, uint256 floor);
+    error AuditChanceTooLow(uint32 auditPpm, uint32 min);
     error EmptyResultHash();
-    error NothingToSkim(uint256 held, uint256 booked);
     error DealExpired(uint64 createDeadline);
     error DealIsCancelled(bytes32 dealId);
     error DrawNotReady(bytes32 dealId, uint64 drawBlock);
+    error AlreadyAppealed(bytes32 dealId);
+    error RegistryAlreadySet();
+    error InvalidParams();
 
-    constructor(IERC20 token_) EIP712("DcnDeals", "1") Ownable(msg.sender) {
-        token = token_;
+    constructor(IERC20 token_, Params memory params_) DcnEscrow(token_) EIP712("DcnDeals", "1") {
+        _setParams(params_);
     }
 
-    // ─── Escrow ───────────────────────────────────────────────────────────────
+    // ─── The network's rules ──────────────────────────────────────────────────
 
-    /// @notice Moves `amount` tokens from the caller into its free escrow (needs approval).
-    function deposit(uint256 amount) external {
-        _deposit(amount);
+    /// @notice Changes the rules for deals created and disputes started from now on.
+    function setParams(Params calldata params_) external onlyOwner {
+        _setParams(params_);
     }
 
-    /// @notice `deposit` with an EIP-2612 permit in the same transaction. A permit that was
-    ///         already used (for example front-run) is ignored if the allowance suffices.
-    function depositWithPermit(uint256 amount, uint256 deadline, uint8 v, bytes32 r, bytes32 s) external {
-        try IERC20Permit(address(token)).permit(msg.sender, address(this), amount, deadline, v, r, s) {} catch {}
-        _deposit(amount);
+    /// @notice The network's rules.
+    function params() external view returns (Params memory) {
+        return _params;
     }
 
-    /// @notice Sends `amount` of the caller's free escrow back to it.
-    function withdraw(uint256 amount) external {
-        if (amount == 0) revert ZeroAmount();
-        Escrow storage e = _escrow[msg.sender];
-        if (e.free < amount) revert InsufficientEscrow(msg.sender, amount, e.free);
-        e.free -= uint128(amount);
-        booked -= amount;
-        emit Withdrawn(msg.sender, amount);
-        token.safeTransfer(msg.sender, amount);
+    /// @notice Names the registry whose approved mediators appeals draw from; once.
+    function setRegistry(IMediatorPool registry_) external onlyOwner {
+        if (address(registry) != address(0)) revert RegistryAlreadySet();
+        registry = registry_;
+        emit RegistrySet(address(registry_));
     }
 
-    /// @notice Sends the tokens held beyond the books (sent here outside `deposit`) to `to`.
-    ///         No escrow changes: every account keeps exactly what it had.
-    function skim(address to) external onlyOwner returns (uint256 amount) {
-        uint256 held = token.balanceOf(address(this));
-        if (held <= booked) revert NothingToSkim(held, booked);
-        amount = held - booked;
-        emit Skimmed(to, amount);
-        token.safeTransfer(to, amount);
+    function _setParams(Params memory p) private {
+        if (p.minMediators == 0 || p.minMediators > MAX_MEDIATORS || p.minAuditPpm > PPM) revert InvalidParams();
+        if (p.appealWindow == 0 || p.appealWindow > MAX_DISPUTE_TIMEOUT) revert InvalidParams();
+        if (p.minBond == 0 || p.appealFee == 0) revert InvalidParams();
+        _params = p;
+        emit ParamsChanged(p);
     }
 
-    /// @notice Free and locked escrow of `account`.
-    function escrowOf(address account) external view returns (uint256 free, uint256 locked) {
-        Escrow storage e = _escrow[account];
-        return (e.free, e.locked);
-    }
-
-    function _deposit(uint256 amount) private {
-        if (amount == 0) revert ZeroAmount();
-        Escrow storage e = _escrow[msg.sender];
-        e.free = SafeCast.toUint128(uint256(e.free) + amount);
-        booked += amount;
-        emit Deposited(msg.sender, amount);
-        token.safeTransferFrom(msg.sender, address(this), amount);
-    }
-
-    // ─── Deal life cycle ──────────────────────────────────────────────────────
+    // ─── Creation ─────────────────────────────────────────────────────────────
 
     /// @notice The deal id: the EIP-712 digest of `deal` under this contract's domain.
     ///         The provider signs exactly this digest.
@@ -249,14 +272,532 @@ contract DcnDeals is EIP712, Ownable {
         return _hashTypedDataV4(_hashDeal(deal));
     }
 
+    /// @notice What later calls pass back of `deal`.
+    function termsOf(Deal calldata deal) public pure returns (Terms memory) {
+        return Terms(
+            deal.jobCreator,
+            deal.provider,
+            uint96(deal.price),
+            uint96(deal.collateral),
+            uint96(deal.mediationFee),
+            uint96(deal.auditFee),
+            deal.auditPpm,
+            uint32(deal.judgeTimeout),
+            uint32(deal.mediationTimeout),
+            keccak256(abi.encodePacked(deal.mediators)),
+            deal.jobHash
+        );
+    }
+
     /// @notice Creates a deal signed by its provider. Sent by the job creator, at the latest
-    ///         at `deal.createDeadline`; locks the job creator's `price` and the provider's
-    ///         `collateral` (so no more deals are created than the provider has free escrow for).
+    ///         at `deal.createDeadline`; locks the job creator's price and audit fee and the
+    ///         provider's collateral.
     function createDeal(Deal calldata deal, bytes calldata providerSig) external returns (bytes32 id) {
         if (msg.sender != deal.jobCreator) revert NotJobCreator(msg.sender);
         if (block.timestamp > deal.createDeadline) revert DealExpired(deal.createDeadline);
+        Params memory p = _params;
+        _checkMediators(deal, p.minMediators);
+        _checkAmount(deal.price);
+        uint96 collateral = _checkAmount(deal.collateral);
+        uint96 fee = _checkAmount(deal.mediationFee);
+        uint96 auditFee = _checkAmount(deal.auditFee);
+        if (fee < p.minMediationFee) revert FeeBelowFloor(fee, p.minMediationFee);
+        if (auditFee < p.minMediationFee) revert FeeBelowFloor(auditFee, p.minMediationFee);
+        if (collateral < fee) revert CollateralBelowFee(collateral, fee);
+        if (collateral < auditFee) revert CollateralBelowFee(collateral, auditFee);
+        if (deal.auditPpm < p.minAuditPpm || deal.auditPpm > PPM) revert AuditChanceTooLow(deal.auditPpm, p.minAuditPpm);
+        if (deal.resultTimeout == 0 || deal.resultTimeout > type(uint32).max) revert InvalidTimeout(deal.resultTimeout);
+        _checkDisputeTimeout(deal.judgeTimeout);
+        _checkDisputeTimeout(deal.mediationTimeout);
+
+        id = dealId(deal);
+        Slot storage s = _deals[id];
+        if (s.state != State.None) {
+            if (s.state == State.Cancelled) revert DealIsCancelled(id);
+            revert DealExists(id);
+        }
+        if (!SignatureChecker.isValidSignatureNow(deal.provider, id, providerSig)) revert BadSignature(deal.provider);
+
+        _lock(deal.jobCreator, deal.price + auditFee);
+        _lock(deal.provider, collateral);
+        Case memory c;
+        s.commit = _commitment(id, termsOf(deal), c);
+        s.state = State.Created;
+        s.deadline = uint40(block.timestamp + deal.resultTimeout);
+        emit DealCreated(id, deal.jobCreator, deal.provider);
+    }
+
+    /// @notice The provider withdraws its signature of `deal` before the deal is created:
+    ///         `createDeal` refuses it from then on.
+    function cancelDeal(Deal calldata deal) external returns (bytes32 id) {
+        if (msg.sender != deal.provider) revert NotProvider(msg.sender);
+        id = dealId(deal);
+        Slot storage s = _deals[id];
+        _checkState(id, s, State.None);
+        s.state = State.Cancelled;
+        emit DealCancelled(id, msg.sender);
+    }
+
+    // ─── The result ───────────────────────────────────────────────────────────
+
+    /// @notice The provider posts the hash of its result bundle, before the result
+    ///         deadline. Its block draws whether the result is audited.
+    function submitResult(bytes32 id, Terms calldata t, bytes32 resultHash) external {
+        if (msg.sender != t.provider) revert NotProvider(msg.sender);
+        if (resultHash == bytes32(0)) revert EmptyResultHash();
+        Case memory c;
+        Slot storage s = _load(id, t, c, State.Created);
+        _checkBeforeDeadline(id, s);
+        c.resultHash = resultHash;
+        uint40 deadline = uint40(block.timestamp + t.judgeTimeout);
+        s.commit = _commitment(id, t, c);
+        s.state = State.ResultSubmitted;
+        s.deadline = deadline;
+        s.mark = uint40(block.number);
+        emit ResultSubmitted(id, resultHash, uint64(deadline));
+    }
+
+    /// @notice The job creator accepts the result: the provider is paid, its collateral
+    ///         and the audit fee unlocked; unless the result's block drew an audit, which
+    ///         then starts. From the block after `submitResult`; if that block is too old
+    ///         for its hash (256 blocks), the draw moves to this block and this returns
+    ///         `State.ResultSubmitted`: call again from the next block.
+    function acceptResult(bytes32 id, Terms calldata t, Case calldata c) external returns (State to) {
+        if (msg.sender != t.jobCreator) revert NotJobCreator(msg.sender);
+        Slot storage s = _load(id, t, c, State.ResultSubmitted);
+        to = _judgeOrAudit(id, t, c, s, State.Accepted);
+        if (to == State.Accepted) emit ResultAccepted(id);
+    }
+
+    /// @notice The job creator disputes the result before the judge deadline: its mediation
+    ///         fee is locked (its audit fee comes back: a challenge is mediated anyway) and a
+    ///         mediator of the deal is drawn from this block's hash.
+    function challenge(bytes32 id, Terms calldata t, Case calldata c) external {
+        if (msg.sender != t.jobCreator) revert NotJobCreator(msg.sender);
+        Slot storage s = _load(id, t, c, State.ResultSubmitted);
+        _checkBeforeDeadline(id, s);
+        _unlockTo(t.jobCreator, t.auditFee, t.jobCreator);
+        _lock(t.jobCreator, t.mediationFee);
+        s.state = State.Challenged;
+        _newRound(s, t.mediationTimeout);
+        emit DealChallenged(id, c.resultHash, uint64(block.number));
+    }
+
+    // ─── Mediation ────────────────────────────────────────────────────────────
+
+    /// @notice Draws the mediator of a dispute's current round among the deal's bonded,
+    ///         not excluded mediators, from the hash of the round's block; anyone may call
+    ///         it from the next block, and again returns the same mediator. A drawn
+    ///         mediator without a bond is excluded and another drawn. The drawn mediator
+    ///         has `mediationTimeout` from now to rule. Returns zero if the round's block
+    ///         is too old for its hash (the draw moves to this block: call again from the
+    ///         next one) or no mediator is left (`timeout` then lets the result stand).
+    function draw(bytes32 id, Terms calldata t, Case calldata c, address[] calldata mediators)
+        external
+        returns (address mediator)
+    {
+        Slot storage s = _loadDispute(id, t, c, mediators);
+        if (s.drawn != 0) return mediators[s.drawn - 1];
+        uint256 b = s.mark;
+        if (block.number <= b) revert DrawNotReady(id, uint64(b));
+        if (block.number - b > BLOCKHASH_WINDOW) {
+            s.mark = uint40(block.number);
+            emit DrawPostponed(id, uint64(block.number));
+            return address(0);
+        }
+        uint16 excluded = c.excluded;
+        uint256 minBond = _params.minBond;
+        while (true) {
+            uint256 i = _pick(blockhash(b), id, excluded, mediators.length);
+            if (i == type(uint256).max) break;
+            if (_bonded(mediators[i], minBond)) {
+                mediator = mediators[i];
+                s.drawn = uint8(i + 1);
+                break;
+            }
+            excluded |= uint16(1 << i);
+            emit MediatorMissed(id, mediators[i], excluded);
+        }
+        if (excluded != c.excluded) {
+            Case memory next = c;
+            next.excluded = excluded;
+            s.commit = _commitment(id, t, next);
+        }
+        if (mediator != address(0)) {
+            uint40 deadline = uint40(block.timestamp + t.mediationTimeout);
+            s.deadline = deadline;
+            emit MediatorDrawn(id, mediator, uint64(deadline));
+        }
+    }
+
+    /// @notice The drawn mediator's verdict, before the mediation deadline. It settles the
+    ///         deal: honest, the provider is paid and the mediator takes the job creator's
+    ///         fee; dishonest, the mediator's fee comes out of the provider's collateral and
+    ///         the job creator gets its price, its fee and the rest of the collateral. The
+    ///         loser may appeal within `appealWindow`.
+    function mediate(bytes32 id, Terms calldata t, Case calldata c, address[] calldata mediators, bool providerHonest)
+        external
+    {
+        Slot storage s = _loadDispute(id, t, c, mediators);
+        address drawn = s.drawn == 0 ? address(0) : mediators[s.drawn - 1];
+        if (msg.sender != drawn || drawn == address(0)) revert NotMediator(msg.sender, drawn);
+        _checkBeforeDeadline(id, s);
+        bool audit = s.state == State.Audited;
+        uint96 fee = audit ? t.auditFee : t.mediationFee;
+        uint8 auditFlag = s.flags & FLAG_AUDIT;
+        if (providerHonest) {
+            s.state = State.MediatedHonest;
+            s.flags = auditFlag | FLAG_HONEST;
+            _payProvider(t);
+            _unlockTo(t.jobCreator, fee, msg.sender);
+        } else {
+            s.state = State.MediatedDishonest;
+            s.flags = auditFlag;
+            _unlockTo(t.jobCreator, uint256(t.price) + fee, t.jobCreator);
+            _unlockTo(t.provider, fee, msg.sender);
+            _unlockTo(t.provider, t.collateral - fee, t.jobCreator);
+        }
+        Case memory next = c;
+        next.ruledBy = msg.sender;
+        s.commit = _commitment(id, t, next);
+        uint40 deadline = uint40(block.timestamp + _params.appealWindow);
+        s.deadline = deadline;
+        s.drawn = 0;
+        emit DealMediated(id, msg.sender, providerHonest, uint64(deadline));
+    }
+
+    // ─── Appeals ──────────────────────────────────────────────────────────────
+
+    /// @notice The party a verdict went against appeals it, within the appeal window,
+    ///         paying `appealFee`; a mediator from the network's approved pool will be
+    ///         drawn from this block's hash. One appeal per deal.
+    function appeal(bytes32 id, Terms calldata t, Case calldata c) external {
+        Slot storage s = _loadAny(id, t, c);
+        State state = s.state;
+        if (state != State.MediatedHonest && state != State.MediatedDishonest) revert WrongState(id, state);
+        if (s.flags & FLAG_APPEAL_DONE != 0) revert AlreadyAppealed(id);
+        bool byJobCreator = state == State.MediatedHonest;
+        if (msg.sender != (byJobCreator ? t.jobCreator : t.provider)) revert NotLoser(msg.sender);
+        _checkBeforeDeadline(id, s);
+        _lock(msg.sender, _params.appealFee);
+        s.state = State.Appealed;
+        if (byJobCreator) s.flags |= FLAG_APPEAL_BY_JOB_CREATOR;
+        _newRound(s, t.mediationTimeout);
+        emit DealAppealed(id, msg.sender, uint64(block.number));
+    }
+
+    /// @notice Draws the appeal's mediator from the network's approved, bonded mediators
+    ///         who are neither a party nor the mediator appealed against; anyone may call
+    ///         it from the block after the appeal. It has `mediationTimeout` from now to
+    ///         rule. Returns zero if the appeal's block is too old (call again from the
+    ///         next block) or none was found (`timeout` then ends the appeal).
+    function drawAppeal(bytes32 id, Terms calldata t, Case calldata c) external returns (address mediator) {
+        Slot storage s = _load(id, t, c, State.Appealed);
+        if (c.appealMediator != address(0)) return c.appealMediator;
+        uint256 b = s.mark;
+        if (block.number <= b) revert DrawNotReady(id, uint64(b));
+        if (block.number - b > BLOCKHASH_WINDOW) {
+            s.mark = uint40(block.number);
+            emit DrawPostponed(id, uint64(block.number));
+            return address(0);
+        }
+        mediator = _drawFromPool(blockhash(b), id, t, c.ruledBy);
+        if (mediator == address(0)) return address(0);
+        Case memory next = c;
+        next.appealMediator = mediator;
+        s.commit = _commitment(id, t, next);
+        uint40 deadline = uint40(block.timestamp + t.mediationTimeout);
+        s.deadline = deadline;
+        emit AppealDrawn(id, mediator, uint64(deadline), next);
+    }
+
+    /// @notice The appeal mediator's verdict, before its deadline. The same as the first:
+    ///         upheld, the appeal fee pays the appeal mediator. The other: overturned, the
+    ///         first mediator's bond (up to `minBond`) pays the appeal mediator the appeal
+    ///         fee and the rest to the appellant, whose fee comes back. The deal's money
+    ///         stays as the first verdict settled it.
+    function ruleAppeal(bytes32 id, Terms calldata t, Case calldata c, bool providerHonest) external {
+        Slot storage s = _load(id, t, c, State.Appealed);
+        if (msg.sender != c.appealMediator || msg.sender == address(0)) {
+            revert NotMediator(msg.sender, c.appealMediator);
+        }
+        _checkBeforeDeadline(id, s);
+        uint8 flags = s.flags;
+        address appellant = flags & FLAG_APPEAL_BY_JOB_CREATOR != 0 ? t.jobCreator : t.provider;
+        uint256 fee = _params.appealFee;
+        bool overturned = providerHonest != (flags & FLAG_HONEST != 0);
+        if (overturned) {
+            _unlockTo(appellant, fee, appellant);
+            // Up to `minBond` of the first mediator's bond: the appeal mediator's fee first,
+            // the rest to the wronged party.
+            uint256 slash = _params.minBond;
+            uint256 feePart = fee < slash ? fee : slash;
+            _slash(c.ruledBy, feePart, msg.sender);
+            _slash(c.ruledBy, slash - feePart, appellant);
+            flags |= FLAG_OVERTURNED;
+        } else {
+            _unlockTo(appellant, fee, msg.sender);
+        }
+        _endAppeal(s, flags);
+        emit AppealDecided(id, msg.sender, overturned);
+    }
+
+    // ─── Deadlines ────────────────────────────────────────────────────────────
+
+    /// @notice Settles a deal whose current deadline has passed; anyone may call it.
+    ///         Created: the job creator is refunded and gets the provider's collateral.
+    ///         ResultSubmitted: the provider is paid as if accepted, unless the result's
+    ///         block drew an audit, which then starts.
+    ///         Challenged: the round's mediator (drawn now if nobody drew it) missed its
+    ///         deadline: it is excluded, loses `silenceSlash` of its bond to the job
+    ///         creator, and another is drawn in a new round; with none left the result
+    ///         stands (the provider is paid, the job creator's fee comes back).
+    ///         Audited: one round only; a silent auditor loses `silenceSlash` to the
+    ///         provider and the result stands.
+    ///         Appealed: the appeal mediator (if drawn) loses `silenceSlash` to the
+    ///         appellant, whose fee comes back; the verdict stands.
+    ///         A round whose block is too old to draw from excludes nobody.
+    function timeout(bytes32 id, Terms calldata t, Case calldata c, address[] calldata mediators) external {
+        Slot storage s = _loadAny(id, t, c);
+        State from = s.state;
+        if (block.timestamp <= s.deadline) revert DeadlineNotReached(id, s.deadline);
+        if (from == State.Created) {
+            s.state = State.TimedOutNoResult;
+            _unlockTo(t.jobCreator, uint256(t.price) + t.auditFee, t.jobCreator);
+            _unlockTo(t.provider, t.collateral, t.jobCreator);
+        } else if (from == State.ResultSubmitted) {
+            if (_judgeOrAudit(id, t, c, s, State.TimedOutAccepted) != State.TimedOutAccepted) return;
+        } else if (from == State.Challenged || from == State.Audited) {
+            _checkMediators(id, t, mediators);
+            if (!_silentRound(id, t, c, s, mediators)) return;
+        } else if (from == State.Appealed) {
+            _lapseAppeal(id, t, c, s);
+            return;
+        } else {
+            revert WrongState(id, from);
+        }
+        emit DealTimedOut(id, from, s.state);
+    }
+
+    // ─── Reading ──────────────────────────────────────────────────────────────
+
+    /// @notice Deal `id` as stored (state `None` if unknown). `drawn` is the current
+    ///         round's mediator as 1 + its index in the deal's list (0: none drawn yet);
+    ///         `mark` the block that draws the current audit, mediator or appeal.
+    function getDeal(bytes32 id)
+        external
+        view
+        returns (State state, uint64 deadline, uint64 mark, uint8 drawn, uint8 flags, bytes19 commit)
+    {
+        Slot storage s = _deals[id];
+        return (s.state, s.deadline, s.mark, s.drawn, s.flags, s.commit);
+    }
+
+    /// @notice The state of deal `id`, after checking `t` and `c` against it (reverts
+    ///         `WrongCommitment` otherwise): what another contract (the job board) trusts.
+    function verify(bytes32 id, Terms calldata t, Case calldata c) external view returns (State) {
+        Slot storage s = _deals[id];
+        if (s.state == State.None || s.commit != _commitment(id, t, c)) revert WrongCommitment(id);
+        return s.state;
+    }
+
+    /// @notice Whether the result of deal `id` (submitted in block `mark`) is audited at
+    ///         the chance `auditPpm`, as `acceptResult` will draw it; false while the block
+    ///         hash is unknown.
+    function auditDrawn(bytes32 id, uint64 mark, uint32 auditPpm) public view returns (bool) {
+        bytes32 h = blockhash(mark);
+        if (h == bytes32(0)) return false;
+        return uint256(keccak256(abi.encode(h, id, "audit"))) % PPM < auditPpm;
+    }
+
+    // ─── Internals ────────────────────────────────────────────────────────────
+
+    function _hashDeal(Deal calldata deal) private pure returns (bytes32) {
+        return keccak256(
+            bytes.concat(
+                abi.encode(
+                    DEAL_TYPEHASH,
+                    deal.jobCreator,
+                    deal.provider,
+                    deal.solver,
+                    keccak256(abi.encodePacked(deal.mediators)),
+                    deal.price,
+                    deal.collateral,
+                    deal.mediationFee,
+                    deal.auditFee
+                ),
+                abi.encode(
+                    deal.auditPpm,
+                    deal.resultTimeout,
+                    deal.judgeTimeout,
+                    deal.mediationTimeout,
+                    deal.createDeadline,
+                    deal.jobHash,
+                    deal.nonce
+                )
+            )
+        );
+    }
+
+    function _commitment(bytes32 id, Terms memory t, Case memory c) private pure returns (bytes19) {
+        return bytes19(keccak256(abi.encode(id, t, c)));
+    }
+
+    // The slot of a deal in `state`, after checking the terms and case against it.
+    function _load(bytes32 id, Terms calldata t, Case memory c, State state) private view returns (Slot storage s) {
+        s = _loadAny(id, t, c);
+        if (s.state != state) revert WrongState(id, s.state);
+    }
+
+    function _loadAny(bytes32 id, Terms calldata t, Case memory c) private view returns (Slot storage s) {
+        s = _deals[id];
+        if (s.state == State.None) revert WrongState(id, State.None);
+        if (s.commit != _commitment(id, t, c)) revert WrongCommitment(id);
+    }
+
+    function _loadDispute(bytes32 id, Terms calldata t, Case calldata c, address[] calldata mediators)
+        private
+        view
+        returns (Slot storage s)
+    {
+        s = _loadAny(id, t, c);
+        if (s.state != State.Challenged && s.state != State.Audited) revert WrongState(id, s.state);
+        _checkMediators(id, t, mediators);
+    }
+
+    function _checkMediators(bytes32 id, Terms calldata t, address[] calldata mediators) private pure {
+        if (keccak256(abi.encodePacked(mediators)) != t.mediators) revert WrongMediators(id);
+    }
+
+    // The result is judged by the job creator's acceptance or by its deadline: the provider
+    // is paid as `paid` unless the audit draw says otherwise.
+    function _judgeOrAudit(bytes32 id, Terms calldata t, Case calldata c, Slot storage s, State paid)
+        private
+        returns (State)
+    {
+        uint256 b = s.mark;
+        if (block.number <= b) revert DrawNotReady(id, uint64(b));
+        if (block.number - b > BLOCKHASH_WINDOW) {
+            s.mark = uint40(block.number);
+            emit AuditPostponed(id, uint64(block.number));
+            return State.ResultSubmitted;
+        }
+        if (auditDrawn(id, uint64(b), t.auditPpm)) {
+            s.state = State.Audited;
+            s.flags = FLAG_AUDIT;
+            _newRound(s, t.mediationTimeout);
+            emit DealAudited(id, c.resultHash, uint64(block.number));
+            return State.Audited;
+        }
+        s.state = paid;
+        _payProvider(t);
+        _unlockTo(t.jobCreator, t.auditFee, t.jobCreator);
+        return paid;
+    }
+
+    // The current round's mediator missed its deadline. Returns whether the deal settled.
+    function _silentRound(bytes32 id, Terms calldata t, Case calldata c, Slot storage s, address[] calldata mediators)
+        private
+        returns (bool settled)
+    {
+        bool audit = s.state == State.Audited;
+        uint16 excluded = c.excluded;
+        uint256 idx = s.drawn;
+        if (idx == 0) {
+            // Nobody drew it: the round's block names who would have been drawn.
+            uint256 b = s.mark;
+            if (block.number > b && block.number - b <= BLOCKHASH_WINDOW) {
+                uint256 i = _pick(blockhash(b), id, excluded, mediators.length);
+                if (i != type(uint256).max) idx = i + 1;
+            }
+        }
+        if (idx != 0) {
+            address missed = mediators[idx - 1];
+            excluded |= uint16(1 << (idx - 1));
+            _slash(missed, _params.silenceSlash, audit ? t.provider : t.jobCreator);
+            emit MediatorMissed(id, missed, excluded);
+        }
+        s.drawn = 0;
+        if (!audit && _untried(excluded, mediators.length) > 0) {
+            Case memory next = c;
+            next.excluded = excluded;
+            s.commit = _commitment(id, t, next);
+            _newRound(s, t.mediationTimeout);
+            emit DealChallenged(id, c.resultHash, uint64(block.number));
+            return false;
+        }
+        s.state = State.TimedOutNoVerdict;
+        _payProvider(t);
+        _unlockTo(t.jobCreator, audit ? t.auditFee : t.mediationFee, t.jobCreator);
+        return true;
+    }
+
+    // The appeal's deadline passed: its mediator (if any) was silent; the verdict stands.
+    function _lapseAppeal(bytes32 id, Terms calldata t, Case calldata c, Slot storage s) private {
+        uint8 flags = s.flags;
+        address appellant = flags & FLAG_APPEAL_BY_JOB_CREATOR != 0 ? t.jobCreator : t.provider;
+        _unlockTo(appellant, _params.appealFee, appellant);
+        if (c.appealMediator != address(0)) _slash(c.appealMediator, _params.silenceSlash, appellant);
+        _endAppeal(s, flags);
+        emit AppealLapsed(id, c.appealMediator);
+    }
+
+    function _endAppeal(Slot storage s, uint8 flags) private {
+        s.state = flags & FLAG_HONEST != 0 ? State.MediatedHonest : State.MediatedDishonest;
+        s.flags = flags | FLAG_APPEAL_DONE;
+    }
+
+    // Draws an appeal mediator from the approved pool: bonded, not a party, not `first`.
+    function _drawFromPool(bytes32 h, bytes32 id, Terms calldata t, address first) private view returns (address) {
+        IMediatorPool pool = registry;
+        if (address(pool) == address(0)) return address(0);
+        uint256 n = pool.approvedCount(MEDIATOR_ROLE);
+        if (n == 0) return address(0);
+        uint256 minBond = _params.minBond;
+        for (uint256 k = 0; k < APPEAL_DRAWS; k++) {
+            address m = pool.approvedAt(MEDIATOR_ROLE, uint256(keccak256(abi.encode(h, id, "appeal", k))) % n);
+            if (m != first && m != t.jobCreator && m != t.provider && _bonded(m, minBond)) return m;
+        }
+        return address(0);
+    }
+
+    // Starts a dispute round: its mediator comes from this block's hash, and it has until
+    // `mediationTimeout` from now to be drawn (then from the draw to rule).
+    function _newRound(Slot storage s, uint32 mediationTimeout) private {
+        s.mark = uint40(block.number);
+        s.deadline = uint40(block.timestamp + mediationTimeout);
+        s.drawn = 0;
+    }
+
+    // The index of the mediator `h` draws among the `n` not excluded; max when none is left.
+    function _pick(bytes32 h, bytes32 id, uint16 excluded, uint256 n) private pure returns (uint256) {
+        uint256 left = _untried(excluded, n);
+        if (left == 0) return type(uint256).max;
+        uint256 pick = uint256(keccak256(abi.encode(h, id, excluded))) % left;
+        for (uint256 i = 0; i < n; i++) {
+            if (excluded & (1 << i) != 0) continue;
+            if (pick == 0) return i;
+            pick--;
+        }
+        return type(uint256).max;
+    }
+
+    function _untried(uint16 excluded, uint256 n) private pure returns (uint256 left) {
+        left = n;
+        for (uint16 x = excluded; x != 0; x &= x - 1) {
+            left--;
+        }
+    }
+
+    // Provider gets the price from the job creator's lock and its collateral back.
+    function _payProvider(Terms calldata t) private {
+        _unlockTo(t.jobCreator, t.price, t.provider);
+        _unlockTo(t.provider, t.collateral, t.provider);
+    }
+
+    function _checkMediators(Deal calldata deal, uint256 min) private pure {
         uint256 n = deal.mediators.length;
-        if (n == 0) revert NoMediators();
+        if (n < min) revert TooFewMediators(n, min);
         if (n > MAX_MEDIATORS) revert TooManyMediators(n);
         for (uint256 i = 0; i < n; i++) {
             address m = deal.mediators[i];
@@ -265,312 +806,22 @@ contract DcnDeals is EIP712, Ownable {
                 if (deal.mediators[j] == m) revert InvalidMediator(m);
             }
         }
-        uint96 price = _toAmount(deal.price);
-        uint96 collateral = _toAmount(deal.collateral);
-        uint96 fee = _toAmount(deal.mediationFee);
-        if (collateral < fee) revert CollateralBelowFee(collateral, fee);
-        _checkTimeout(deal.resultTimeout);
-        _checkTimeout(deal.judgeTimeout);
-        _checkTimeout(deal.mediationTimeout);
-
-        id = dealId(deal);
-        Record storage d = _deals[id];
-        if (d.state != State.None) {
-            if (d.state == State.Cancelled) revert DealIsCancelled(id);
-            revert DealExists(id);
-        }
-        if (!SignatureChecker.isValidSignatureNow(deal.provider, id, providerSig)) revert BadSignature(deal.provider);
-
-        _lock(deal.jobCreator, price);
-        _lock(deal.provider, collateral);
-
-        uint40 deadline = uint40(block.timestamp + deal.resultTimeout);
-        d.jobCreator = deal.jobCreator;
-        d.state = State.Created;
-        d.deadline = deadline;
-        d.judgeTimeout = uint32(deal.judgeTimeout);
-        d.provider = deal.provider;
-        d.price = price;
-        d.mediator = deal.mediators[0];
-        d.collateral = collateral;
-        d.mediationFee = fee;
-        d.mediationTimeout = uint32(deal.mediationTimeout);
-        d.mediatorCount = uint8(n);
-        if (n > 1) _moreMediators[id] = deal.mediators[1:];
-
-        emit DealCreated(
-            id, deal.jobCreator, deal.provider, deal.solver, deal.jobHash, price, collateral, uint64(deadline)
-        );
     }
 
-    /// @notice The provider withdraws its signature of `deal` before the deal is created:
-    ///         `createDeal` refuses it from then on. Sent by the provider (a contract
-    ///         provider calls it itself).
-    function cancelDeal(Deal calldata deal) external returns (bytes32 id) {
-        if (msg.sender != deal.provider) revert NotProvider(msg.sender);
-        id = dealId(deal);
-        Record storage d = _deals[id];
-        _checkState(id, d, State.None);
-        d.state = State.Cancelled;
-        emit DealCancelled(id, msg.sender);
+    function _checkState(bytes32 id, Slot storage s, State expected) private view {
+        if (s.state != expected) revert WrongState(id, s.state);
     }
 
-    /// @notice The provider posts the hash of its result bundle, before the result deadline.
-    function submitResult(bytes32 id, bytes32 resultHash) external {
-        Record storage d = _deals[id];
-        if (msg.sender != d.provider) revert NotProvider(msg.sender);
-        _checkState(id, d, State.Created);
-        _checkBeforeDeadline(id, d);
-        if (resultHash == bytes32(0)) revert EmptyResultHash();
-        uint40 deadline = uint40(block.timestamp + d.judgeTimeout);
-        d.state = State.ResultSubmitted;
-        d.deadline = deadline;
-        d.resultHash = resultHash;
-        emit ResultSubmitted(id, msg.sender, resultHash, uint64(deadline));
+    function _checkBeforeDeadline(bytes32 id, Slot storage s) private view {
+        if (block.timestamp > s.deadline) revert DeadlinePassed(id, s.deadline);
     }
 
-    /// @notice The job creator accepts the result: the provider is paid, collateral unlocked.
-    function acceptResult(bytes32 id) external {
-        Record storage d = _deals[id];
-        if (msg.sender != d.jobCreator) revert NotJobCreator(msg.sender);
-        _checkState(id, d, State.ResultSubmitted);
-        d.state = State.Accepted;
-        _payProvider(d);
-        emit ResultAccepted(id, d.jobCreator, d.provider, d.price);
-    }
-
-    /// @notice The job creator disputes the result before the judge deadline: its mediation
-    ///         fee is locked and a mediator of the deal will be drawn from this block's hash,
-    ///         which the job creator cannot know when it sends the challenge.
-    function challenge(bytes32 id) external {
-        Record storage d = _deals[id];
-        if (msg.sender != d.jobCreator) revert NotJobCreator(msg.sender);
-        _checkState(id, d, State.ResultSubmitted);
-        _checkBeforeDeadline(id, d);
-        uint96 fee = d.mediationFee;
-        _lock(msg.sender, fee);
-        d.state = State.Challenged;
-        _newRound(d);
-        emit DealChallenged(id, msg.sender, fee, d.drawBlock);
-    }
-
-    /// @notice Draws the mediator of the current challenge round from the hash of the round's
-    ///         block; anyone may call it from the next block on, and calling it again returns
-    ///         the same mediator. The drawn mediator has `mediationTimeout` from now to rule.
-    ///         If the block is too old for its hash (256 blocks), the draw is postponed to
-    ///         the current block and this returns zero: call again from the next block.
-    function draw(bytes32 id) external returns (address mediator) {
-        Record storage d = _deals[id];
-        _checkState(id, d, State.Challenged);
-        mediator = d.drawn;
-        if (mediator != address(0)) return mediator;
-        mediator = _drawn(id, d);
-        if (mediator == address(0)) {
-            if (block.number <= d.drawBlock) revert DrawNotReady(id, d.drawBlock);
-            d.drawBlock = uint64(block.number);
-            emit DrawPostponed(id, uint64(block.number));
-            return address(0);
-        }
-        uint40 deadline = uint40(block.timestamp + d.mediationTimeout);
-        d.drawn = mediator;
-        d.deadline = deadline;
-        emit MediatorDrawn(id, mediator, uint64(deadline));
-    }
-
-    /// @notice The drawn mediator's verdict, before the mediation deadline.
-    ///         Honest: the provider is paid and the job creator pays the mediator's fee.
-    ///         Dishonest: the mediator's fee comes out of the provider's collateral; the job
-    ///         creator gets its price, its fee and the rest of the collateral.
-    function mediate(bytes32 id, bool providerHonest) external {
-        Record storage d = _deals[id];
-        _checkState(id, d, State.Challenged);
-        if (msg.sender != d.drawn || msg.sender == address(0)) revert NotMediator(msg.sender, d.drawn);
-        _checkBeforeDeadline(id, d);
-        address jobCreator = d.jobCreator;
-        uint96 fee = d.mediationFee;
-        if (providerHonest) {
-            d.state = State.MediatedHonest;
-            _payProvider(d);
-            _unlockTo(jobCreator, fee, msg.sender);
-        } else {
-            d.state = State.MediatedDishonest;
-            uint96 collateral = d.collateral;
-            _unlockTo(jobCreator, uint256(d.price) + fee, jobCreator);
-            _unlockTo(d.provider, fee, msg.sender);
-            _unlockTo(d.provider, collateral - fee, jobCreator);
-        }
-        emit DealMediated(id, msg.sender, providerHonest);
-    }
-
-    /// @notice Settles a deal whose current deadline has passed; anyone may call it.
-    ///         Created: the job creator is refunded and gets the provider's collateral.
-    ///         ResultSubmitted: the provider is paid as if accepted.
-    ///         Challenged: the round's mediator (drawn now if nobody drew it) missed its
-    ///         deadline and is excluded; another is drawn in a new round. When none is left
-    ///         the result stands: the provider is paid and the job creator's fee goes back.
-    ///         A round whose block is too old to draw from excludes nobody.
-    function timeout(bytes32 id) external {
-        Record storage d = _deals[id];
-        State from = d.state;
-        if (from != State.Created && from != State.ResultSubmitted && from != State.Challenged) {
-            revert WrongState(id, from);
-        }
-        if (block.timestamp <= d.deadline) revert DeadlineNotReached(id, d.deadline);
-        State to;
-        address jobCreator = d.jobCreator;
-        if (from == State.Created) {
-            to = State.TimedOutNoResult;
-            _unlockTo(jobCreator, d.price, jobCreator);
-            _unlockTo(d.provider, d.collateral, jobCreator);
-        } else if (from == State.ResultSubmitted) {
-            to = State.TimedOutAccepted;
-            _payProvider(d);
-        } else {
-            address missed = d.drawn;
-            if (missed == address(0)) missed = _drawn(id, d);
-            uint256 left = _untried(d);
-            if (missed != address(0)) {
-                d.excluded |= uint16(1 << _indexOf(id, d, missed));
-                left -= 1;
-                emit MediatorMissed(id, missed, left);
-            }
-            if (left > 0) {
-                _newRound(d);
-                d.drawn = address(0);
-                emit DealChallenged(id, jobCreator, d.mediationFee, d.drawBlock);
-                return;
-            }
-            to = State.TimedOutNoVerdict;
-            _payProvider(d);
-            _unlockTo(jobCreator, d.mediationFee, jobCreator);
-        }
-        d.state = to;
-        emit DealTimedOut(id, from, to);
-    }
-
-    /// @notice The stored deal `id` (state `None` if unknown).
-    function getDeal(bytes32 id) external view returns (DealInfo memory) {
-        Record storage d = _deals[id];
-        return DealInfo(
-            d.state, d.jobCreator, d.provider, d.drawn, d.price, d.collateral, d.mediationFee, d.deadline, d.resultHash
-        );
-    }
-
-    /// @notice Every mediator deal `id` named, in order (empty for an unknown deal).
-    function mediatorsOf(bytes32 id) external view returns (address[] memory list) {
-        Record storage d = _deals[id];
-        list = new address[](d.mediatorCount);
-        for (uint256 i = 0; i < list.length; i++) {
-            list[i] = _mediatorAt(id, d, i);
-        }
-    }
-
-    /// @notice The mediators of deal `id` that missed a deadline and are drawn no more.
-    function excludedMediatorsOf(bytes32 id) external view returns (uint16 excluded, uint64 drawBlock) {
-        Record storage d = _deals[id];
-        return (d.excluded, d.drawBlock);
-    }
-
-    // ─── Internals ────────────────────────────────────────────────────────────
-
-    function _hashDeal(Deal calldata deal) private pure returns (bytes32) {
-        return keccak256(
-            abi.encode(
-                DEAL_TYPEHASH,
-                deal.jobCreator,
-                deal.provider,
-                deal.solver,
-                keccak256(abi.encodePacked(deal.mediators)),
-                deal.price,
-                deal.collateral,
-                deal.mediationFee,
-                deal.resultTimeout,
-                deal.judgeTimeout,
-                deal.mediationTimeout,
-                deal.createDeadline,
-                deal.jobHash,
-                deal.nonce
-            )
-        );
-    }
-
-    // Starts a challenge round: its mediator comes from the hash of this block, and it has
-    // until `mediationTimeout` from now to be drawn (then from the draw to rule).
-    function _newRound(Record storage d) private {
-        d.drawBlock = uint64(block.number);
-        d.deadline = uint40(block.timestamp + d.mediationTimeout);
-    }
-
-    // The mediator the round's block hash draws among those not excluded; zero while the
-    // hash is not known yet (same block) or no longer (older than 256 blocks).
-    function _drawn(bytes32 id, Record storage d) private view returns (address m) {
-        uint256 b = d.drawBlock;
-        if (block.number <= b || block.number - b > BLOCKHASH_WINDOW) return address(0);
-        uint16 excluded = d.excluded;
-        uint256 pick = uint256(keccak256(abi.encode(blockhash(b), id, excluded))) % _untried(d);
-        for (uint256 i = 0; m == address(0); i++) {
-            if (excluded & (1 << i) != 0) continue;
-            if (pick == 0) m = _mediatorAt(id, d, i);
-            else pick--;
-        }
-    }
-
-    function _untried(Record storage d) private view returns (uint256 n) {
-        n = d.mediatorCount;
-        for (uint16 x = d.excluded; x != 0; x &= x - 1) {
-            n--;
-        }
-    }
-
-    function _mediatorAt(bytes32 id, Record storage d, uint256 i) private view returns (address) {
-        return i == 0 ? d.mediator : _moreMediators[id][i - 1];
-    }
-
-    // The index of `m` among the deal's mediators (which `createDeal` made distinct).
-    function _indexOf(bytes32 id, Record storage d, address m) private view returns (uint256 i) {
-        while (_mediatorAt(id, d, i) != m) {
-            i++;
-        }
-    }
-
-    // Provider gets the price from the job creator's lock and its collateral back.
-    function _payProvider(Record storage d) private {
-        address provider = d.provider;
-        _unlockTo(d.jobCreator, d.price, provider);
-        _unlockTo(provider, d.collateral, provider);
-    }
-
-    // Amounts are sums of at most two uint96 values, so they always fit in uint128.
-    function _lock(address account, uint256 amount) private {
-        Escrow storage e = _escrow[account];
-        if (e.free < amount) revert InsufficientEscrow(account, amount, e.free);
-        unchecked {
-            e.free -= uint128(amount);
-        }
-        e.locked += uint128(amount);
-    }
-
-    // Moves `amount` out of `from`'s locked escrow into `to`'s free escrow.
-    function _unlockTo(address from, uint256 amount, address to) private {
-        if (amount == 0) return;
-        _escrow[from].locked -= uint128(amount);
-        _escrow[to].free += uint128(amount);
-    }
-
-    function _checkState(bytes32 id, Record storage d, State expected) private view {
-        if (d.state != expected) revert WrongState(id, d.state);
-    }
-
-    function _checkBeforeDeadline(bytes32 id, Record storage d) private view {
-        if (block.timestamp > d.deadline) revert DeadlinePassed(id, d.deadline);
-    }
-
-    function _toAmount(uint256 amount) private pure returns (uint96) {
+    function _checkAmount(uint256 amount) private pure returns (uint96) {
         if (amount > type(uint96).max) revert AmountTooLarge(amount);
         return uint96(amount);
     }
 
-    function _checkTimeout(uint64 t) private pure {
-        if (t == 0 || t > type(uint32).max) revert InvalidTimeout(t);
+    function _checkDisputeTimeout(uint64 t) private pure {
+        if (t == 0 || t > MAX_DISPUTE_TIMEOUT) revert InvalidTimeout(t);
     }
 }

@@ -4,6 +4,7 @@ pragma solidity ^0.8.24;
 import {IERC20} from "@openzeppelin/contracts/token/ERC20/IERC20.sol";
 import {SafeERC20} from "@openzeppelin/contracts/token/ERC20/utils/SafeERC20.sol";
 import {Ownable} from "@openzeppelin/contracts/access/Ownable.sol";
+import {Ownable2Step} from "@openzeppelin/contracts/access/Ownable2Step.sol";
 import {DcnDeals} from "./DcnDeals.sol";
 
 /// @notice What a contract implements to receive job results from `DcnJobBoard`.
@@ -25,14 +26,16 @@ interface IDcnJobClient {
 ///         `minPayment` and give at least `minTimeout` seconds, so a request cannot make
 ///         the operator buy a deal for nothing or in no time.
 ///
-///         The operator `claim`s a request with the `DcnDeals` deal it created for it; from
-///         then on the request cannot be refunded while that deal is in flight, and the
-///         operator may deliver until `DELIVERY_GRACE` after the deadline. A delivery is
-///         checked against `DcnDeals`: the deal's job creator is the operator, the provider
-///         was paid, the result hash is the deal's, and no deal serves two requests. (That the
-///         deal ran this request's module and inputs is the operator's word: the chain sees
-///         only the job spec's hash, which the requester does not know.)
-contract DcnJobBoard is Ownable {
+///         A request commits to the job it wants: the content hash of its job spec (what
+///         `dcn module hash MODULE -i K=V` prints for the module and inputs it names). The
+///         operator `claim`s a request with the `DcnDeals` deal it created for it; from then
+///         on the request cannot be refunded while that deal is in flight, and the operator
+///         may deliver until `DELIVERY_GRACE` after the deadline. A claim and a delivery are
+///         checked against `DcnDeals` (the deal's terms and case, against its commitment):
+///         the deal's job is the requested one, its job creator is the operator and its
+///         provider is not, the provider was paid, the result hash is the deal's, and no
+///         deal serves two requests.
+contract DcnJobBoard is Ownable2Step {
     using SafeERC20 for IERC20;
 
     enum Status {
@@ -50,6 +53,8 @@ contract DcnJobBoard is Ownable {
         uint256 payment;
         bytes32 dealId;
         bytes32 resultHash;
+        /// The content hash of the job spec the requester wants run.
+        bytes32 jobHash;
         string module;
         string[] inputs;
     }
@@ -66,6 +71,9 @@ contract DcnJobBoard is Ownable {
     ///         client really gets `CALLBACK_GAS`: the EVM keeps 1/64 of what is left
     ///         (EIP-150), and encoding and the call itself cost a little.
     uint256 public constant CALLBACK_GAS_NEEDED = CALLBACK_GAS + CALLBACK_GAS / 63 + 10_000;
+    /// @notice Most bytes of a failed callback's revert data kept in `CallbackFailed`: a
+    ///         client cannot make a delivery copy and log a return bomb.
+    uint256 public constant MAX_REVERT_BYTES = 256;
 
     IERC20 public immutable token;
     /// @notice The deals contract whose deals deliver results.
@@ -88,6 +96,7 @@ contract DcnJobBoard is Ownable {
         address indexed requester,
         string module,
         string[] inputs,
+        bytes32 jobHash,
         uint256 payment,
         uint64 deadline
     );
@@ -111,7 +120,9 @@ contract DcnJobBoard is Ownable {
     error DealInFlight(uint256 requestId, bytes32 dealId);
     error DealNotPaid(bytes32 dealId, DcnDeals.State state);
     error WrongDeal(uint256 requestId, bytes32 claimed, bytes32 given);
-    error ResultMismatch(bytes32 dealId, bytes32 onChain, bytes32 given);
+    error WrongJob(uint256 requestId, bytes32 requested, bytes32 dealt);
+    error OperatorIsProvider(bytes32 dealId);
+    error EmptyJobHash();
 
     constructor(IERC20 token_, DcnDeals deals_, address operator_, uint256 minPayment_, uint64 minTimeout_)
         Ownable(msg.sender)
@@ -142,14 +153,19 @@ contract DcnJobBoard is Ownable {
         emit MinimumsChanged(minPayment_, minTimeout_);
     }
 
-    /// @notice Asks for `module` to be run with `inputs` ("Key=Value" each), paying
-    ///         `payment` tokens from the caller (needs approval). The result is due within
-    ///         `timeout` seconds; after that the caller can get its payment back.
-    function requestJob(string calldata module, string[] calldata inputs, uint256 payment, uint64 timeout)
-        external
-        returns (uint256 requestId)
-    {
+    /// @notice Asks for `module` to be run with `inputs` ("Key=Value" each), the job whose
+    ///         spec hashes to `jobHash`, paying `payment` tokens from the caller (needs
+    ///         approval). The result is due within `timeout` seconds; after that the caller
+    ///         can get its payment back.
+    function requestJob(
+        string calldata module,
+        string[] calldata inputs,
+        bytes32 jobHash,
+        uint256 payment,
+        uint64 timeout
+    ) external returns (uint256 requestId) {
         if (bytes(module).length == 0) revert EmptyModule();
+        if (jobHash == bytes32(0)) revert EmptyJobHash();
         if (timeout < minTimeout || timeout > MAX_TIMEOUT) revert InvalidTimeout(timeout);
         if (payment < minPayment) revert PaymentTooLow(payment, minPayment);
         requestId = ++requestCount;
@@ -160,45 +176,51 @@ contract DcnJobBoard is Ownable {
         r.operator = operator;
         r.deadline = deadline;
         r.payment = payment;
+        r.jobHash = jobHash;
         r.module = module;
         for (uint256 i = 0; i < inputs.length; i++) {
             r.inputs.push(inputs[i]);
         }
-        emit JobRequested(requestId, msg.sender, module, inputs, payment, deadline);
+        emit JobRequested(requestId, msg.sender, module, inputs, jobHash, payment, deadline);
         token.safeTransferFrom(msg.sender, address(this), payment);
     }
 
     /// @notice The request's operator names the deal it created for an open request, before
     ///         the deadline. A request whose claimed deal ended without paying its provider
     ///         (no result, or a dishonest one) can be claimed again with a new deal.
-    function claim(uint256 requestId, bytes32 dealId) external {
+    function claim(uint256 requestId, bytes32 dealId, DcnDeals.Terms calldata t, DcnDeals.Case calldata c) external {
         Request storage r = _open(requestId);
         if (msg.sender != r.operator) revert NotOperator(msg.sender);
         if (block.timestamp > r.deadline) revert DeadlinePassed(requestId, r.deadline);
         if (r.dealId != 0 && !_failed(r.dealId)) revert DealInFlight(requestId, r.dealId);
-        _claim(requestId, r, dealId);
+        deals.verify(dealId, t, c);
+        _claim(requestId, r, dealId, t);
     }
 
     /// @notice The request's operator delivers the result of its deal for an open request:
     ///         the payment goes to it and the requester is called back. In time means before
     ///         the deadline, or within `DELIVERY_GRACE` after it for a request claimed in time.
-    ///         The deal must be the operator's, have paid its provider and carry
-    ///         `resultHash`; an unclaimed request is claimed by the delivery.
-    function deliverResult(uint256 requestId, bytes32 dealId, bytes32 resultHash) external {
+    ///         The deal (its terms and case, checked against `DcnDeals`) must run the
+    ///         requested job, be the operator's with another provider, have paid its
+    ///         provider and carry a result; an unclaimed request is claimed by the delivery.
+    function deliverResult(uint256 requestId, bytes32 dealId, DcnDeals.Terms calldata t, DcnDeals.Case calldata c)
+        external
+    {
         Request storage r = _open(requestId);
         if (msg.sender != r.operator) revert NotOperator(msg.sender);
+        bytes32 resultHash = c.resultHash;
         if (resultHash == bytes32(0)) revert EmptyResultHash();
+        DcnDeals.State state = deals.verify(dealId, t, c);
         if (r.dealId == 0) {
             if (block.timestamp > r.deadline) revert DeadlinePassed(requestId, r.deadline);
-            _claim(requestId, r, dealId);
+            _claim(requestId, r, dealId, t);
         } else {
             if (r.dealId != dealId) revert WrongDeal(requestId, r.dealId, dealId);
             uint64 last = r.deadline + DELIVERY_GRACE;
             if (block.timestamp > last) revert DeadlinePassed(requestId, last);
         }
-        DcnDeals.DealInfo memory d = deals.getDeal(dealId);
-        if (!_paid(d.state)) revert DealNotPaid(dealId, d.state);
-        if (d.resultHash != resultHash) revert ResultMismatch(dealId, d.resultHash, resultHash);
+        (, , , , uint8 flags, ) = deals.getDeal(dealId);
+        if (!_paid(state, flags)) revert DealNotPaid(dealId, state);
         r.status = Status.Delivered;
         r.resultHash = resultHash;
         emit JobDelivered(requestId, dealId, resultHash);
@@ -209,11 +231,29 @@ contract DcnJobBoard is Ownable {
             // callback: it fails, is caught, and the request still counts as delivered.
             uint256 left = gasleft();
             if (left < CALLBACK_GAS_NEEDED) revert InsufficientGas(left, CALLBACK_GAS_NEEDED);
-            try IDcnJobClient(requester).onJobResult{gas: CALLBACK_GAS}(requestId, dealId, resultHash) {}
-            catch (bytes memory reason) {
-                emit CallbackFailed(requestId, reason);
+            _callBack(requestId, requester, abi.encodeCall(IDcnJobClient.onJobResult, (requestId, dealId, resultHash)));
+        }
+    }
+
+    // Calls the client with `CALLBACK_GAS`; a failure is logged with at most
+    // `MAX_REVERT_BYTES` of its revert data, whatever the client returns.
+    function _callBack(uint256 requestId, address requester, bytes memory data) private {
+        bool ok;
+        bytes memory reason;
+        uint256 gasLimit = CALLBACK_GAS;
+        uint256 cap = MAX_REVERT_BYTES;
+        assembly ("memory-safe") {
+            ok := call(gasLimit, requester, 0, add(data, 0x20), mload(data), 0, 0)
+            if iszero(ok) {
+                let n := returndatasize()
+                if gt(n, cap) { n := cap }
+                reason := mload(0x40)
+                mstore(reason, n)
+                returndatacopy(add(reason, 0x20), 0, n)
+                mstore(0x40, add(add(reason, 0x20), and(add(n, 31), not(31))))
             }
         }
+        if (!ok) emit CallbackFailed(requestId, reason);
     }
 
     /// @notice Returns the payment of an undelivered request to its requester; anyone may
@@ -225,8 +265,8 @@ contract DcnJobBoard is Ownable {
         if (block.timestamp <= r.deadline) revert DeadlineNotReached(requestId, r.deadline);
         bytes32 dealId = r.dealId;
         if (dealId != 0 && !_failed(dealId)) {
-            DcnDeals.State state = deals.getDeal(dealId).state;
-            if (state < DcnDeals.State.Accepted) revert DealInFlight(requestId, dealId);
+            (DcnDeals.State state, , , , , ) = deals.getDeal(dealId);
+            if (!_settled(state)) revert DealInFlight(requestId, dealId);
             uint64 last = r.deadline + DELIVERY_GRACE;
             if (block.timestamp <= last) revert DeadlineNotReached(requestId, last);
         }
@@ -235,11 +275,12 @@ contract DcnJobBoard is Ownable {
         token.safeTransfer(r.requester, r.payment);
     }
 
-    function _claim(uint256 requestId, Request storage r, bytes32 dealId) private {
+    function _claim(uint256 requestId, Request storage r, bytes32 dealId, DcnDeals.Terms calldata t) private {
         uint256 used = requestOfDeal[dealId];
         if (used != 0) revert DealUsed(dealId, used);
-        DcnDeals.DealInfo memory d = deals.getDeal(dealId);
-        if (d.jobCreator != r.operator) revert NotOperatorsDeal(dealId, d.jobCreator);
+        if (t.jobCreator != r.operator) revert NotOperatorsDeal(dealId, t.jobCreator);
+        if (t.provider == r.operator) revert OperatorIsProvider(dealId);
+        if (t.jobHash != r.jobHash) revert WrongJob(requestId, r.jobHash, t.jobHash);
         requestOfDeal[dealId] = requestId;
         r.dealId = dealId;
         emit JobClaimed(requestId, dealId);
@@ -247,11 +288,17 @@ contract DcnJobBoard is Ownable {
 
     // Settled without paying its provider: no result will come from it.
     function _failed(bytes32 dealId) private view returns (bool) {
-        DcnDeals.State s = deals.getDeal(dealId).state;
-        return s >= DcnDeals.State.Accepted && !_paid(s);
+        (DcnDeals.State s, , , , uint8 flags, ) = deals.getDeal(dealId);
+        return _settled(s) && !_paid(s, flags);
     }
 
-    function _paid(DcnDeals.State s) private pure returns (bool) {
+    // The deal's money is settled (an appeal moves only bonds and fees).
+    function _settled(DcnDeals.State s) private pure returns (bool) {
+        return s >= DcnDeals.State.Accepted && s != DcnDeals.State.Audited;
+    }
+
+    function _paid(DcnDeals.State s, uint8 flags) private pure returns (bool) {
+        if (s == DcnDeals.State.Appealed) return flags & 1 != 0;
         return s == DcnDeals.State.Accepted || s == DcnDeals.State.MediatedHonest
             || s == DcnDeals.State.TimedOutAccepted || s == DcnDeals.State.TimedOutNoVerdict;
     }

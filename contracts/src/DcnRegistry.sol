@@ -2,6 +2,7 @@
 pragma solidity ^0.8.24;
 
 import {Ownable} from "@openzeppelin/contracts/access/Ownable.sol";
+import {Ownable2Step} from "@openzeppelin/contracts/access/Ownable2Step.sol";
 
 /// @title DcnRegistry
 /// @notice The one published address of a network. It holds:
@@ -14,7 +15,7 @@ import {Ownable} from "@openzeppelin/contracts/access/Ownable.sol";
 ///           name themselves or that are approved here.
 ///         Listings are paginated: a client reads `MAX_PAGE` entries per call however many
 ///         strangers register.
-contract DcnRegistry is Ownable {
+contract DcnRegistry is Ownable2Step {
     /// @notice The roles a service can take. An account may hold several.
     enum Role {
         Solver,
@@ -201,6 +202,12 @@ contract DcnRegistry is Ownable {
     /// @notice How many accounts are approved in `role`.
     function approvedCount(Role role) external view returns (uint256) {
         return _approved[role].length;
+    }
+
+    /// @notice The approved account at `index` (from 0) in `role` (`DcnDeals` draws appeal
+    ///         mediators this way); the order changes when one is unapproved.
+    function approvedAt(Role role, uint256 index) external view returns (address) {
+        return _approved[role][index];
     }
 
     /// @notice Up to `limit` (at most `MAX_PAGE`) approved accounts in `role` from position

@@ -7,9 +7,11 @@ import {Ownable} from "@openzeppelin/contracts/access/Ownable.sol";
 import {DcnJobBoard, IDcnJobClient} from "../DcnJobBoard.sol";
 
 /// @title CowsayClient
-/// @notice Example of a contract that buys compute: `runCowsay("moo")` asks the board to
-///         run the `cowsay` module, paid from this contract's own token balance, and keeps
-///         the result hash when the board delivers it.
+/// @notice Example of a contract that buys compute: `runCowsay("moo", jobHash)` asks the
+///         board to run the `cowsay` module, paid from this contract's own token balance,
+///         and keeps the result hash when the board delivers it. The job hash names the
+///         exact job (`dcn module hash cowsay -i Message=moo` prints it): the board delivers
+///         only a deal that ran that job.
 contract CowsayClient is IDcnJobClient, Ownable {
     using SafeERC20 for IERC20;
 
@@ -40,12 +42,13 @@ contract CowsayClient is IDcnJobClient, Ownable {
         price = price_;
     }
 
-    /// @notice Asks the network to run `cowsay` with `message`.
-    function runCowsay(string calldata message) external returns (uint256 requestId) {
+    /// @notice Asks the network to run `cowsay` with `message`: the job whose spec hashes
+    ///         to `jobHash`.
+    function runCowsay(string calldata message, bytes32 jobHash) external returns (uint256 requestId) {
         string[] memory inputs = new string[](1);
         inputs[0] = string.concat("Message=", message);
         token.forceApprove(address(board), price);
-        requestId = board.requestJob("cowsay", inputs, price, timeout);
+        requestId = board.requestJob("cowsay", inputs, jobHash, price, timeout);
         lastRequestId = requestId;
         emit CowsayRequested(requestId, message);
     }
