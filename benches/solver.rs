@@ -32,6 +32,7 @@ fn config(solver: Address) -> CoreConfig {
         sign_timeout_secs: 60,
         create_timeout_secs: 300,
         result_retention_secs: 3600,
+        min_mediators: 1,
     }
 }
 
@@ -97,6 +98,8 @@ fn job(g: &mut Lcg, creator: Address, solver: Address) -> (JobOffer, JobSpec) {
         jobHash: spec.content_hash(),
         maxPrice: U256::from(20 + g.next(100)),
         mediationFee: U256::from(10),
+        auditFee: U256::from(1),
+        auditPpm: 1_000_000,
         mediators: mediators(g),
         resultTimeout: 600,
         judgeTimeout: 600,

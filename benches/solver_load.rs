@@ -60,6 +60,7 @@ async fn child() {
             sign_timeout_secs: 60,
             create_timeout_secs: 300,
             result_retention_secs: 3600,
+            min_mediators: 1,
         },
         limits: ApiLimits {
             max_body_bytes: 1 << 20,
@@ -185,6 +186,8 @@ fn job_offer(creator: Address, solver: Address, spec: &JobSpec, expiry: u64) -> 
         jobHash: spec.content_hash(),
         maxPrice: U256::from(100),
         mediationFee: U256::from(1),
+        auditFee: U256::from(1),
+        auditPpm: 1_000_000,
         mediators: vec![Address::repeat_byte(0xee)],
         resultTimeout: 600,
         judgeTimeout: 600,

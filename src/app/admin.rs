@@ -48,6 +48,7 @@ pub async fn deploy(
         } else {
             Vec::new()
         },
+        rules: deploy_rules(settings, net.dev_accounts)?,
     };
     let outcome = chain::deploy(&client, settings.data_dir(), &options)
         .await
@@ -273,4 +274,33 @@ mod tests {
         assert_eq!(printable("ünïcode"), "ünïcode");
         assert_eq!(printable("http://good\u{202e}moc.live"), "http://good\\u{202e}moc.live");
     }
+}
+
+/// The network's rules for deals, from `[deploy]`: a development network (one mediator)
+/// asks one mediator per deal, others three unless told.
+fn deploy_rules(settings: &Settings, dev: bool) -> eyre::Result<crate::chain::NetworkRules> {
+    let d = &settings.deploy;
+    let min_mediators = match d.min_mediators {
+        0 if dev => 1,
+        0 => 3,
+        n => n,
+    };
+    if usize::from(min_mediators) > 16 {
+        eyre::bail!("invalid deploy.min_mediators: {min_mediators} (a deal names at most 16 mediators)");
+    }
+    if d.min_audit_ppm > 1_000_000 {
+        eyre::bail!("invalid deploy.min_audit_ppm: {} (at most 1000000, every result)", d.min_audit_ppm);
+    }
+    if d.appeal_window_secs == 0 || d.appeal_window_secs > 7 * 86_400 {
+        eyre::bail!("invalid deploy.appeal_window_secs: {} (1 s to 7 days)", d.appeal_window_secs);
+    }
+    Ok(crate::chain::NetworkRules {
+        min_mediators,
+        min_audit_ppm: d.min_audit_ppm,
+        appeal_window: d.appeal_window_secs,
+        min_mediation_fee: parse_amount(&d.min_mediation_fee, "deploy.min_mediation_fee")?,
+        silence_slash: parse_amount(&d.silence_slash, "deploy.silence_slash")?,
+        min_bond: parse_amount(&d.min_bond, "deploy.min_bond")?,
+        appeal_fee: parse_amount(&d.appeal_fee, "deploy.appeal_fee")?,
+    })
 }

@@ -99,6 +99,7 @@ pub async fn start(
         chain: chain.clone(),
         solver: Arc::new(solver.retrying_until(tasks.token())),
         token: tasks.token().clone(),
+        follow_audits: true,
     };
     let kv = KvStore::open(&dir.join("db")).wrap_err("opening the job board service's database")?;
     let deps = JobBoardDeps {

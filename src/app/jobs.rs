@@ -23,7 +23,7 @@ pub async fn list(settings: &Settings, json: bool) -> eyre::Result<()> {
     let now = now_secs();
     let mut rows = vec![];
     for e in journal.all()? {
-        let state = chain.deal(e.deal.id).await?.state;
+        let state = chain.state(e.deal.id).await?.state;
         let shown = match (state, &e.ended) {
             (DealState::None, Some(_)) => "never created".to_string(),
             (DealState::None, None) if now > e.deal.deal.createDeadline => "never created".to_string(),
@@ -105,9 +105,10 @@ pub async fn resume(settings: &Settings, deal: B256, json: bool, overrides: &Run
             chain: chain.clone(),
             solver: Arc::new(solver),
             token: tasks.token().clone(),
+            follow_audits: false,
         };
         let progress = TerminalProgress::new();
-        if chain.deal(deal).await?.state == DealState::None {
+        if chain.state(deal).await?.state == DealState::None {
             // Killed between the match and `createDeal`: create it while its signature is
             // good; after that, nothing was ever locked.
             if chain.now().await? > entry.deal.deal.createDeadline {
@@ -120,6 +121,7 @@ pub async fn resume(settings: &Settings, deal: B256, json: bool, overrides: &Run
             }
             let created = creator.create(entry.deal.clone(), &entry.spec).await.inspect_err(|_| progress.fail())?;
             entry.create_tx = Some(created.create_tx);
+            entry.since_block = created.created_block;
             journal.save(&entry)?;
         }
         follow_to_end(&creator, &journal, &mut entry, &progress).await

@@ -52,6 +52,14 @@ pub async fn start(
         .await
         .wrap_err("registering the mediator in DcnRegistry")?;
     let chain = account.chain();
+    // Only bonded mediators are drawn: post the network's least bond if short.
+    let rules = crate::chain::DealsChain::rules(chain.as_ref()).await?;
+    let posted = crate::chain::DealsChain::ensure_bond(chain.as_ref(), rules.min_bond)
+        .await
+        .wrap_err("posting the mediator bond (a mediator is drawn only while bonded)")?;
+    if !posted.is_zero() {
+        tracing::info!(amount = %crate::units::format_amount(posted), "posted the mediator bond");
+    }
     let deps = MediatorDeps {
         account: me,
         chain: chain.clone(),

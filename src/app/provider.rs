@@ -40,7 +40,7 @@ pub async fn run(settings: &Settings, overrides: &ProviderOverrides) -> eyre::Re
 /// its state in `dir`, and starts it as the task `provider` of `tasks`.
 pub async fn start(
     settings: &Settings,
-    cfg: ProviderConfig,
+    mut cfg: ProviderConfig,
     account: &Account,
     solver: SolverClient,
     mediators: Vec<Address>,
@@ -48,6 +48,10 @@ pub async fn start(
     tasks: &Tasks,
 ) -> eyre::Result<()> {
     state_dir(dir)?;
+    // The network's rules: a deal it signs must pass them, or `createDeal` refuses it.
+    let rules = crate::chain::DealsChain::rules(account.chain().as_ref()).await?;
+    cfg.limits.min_mediators = rules.min_mediators;
+    cfg.limits.min_mediation_fee = rules.min_mediation_fee;
     let machine = Machine::detect(dir, cfg.offer_gpu > 0)
         .wrap_err("offering GPUs (provider.offer_gpu, --offer-gpu) needs NVIDIA GPUs")?;
     let slot = machine.slot(cfg.slots, cfg.offer_cpu, cfg.offer_ram_mb, cfg.offer_gpu)?;

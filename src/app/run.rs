@@ -70,14 +70,18 @@ pub async fn run_network(settings: &Settings, req: RunRequest, overrides: &RunOv
             chain: account.chain(),
             solver: Arc::new(solver),
             token: tasks.token().clone(),
+            follow_audits: false,
         };
         let progress = TerminalProgress::new();
         let deal = creator.match_deal(&spec, &progress).await.inspect_err(|_| progress.fail())?;
         let _following = journal.follow(deal.id)?;
+        // Before `createDeal`: the deal's events come after this block.
+        let since_block = creator.chain.block_number().await?;
         let mut entry = Entry {
             deal: deal.clone(),
             spec: spec.clone(),
             create_tx: None,
+            since_block,
             challenge,
             results_dir,
             placed_at: now_secs(),
@@ -90,6 +94,7 @@ pub async fn run_network(settings: &Settings, req: RunRequest, overrides: &RunOv
         }
         let created = creator.create(deal, &spec).await.inspect_err(|_| progress.fail())?;
         entry.create_tx = Some(created.create_tx);
+        entry.since_block = created.created_block;
         journal.save(&entry)?;
         follow_to_end(&creator, &journal, &mut entry, &progress).await
     })

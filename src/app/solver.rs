@@ -33,8 +33,10 @@ pub async fn start(cfg: &SolverConfig, account: &Account, dir: &Path, tasks: &Ta
     let addr = listener.local_addr()?;
     let public_url = cfg.public_url.clone().unwrap_or_else(|| format!("http://{addr}"));
     let store = RocksStore::open(&dir.join("db")).wrap_err("opening the solver's database")?;
+    // Deals name at least the network's fewest mediators: the matcher pairs no fewer.
+    let rules = crate::chain::DealsChain::rules(account.chain().as_ref()).await?;
     let params = SolverParams {
-        core: cfg.core(account.address(), net.chain_id, contracts.deals),
+        core: cfg.core(account.address(), net.chain_id, contracts.deals, usize::from(rules.min_mediators)),
         limits: cfg.limits.clone(),
         store: Arc::new(store),
         results_dir: dir.join("results"),

@@ -6,34 +6,100 @@
 //! Every transaction method waits for its receipt and fails if it reverted, returning the
 //! transaction hash.
 
-use super::bindings::{DcnDeals, DcnJobBoard, DcnToken};
+use super::bindings::DcnDeals;
 use super::heads::Heads;
 use super::state::{DealState, RequestStatus};
-use super::{ChainClient, ChainError, Contracts};
-use crate::units::format_amount;
+use super::ChainError;
 use alloy::primitives::{Address, Bytes, B256, U256};
-use alloy::providers::Provider;
 use alloy::rpc::types::{Filter, Log};
 use async_trait::async_trait;
+
+/// A deal as a party knows it: its id, its signed terms, and a block at or before the
+/// first of its events this party needs (its creation for the parties, the dispute's start
+/// for a mediator): the case is rebuilt from the deal's events from there (THREATS: a
+/// party never trusts a case it did not read from the chain).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct DealRef {
+    /// The deal id.
+    pub id: B256,
+    /// The terms, as signed.
+    pub deal: DcnDeals::Deal,
+    /// Where its events start for this party.
+    pub since_block: u64,
+}
+
+impl DealRef {
+    /// What `DcnDeals` calls pass back of the terms (its `termsOf`).
+    pub fn terms(&self) -> DcnDeals::Terms {
+        terms_of(&self.deal)
+    }
+}
+
+/// `DcnDeals.termsOf`: what later calls pass back of a deal's terms.
+pub fn terms_of(d: &DcnDeals::Deal) -> DcnDeals::Terms {
+    use alloy::primitives::aliases::U96;
+    DcnDeals::Terms {
+        jobCreator: d.jobCreator,
+        provider: d.provider,
+        price: U96::saturating_from(d.price),
+        collateral: U96::saturating_from(d.collateral),
+        mediationFee: U96::saturating_from(d.mediationFee),
+        auditFee: U96::saturating_from(d.auditFee),
+        auditPpm: d.auditPpm,
+        judgeTimeout: d.judgeTimeout as u32,
+        mediationTimeout: d.mediationTimeout as u32,
+        mediators: alloy::primitives::keccak256(d.mediators.iter().flat_map(|m| m.0 .0).collect::<Vec<u8>>()),
+        jobHash: d.jobHash,
+    }
+}
 
 /// A deal as the chain holds it now.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DealView {
     /// Where it is.
     pub state: DealState,
-    /// Deadline of the current waiting state, unix seconds (meaningless once final).
+    /// Deadline of the current waiting state, unix seconds; in a mediated state, the end
+    /// of its appeal window.
     pub deadline: u64,
+    /// The block whose hash draws the current audit, mediator or appeal mediator.
+    pub mark: u64,
+    /// `DcnDeals` flags (`FLAG_HONEST`, `FLAG_AUDIT`, …): see [`DealView::audit`] and the others.
+    pub flags: u8,
+    /// The current round's drawn mediator as 1 + its index in the deal's list; 0: none.
+    pub drawn: u8,
     /// The submitted result hash (zero before).
     pub result_hash: B256,
-    /// The mediator drawn for the current challenge round; zero before a challenge and
-    /// until someone calls `draw`.
+    /// The mediator who must rule now: the current round's drawn mediator of a challenge or
+    /// audit, the appeal's mediator of an appeal; zero until drawn.
     pub mediator: Address,
+    /// What the deal's life added to its terms, as its events tell it.
+    pub case: DcnDeals::Case,
 }
+
+/// `DcnDeals.FLAG_HONEST`: the verdict that settled the deal found the provider honest.
+pub const FLAG_HONEST: u8 = 1;
+/// `DcnDeals.FLAG_APPEAL_BY_JOB_CREATOR`.
+pub const FLAG_APPEAL_BY_JOB_CREATOR: u8 = 2;
+/// `DcnDeals.FLAG_APPEAL_DONE`: the verdict was appealed (or may no longer be).
+pub const FLAG_APPEAL_DONE: u8 = 4;
+/// `DcnDeals.FLAG_OVERTURNED`: the appeal overturned the verdict.
+pub const FLAG_OVERTURNED: u8 = 8;
+/// `DcnDeals.FLAG_AUDIT`: the dispute is (was) an audit.
+pub const FLAG_AUDIT: u8 = 16;
 
 impl DealView {
     /// A deal the chain does not have.
     pub fn none() -> Self {
-        Self { state: DealState::None, deadline: 0, result_hash: B256::ZERO, mediator: Address::ZERO }
+        Self {
+            state: DealState::None,
+            deadline: 0,
+            mark: 0,
+            flags: 0,
+            drawn: 0,
+            result_hash: B256::ZERO,
+            mediator: Address::ZERO,
+            case: empty_case(),
+        }
     }
 
     /// Whether the deadline of its waiting state passed at `now` (deadlines are inclusive:
@@ -42,11 +108,71 @@ impl DealView {
         self.state.has_deadline() && now > self.deadline
     }
 
-    /// Whether it is challenged and waits for someone to draw its mediator before the
-    /// round's deadline.
+    /// Whether a dispute (challenge or audit) waits for someone to draw its mediator
+    /// before the round's deadline.
     pub fn awaits_draw(&self, now: u64) -> bool {
-        self.state == DealState::Challenged && self.mediator.is_zero() && !self.past_deadline(now)
+        self.state.is_dispute() && self.mediator.is_zero() && !self.past_deadline(now)
     }
+
+    /// Whether an appeal waits for someone to draw its mediator before its deadline.
+    pub fn awaits_appeal_draw(&self, now: u64) -> bool {
+        self.state == DealState::Appealed && self.mediator.is_zero() && !self.past_deadline(now)
+    }
+
+    /// Whether the dispute is (was) an audit rather than a challenge.
+    pub fn audit(&self) -> bool {
+        self.flags & FLAG_AUDIT != 0
+    }
+
+    /// Whether the verdict that settled the deal found the provider honest.
+    pub fn ruled_honest(&self) -> bool {
+        self.flags & FLAG_HONEST != 0
+    }
+
+    /// Whether the job creator made the appeal (else the provider did).
+    pub fn appealed_by_job_creator(&self) -> bool {
+        self.flags & FLAG_APPEAL_BY_JOB_CREATOR != 0
+    }
+
+    /// Whether a mediated deal may still be appealed at `now` by its loser.
+    pub fn appealable(&self, now: u64) -> bool {
+        matches!(self.state, DealState::MediatedHonest | DealState::MediatedDishonest)
+            && self.flags & FLAG_APPEAL_DONE == 0
+            && now <= self.deadline
+    }
+}
+
+/// The case of a deal before anything happened to it.
+pub fn empty_case() -> DcnDeals::Case {
+    DcnDeals::Case { resultHash: B256::ZERO, excluded: 0, ruledBy: Address::ZERO, appealMediator: Address::ZERO }
+}
+
+/// The network's rules for deals (`DcnDeals.params()`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct NetworkRules {
+    /// Fewest mediators a deal names.
+    pub min_mediators: u8,
+    /// Least audit chance, parts per million.
+    pub min_audit_ppm: u32,
+    /// Seconds after a verdict in which its loser may appeal.
+    pub appeal_window: u32,
+    /// Least mediation and audit fee.
+    pub min_mediation_fee: U256,
+    /// What a silent drawn mediator loses of its bond.
+    pub silence_slash: U256,
+    /// Least bond of a drawable mediator.
+    pub min_bond: U256,
+    /// What an appeal costs.
+    pub appeal_fee: U256,
+}
+
+/// What sending a transaction gave: its hash and the block it was mined in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Sent {
+    /// The transaction hash.
+    pub tx: B256,
+    /// Its block.
+    pub block: u64,
 }
 
 /// A job request on the job board.
@@ -62,6 +188,8 @@ pub struct RequestView {
     pub module: String,
     /// `Key=Value` inputs.
     pub inputs: Vec<String>,
+    /// The content hash of the job spec the requester wants run.
+    pub job_hash: B256,
     /// What the requester pays the operator on delivery.
     pub payment: U256,
     /// Delivery deadline, unix seconds. Unclaimed, the requester may take its payment back
@@ -75,7 +203,9 @@ pub struct RequestView {
 /// delivered.
 pub const DELIVERY_GRACE_SECS: u64 = 86_400;
 
-/// The `DcnDeals` contract, as a party to deals sees it.
+/// The `DcnDeals` contract, as a party to deals sees it. Calls after creation take the
+/// party's [`DealRef`]: the implementation passes the terms and the case (rebuilt from the
+/// deal's events) back to the contract.
 #[async_trait]
 pub trait DealsChain: Send + Sync {
     /// The account that signs the transactions.
@@ -85,37 +215,53 @@ pub trait DealsChain: Send + Sync {
     fn heads(&self) -> Heads {
         Heads::none()
     }
-    /// Deal `id` as stored now ([`DealView::none`] if it was never created).
-    async fn deal(&self, id: B256) -> Result<DealView, ChainError>;
+    /// Deal `id`'s state, deadline and flags as stored now, without its case (state
+    /// `None` if it was never created): what a reader that sends nothing needs.
+    async fn state(&self, id: B256) -> Result<DealView, ChainError>;
+    /// `deal` as stored now, with its case.
+    async fn deal(&self, deal: &DealRef) -> Result<DealView, ChainError>;
     /// The time the next block will carry, about: deadlines are compared with it.
     async fn now(&self) -> Result<u64, ChainError>;
     /// The latest block's timestamp. The chain has passed a time for certain only once a
     /// block carries a later one: until then a block producer whose clock lags may still
     /// include a transaction that the time forbids.
     async fn block_time(&self) -> Result<u64, ChainError>;
+    /// The latest block number: a party records it before a deal can exist, as the block
+    /// its events start from.
+    async fn block_number(&self) -> Result<u64, ChainError>;
+    /// The network's rules for deals.
+    async fn rules(&self) -> Result<NetworkRules, ChainError>;
     /// Tops this account's free escrow up to `need` (approving and depositing the
     /// shortfall); returns what was deposited. Concurrent jobs of one account take turns
     /// (`queue`), so no top-up reads a balance another is about to spend.
     async fn ensure_free_escrow(&self, need: U256) -> Result<U256, ChainError>;
+    /// Tops this account's mediator bond up to `need` (depositing and posting what is
+    /// short); returns what was posted. Fails if the bond is being withdrawn.
+    async fn ensure_bond(&self, need: U256) -> Result<U256, ChainError>;
     /// `createDeal` with the provider's signature; as its job creator, first tops the free
-    /// escrow up to the price, in the same escrow turn.
-    async fn create_deal(&self, deal: &DcnDeals::Deal, signature: Bytes) -> Result<B256, ChainError>;
+    /// escrow up to the price and the audit fee, in the same escrow turn.
+    async fn create_deal(&self, deal: &DcnDeals::Deal, signature: Bytes) -> Result<Sent, ChainError>;
     /// `submitResult`, as the deal's provider.
-    async fn submit_result(&self, id: B256, result_hash: B256) -> Result<B256, ChainError>;
-    /// `acceptResult`, as the deal's job creator.
-    async fn accept_result(&self, id: B256) -> Result<B256, ChainError>;
+    async fn submit_result(&self, deal: &DealRef, result_hash: B256) -> Result<B256, ChainError>;
+    /// `acceptResult`, as the deal's job creator: the provider is paid, or an audit starts.
+    async fn accept_result(&self, deal: &DealRef) -> Result<B256, ChainError>;
     /// `challenge`, as the deal's job creator (pays the mediation fee, topping the free
     /// escrow up to it first, in one escrow turn).
-    async fn challenge(&self, id: B256) -> Result<B256, ChainError>;
-    /// `draw`: draws the mediator of a challenged deal's round (anyone may, from the block
-    /// after the challenge; drawing again changes nothing).
-    async fn draw(&self, id: B256) -> Result<B256, ChainError>;
-    /// The mediators deal `id` names, in order (empty if it does not exist).
-    async fn mediators(&self, id: B256) -> Result<Vec<Address>, ChainError>;
-    /// `mediate`, as the deal's drawn mediator.
-    async fn mediate(&self, id: B256, provider_honest: bool) -> Result<B256, ChainError>;
+    async fn challenge(&self, deal: &DealRef) -> Result<B256, ChainError>;
+    /// `draw`: draws the mediator of a dispute's round (anyone may, from the block after
+    /// it started; drawing again changes nothing).
+    async fn draw(&self, deal: &DealRef) -> Result<B256, ChainError>;
+    /// `mediate`, as the dispute's drawn mediator.
+    async fn mediate(&self, deal: &DealRef, provider_honest: bool) -> Result<B256, ChainError>;
+    /// `appeal`, as the party the verdict went against (pays the appeal fee, topping the
+    /// free escrow up to it first).
+    async fn appeal(&self, deal: &DealRef) -> Result<B256, ChainError>;
+    /// `drawAppeal`: draws the appeal's mediator from the network's pool (anyone may).
+    async fn draw_appeal(&self, deal: &DealRef) -> Result<B256, ChainError>;
+    /// `ruleAppeal`, as the appeal's mediator.
+    async fn rule_appeal(&self, deal: &DealRef, provider_honest: bool) -> Result<B256, ChainError>;
     /// `timeout`: settles a deal whose deadline passed, by the rule of its state.
-    async fn timeout(&self, id: B256) -> Result<B256, ChainError>;
+    async fn timeout(&self, deal: &DealRef) -> Result<B256, ChainError>;
 }
 
 /// The `DcnJobBoard` contract, as its operator sees it.
@@ -127,9 +273,9 @@ pub trait BoardChain: Send + Sync {
     async fn request(&self, id: U256) -> Result<RequestView, ChainError>;
     /// `claim`: names the deal bought for an open request, so that it is not refunded
     /// while the deal is in flight.
-    async fn claim(&self, id: U256, deal: B256) -> Result<B256, ChainError>;
+    async fn claim(&self, id: U256, deal: &DealRef) -> Result<B256, ChainError>;
     /// `deliverResult`: pays the operator and calls the requester back.
-    async fn deliver_result(&self, id: U256, deal: B256, result_hash: B256) -> Result<B256, ChainError>;
+    async fn deliver_result(&self, id: U256, deal: &DealRef) -> Result<B256, ChainError>;
 }
 
 /// Contract logs, read in block ranges by a follower.
@@ -145,211 +291,3 @@ pub trait LogSource: Send + Sync {
     async fn logs(&self, filter: &Filter, from: u64, to: u64) -> Result<Vec<Log>, ChainError>;
 }
 
-/// The chain through alloy: a connected account and the deployment's contracts.
-#[derive(Debug, Clone)]
-pub struct AlloyChain {
-    /// The connection, signing as this account.
-    pub client: ChainClient,
-    /// The deployment.
-    pub contracts: Contracts,
-}
-
-fn call_err(what: impl Into<String>) -> impl FnOnce(alloy::contract::Error) -> ChainError {
-    let what = what.into();
-    move |source| ChainError::call(what, source)
-}
-
-impl AlloyChain {
-    /// The chain of `client` with `contracts`.
-    pub fn new(client: ChainClient, contracts: Contracts) -> Self {
-        Self { client, contracts }
-    }
-
-    fn deals(&self) -> DcnDeals::DcnDealsInstance<&alloy::providers::DynProvider> {
-        DcnDeals::new(self.contracts.deals, &self.client.provider)
-    }
-
-    /// Free and locked escrow of `account`.
-    pub async fn escrow_of(&self, account: Address) -> Result<(U256, U256), ChainError> {
-        let e = self.deals().escrowOf(account).call().await.map_err(call_err("reading the escrow balance"))?;
-        Ok((e.free, e.locked))
-    }
-
-    /// Tops the free escrow up to `need`, in the caller's escrow turn.
-    async fn top_up(&self, need: U256) -> Result<U256, ChainError> {
-        let me = self.client.from;
-        let (free, _) = self.escrow_of(me).await?;
-        if free >= need {
-            return Ok(U256::ZERO);
-        }
-        let short = need - free;
-        let token = DcnToken::new(self.contracts.token, &self.client.provider);
-        let balance = token.balanceOf(me).call().await.map_err(call_err("reading the token balance"))?;
-        if balance < short {
-            return Err(ChainError::TokensShort {
-                account: me,
-                have: format_amount(balance),
-                need: format_amount(short),
-                network: self.client.network.name.clone(),
-            });
-        }
-        let allowance =
-            token.allowance(me, self.contracts.deals).call().await.map_err(call_err("reading the token allowance"))?;
-        if allowance < short {
-            self.client.send("approving DcnDeals to take tokens", token.approve(self.contracts.deals, short)).await?;
-        }
-        self.tx("depositing into escrow", self.deals().deposit(short)).await?;
-        Ok(short)
-    }
-
-    async fn tx<P: Provider, D: alloy::contract::CallDecoder>(
-        &self,
-        what: &str,
-        call: alloy::contract::CallBuilder<P, D>,
-    ) -> Result<B256, ChainError> {
-        Ok(self.client.send(what, call).await?.transaction_hash)
-    }
-}
-
-#[async_trait]
-impl DealsChain for AlloyChain {
-    fn account(&self) -> Address {
-        self.client.from
-    }
-
-    fn heads(&self) -> Heads {
-        self.client.heads.heads()
-    }
-
-    async fn deal(&self, id: B256) -> Result<DealView, ChainError> {
-        let info = self.deals().getDeal(id).call().await.map_err(call_err(format!("reading deal {id}")))?;
-        Ok(DealView {
-            state: DealState::from_chain(info.state)?,
-            deadline: info.deadline,
-            result_hash: info.resultHash,
-            mediator: info.mediator,
-        })
-    }
-
-    async fn now(&self) -> Result<u64, ChainError> {
-        // A chain that mines only on demand (anvil, geth --dev) has no new block until a
-        // transaction comes, so the latest block alone would never pass a deadline.
-        let block = self
-            .client
-            .provider
-            .get_block_by_number(alloy::eips::BlockNumberOrTag::Latest)
-            .await
-            .map_err(|source| ChainError::rpc("reading the latest block", source))?;
-        Ok(block.map(|b| b.header.timestamp).unwrap_or_default().max(crate::clock::now_secs()))
-    }
-
-    async fn block_time(&self) -> Result<u64, ChainError> {
-        let block = self
-            .client
-            .provider
-            .get_block_by_number(alloy::eips::BlockNumberOrTag::Latest)
-            .await
-            .map_err(|source| ChainError::rpc("reading the latest block", source))?;
-        Ok(block.map(|b| b.header.timestamp).unwrap_or_default())
-    }
-
-    async fn ensure_free_escrow(&self, need: U256) -> Result<U256, ChainError> {
-        let _turn = self.client.escrow_turn().await?;
-        self.top_up(need).await
-    }
-
-    async fn create_deal(&self, deal: &DcnDeals::Deal, signature: Bytes) -> Result<B256, ChainError> {
-        // Another job of this account may have locked what was deposited for this one.
-        let _turn = self.client.escrow_turn().await?;
-        if deal.jobCreator == self.client.from {
-            self.top_up(deal.price).await?;
-        }
-        self.tx("creating the deal", self.deals().createDeal(deal.clone(), signature)).await
-    }
-
-    async fn submit_result(&self, id: B256, result_hash: B256) -> Result<B256, ChainError> {
-        self.tx("submitting the result", self.deals().submitResult(id, result_hash)).await
-    }
-
-    async fn accept_result(&self, id: B256) -> Result<B256, ChainError> {
-        self.tx("accepting the result", self.deals().acceptResult(id)).await
-    }
-
-    async fn challenge(&self, id: B256) -> Result<B256, ChainError> {
-        let _turn = self.client.escrow_turn().await?;
-        let info = self.deals().getDeal(id).call().await.map_err(call_err(format!("reading deal {id}")))?;
-        self.top_up(info.mediationFee).await?;
-        self.tx("challenging the result", self.deals().challenge(id)).await
-    }
-
-    async fn draw(&self, id: B256) -> Result<B256, ChainError> {
-        self.tx("drawing the mediator", self.deals().draw(id)).await
-    }
-
-    async fn mediators(&self, id: B256) -> Result<Vec<Address>, ChainError> {
-        self.deals().mediatorsOf(id).call().await.map_err(call_err(format!("reading deal {id}'s mediators")))
-    }
-
-    async fn mediate(&self, id: B256, provider_honest: bool) -> Result<B256, ChainError> {
-        self.tx("sending the verdict", self.deals().mediate(id, provider_honest)).await
-    }
-
-    async fn timeout(&self, id: B256) -> Result<B256, ChainError> {
-        self.tx("settling the deal by timeout", self.deals().timeout(id)).await
-    }
-}
-
-#[async_trait]
-impl BoardChain for AlloyChain {
-    async fn operator(&self) -> Result<Address, ChainError> {
-        DcnJobBoard::new(self.contracts.job_board, &self.client.provider)
-            .operator()
-            .call()
-            .await
-            .map_err(call_err("reading the job board's operator"))
-    }
-
-    async fn request(&self, id: U256) -> Result<RequestView, ChainError> {
-        let r = DcnJobBoard::new(self.contracts.job_board, &self.client.provider)
-            .getRequest(id)
-            .call()
-            .await
-            .map_err(call_err(format!("reading job request {id}")))?;
-        Ok(RequestView {
-            status: RequestStatus::from_chain(r.status)?,
-            requester: r.requester,
-            operator: r.operator,
-            module: r.module,
-            inputs: r.inputs,
-            payment: r.payment,
-            deadline: r.deadline,
-            deal: r.dealId,
-        })
-    }
-
-    async fn claim(&self, id: U256, deal: B256) -> Result<B256, ChainError> {
-        let board = DcnJobBoard::new(self.contracts.job_board, &self.client.provider);
-        self.tx("claiming the job request with its deal", board.claim(id, deal)).await
-    }
-
-    async fn deliver_result(&self, id: U256, deal: B256, result_hash: B256) -> Result<B256, ChainError> {
-        let board = DcnJobBoard::new(self.contracts.job_board, &self.client.provider);
-        self.tx("delivering the result to the job board", board.deliverResult(id, deal, result_hash)).await
-    }
-}
-
-#[async_trait]
-impl LogSource for AlloyChain {
-    async fn head(&self) -> Result<u64, ChainError> {
-        self.client.block_number().await
-    }
-
-    fn heads(&self) -> Heads {
-        self.client.heads.heads()
-    }
-
-    async fn logs(&self, filter: &Filter, from: u64, to: u64) -> Result<Vec<Log>, ChainError> {
-        let filter = filter.clone().from_block(from).to_block(to);
-        self.client.provider.get_logs(&filter).await.map_err(|source| ChainError::rpc("reading contract logs", source))
-    }
-}

@@ -25,7 +25,7 @@ sol!(
 );
 /// `DcnJobBoard`'s ABI names `DcnDeals` types (its `deals()` and errors), for which `sol!`
 /// makes its own `DcnDeals` items: they live in this module so that they do not clash.
-mod board {
+pub mod board {
     use alloy::sol;
 
     sol!(

@@ -59,6 +59,8 @@ mod tests {
             price: U256::from(7),
             collateral: U256::from(9),
             mediationFee: U256::from(1),
+            auditFee: U256::from(1),
+            auditPpm: 1_000_000,
             resultTimeout: 600,
             judgeTimeout: 300,
             mediationTimeout: 600,

@@ -29,6 +29,22 @@ pub struct DeployOptions {
     pub job_board_min_timeout_secs: u64,
     /// Accounts the registry's owner approves, per role (on a new or a reused deployment).
     pub approve: Vec<(Role, Address)>,
+    /// The network's rules for deals (`DcnDeals.params`).
+    pub rules: super::NetworkRules,
+}
+
+/// `DcnDeals.Params` of `rules`.
+fn params_of(r: &super::NetworkRules) -> DcnDeals::Params {
+    use alloy::primitives::aliases::{U88, U96};
+    DcnDeals::Params {
+        minMediators: r.min_mediators,
+        minAuditPpm: r.min_audit_ppm,
+        appealWindow: r.appeal_window,
+        minMediationFee: U96::saturating_from(r.min_mediation_fee),
+        silenceSlash: U88::saturating_from(r.silence_slash),
+        minBond: U96::saturating_from(r.min_bond),
+        appealFee: U96::saturating_from(r.appeal_fee),
+    }
 }
 
 /// What `deploy` did.
@@ -78,7 +94,8 @@ pub async fn deploy(
     let p = &client.provider;
     let token = deploy_one(client, "DcnToken", DcnToken::deploy_builder(p, initial_supply())).await?;
     let registry = deploy_one(client, "DcnRegistry", DcnRegistry::deploy_builder(p)).await?;
-    let deals = deploy_one(client, "DcnDeals", DcnDeals::deploy_builder(p, token.0)).await?;
+    let deals =
+        deploy_one(client, "DcnDeals", DcnDeals::deploy_builder(p, token.0, params_of(&options.rules))).await?;
     let job_board = deploy_one(
         client,
         "DcnJobBoard",
@@ -105,6 +122,9 @@ pub async fn deploy(
     let reg = DcnRegistry::new(registry.0, p);
     let set = reg.setNetwork(token.0, deals.0, job_board.0, cowsay.0);
     let block = client.send("recording the contracts in DcnRegistry", set).await?.block_number.unwrap_or(cowsay.1);
+    // Appeals draw their mediators from the registry's approved pool.
+    let deals_contract = DcnDeals::new(deals.0, p);
+    client.send("naming DcnRegistry in DcnDeals", deals_contract.setRegistry(registry.0)).await?;
 
     check_wiring(client, &contracts, options.job_board_operator).await?;
 
@@ -199,6 +219,8 @@ pub async fn check_wiring(client: &ChainClient, c: &Contracts, operator: Address
         move |source| ChainError::call(what, source)
     };
     let deals_token = DcnDeals::new(c.deals, p).token().call().await.map_err(read("reading DcnDeals.token"))?;
+    let deals_registry =
+        DcnDeals::new(c.deals, p).registry().call().await.map_err(read("reading DcnDeals.registry"))?;
     let board = DcnJobBoard::new(c.job_board, p);
     let board_token = board.token().call().await.map_err(read("reading DcnJobBoard.token"))?;
     let board_operator = board.operator().call().await.map_err(read("reading DcnJobBoard.operator"))?;
@@ -211,6 +233,7 @@ pub async fn check_wiring(client: &ChainClient, c: &Contracts, operator: Address
     };
     let checks = [
         ("DcnDeals.token", deals_token, c.token),
+        ("DcnDeals.registry", deals_registry, c.registry),
         ("DcnJobBoard.token", board_token, c.token),
         ("DcnJobBoard.operator", board_operator, operator),
         ("DcnJobBoard.deals", board_deals, c.deals),

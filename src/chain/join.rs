@@ -162,6 +162,8 @@ async fn check_domain(client: &ChainClient, deals: Address) -> Result<(), JoinEr
         price: alloy::primitives::U256::from(5),
         collateral: alloy::primitives::U256::from(6),
         mediationFee: alloy::primitives::U256::from(7),
+        auditFee: alloy::primitives::U256::from(7),
+        auditPpm: 77,
         resultTimeout: 8,
         judgeTimeout: 9,
         mediationTimeout: 10,

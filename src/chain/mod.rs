@@ -6,9 +6,11 @@
 //! alloy implementation [`AlloyChain`]), [`state`] ([`DealState`]), [`connect`] and [`deploy`].
 
 pub mod accounts;
+pub mod alloy;
 pub mod anvil;
 pub mod api;
 pub mod bindings;
+pub mod case;
 pub mod client;
 pub mod deals;
 pub mod deploy;
@@ -20,7 +22,9 @@ pub mod queue;
 pub mod state;
 
 pub use accounts::{DevRole, DEV_MNEMONIC};
-pub use api::{AlloyChain, BoardChain, DealView, DealsChain, LogSource, RequestView, DELIVERY_GRACE_SECS};
+pub use alloy::AlloyChain;
+pub use api::{BoardChain, DealRef, DealView, DealsChain, LogSource, NetworkRules, RequestView, Sent};
+pub use api::{DELIVERY_GRACE_SECS};
 pub use client::{connect, ChainClient, ChainError};
 pub use deploy::{deploy, DeployOutcome};
 pub use deployment::{Contracts, Deployment};

@@ -30,9 +30,11 @@ pub enum DealState {
     Challenged = 3,
     /// Final: the job creator accepted; the provider was paid.
     Accepted = 4,
-    /// Final: the mediator found the provider honest.
+    /// Final: the mediator found the provider honest. The job creator may appeal within
+    /// the appeal window (that moves bonds and fees only).
     MediatedHonest = 5,
-    /// Final: the mediator found the provider dishonest; its collateral was slashed.
+    /// Final: the mediator found the provider dishonest; its collateral was slashed. The
+    /// provider may appeal within the appeal window.
     MediatedDishonest = 6,
     /// Final: no result before the deadline; refund, collateral to the job creator.
     TimedOutNoResult = 7,
@@ -43,11 +45,18 @@ pub enum DealState {
     TimedOutNoVerdict = 9,
     /// Final: the provider cancelled its signature before the deal was created.
     Cancelled = 10,
+    /// Audited: the result's block drew an audit when it was accepted (or not judged in
+    /// time); a mediator of the deal is drawn and rules as for a challenge, paid from the
+    /// job creator's audit fee. One round: a silent auditor leaves the result standing.
+    Audited = 11,
+    /// A verdict was appealed: a mediator from the network's pool is drawn and rules. The
+    /// deal's money stays as the verdict settled it; the appeal moves bonds and fees.
+    Appealed = 12,
 }
 
 impl DealState {
     /// Every state, in the contract's order.
-    pub const ALL: [DealState; 11] = [
+    pub const ALL: [DealState; 13] = [
         Self::None,
         Self::Created,
         Self::ResultSubmitted,
@@ -59,6 +68,8 @@ impl DealState {
         Self::TimedOutAccepted,
         Self::TimedOutNoVerdict,
         Self::Cancelled,
+        Self::Audited,
+        Self::Appealed,
     ];
 
     /// The state for the contract's number.
@@ -66,15 +77,29 @@ impl DealState {
         Self::ALL.get(usize::from(value)).copied().ok_or(UnknownValue { what: "deal state", value })
     }
 
-    /// Whether the deal is settled: nothing can change it any more.
+    /// Whether the deal's money is settled: nothing moves its price or collateral any
+    /// more (a mediated deal may still be appealed, which moves bonds and fees).
     pub fn is_final(self) -> bool {
-        self >= Self::Accepted
+        self >= Self::Accepted && self != Self::Audited && self != Self::Appealed
+    }
+
+    /// Whether a mediator's verdict settled the deal.
+    pub fn is_mediated(self) -> bool {
+        matches!(self, Self::MediatedHonest | Self::MediatedDishonest)
+    }
+
+    /// Whether a mediator of the deal is to rule now: a challenge or an audit.
+    pub fn is_dispute(self) -> bool {
+        matches!(self, Self::Challenged | Self::Audited)
     }
 
     /// Whether the state waits for someone before a deadline (created, result submitted,
-    /// challenged): after it, anyone may call `timeout`.
+    /// a dispute, an appeal): after it, anyone may call `timeout`.
     pub fn has_deadline(self) -> bool {
-        matches!(self, Self::Created | Self::ResultSubmitted | Self::Challenged)
+        matches!(
+            self,
+            Self::Created | Self::ResultSubmitted | Self::Challenged | Self::Audited | Self::Appealed
+        )
     }
 
     /// Whether the provider was paid in this final state.
@@ -101,6 +126,8 @@ impl DealState {
             Self::TimedOutAccepted => "timed_out_accepted",
             Self::TimedOutNoVerdict => "timed_out_no_verdict",
             Self::Cancelled => "cancelled",
+            Self::Audited => "audited",
+            Self::Appealed => "appealed",
         }
     }
 }
@@ -178,9 +205,9 @@ mod tests {
             assert_eq!(*s as u8 as usize, n);
             assert_eq!(DealState::from_chain(n as u8).unwrap(), *s);
         }
-        assert!(DealState::from_chain(11).is_err());
+        assert!(DealState::from_chain(13).is_err());
         let finals: Vec<_> = DealState::ALL.into_iter().filter(|s| s.is_final()).collect();
-        assert_eq!(finals.len(), 7);
+        assert_eq!(finals.len(), 7, "audits and appeals are not final: {finals:?}");
         // Every settled deal either paid or slashed the provider; only a cancelled one
         // (never created) did neither.
         assert!(finals.iter().all(|s| s.provider_paid() != s.provider_slashed() || *s == DealState::Cancelled));

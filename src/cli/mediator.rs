@@ -13,11 +13,19 @@ pub struct MediatorArgs {
     /// The solver to fetch job specs from: a URL, or an address looked up in DcnRegistry [default: config services.solver / SERVICE_SOLVER, else the first solver the registry's owner approved]
     #[arg(long, value_name = "URL|ADDRESS")]
     pub solver: Option<String>,
+    /// Test-only: misbehave on purpose (builds with the `fault-injection` feature only)
+    #[cfg(feature = "fault-injection")]
+    #[arg(long, value_enum)]
+    pub fault: Option<crate::mediator::config::Fault>,
 }
 
 impl MediatorArgs {
     /// Runs `dcn mediator` until Ctrl-C.
     pub async fn run(self, settings: &Settings) -> eyre::Result<()> {
-        crate::app::mediator::run(settings, &MediatorOverrides { solver: self.solver }).await
+        #[cfg(feature = "fault-injection")]
+        let fault = self.fault;
+        #[cfg(not(feature = "fault-injection"))]
+        let fault = None;
+        crate::app::mediator::run(settings, &MediatorOverrides { solver: self.solver, fault }).await
     }
 }

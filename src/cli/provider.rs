@@ -29,7 +29,7 @@ pub struct ProviderArgs {
     /// Price per job in DCN, e.g. 1 or 0.5 [default: config provider.price, 1]
     #[arg(long, value_name = "DCN")]
     pub price: Option<String>,
-    /// Collateral locked per deal in DCN; lost if no result comes or a mediator finds it wrong [default: config provider.collateral, 2]
+    /// Collateral locked per deal in DCN; lost if no result comes or a mediator finds it wrong [default: config provider.collateral, 10]
     #[arg(long, value_name = "DCN")]
     pub collateral: Option<String>,
     /// Only run these modules (comma-separated: name, name@version, or the module file's sha256) [default: config provider.modules; empty = any]

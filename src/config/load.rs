@@ -25,6 +25,13 @@ accounts = []
 cowsay_price = "1"
 job_board_min_payment = "1"
 job_board_min_timeout_secs = 600
+min_mediators = 0
+min_audit_ppm = 100000
+min_mediation_fee = "0.1"
+min_bond = "50"
+appeal_fee = "2"
+appeal_window_secs = 86400
+silence_slash = "1"
 
 [executor]
 allow_network = false
@@ -68,7 +75,7 @@ offer_ram_mb = 0
 offer_gpu = 0
 offer_count = 1
 price = "1"
-collateral = "2"
+collateral = "10"
 modules = []
 offer_ttl_secs = 600
 min_result_margin_secs = 10
@@ -83,6 +90,8 @@ poll_ms = 250
 [job]
 max_price = "10"
 mediation_fee = "1"
+audit_fee = "1"
+audit_ppm = 100000
 match_timeout_secs = 60
 result_margin_secs = 120
 judge_timeout_secs = 300

@@ -60,6 +60,20 @@ pub struct DeploySettings {
     pub job_board_min_payment: String,
     /// Least time a job-board request gives, seconds (1 to 30 days).
     pub job_board_min_timeout_secs: u64,
+    /// Fewest mediators a deal names; 0: 1 on a development network, 3 elsewhere.
+    pub min_mediators: u8,
+    /// Least chance that a result is audited, parts per million (100000: 10%).
+    pub min_audit_ppm: u32,
+    /// Least mediation and audit fee (decimal, in DCN).
+    pub min_mediation_fee: String,
+    /// Least bond of a drawable mediator, and what an overturned verdict costs it (DCN).
+    pub min_bond: String,
+    /// What an appeal costs its appellant, refunded when the verdict is overturned (DCN).
+    pub appeal_fee: String,
+    /// Seconds after a verdict in which its loser may appeal (at most 7 days).
+    pub appeal_window_secs: u32,
+    /// What a drawn mediator that stays silent loses of its bond (DCN).
+    pub silence_slash: String,
 }
 
 /// How jobs are sandboxed on this machine.
@@ -209,6 +223,13 @@ pub struct JobSettings {
     pub max_price: String,
     /// Fee paid to a mediator on a challenge (decimal DCN).
     pub mediation_fee: String,
+    /// Fee paid to a mediator when the result is drawn for an audit (decimal DCN); locked
+    /// with the price and returned when no audit is drawn.
+    pub audit_fee: String,
+    /// Chance that the result is audited, parts per million (100000: 10%). With the price
+    /// p and the provider's collateral c, a deal is bought only if a fake loses its
+    /// provider money in expectation: audit_ppm/10^6 · (p + c) > p.
+    pub audit_ppm: u32,
     /// Seconds to wait for a provider before the offer is cancelled.
     pub match_timeout_secs: u64,
     /// The result timeout is the module's timeout plus this many seconds.

@@ -51,6 +51,10 @@ pub struct Worth {
     /// Seconds over the job's own timeout a provider has to deliver (`job.result_margin_secs`):
     /// a request due sooner than that could see its deal pay out after the request closed.
     pub result_margin_secs: u64,
+    /// What a deal may cost the operator on top of its price: the mediation fee of a
+    /// challenge and the audit fee (THREATS K5): the price it pays is at most the request's
+    /// payment less these.
+    pub fees: U256,
 }
 
 impl JobBoardConfig {
@@ -66,6 +70,8 @@ impl JobBoardConfig {
             worth: Worth {
                 min_payment: parse_amount(&settings.jobboard.min_payment, "jobboard.min_payment")?,
                 result_margin_secs: settings.job.result_margin_secs,
+                fees: parse_amount(&settings.job.mediation_fee, "job.mediation_fee")?
+                    + parse_amount(&settings.job.audit_fee, "job.audit_fee")?,
             },
             fault: overrides.fault,
         })

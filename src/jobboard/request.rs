@@ -24,6 +24,13 @@ pub enum Failure {
     NotPlainModule(String),
     /// The module or its inputs do not make a job.
     BadJob(String),
+    /// The module and inputs make another job than the one the request commits to.
+    WrongJob {
+        /// The job hash the request names.
+        requested: B256,
+        /// What this operator's module makes of its inputs.
+        made: B256,
+    },
     /// It pays less than the operator's minimum.
     Underpaid {
         /// What it pays, token units.
@@ -64,6 +71,11 @@ impl std::fmt::Display for Failure {
             Self::DeadlinePassed => f.write_str("the request's deadline passed"),
             Self::NotPlainModule(m) => write!(f, "module `{m}` is not a plain module name"),
             Self::BadJob(why) => write!(f, "cannot make a job of it: {why}"),
+            Self::WrongJob { requested, made } => write!(
+                f,
+                "it asks for job {requested}, but its module and inputs make job {made} here (another version of \
+                 the module?): only the job it asks for can be delivered"
+            ),
             Self::Underpaid { payment, min } => write!(
                 f,
                 "it pays {} DCN, less than this operator's minimum of {} DCN (jobboard.min_payment)",
@@ -93,6 +105,9 @@ pub enum BoardStage {
         deal: Box<DealRecord>,
         /// The job.
         spec: Box<JobSpec>,
+        /// The chain's latest block when it was signed: the deal's events come after it.
+        #[serde(default)]
+        since_block: u64,
     },
     /// A deal is on chain for it.
     Created {
@@ -203,15 +218,18 @@ pub fn decide(job: &BoardJob, request: &RequestView, now: u64, me: Address) -> A
 /// Whether `request` is worth buying a deal for a job of `timeout_secs` at chain time `now`;
 /// if so, the most the deal may cost: never more than the request pays. Pure.
 pub fn worth_buying(request: &RequestView, timeout_secs: u64, now: u64, worth: &Worth) -> Result<U256, Failure> {
-    if request.payment < worth.min_payment || request.payment.is_zero() {
-        return Err(Failure::Underpaid { payment: request.payment, min: worth.min_payment });
+    // The operator may also pay a mediation and an audit fee (THREATS K5): the price it
+    // offers is what is left of the payment.
+    let min = worth.min_payment.max(worth.fees + U256::from(1));
+    if request.payment < min {
+        return Err(Failure::Underpaid { payment: request.payment, min });
     }
     let left = request.deadline.saturating_sub(now);
     let needed = timeout_secs.saturating_add(worth.result_margin_secs);
     if left < needed {
         return Err(Failure::TooLittleTime { left, needed });
     }
-    Ok(request.payment)
+    Ok(request.payment - worth.fees)
 }
 
 /// Whether `name` is a plain module name (`[A-Za-z0-9_-]+`): a request on chain never
@@ -234,6 +252,7 @@ mod tests {
             operator: OPERATOR,
             module: "cowsay".into(),
             inputs: vec!["Message=moo".into()],
+            job_hash: B256::repeat_byte(0x10),
             payment: U256::from(1),
             deadline,
             deal: B256::ZERO,
@@ -318,11 +337,15 @@ mod tests {
 
     #[test]
     fn a_request_that_pays_too_little_or_is_due_too_soon_is_not_bought() {
-        let worth = Worth { min_payment: U256::from(10), result_margin_secs: 120 };
+        let worth = Worth { min_payment: U256::from(10), result_margin_secs: 120, fees: U256::from(3) };
         let mut r = request(RequestStatus::Open, 1_000);
         r.payment = U256::from(25);
         // Due at 1,000; a 60 s job with a 120 s margin needs 180 s.
-        assert_eq!(worth_buying(&r, 60, 820, &worth), Ok(U256::from(25)), "capped at what it pays");
+        assert_eq!(
+            worth_buying(&r, 60, 820, &worth),
+            Ok(U256::from(22)),
+            "capped at what it pays, less the fees it may pay (THREATS K5)"
+        );
         assert_eq!(worth_buying(&r, 60, 821, &worth), Err(Failure::TooLittleTime { left: 179, needed: 180 }));
         assert_eq!(worth_buying(&r, 60, 2_000, &worth), Err(Failure::TooLittleTime { left: 0, needed: 180 }));
         r.payment = U256::from(9);
@@ -330,9 +353,15 @@ mod tests {
             worth_buying(&r, 60, 0, &worth),
             Err(Failure::Underpaid { payment: U256::from(9), min: U256::from(10) })
         );
-        // A zero minimum still refuses a request that pays nothing.
-        r.payment = U256::ZERO;
+        // A zero minimum still refuses a request that pays no more than the fees.
         let free = Worth { min_payment: U256::ZERO, ..worth };
+        r.payment = U256::from(3);
+        assert_eq!(
+            worth_buying(&r, 60, 0, &free),
+            Err(Failure::Underpaid { payment: U256::from(3), min: U256::from(4) }),
+            "the fees the operator risks are not covered"
+        );
+        r.payment = U256::ZERO;
         assert!(matches!(worth_buying(&r, 60, 0, &free), Err(Failure::Underpaid { .. })));
         let shown = Failure::Underpaid { payment: U256::ZERO, min: U256::from(10).pow(U256::from(18)) }.to_string();
         assert!(shown.contains("pays 0 DCN") && shown.contains("minimum of 1 DCN"), "{shown}");

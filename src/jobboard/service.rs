@@ -213,6 +213,12 @@ impl JobBoardService {
                         return Ok(None);
                     }
                 };
+                // Only the job the request commits to can be delivered (THREATS B1).
+                let made = spec.content_hash();
+                if made != request.job_hash {
+                    self.give_up(job, Failure::WrongJob { requested: request.job_hash, made })?;
+                    return Ok(None);
+                }
                 let max_price = match worth_buying(&request, spec.timeout_secs, now, &self.cfg.worth) {
                     Ok(max) => max,
                     Err(reason) => {
@@ -225,7 +231,8 @@ impl JobBoardService {
                 match self.deps.buyer.buy(&spec, max_price).await {
                     Ok(deal) => {
                         tracing::info!(request = %job.request, deal = %deal.id, provider = %deal.deal.provider, "a provider signed a deal for the request");
-                        job.stage = BoardStage::Signed { deal: Box::new(deal), spec: Box::new(spec) };
+                        let since_block = self.deps.chain.block_number().await?;
+                        job.stage = BoardStage::Signed { deal: Box::new(deal), spec: Box::new(spec), since_block };
                         job.attempts = 0;
                     }
                     Err(_) if token.is_cancelled() => return Ok(Some(Duration::ZERO)),
@@ -239,11 +246,16 @@ impl JobBoardService {
                 Ok(Some(Duration::ZERO))
             }
             Action::Create => {
-                let BoardStage::Signed { deal, spec } = &job.stage else { return Ok(Some(Duration::ZERO)) };
-                let created = if self.deps.chain.deal(deal.id).await?.state != DealState::None {
+                let BoardStage::Signed { deal, spec, since_block } = &job.stage else { return Ok(Some(Duration::ZERO)) };
+                let created = if self.deps.chain.state(deal.id).await?.state != DealState::None {
                     // Created before a restart that lost the transaction's hash.
                     tracing::info!(request = %job.request, deal = %deal.id, "the signed deal is on chain already");
-                    CreatedDeal { deal: (**deal).clone(), spec: (**spec).clone(), create_tx: B256::ZERO }
+                    CreatedDeal {
+                        deal: (**deal).clone(),
+                        spec: (**spec).clone(),
+                        create_tx: B256::ZERO,
+                        created_block: *since_block,
+                    }
                 } else if self.deps.chain.block_time().await? > deal.deal.createDeadline {
                     // A mined block is past its creation deadline: it can never be created
                     // (a pending transaction included now would revert), so buy again.
@@ -264,7 +276,8 @@ impl JobBoardService {
                 Ok(Some(Duration::ZERO))
             }
             Action::Claim(deal) => {
-                let tx = self.deps.board.claim(job.request, deal).await?;
+                let BoardStage::Created { created } = &job.stage else { return Ok(Some(Duration::ZERO)) };
+                let tx = self.deps.board.claim(job.request, &created.deal_ref()).await?;
                 tracing::info!(request = %job.request, %deal, %tx, "request claimed with its deal: no refund while it runs");
                 Ok(Some(Duration::ZERO))
             }
@@ -279,7 +292,7 @@ impl JobBoardService {
                     self.save(job)?;
                     return Ok(Some(Duration::ZERO));
                 }
-                let tx = self.deps.board.deliver_result(job.request, deal, settled.result_hash).await?;
+                let tx = self.deps.board.deliver_result(job.request, &created.deal_ref()).await?;
                 tracing::info!(request = %job.request, %deal, result_hash = %settled.result_hash, %tx, "result delivered on chain");
                 job.stage = BoardStage::Delivered { deal, result_hash: settled.result_hash, tx };
                 self.save(job)?;

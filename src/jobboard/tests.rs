@@ -44,7 +44,7 @@ impl Buyer for FakeBuyer {
 
     async fn create(&self, deal: &DealRecord, spec: &JobSpec) -> Result<CreatedDeal, BuyError> {
         self.creates.fetch_add(1, Ordering::SeqCst);
-        Ok(CreatedDeal { deal: deal.clone(), spec: spec.clone(), create_tx: B256::repeat_byte(7) })
+        Ok(CreatedDeal { deal: deal.clone(), spec: spec.clone(), create_tx: B256::repeat_byte(7), created_block: 0 })
     }
 
     async fn settle(&self, _deal: &CreatedDeal) -> Result<Settlement, BuyError> {
@@ -59,6 +59,13 @@ struct Rig {
     service: Arc<JobBoardService>,
 }
 
+/// The job hash the built-in cowsay module makes of `message`: what a request names.
+fn cowsay_job_hash(message: &str) -> alloy::primitives::B256 {
+    let resolver = Resolver { override_dir: None, cache_dir: std::env::temp_dir() };
+    let inputs = crate::module::parse_inputs(&[format!("Message={message}")]).unwrap();
+    resolver.resolve("cowsay").unwrap().job_spec(&inputs).unwrap().content_hash()
+}
+
 impl Rig {
     fn new(buyer: FakeBuyer) -> Self {
         let chain = Arc::new(FakeChain::new(Address::repeat_byte(0x0b)));
@@ -67,7 +74,7 @@ impl Rig {
             poll: Duration::from_millis(5),
             solver: None,
             resolver: Resolver { override_dir: None, cache_dir: std::env::temp_dir() },
-            worth: Worth { min_payment: U256::from(1), result_margin_secs: 120 },
+            worth: Worth { min_payment: U256::from(1), result_margin_secs: 120, fees: U256::ZERO },
             fault: None,
         };
         let deps = JobBoardDeps {
@@ -93,6 +100,7 @@ impl Rig {
             operator: crate::chain::DealsChain::account(self.chain.as_ref()),
             module: "cowsay".into(),
             inputs: vec!["Message=moo".into()],
+            job_hash: cowsay_job_hash("moo"),
             payment,
             deadline,
             deal: alloy::primitives::B256::ZERO,
@@ -120,7 +128,7 @@ async fn a_request_is_bought_once_and_delivered() {
     let deal = created_deal(1).deal.id;
     assert_eq!(
         rig.chain.txs(),
-        [Tx::Claim(id, deal), Tx::Deliver(id, deal, B256::repeat_byte(0x42))],
+        [Tx::Claim(id, deal), Tx::Deliver(id, deal)],
         "claimed with its deal as soon as it was bought (no refund while it runs), then delivered"
     );
     assert!(matches!(rig.stored(id).stage, BoardStage::Delivered { .. }));
@@ -163,7 +171,11 @@ async fn a_restart_after_create_deal_was_sent_follows_the_deal_on_chain_without_
     let signed = created_deal(1);
     rig.chain.create(&signed.deal.deal);
     let job = BoardJob {
-        stage: BoardStage::Signed { deal: Box::new(signed.deal.clone()), spec: Box::new(signed.spec) },
+        stage: BoardStage::Signed {
+            deal: Box::new(signed.deal.clone()),
+            spec: Box::new(signed.spec),
+            since_block: 0,
+        },
         ..BoardJob::new(id)
     };
     rig.handle(job).await;
@@ -171,7 +183,7 @@ async fn a_restart_after_create_deal_was_sent_follows_the_deal_on_chain_without_
     assert_eq!(counts, [0, 0, 1], "neither bought nor created again, and followed");
     assert_eq!(
         rig.chain.txs(),
-        [Tx::Claim(id, signed.deal.id), Tx::Deliver(id, signed.deal.id, B256::repeat_byte(0x42))],
+        [Tx::Claim(id, signed.deal.id), Tx::Deliver(id, signed.deal.id)],
         "no createDeal sent again"
     );
 }
@@ -181,7 +193,11 @@ async fn a_signed_deal_never_created_is_created_in_time_or_bought_again_after_it
     let rig = Rig::new(FakeBuyer::default());
     let signed = created_deal(1);
     let record = |id| BoardJob {
-        stage: BoardStage::Signed { deal: Box::new(signed.deal.clone()), spec: Box::new(signed.spec.clone()) },
+        stage: BoardStage::Signed {
+            deal: Box::new(signed.deal.clone()),
+            spec: Box::new(signed.spec.clone()),
+            since_block: 0,
+        },
         ..BoardJob::new(id)
     };
     // Killed before `createDeal` was sent, restarted before the creation deadline (1,500).

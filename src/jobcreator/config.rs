@@ -30,6 +30,10 @@ pub struct JobTerms {
     pub max_price: U256,
     /// Fee for a mediator on a challenge, token units.
     pub mediation_fee: U256,
+    /// Fee for a mediator on an audit, token units (locked with the price).
+    pub audit_fee: U256,
+    /// Chance of an audit, parts per million.
+    pub audit_ppm: u32,
     /// How long to wait for a provider.
     pub match_timeout: Duration,
     /// Seconds over the job's own timeout the provider has to deliver.
@@ -64,6 +68,15 @@ impl JobCreatorConfig {
                     overrides.mediation_fee.as_deref().unwrap_or(&j.mediation_fee),
                     "job.mediation_fee",
                 )?,
+                audit_fee: parse_amount(&j.audit_fee, "job.audit_fee")?,
+                audit_ppm: if j.audit_ppm > crate::protocol::PPM {
+                    return Err(InvalidSetting::new(
+                        "job.audit_ppm",
+                        format!("{} is more than {} (every result)", j.audit_ppm, crate::protocol::PPM),
+                    ));
+                } else {
+                    j.audit_ppm
+                },
                 match_timeout: Duration::from_secs(overrides.match_timeout_secs.unwrap_or(j.match_timeout_secs)),
                 result_margin_secs: overrides.result_margin_secs.unwrap_or(j.result_margin_secs),
                 judge_timeout_secs: j.judge_timeout_secs,

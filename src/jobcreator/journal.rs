@@ -21,6 +21,9 @@ pub struct Entry {
     pub spec: JobSpec,
     /// The `createDeal` transaction, once sent.
     pub create_tx: Option<B256>,
+    /// A block from before `createDeal`: the deal's events are read from there.
+    #[serde(default)]
+    pub since_block: u64,
     /// Whether the user asked to challenge the result.
     pub challenge: bool,
     /// Where its results go.
@@ -44,7 +47,12 @@ impl Entry {
     /// The deal as created, for following it (`create_tx` zero when unknown: the process that
     /// sent it was killed before it could write it down).
     pub fn created(&self) -> CreatedDeal {
-        CreatedDeal { deal: self.deal.clone(), spec: self.spec.clone(), create_tx: self.create_tx.unwrap_or_default() }
+        CreatedDeal {
+            deal: self.deal.clone(),
+            spec: self.spec.clone(),
+            create_tx: self.create_tx.unwrap_or_default(),
+            created_block: self.since_block,
+        }
     }
 }
 
@@ -181,6 +189,7 @@ mod tests {
             deal: created_deal(n).deal,
             spec: spec("moo"),
             create_tx: None,
+            since_block: 0,
             challenge: false,
             results_dir: "/r".into(),
             placed_at,

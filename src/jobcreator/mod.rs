@@ -49,9 +49,26 @@ pub enum DealMismatch {
         /// The offer's maximum.
         max: U256,
     },
-    /// Its mediators or timeouts are not the offer's.
-    #[error("its mediators or timeouts differ from the offer's")]
+    /// Its audit terms or timeouts are not the offer's.
+    #[error("its audit terms or timeouts differ from the offer's")]
     Terms,
+    /// It does not name every mediator both sides trust, or too few of them (ECONOMICS P5,
+    /// J9, S2: a hand-picked mediator).
+    #[error("its mediators are not the ones both sides trust: {0}")]
+    Mediators(String),
+    /// A fake result would not lose its provider money in expectation: the audit chance
+    /// times price plus collateral is not more than the price.
+    #[error(
+        "a fake result would pay its provider: audit chance {audit_ppm} ppm × (price {price} + collateral {collateral})          is not more than the price (raise job.audit_ppm, or buy from providers with more collateral)"
+    )]
+    Deterrence {
+        /// The deal's price.
+        price: U256,
+        /// The provider's collateral.
+        collateral: U256,
+        /// The audit chance, parts per million.
+        audit_ppm: u32,
+    },
     /// It carries no provider signature, or a bad one.
     #[error("its provider signature is missing or wrong: {0}")]
     Signature(String),
@@ -142,6 +159,9 @@ pub struct JobCreator {
     pub solver: Arc<dyn SolverApi>,
     /// Cancelled when it should stop waiting.
     pub token: CancellationToken,
+    /// Whether it follows an audit drawn after its acceptance to the verdict (the job
+    /// board, which delivers only a paid result) or leaves it there (`dcn run`).
+    pub follow_audits: bool,
 }
 
 impl JobCreator {

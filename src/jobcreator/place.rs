@@ -24,7 +24,8 @@ impl JobCreator {
     /// against the offer; nothing is on chain yet (the caller may record it first).
     pub async fn match_deal(&self, spec: &JobSpec, progress: &dyn Progress) -> Result<DealRecord, JobCreatorError> {
         let t = &self.terms;
-        let need = t.max_price + t.mediation_fee;
+        // The price and the audit fee are locked at creation; a challenge takes the fee.
+        let need = t.max_price + t.audit_fee + t.mediation_fee;
         let deposited = self.chain.ensure_free_escrow(need).await?;
         if !deposited.is_zero() {
             tracing::info!(amount = %format_amount(deposited), "deposited into escrow");
@@ -36,6 +37,8 @@ impl JobCreator {
             jobHash: spec.content_hash(),
             maxPrice: t.max_price,
             mediationFee: t.mediation_fee,
+            auditFee: t.audit_fee,
+            auditPpm: t.audit_ppm,
             mediators: self.mediators.clone(),
             resultTimeout: spec.timeout_secs + t.result_margin_secs,
             judgeTimeout: t.judge_timeout_secs,
@@ -98,12 +101,14 @@ impl JobCreator {
             .provider_signature
             .clone()
             .ok_or(JobCreatorError::BadDeal { deal: deal.id, why: DealMismatch::Signature("missing".into()) })?;
-        let create_tx = self.chain.create_deal(&deal.deal, sig).await?;
-        Ok(CreatedDeal { deal, spec: spec.clone(), create_tx })
+        let sent = self.chain.create_deal(&deal.deal, sig).await?;
+        Ok(CreatedDeal { deal, spec: spec.clone(), create_tx: sent.tx, created_block: sent.block })
     }
 
-    /// Checks the solver's deal against what was offered.
-    fn check_deal(&self, deal: &DealRecord, offer: &JobOffer) -> Result<(), DealMismatch> {
+    /// Checks the solver's deal against what was offered, and against the provider's own
+    /// signed offer: the deal names every mediator both trust (at least the network's
+    /// fewest), and a fake result would lose its provider money in expectation.
+    async fn check_deal(&self, deal: &DealRecord, offer: &JobOffer) -> Result<(), DealMismatch> {
         let d = &deal.deal;
         let info = self.solver.info();
         if deal_id(d, &domain(info.chain_id, info.deals_contract)) != deal.id {
@@ -115,19 +120,54 @@ impl JobCreator {
         if d.price > offer.maxPrice || d.mediationFee != offer.mediationFee {
             return Err(DealMismatch::Price { price: d.price, max: offer.maxPrice });
         }
-        if d.mediators.iter().any(|m| !offer.mediators.contains(m))
+        if (d.auditFee, d.auditPpm) != (offer.auditFee, offer.auditPpm)
             || (d.resultTimeout, d.judgeTimeout, d.mediationTimeout)
                 != (offer.resultTimeout, offer.judgeTimeout, offer.mediationTimeout)
         {
             return Err(DealMismatch::Terms);
         }
+        if !crate::protocol::fake_loses(d.price, d.collateral, d.auditPpm) {
+            return Err(DealMismatch::Deterrence { price: d.price, collateral: d.collateral, audit_ppm: d.auditPpm });
+        }
+        self.check_mediators(deal, offer).await?;
         let sig = deal.provider_signature.as_ref().ok_or(DealMismatch::Signature("missing".into()))?;
         check_signer(&deal.id, sig, d.provider)?;
         Ok(())
     }
 
+    /// The deal names exactly the mediators both sides trust, and enough of them: the
+    /// provider's list comes from its own signed resource offer at the solver.
+    async fn check_mediators(&self, deal: &DealRecord, offer: &JobOffer) -> Result<(), DealMismatch> {
+        let d = &deal.deal;
+        let theirs = match self.solver.offer(deal.resource_offer, OfferKind::Resource).await {
+            Ok(OfferRecord::Resource(r)) => r,
+            Ok(_) | Err(_) => return Err(DealMismatch::Mediators("the provider's offer cannot be read".into())),
+        };
+        let r = &theirs.signed;
+        let digest = r.id(&self.solver.info().domain());
+        if r.offer.provider != d.provider || check_signer(&digest, &r.signature, d.provider).is_err() {
+            return Err(DealMismatch::Mediators("the provider's offer is not the provider's".into()));
+        }
+        let both = crate::protocol::mediators_between(d.provider, &r.offer.mediators, self.me(), &offer.mediators);
+        if d.mediators != both {
+            return Err(DealMismatch::Mediators(format!(
+                "the deal names {} of the {} mediators both sides trust",
+                d.mediators.len(),
+                both.len()
+            )));
+        }
+        let min = self.chain.rules().await.map_err(|e| DealMismatch::Mediators(e.to_string()))?.min_mediators;
+        if d.mediators.len() < usize::from(min) {
+            return Err(DealMismatch::Mediators(format!(
+                "it names {} mediators; the network asks at least {min}",
+                d.mediators.len()
+            )));
+        }
+        Ok(())
+    }
+
     /// The deal if it is signed and holds up; a provider's refusal goes into `refused`.
-    fn accept_signed(
+    async fn accept_signed(
         &self,
         deal: DealRecord,
         offer: &JobOffer,
@@ -143,7 +183,7 @@ impl JobCreator {
         if deal.state != DealStatus::Signed {
             return Ok(None);
         }
-        match self.check_deal(&deal, offer) {
+        match self.check_deal(&deal, offer).await {
             Ok(()) => Ok(Some(deal)),
             Err(why) => Err(JobCreatorError::BadDeal { deal: deal.id, why }),
         }
@@ -186,7 +226,7 @@ impl JobCreator {
                 }
             };
             if let Some(deal) = candidate {
-                if let Some(d) = self.accept_signed(deal, offer, refused)? {
+                if let Some(d) = self.accept_signed(deal, offer, refused).await? {
                     return Ok(Some(d));
                 }
                 continue;
@@ -198,7 +238,7 @@ impl JobCreator {
                     Ok(OfferRecord::Job(j)) => {
                         if let Some(id) = j.deal {
                             if let Ok(d) = self.solver.deal(id).await {
-                                if let Some(d) = self.accept_signed(d, offer, refused)? {
+                                if let Some(d) = self.accept_signed(d, offer, refused).await? {
                                     return Ok(Some(d));
                                 }
                             }

@@ -54,11 +54,22 @@ pub enum Action {
 }
 
 /// What to do with a deal seen as `view` at `now`. Pure.
-pub fn decide(view: &DealView, now: u64, verification: &Verification, want_challenge: bool) -> Action {
+pub fn decide(
+    view: &DealView,
+    now: u64,
+    verification: &Verification,
+    want_challenge: bool,
+    follow_audits: bool,
+) -> Action {
     match view.state {
         s if s.is_final() => Action::Done(s),
         // Just created: a node behind the one that mined it may not show it yet.
         DealState::None => Action::Wait,
+        // The job creator accepted and the result's block drew an audit: the auditor's
+        // verdict decides the provider's pay (and refunds the job creator if the result
+        // fails it). Its own part is over unless it follows audits, and its audit fee
+        // pays the auditor.
+        DealState::Audited if !follow_audits => Action::Done(DealState::Audited),
         _ if view.past_deadline(now) => Action::Timeout,
         _ if view.awaits_draw(now) => Action::Draw,
         DealState::ResultSubmitted => match verification {
@@ -134,6 +145,12 @@ pub fn summary(
             format_amount(price),
             format_amount(fee)
         ),
+        DealState::Audited => format!(
+            "accepted, and the result's block drew an audit: a mediator re-runs the job. If the result holds, provider \
+             {provider} is paid {} DCN and your audit fee pays the auditor; if not, you get back the price and the \
+             provider's collateral less the fee (`dcn jobs` shows how it ends)",
+            format_amount(price)
+        ),
         other => format!("the deal is {other}"),
     }
 }
@@ -150,6 +167,7 @@ impl JobCreator {
     ) -> Result<Outcome, JobCreatorError> {
         let id = created.deal.id;
         let d = &created.deal.deal;
+        let deal = created.deal_ref();
         let mut outcome = Outcome {
             deal_id: id,
             provider: d.provider,
@@ -174,7 +192,7 @@ impl JobCreator {
         loop {
             // A block from here on ends the wait for the next state.
             heads.mark_seen();
-            let seen = async { Ok::<_, JobCreatorError>((self.chain.deal(id).await?, self.chain.now().await?)) };
+            let seen = async { Ok::<_, JobCreatorError>((self.chain.deal(&deal).await?, self.chain.now().await?)) };
             let (view, now) = match seen.await {
                 Ok(v) => v,
                 Err(e) if reads.failures() < MAX_FAILURES => {
@@ -203,6 +221,11 @@ impl JobCreator {
                         Step::Running,
                         &format!("deal {id} is on chain; provider {} is running the job", d.provider),
                     ),
+                    DealState::Audited => progress.step(
+                        Step::AwaitingVerdict,
+                        "the result was drawn for an audit: a mediator re-runs the job and its verdict settles the \
+                         provider's pay",
+                    ),
                     DealState::Challenged if view.mediator.is_zero() => {
                         progress.step(Step::AwaitingVerdict, "challenged; drawing one of the deal's mediators")
                     }
@@ -211,7 +234,7 @@ impl JobCreator {
                     _ => {}
                 }
             }
-            let tx = match decide(&view, now, &verification, want_challenge) {
+            let tx = match decide(&view, now, &verification, want_challenge, self.follow_audits) {
                 Action::Wait => {
                     self.until_block(&mut heads, self.terms.poll).await?;
                     continue;
@@ -236,16 +259,16 @@ impl JobCreator {
                 }
                 Action::Accept => {
                     progress.step(Step::Accepting, "accepting the result");
-                    ("accept", self.chain.accept_result(id).await)
+                    ("accept", self.chain.accept_result(&deal).await)
                 }
                 Action::Challenge => {
                     progress.step(
                         Step::Challenging,
                         &format!("challenging the result (mediation fee {} DCN)", format_amount(d.mediationFee)),
                     );
-                    ("challenge", self.chain.challenge(id).await)
+                    ("challenge", self.chain.challenge(&deal).await)
                 }
-                Action::Draw => ("draw", self.chain.draw(id).await),
+                Action::Draw => ("draw", self.chain.draw(&deal).await),
                 Action::Timeout => {
                     let why = match view.state {
                         DealState::Created => "the provider missed the result deadline; claiming the refund",
@@ -255,7 +278,7 @@ impl JobCreator {
                         _ => "the judge deadline passed; settling",
                     };
                     progress.step(Step::TimingOut, why);
-                    ("timeout", self.chain.timeout(id).await)
+                    ("timeout", self.chain.timeout(&deal).await)
                 }
                 Action::Done(state) => {
                     let because = match &verification {
@@ -290,48 +313,48 @@ mod tests {
     use super::*;
 
     fn view(state: DealState, deadline: u64) -> DealView {
-        DealView { state, deadline, result_hash: B256::repeat_byte(1), mediator: Address::repeat_byte(2) }
+        DealView { state, deadline, result_hash: B256::repeat_byte(1), mediator: Address::repeat_byte(2), ..DealView::none() }
     }
 
     #[test]
     fn waits_verifies_then_accepts_or_challenges() {
         let p = Verification::Pending;
-        assert_eq!(decide(&view(DealState::None, 0), 10, &p, false), Action::Wait);
-        assert_eq!(decide(&view(DealState::Created, 100), 10, &p, false), Action::Wait);
-        assert_eq!(decide(&view(DealState::ResultSubmitted, 100), 10, &p, false), Action::Verify);
-        assert_eq!(decide(&view(DealState::ResultSubmitted, 100), 10, &Verification::Verified, false), Action::Accept);
+        assert_eq!(decide(&view(DealState::None, 0), 10, &p, false, false), Action::Wait);
+        assert_eq!(decide(&view(DealState::Created, 100), 10, &p, false, false), Action::Wait);
+        assert_eq!(decide(&view(DealState::ResultSubmitted, 100), 10, &p, false, false), Action::Verify);
+        assert_eq!(decide(&view(DealState::ResultSubmitted, 100), 10, &Verification::Verified, false, false), Action::Accept);
         assert_eq!(
-            decide(&view(DealState::ResultSubmitted, 100), 10, &Verification::Verified, true),
+            decide(&view(DealState::ResultSubmitted, 100), 10, &Verification::Verified, true, false),
             Action::Challenge
         );
         let refuted = Verification::Refuted("the hash differs".into());
-        assert_eq!(decide(&view(DealState::ResultSubmitted, 100), 10, &refuted, false), Action::Challenge);
-        assert_eq!(decide(&view(DealState::Challenged, 100), 10, &refuted, false), Action::Wait);
+        assert_eq!(decide(&view(DealState::ResultSubmitted, 100), 10, &refuted, false, false), Action::Challenge);
+        assert_eq!(decide(&view(DealState::Challenged, 100), 10, &refuted, false, false), Action::Wait);
         // Challenged, nobody drew yet: the job creator draws.
         let undrawn = DealView { mediator: Address::ZERO, ..view(DealState::Challenged, 100) };
-        assert_eq!(decide(&undrawn, 10, &refuted, false), Action::Draw);
+        assert_eq!(decide(&undrawn, 10, &refuted, false, false), Action::Draw);
     }
 
     #[test]
     fn every_deadline_the_job_creator_is_owed_is_claimed() {
         let p = Verification::Pending;
         // No result: refund plus collateral.
-        assert_eq!(decide(&view(DealState::Created, 100), 101, &p, false), Action::Timeout);
-        assert_eq!(decide(&view(DealState::Created, 100), 100, &p, false), Action::Wait, "deadlines are inclusive");
+        assert_eq!(decide(&view(DealState::Created, 100), 101, &p, false, false), Action::Timeout);
+        assert_eq!(decide(&view(DealState::Created, 100), 100, &p, false, false), Action::Wait, "deadlines are inclusive");
         // No verdict: another mediator is drawn, or the result stands.
-        assert_eq!(decide(&view(DealState::Challenged, 100), 101, &Verification::Verified, true), Action::Timeout);
+        assert_eq!(decide(&view(DealState::Challenged, 100), 101, &Verification::Verified, true, false), Action::Timeout);
         // Its own judge deadline passed: settle (the provider is paid) rather than hang.
-        assert_eq!(decide(&view(DealState::ResultSubmitted, 100), 101, &p, false), Action::Timeout);
+        assert_eq!(decide(&view(DealState::ResultSubmitted, 100), 101, &p, false, false), Action::Timeout);
     }
 
     #[test]
     fn a_restart_after_a_transaction_does_not_send_it_again() {
         // After a challenge, the deal is challenged: wait for the verdict, never challenge twice.
         for v in [Verification::Pending, Verification::Verified, Verification::Refuted("x".into())] {
-            assert_eq!(decide(&view(DealState::Challenged, 100), 10, &v, true), Action::Wait);
+            assert_eq!(decide(&view(DealState::Challenged, 100), 10, &v, true, false), Action::Wait);
         }
         for s in DealState::ALL.into_iter().filter(|s| s.is_final()) {
-            assert_eq!(decide(&view(s, 0), 10, &Verification::Pending, true), Action::Done(s));
+            assert_eq!(decide(&view(s, 0), 10, &Verification::Pending, true, false), Action::Done(s));
         }
     }
 

@@ -30,11 +30,18 @@ impl Rig {
         let terms = terms(key.address(), Address::repeat_byte(0xa0), &spec("moo"), 1);
         chain.create(&terms);
         let created =
-            CreatedDeal { deal: record_of(terms, DealStatus::Created), spec: spec("moo"), create_tx: B256::ZERO };
+            CreatedDeal {
+                deal: record_of(terms, DealStatus::Created),
+                spec: spec("moo"),
+                create_tx: B256::ZERO,
+                created_block: 0,
+            };
         let creator = JobCreator {
             terms: JobTerms {
                 max_price: U256::from(100),
                 mediation_fee: U256::from(1),
+                audit_fee: U256::from(1),
+                audit_ppm: 100_000,
                 match_timeout: Duration::from_secs(5),
                 result_margin_secs: 60,
                 judge_timeout_secs: 100,
@@ -47,6 +54,7 @@ impl Rig {
             chain: chain.clone(),
             solver: solver.clone(),
             token: CancellationToken::new(),
+            follow_audits: false,
         };
         Self { chain, solver, creator, created, dir }
     }
@@ -133,7 +141,7 @@ async fn no_result_by_the_deadline_claims_the_refund() {
 async fn no_verdict_by_the_deadline_claims_the_timeout() {
     let rig = Rig::new();
     rig.deliver(None);
-    rig.chain.challenge(rig.id()).await.unwrap();
+    rig.chain.challenge(&rig.chain.dref(rig.id())).await.unwrap();
     rig.chain.set_now(rig.chain.view(rig.id()).deadline + 1);
     let outcome = rig.finish(true).await.unwrap();
     assert_eq!(outcome.state, DealState::TimedOutNoVerdict);

@@ -53,12 +53,47 @@ pub struct Mediation {
     /// Whether the deal names this mediator; `None` until checked.
     #[serde(default)]
     pub named: Option<bool>,
+    /// The block of the event that brought the case (a challenge, an audit, an appeal
+    /// drawing this mediator): the deal's events are read from there.
+    #[serde(default)]
+    pub since_block: u64,
+    /// Whether this is an appeal drawn to this mediator from the network's pool (else a
+    /// challenge or an audit of a deal naming it).
+    #[serde(default)]
+    pub appeal: bool,
+    /// The deal's terms, once fetched and checked against its id.
+    #[serde(default)]
+    pub deal_ref: Option<crate::chain::DealRef>,
+    /// The deal's job offer at the solver (its spec), once fetched.
+    #[serde(default)]
+    pub job_offer: B256,
 }
 
 impl Mediation {
-    /// A challenge just seen.
+    /// A challenge or an audit just seen in block `since_block`.
     pub fn new(deal: B256) -> Self {
-        Self { deal, rerun: None, second_run: None, provider_honest: None, tx: None, closed: None, named: None }
+        Self {
+            deal,
+            rerun: None,
+            second_run: None,
+            provider_honest: None,
+            tx: None,
+            closed: None,
+            named: None,
+            since_block: 0,
+            appeal: false,
+            deal_ref: None,
+            job_offer: B256::ZERO,
+        }
+    }
+
+    /// The key it is kept under: a deal may bring one dispute and one appeal.
+    pub fn key(&self) -> Vec<u8> {
+        let mut k = self.deal.to_vec();
+        if self.appeal {
+            k.push(1);
+        }
+        k
     }
 }
 
@@ -83,14 +118,24 @@ pub enum Action {
 
 /// What mediator `me` does with `m` given the deal `view` at `now`. Pure.
 pub fn decide(m: &Mediation, view: &DealView, now: u64, me: Address) -> Action {
-    if view.state.is_final() {
-        return Action::Close(Closed::Settled(view.state));
-    }
-    if view.state != DealState::Challenged {
-        return Action::Close(Closed::NotOurs);
-    }
-    if view.awaits_draw(now) {
-        return Action::Draw;
+    if m.appeal {
+        // An appeal drawn to this mediator: it re-runs the job and rules, like a dispute.
+        if view.state != DealState::Appealed {
+            return Action::Close(Closed::Settled(view.state));
+        }
+        if view.mediator != me {
+            return Action::Close(Closed::NotOurs);
+        }
+    } else {
+        if view.state.is_final() {
+            return Action::Close(Closed::Settled(view.state));
+        }
+        if !view.state.is_dispute() {
+            return Action::Close(Closed::NotOurs);
+        }
+        if view.awaits_draw(now) {
+            return Action::Draw;
+        }
     }
     if view.mediator != me {
         return Action::Wait;
@@ -121,7 +166,13 @@ mod tests {
     const ME: Address = Address::repeat_byte(7);
 
     fn challenged(result: u8, deadline: u64) -> DealView {
-        DealView { state: DealState::Challenged, deadline, result_hash: B256::repeat_byte(result), mediator: ME }
+        DealView {
+            state: DealState::Challenged,
+            deadline,
+            result_hash: B256::repeat_byte(result),
+            mediator: ME,
+            ..DealView::none()
+        }
     }
 
     #[test]

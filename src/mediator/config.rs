@@ -9,6 +9,16 @@ use std::time::Duration;
 pub struct MediatorOverrides {
     /// `--solver`.
     pub solver: Option<String>,
+    /// `--fault` (test builds only).
+    pub fault: Option<Fault>,
+}
+
+/// Test-only misbehaviour of a mediator (`--fault`, in builds with the `fault-injection`
+/// feature): what the tests of appeals play against.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Fault {
+    /// Rule the opposite of what its re-run shows.
+    WrongVerdict,
 }
 
 /// Everything the mediator takes from configuration.
@@ -18,6 +28,8 @@ pub struct MediatorConfig {
     pub poll: Duration,
     /// The solver to fetch job specs from, as configured (`None`: the registry's).
     pub solver: Option<String>,
+    /// Test-only misbehaviour.
+    pub fault: Option<Fault>,
 }
 
 impl MediatorConfig {
@@ -26,6 +38,7 @@ impl MediatorConfig {
         Self {
             poll: Duration::from_millis(settings.mediator.poll_ms.max(20)),
             solver: overrides.solver.clone().or_else(|| settings.services.solver.clone()),
+            fault: overrides.fault,
         }
     }
 }
@@ -40,7 +53,7 @@ mod tests {
         let c = MediatorConfig::resolve(&s, &MediatorOverrides::default());
         assert_eq!(c.poll, Duration::from_millis(20), "polls no faster than 20 ms");
         assert_eq!(c.solver, None);
-        let c = MediatorConfig::resolve(&s, &MediatorOverrides { solver: Some("http://s".into()) });
+        let c = MediatorConfig::resolve(&s, &MediatorOverrides { solver: Some("http://s".into()), fault: None });
         assert_eq!(c.solver.as_deref(), Some("http://s"));
     }
 }

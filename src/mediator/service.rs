@@ -1,15 +1,16 @@
-//! The mediator service: follows `DealChallenged` logs, records each challenge before
-//! acting on it, and drives each by its own named task through [`decide`]: skip deals that
-//! do not name this mediator, draw the mediator if nobody did, and when drawn fetch the deal
-//! and its spec from the solver (the deal checked against its id, the spec against the
-//! deal's job hash), re-run the job, and rule.
+//! The mediator service: follows `DealChallenged`, `DealAudited` and `AppealDrawn` logs
+//! (the last only when they draw this mediator), records each case before acting on it,
+//! and drives each by its own named task through [`decide`]: fetch the deal from the solver
+//! (checked against its id), skip disputes of deals that do not name this mediator, draw the
+//! mediator if nobody did, and when drawn fetch the spec (checked against the deal's job
+//! hash), re-run the job, and rule (`mediate`, or `ruleAppeal` for an appeal).
 
 use super::case::{decide, not_reproducible, Action, Closed, Mediation};
-use super::config::MediatorConfig;
+use super::config::{Fault, MediatorConfig};
 use crate::bundle::{self, BundleError};
 use crate::chain::bindings::DcnDeals;
 use crate::chain::deals::{deal_id, domain};
-use crate::chain::{ChainError, DealsChain, LogSource};
+use crate::chain::{ChainError, DealRef, DealsChain, LogSource};
 use crate::executor::{Executor, ExecutorError};
 use crate::kv::{KvError, KvStore};
 use crate::protocol::records::OfferRecord;
@@ -127,7 +128,7 @@ impl MediatorService {
     }
 
     fn save(&self, m: &Mediation) -> Result<(), KvError> {
-        self.deps.kv.put(TABLE, m.deal.as_slice(), m)
+        self.deps.kv.put(TABLE, &m.key(), m)
     }
 
     fn spawn_case(self: &Arc<Self>, tasks: &Tasks, m: Mediation) {
@@ -142,23 +143,36 @@ impl MediatorService {
                 self.spawn_case(&tasks, m);
             }
         }
-        // Every challenge: whether the deal names this mediator is read from the chain by
-        // the case's task, which retries what fails.
-        let filter =
-            Filter::new().address(self.deps.deals_contract).event_signature(DcnDeals::DealChallenged::SIGNATURE_HASH);
+        // Every dispute: whether the deal names this mediator is read by the case's task,
+        // which retries what fails; an appeal only when it drew this mediator.
+        let events = vec![
+            DcnDeals::DealChallenged::SIGNATURE_HASH,
+            DcnDeals::DealAudited::SIGNATURE_HASH,
+            DcnDeals::AppealDrawn::SIGNATURE_HASH,
+        ];
+        let filter = Filter::new().address(self.deps.deals_contract).event_signature(events);
         let cursor = Box::new(KvCursor::new(self.deps.kv.clone(), BLOCK_CURSOR));
         let start = Start::BeforeHead(1_000);
         let mut follower = Follower::new("mediator", self.deps.logs.clone(), filter, cursor, start, self.cfg.poll)?;
-        tracing::info!(mediator = %self.deps.account, "mediator ready: watching for challenges");
+        tracing::info!(mediator = %self.deps.account, "mediator ready: watching for challenges, audits and appeals");
+        let me = self.deps.account.into_word();
         while let Some(batch) = follower.next(tasks.token()).await {
             for log in &batch.logs {
-                let Some(&id) = log.topics().get(1) else { continue };
-                if self.deps.kv.get::<Mediation>(TABLE, id.as_slice())?.is_some() {
+                let topics = log.topics();
+                let Some(&id) = topics.get(1) else { continue };
+                let appeal = topics.first() == Some(&DcnDeals::AppealDrawn::SIGNATURE_HASH);
+                if appeal && topics.get(2) != Some(&me) {
                     continue;
                 }
-                let m = Mediation::new(id);
+                let mut m = Mediation::new(id);
+                m.appeal = appeal;
+                m.since_block = log.block_number.unwrap_or_default();
+                // A new round of a dispute this mediator already follows is its task's.
+                if self.deps.kv.get::<Mediation>(TABLE, &m.key())?.is_some() {
+                    continue;
+                }
                 self.save(&m)?;
-                tracing::debug!(deal = %id, "challenge seen");
+                tracing::debug!(deal = %id, appeal, "case seen");
                 self.spawn_case(&tasks, m);
             }
             follower.commit(&batch)?;
@@ -200,18 +214,18 @@ impl MediatorService {
     /// One observe-decide-act step; `Ok(true)` once the mediation is closed.
     pub(super) async fn step(&self, m: &mut Mediation) -> Result<bool, MediatorError> {
         let id = m.deal;
-        if m.named.is_none() {
-            let named = self.deps.chain.mediators(id).await?.contains(&self.deps.account);
-            m.named = Some(named);
+        let Some(deal) = m.deal_ref.clone() else {
+            let named = self.load_deal(m).await?;
             if named {
-                tracing::info!(deal = %id, "challenge of a deal naming this mediator: following it");
+                let what = if m.appeal { "an appeal drawn to this mediator" } else { "a dispute of a deal naming this mediator" };
+                tracing::info!(deal = %id, "{what}: following it");
             } else {
                 m.closed = Some(Closed::NotOurs);
             }
             self.save(m)?;
             return Ok(!named);
-        }
-        let view = self.deps.chain.deal(id).await?;
+        };
+        let view = self.deps.chain.deal(&deal).await?;
         let now = self.deps.chain.now().await?;
         match decide(m, &view, now, self.deps.account) {
             Action::Wait => {
@@ -222,12 +236,12 @@ impl MediatorService {
                 Ok(false)
             }
             Action::Draw => {
-                let tx = self.deps.chain.draw(id).await?;
-                tracing::info!(deal = %id, %tx, "drew the challenge's mediator");
+                let tx = self.deps.chain.draw(&deal).await?;
+                tracing::info!(deal = %id, %tx, "drew the dispute's mediator");
                 Ok(false)
             }
             Action::Rerun => {
-                let mine = match self.rerun(id).await {
+                let mine = match self.rerun(m).await {
                     Ok(h) => h,
                     Err(e) if e.cannot_run() => {
                         tracing::warn!(deal = %id, error = %e, "cannot run this job: abstaining, so that another mediator is drawn at the deadline");
@@ -252,12 +266,24 @@ impl MediatorService {
                 Ok(false)
             }
             Action::Rule { provider_honest } => {
-                let tx = self.deps.chain.mediate(id, provider_honest).await?;
+                let provider_honest = match self.cfg.fault {
+                    Some(Fault::WrongVerdict) => {
+                        tracing::warn!(deal = %id, "fault injection: ruling the opposite of the re-run");
+                        !provider_honest
+                    }
+                    None => provider_honest,
+                };
+                let tx = if m.appeal {
+                    self.deps.chain.rule_appeal(&deal, provider_honest).await?
+                } else {
+                    self.deps.chain.mediate(&deal, provider_honest).await?
+                };
                 m.provider_honest = Some(provider_honest);
                 m.tx = Some(tx);
                 self.save(m)?;
                 let verdict = if provider_honest { "honest" } else { "dishonest" };
-                tracing::info!(deal = %id, verdict, %tx, "verdict on chain");
+                let what = if m.appeal { "appeal verdict on chain" } else { "verdict on chain" };
+                tracing::info!(deal = %id, verdict, %tx, "{what}");
                 Ok(false)
             }
             Action::Close(closed) => {
@@ -265,7 +291,7 @@ impl MediatorService {
                     Closed::DeadlinePassed => {
                         tracing::warn!(deal = %id, "the mediation deadline passed before a verdict")
                     }
-                    Closed::NotOurs => tracing::info!(deal = %id, "not this mediator's deal"),
+                    Closed::NotOurs => tracing::info!(deal = %id, "not this mediator's case"),
                     Closed::Settled(s) => tracing::info!(deal = %id, state = %s, "mediation closed"),
                     Closed::Abstained => {}
                 }
@@ -277,6 +303,23 @@ impl MediatorService {
         }
     }
 
+    /// Fetches the deal from the solver, checks its terms against its id and keeps them;
+    /// returns whether the case is this mediator's (an appeal drawn to it, or a deal that
+    /// names it).
+    async fn load_deal(&self, m: &mut Mediation) -> Result<bool, MediatorError> {
+        let id = m.deal;
+        let deal = self.deps.solver.deal(id).await?;
+        let info = self.deps.solver.info();
+        if deal_id(&deal.deal, &domain(info.chain_id, info.deals_contract)) != id {
+            return Err(MediatorError::TermsMismatch(id));
+        }
+        let named = m.appeal || deal.deal.mediators.contains(&self.deps.account);
+        m.named = Some(named);
+        m.job_offer = deal.job_offer;
+        m.deal_ref = Some(DealRef { id, deal: deal.deal, since_block: m.since_block });
+        Ok(named)
+    }
+
     /// Removes deal `id`'s work directory once its mediation is closed.
     fn remove_work_dir(&self, id: B256) {
         let dir = self.work_dir.join(id.to_string());
@@ -285,21 +328,18 @@ impl MediatorService {
         }
     }
 
-    /// Fetches deal `id`'s job, checks it against the deal, runs it and returns its
-    /// result hash.
-    async fn rerun(&self, id: B256) -> Result<B256, MediatorError> {
-        let deal = self.deps.solver.deal(id).await?;
-        let info = self.deps.solver.info();
-        if deal_id(&deal.deal, &domain(info.chain_id, info.deals_contract)) != id {
-            return Err(MediatorError::TermsMismatch(id));
-        }
-        let spec = match self.deps.solver.offer(deal.job_offer, OfferKind::Job).await? {
+    /// Fetches the case's job, checks it against the deal, runs it and returns its result
+    /// hash.
+    async fn rerun(&self, m: &Mediation) -> Result<B256, MediatorError> {
+        let id = m.deal;
+        let job_hash = m.deal_ref.as_ref().map(|d| d.deal.jobHash).unwrap_or_default();
+        let spec = match self.deps.solver.offer(m.job_offer, OfferKind::Job).await? {
             OfferRecord::Job(j) => j.signed.spec,
             OfferRecord::Resource(_) => return Err(MediatorError::NotAJobOffer(id)),
         };
         let hash = spec.content_hash();
-        if hash != deal.deal.jobHash {
-            return Err(MediatorError::SpecMismatch { deal: id, spec: hash, expected: deal.deal.jobHash });
+        if hash != job_hash {
+            return Err(MediatorError::SpecMismatch { deal: id, spec: hash, expected: job_hash });
         }
         let dir = self.work_dir.join(id.to_string());
         let io = |what: &'static str| {

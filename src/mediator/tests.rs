@@ -38,7 +38,7 @@ impl Rig {
             executor: executor.clone(),
             kv: KvStore::memory(),
         };
-        let cfg = MediatorConfig { poll: Duration::from_millis(5), solver: None };
+        let cfg = MediatorConfig { poll: Duration::from_millis(5), solver: None, fault: None };
         let service = MediatorService::new(cfg, dir.path().join("jobs"), deps);
         Self { chain, solver, executor, service, dir }
     }
@@ -128,7 +128,8 @@ async fn a_job_this_machine_cannot_run_is_abstained_from() {
 async fn a_spec_that_is_not_the_deals_job_is_never_run() {
     let rig = Rig::new();
     let id = rig.challenged("oink", rig.honest_result());
-    let mut m = Mediation { named: Some(true), ..Mediation::new(id) };
+    let mut m = Mediation::new(id);
+    assert!(!rig.service.step(&mut m).await.unwrap(), "the deal is fetched and checked first");
     let err = rig.service.step(&mut m).await.unwrap_err();
     assert!(matches!(err, MediatorError::SpecMismatch { .. }), "{err}");
     assert!(!err.is_fatal(), "retried: the solver may serve the right spec later");
@@ -145,7 +146,7 @@ async fn nothing_is_sent_after_the_mediation_deadline() {
     assert_eq!(m.closed, Some(Closed::DeadlinePassed));
     assert_eq!((rig.executor.runs(), rig.chain.txs().len()), (0, 0));
     // The provider (or anyone) settles it: no other mediator, so the result stands.
-    rig.chain.timeout(id).await.unwrap();
+    rig.chain.timeout(&rig.chain.dref(id)).await.unwrap();
     assert_eq!(rig.chain.view(id).state, DealState::TimedOutNoVerdict);
 }
 
@@ -158,8 +159,8 @@ impl Rig {
         let record = record_of(terms, DealStatus::Challenged);
         self.solver.put_job_offer(record.job_offer, spec("moo"), &PrivateKeySigner::random());
         self.solver.put_deal(record);
-        self.chain.submit_result(id, self.honest_result()).await.unwrap();
-        self.chain.challenge(id).await.unwrap();
+        self.chain.submit_result(&self.chain.dref(id), self.honest_result()).await.unwrap();
+        self.chain.challenge(&self.chain.dref(id)).await.unwrap();
         id
     }
 }
@@ -189,7 +190,7 @@ async fn when_the_drawn_mediator_stays_silent_this_one_is_drawn_and_rules() {
     let rig = Rig::new();
     let silent = Address::repeat_byte(0x3e);
     let id = rig.challenged_undrawn(vec![silent, MEDIATOR]).await;
-    rig.chain.draw(id).await.unwrap(); // the fake draws the first: the silent one
+    rig.chain.draw(&rig.chain.dref(id)).await.unwrap(); // the fake draws the first: the silent one
     let mut m = Mediation::new(id);
     for _ in 0..3 {
         assert!(!rig.service.step(&mut m).await.unwrap(), "another mediator's round: watch, do not close");
@@ -197,7 +198,7 @@ async fn when_the_drawn_mediator_stays_silent_this_one_is_drawn_and_rules() {
     assert_eq!(rig.executor.runs(), 0);
     // Its deadline passes; anyone's timeout excludes it and starts a round without it.
     rig.chain.advance(101);
-    rig.chain.timeout(id).await.unwrap();
+    rig.chain.timeout(&rig.chain.dref(id)).await.unwrap();
     assert_eq!(rig.chain.view(id).state, DealState::Challenged);
     let m = rig.run_to_close(m).await;
     assert_eq!(m.closed, Some(Closed::Settled(DealState::MediatedHonest)));

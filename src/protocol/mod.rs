@@ -32,6 +32,39 @@ pub use records::{CreatedDeal, DealRecord, DealStatus, Event, EventKind, OfferRe
 pub const MAX_AMOUNT: U256 = U256::from_limbs([u64::MAX, (1 << 32) - 1, 0, 0]);
 /// Most mediators a deal may name (the contract's limit).
 pub const MAX_MEDIATORS: usize = 16;
+/// `DcnDeals.MAX_DISPUTE_TIMEOUT`: the longest judge and mediation timeout, seconds.
+pub const MAX_DISPUTE_TIMEOUT_SECS: u64 = 7 * 86_400;
+/// `DcnDeals.PPM`: an audit chance of one, in parts per million.
+pub const PPM: u32 = 1_000_000;
+
+/// The mediators a deal between `provider`, trusting `provider_trusts`, and `creator`,
+/// trusting `creator_trusts`, names: every one both trust who is not a party, in the job
+/// creator's order. Both sides sign a deal only if it names exactly these (ECONOMICS P5,
+/// J9, S2: no side, and no solver, picks a subset), and at least the network's
+/// `min_mediators` of them.
+pub fn mediators_between(
+    provider: Address,
+    provider_trusts: &[Address],
+    creator: Address,
+    creator_trusts: &[Address],
+) -> Vec<Address> {
+    let mut out: Vec<Address> = Vec::new();
+    for m in creator_trusts {
+        if provider_trusts.contains(m) && *m != provider && *m != creator && !out.contains(m) {
+            out.push(*m);
+        }
+    }
+    out
+}
+
+/// Whether a fake result loses its provider money in expectation under these terms: the
+/// audit chance times what a caught fake loses (its price and collateral) is more than
+/// the price it would be paid, q·(p + c) > p (ECONOMICS P3; the provider's cost of running
+/// the job is left out, so this holds whatever the job costs).
+pub fn fake_loses(price: alloy::primitives::U256, collateral: alloy::primitives::U256, audit_ppm: u32) -> bool {
+    use alloy::primitives::U256;
+    U256::from(audit_ppm) * (price + collateral) > U256::from(PPM) * price
+}
 /// How long after a deal's creation deadline (by the wall clock) the solver and the
 /// provider keep its slot: a block producer's timestamp may lag the wall clock, so
 /// `createDeal` can still land in a block stamped before the deadline. Past it a slot is

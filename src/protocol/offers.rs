@@ -4,8 +4,8 @@
 //! and [`SignedJobOffer::verify`].
 
 use super::{
-    check_signer, invalid, sign_digest, ProtocolError, Verifier, MAX_ALLOWED_MODULES, MAX_AMOUNT, MAX_MEDIATORS,
-    MAX_SLOTS, MAX_SPEC_BYTES,
+    check_signer, invalid, sign_digest, ProtocolError, Verifier, MAX_ALLOWED_MODULES, MAX_AMOUNT,
+    MAX_DISPUTE_TIMEOUT_SECS, MAX_MEDIATORS, MAX_SLOTS, MAX_SPEC_BYTES, PPM,
 };
 use crate::types::{JobSpec, Resources};
 use alloy::primitives::{Address, Bytes, B256, U256};
@@ -40,7 +40,8 @@ sol! {
     }
 
     /// A job creator's request to run one job (the spec whose sha256 is `jobHash`) for at
-    /// most `maxPrice`, with these deal terms.
+    /// most `maxPrice`, with these deal terms: its result is audited with a chance of
+    /// `auditPpm` parts per million, the audit paid by `auditFee`.
     #[derive(Debug, PartialEq, Eq, Serialize, Deserialize)]
     #[serde(deny_unknown_fields)]
     struct JobOffer {
@@ -49,6 +50,8 @@ sol! {
         bytes32 jobHash;
         uint256 maxPrice;
         uint256 mediationFee;
+        uint256 auditFee;
+        uint32 auditPpm;
         address[] mediators;
         uint64 resultTimeout;
         uint64 judgeTimeout;
@@ -185,14 +188,17 @@ impl SignedJobOffer {
         }
         check_amount("maxPrice", o.maxPrice)?;
         check_amount("mediationFee", o.mediationFee)?;
+        check_amount("auditFee", o.auditFee)?;
+        if o.auditPpm > PPM {
+            return Err(invalid("auditPpm", format!("a chance is at most {PPM} parts per million")));
+        }
         check_mediators(&o.mediators)?;
-        for (field, t) in [
-            ("resultTimeout", o.resultTimeout),
-            ("judgeTimeout", o.judgeTimeout),
-            ("mediationTimeout", o.mediationTimeout),
-        ] {
-            if t == 0 || t > u64::from(u32::MAX) {
-                return Err(invalid(field, "a timeout is 1 to 2^32-1 seconds"));
+        if o.resultTimeout == 0 || o.resultTimeout > u64::from(u32::MAX) {
+            return Err(invalid("resultTimeout", "a timeout is 1 to 2^32-1 seconds"));
+        }
+        for (field, t) in [("judgeTimeout", o.judgeTimeout), ("mediationTimeout", o.mediationTimeout)] {
+            if t == 0 || t > MAX_DISPUTE_TIMEOUT_SECS {
+                return Err(invalid(field, format!("a judge or mediation timeout is 1 to {MAX_DISPUTE_TIMEOUT_SECS} seconds")));
             }
         }
         if o.resultTimeout <= self.spec.timeout_secs {
@@ -295,6 +301,8 @@ mod tests {
             jobHash: spec().content_hash(),
             maxPrice: U256::from(10),
             mediationFee: U256::from(1),
+            auditFee: U256::from(1),
+            auditPpm: 1_000_000,
             mediators: vec![Address::repeat_byte(7)],
             resultTimeout: 60,
             judgeTimeout: 60,

@@ -155,6 +155,8 @@ pub enum DealStatus {
     ResultSubmitted,
     /// The job creator challenged; a mediator is re-running the job.
     Challenged,
+    /// The result's block drew an audit; a mediator is re-running the job.
+    Audited,
     /// Final: the job creator accepted.
     Accepted,
     /// Final: the mediator found the provider honest.
@@ -170,16 +172,20 @@ pub enum DealStatus {
     /// Final: never created on chain (not signed or not created in time, or cancelled by
     /// its provider).
     Expired,
+    /// Final: a verdict settled it and its loser appealed (bonds and fees are at stake,
+    /// not the deal's money).
+    Appealed,
 }
 
 impl DealStatus {
     /// Every status, in order.
-    pub const ALL: [DealStatus; 12] = [
+    pub const ALL: [DealStatus; 14] = [
         Self::Proposed,
         Self::Signed,
         Self::Created,
         Self::ResultSubmitted,
         Self::Challenged,
+        Self::Audited,
         Self::Accepted,
         Self::MediatedHonest,
         Self::MediatedDishonest,
@@ -187,6 +193,7 @@ impl DealStatus {
         Self::TimedOutAccepted,
         Self::TimedOutNoVerdict,
         Self::Expired,
+        Self::Appealed,
     ];
 
     /// Whether the deal is over (its slot is free again).
@@ -208,6 +215,8 @@ impl DealStatus {
             DealState::TimedOutAccepted => Self::TimedOutAccepted,
             DealState::TimedOutNoVerdict => Self::TimedOutNoVerdict,
             DealState::Cancelled => Self::Expired,
+            DealState::Audited => Self::Audited,
+            DealState::Appealed => Self::Appealed,
         })
     }
 
@@ -226,6 +235,8 @@ impl DealStatus {
             Self::TimedOutAccepted => "timed_out_accepted",
             Self::TimedOutNoVerdict => "timed_out_no_verdict",
             Self::Expired => "expired",
+            Self::Audited => "audited",
+            Self::Appealed => "appealed",
         }
     }
 
@@ -351,4 +362,14 @@ pub struct CreatedDeal {
     pub spec: crate::types::JobSpec,
     /// The `createDeal` transaction.
     pub create_tx: B256,
+    /// The block it was mined in: the deal's events start there.
+    #[serde(default)]
+    pub created_block: u64,
+}
+
+impl CreatedDeal {
+    /// The deal as its job creator knows it, for the chain.
+    pub fn deal_ref(&self) -> crate::chain::DealRef {
+        crate::chain::DealRef { id: self.deal.id, deal: self.deal.deal.clone(), since_block: self.created_block }
+    }
 }

@@ -108,6 +108,9 @@ impl ProviderConfig {
                 max_job_timeout_secs: p.max_job_timeout_secs,
                 max_spec_bytes: p.max_spec_bytes,
                 max_output_bytes: p.max_output_mb.saturating_mul(1 << 20),
+                // The network's rules, read from the chain when the provider starts.
+                min_mediators: 1,
+                min_mediation_fee: alloy::primitives::U256::ZERO,
             },
             poll: Duration::from_millis(p.poll_ms.max(20)),
             fault: overrides.fault,
@@ -128,7 +131,9 @@ mod tests {
         let c = ProviderConfig::resolve(&Settings::from_test_env(&[]), &ProviderOverrides::default()).unwrap();
         assert_eq!((c.slots, c.offer_cpu, c.offer_gpu), (1, 0, 0));
         assert_eq!(c.price, parse_amount("1", "x").unwrap());
-        assert_eq!(c.collateral, parse_amount("2", "x").unwrap());
+        // Ten times the price: with the default audit chance of 10%, a fake loses in
+        // expectation (0.1 × (1 + 10) > 1), so the default `dcn run` buys from it.
+        assert_eq!(c.collateral, parse_amount("10", "x").unwrap());
         assert!(c.modules.is_empty() && c.mediators.is_empty() && c.solver.is_none());
 
         let s = Settings::from_test_env(&[

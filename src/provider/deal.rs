@@ -82,6 +82,12 @@ pub struct JobRecord {
     /// whatever its tag names by then. Absent in records of earlier versions.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub image_id: Option<String>,
+    /// The chain's latest block when it was signed: the deal's events come after it.
+    #[serde(default)]
+    pub since_block: u64,
+    /// Whether this provider appealed a verdict against it.
+    #[serde(default)]
+    pub appealed: bool,
 }
 
 impl JobRecord {
@@ -97,7 +103,14 @@ impl JobRecord {
             outcome: None,
             signed_at,
             image_id,
+            since_block: 0,
+            appealed: false,
         }
+    }
+
+    /// The deal as this provider knows it, for the chain.
+    pub fn deal_ref(&self) -> crate::chain::DealRef {
+        crate::chain::DealRef { id: self.deal.id, deal: self.deal.deal.clone(), since_block: self.since_block }
     }
 
     /// The spec to run: the job's, with its image pinned to the ID seen at signing.
@@ -144,6 +157,9 @@ pub struct Observed {
     pub solver_has_signature: bool,
     /// Whether the bundle is on disk.
     pub bundle_on_disk: bool,
+    /// Whether this provider stands by its result: it ran the job itself (no fault
+    /// injected), so a verdict against it is appealed.
+    pub stands_by_result: bool,
 }
 
 /// What to do next with a deal.
@@ -165,8 +181,12 @@ pub enum Action {
     Upload,
     /// Submit the result hash on chain.
     Submit,
-    /// Call `draw`: the deal was challenged and nobody drew its mediator yet.
+    /// Call `draw`: the deal was challenged (or audited) and nobody drew its mediator yet.
     Draw,
+    /// Call `appeal`: a verdict found the provider dishonest, and it ran the job itself.
+    Appeal,
+    /// Call `drawAppeal`: the appeal's mediator is not drawn yet.
+    DrawAppeal,
     /// Call `timeout`: payment after the judge deadline; after a mediation deadline with
     /// no verdict, another mediator is drawn, or the result stands when none is left.
     ClaimTimeout,
@@ -178,6 +198,16 @@ pub enum Action {
 /// while more than `retry_secs` are left before the result deadline. Pure.
 pub fn decide(job: &JobRecord, seen: &Observed, retry_secs: u64) -> Action {
     let state = seen.view.state;
+    if state == DealState::MediatedDishonest
+        && seen.stands_by_result
+        && !job.appealed
+        && job.result_hash.is_some()
+        && seen.view.appealable(seen.now)
+    {
+        // It ran the job and the verdict says it did not: a second mediator from the
+        // network's pool decides, and an overturned verdict costs the first its bond.
+        return Action::Appeal;
+    }
     if state.is_final() {
         return Action::Finish(Ending::Settled(state));
     }
@@ -206,8 +236,16 @@ pub fn decide(job: &JobRecord, seen: &Observed, retry_secs: u64) -> Action {
         (Stage::Submitted, DealState::Created) => Action::Goto(Stage::Ran),
         // The result is on chain: a restart after `submitResult` lands here, not at Submit.
         (Stage::Signed | Stage::Running | Stage::Ran | Stage::Uploaded, _) => Action::Goto(Stage::Submitted),
-        (Stage::Submitted, DealState::ResultSubmitted | DealState::Challenged) if late => Action::ClaimTimeout,
-        (Stage::Submitted, DealState::Challenged) if seen.view.awaits_draw(seen.now) => Action::Draw,
+        (Stage::Submitted, DealState::ResultSubmitted | DealState::Challenged | DealState::Audited) if late => {
+            Action::ClaimTimeout
+        }
+        (Stage::Submitted, DealState::Challenged | DealState::Audited) if seen.view.awaits_draw(seen.now) => Action::Draw,
+        // Its own appeal: it sees it through (a lapsed one refunds its fee).
+        (_, DealState::Appealed) if late => Action::ClaimTimeout,
+        (_, DealState::Appealed) if !seen.view.appealed_by_job_creator() && seen.view.awaits_appeal_draw(seen.now) => {
+            Action::DrawAppeal
+        }
+        (_, DealState::Appealed) => Action::Wait,
         // Until the judge deadline the job creator may download it; a challenge is decided
         // by the mediator's own run, which needs no bundle.
         (Stage::Submitted, DealState::ResultSubmitted) if !job.uploaded && seen.bundle_on_disk => Action::Upload,
@@ -232,12 +270,19 @@ mod tests {
 
     fn seen(state: DealState, deadline: u64, now: u64) -> Observed {
         Observed {
-            view: DealView { state, deadline, result_hash: B256::ZERO, mediator: Address::repeat_byte(3) },
+            view: DealView {
+                state,
+                deadline,
+                result_hash: B256::ZERO,
+                mediator: Address::repeat_byte(3),
+                ..DealView::none()
+            },
             now,
             block_time: now,
             solver: None,
             solver_has_signature: true,
             bundle_on_disk: true,
+            stands_by_result: true,
         }
     }
 

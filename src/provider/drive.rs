@@ -105,7 +105,7 @@ impl ProviderService {
 
     async fn observe(&self, job: &JobRecord, polls: u64) -> Result<Observed, ProviderError> {
         let id = job.deal.id;
-        let view = self.chain.deal(id).await?;
+        let view = self.chain.deal(&job.deal_ref()).await?;
         let now = self.chain.now().await?;
         let block_time = self.chain.block_time().await?;
         if view.state == crate::chain::DealState::None
@@ -135,6 +135,8 @@ impl ProviderService {
             solver,
             solver_has_signature,
             bundle_on_disk: self.bundle_path(id).exists(),
+            // A provider told to fake a result knows it did not run the job.
+            stands_by_result: self.cfg.fault.is_none(),
         })
     }
 
@@ -168,7 +170,7 @@ impl ProviderService {
                     what: format!("submitting deal {id}"),
                     source: std::io::Error::other("no result hash recorded"),
                 })?;
-                let tx = self.chain.submit_result(id, hash).await?;
+                let tx = self.chain.submit_result(&job.deal_ref(), hash).await?;
                 tracing::info!(deal = %id, %hash, %tx, "result submitted on chain: uploading the bundle");
                 job.submit_tx = Some(tx);
                 job.uploaded |= job.stage == Stage::Uploaded;
@@ -177,12 +179,24 @@ impl ProviderService {
                 Ok(Next::Now)
             }
             Action::Draw => {
-                let tx = self.chain.draw(id).await?;
-                tracing::info!(deal = %id, %tx, "the job creator challenged: drew the deal's mediator");
+                let tx = self.chain.draw(&job.deal_ref()).await?;
+                tracing::info!(deal = %id, %tx, "the result is challenged or audited: drew the deal's mediator");
+                Ok(Next::Now)
+            }
+            Action::Appeal => {
+                let tx = self.chain.appeal(&job.deal_ref()).await?;
+                tracing::warn!(deal = %id, %tx, "the verdict found the job not done, and this provider ran it: appealed to a mediator of the network's pool");
+                job.appealed = true;
+                self.save(job)?;
+                Ok(Next::Now)
+            }
+            Action::DrawAppeal => {
+                let tx = self.chain.draw_appeal(&job.deal_ref()).await?;
+                tracing::info!(deal = %id, %tx, "drew the appeal's mediator");
                 Ok(Next::Now)
             }
             Action::ClaimTimeout => {
-                let tx = self.chain.timeout(id).await?;
+                let tx = self.chain.timeout(&job.deal_ref()).await?;
                 tracing::info!(deal = %id, %tx, "deadline passed: settled the deal by timeout");
                 Ok(Next::Now)
             }

@@ -122,7 +122,7 @@ impl ProviderService {
             }
             return Ok(None);
         }
-        let (spec, prepared) = match self.check_proposal(&deal).await {
+        let (spec, prepared, since_block) = match self.check_proposal(&deal).await {
             Ok(checked) => checked,
             Err(why) => {
                 tracing::warn!(deal = %id, reason = %why, "proposed deal refused: not signed");
@@ -133,7 +133,9 @@ impl ProviderService {
                 return Ok(None);
             }
         };
-        let job = JobRecord::signed(deal, spec, now_secs(), Some(prepared.image_id));
+        let mut job = JobRecord::signed(deal, spec, now_secs(), Some(prepared.image_id));
+        // Read before signing, before the deal can exist: its events come after this block.
+        job.since_block = since_block;
         // The record comes first: a signature the provider does not remember would let a
         // deal be created that nobody runs.
         if let Err(e) = self.save(&job) {
@@ -153,7 +155,7 @@ impl ProviderService {
 
     /// Checks a proposal against this provider's offer, terms and free capacity; reserves a
     /// slot if it passes.
-    async fn check_proposal(&self, deal: &DealRecord) -> Result<(JobSpec, Prepared), Refusal> {
+    async fn check_proposal(&self, deal: &DealRecord) -> Result<(JobSpec, Prepared, u64), Refusal> {
         if !terms::id_matches(&deal.deal, deal.id, &self.deals_domain) {
             return Err(Refusal::IdMismatch);
         }
@@ -163,13 +165,24 @@ impl ProviderService {
         }
         let offer: SignedResourceOffer =
             self.kv.get(OFFERS, deal.resource_offer.as_slice()).ok().flatten().ok_or(unknown)?;
-        let spec = match self.solver.offer(deal.job_offer, OfferKind::Job).await {
-            Ok(OfferRecord::Job(j)) => j.signed.spec,
+        let job = match self.solver.offer(deal.job_offer, OfferKind::Job).await {
+            Ok(OfferRecord::Job(j)) => j,
             Ok(OfferRecord::Resource(_)) => return Err(Refusal::JobOfferUnavailable("it is a resource offer".into())),
             Err(e) => return Err(Refusal::JobOfferUnavailable(e.to_string())),
         };
+        // The job creator's mediators come from its own signed offer, not the solver's word.
+        let signed = &job.signed;
+        let digest = signed.id(&self.solver.info().domain());
+        if signed.offer.jobCreator != deal.deal.jobCreator
+            || crate::protocol::check_signer(&digest, &signed.signature, signed.offer.jobCreator).is_err()
+        {
+            return Err(Refusal::JobOfferUnavailable("the job offer is not the job creator's".into()));
+        }
+        let spec = job.signed.spec.clone();
         let now = self.chain.now().await.map_err(|e| Refusal::ChainUnavailable(e.to_string()))?;
-        terms::check(&deal.deal, &spec, &offer.offer, self.solver.info().solver, &self.cfg.limits, now)?;
+        let since_block = self.chain.block_number().await.map_err(|e| Refusal::ChainUnavailable(e.to_string()))?;
+        let solver = self.solver.info().solver;
+        terms::check(&deal.deal, &spec, &offer.offer, &signed.offer.mediators, solver, &self.cfg.limits, now)?;
         // With an allow-list, the job must be exactly what this machine's copy of the module
         // makes of its inputs: a stranger's spec cannot swap the image or the command under
         // an allowed name.
@@ -191,7 +204,7 @@ impl ProviderService {
             self.release(&deal.id);
             return Err(Refusal::Escrow(e.to_string()));
         }
-        Ok((spec, prepared))
+        Ok((spec, prepared, since_block))
     }
 
     /// Takes a slot for `id`. The solver frees a slot when it sees a deal end on chain; this

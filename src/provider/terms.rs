@@ -52,9 +52,20 @@ pub enum Refusal {
         /// In the offer.
         offer: U256,
     },
-    /// No mediator, or one this provider does not trust.
-    #[error("the deal names a mediator this provider does not trust")]
-    Mediator,
+    /// The deal does not name exactly the mediators both sides trust, or too few of them
+    /// (ECONOMICS P5, J9, S2: a hand-picked mediator).
+    #[error("the deal's mediators are not the ones both sides trust: {0}")]
+    Mediators(String),
+    /// A fee is below the network's floor: `createDeal` would refuse it.
+    #[error("the {what} {fee} is below the network's floor {floor}")]
+    FeeBelowFloor {
+        /// Which fee.
+        what: &'static str,
+        /// The deal's.
+        fee: U256,
+        /// The network's.
+        floor: U256,
+    },
     /// The spec is not the one the deal commits to.
     #[error("the job spec hashes to {spec}, not the deal's job hash {deal}")]
     JobHash {
@@ -187,6 +198,10 @@ pub struct Limits {
     /// Largest packed output delivered, bytes (published in its offers); over it, or over
     /// the solver's upload limit, an error bundle goes instead.
     pub max_output_bytes: u64,
+    /// Fewest mediators a deal names (the network's rule, read from the chain at start).
+    pub min_mediators: u8,
+    /// Least mediation and audit fee (the network's rule, read from the chain at start).
+    pub min_mediation_fee: U256,
 }
 
 /// Checks `deal` (id `id`, computed by the caller from the terms), proposed by `solver`
@@ -195,6 +210,7 @@ pub fn check(
     deal: &DcnDeals::Deal,
     spec: &JobSpec,
     offer: &ResourceOffer,
+    job_mediators: &[Address],
     solver: Address,
     limits: &Limits,
     now: u64,
@@ -211,8 +227,25 @@ pub fn check(
     if deal.collateral != offer.collateral {
         return Err(Refusal::Collateral { deal: deal.collateral, offer: offer.collateral });
     }
-    if deal.mediators.is_empty() || deal.mediators.iter().any(|m| !offer.mediators.contains(m)) {
-        return Err(Refusal::Mediator);
+    let both = crate::protocol::mediators_between(offer.provider, &offer.mediators, deal.jobCreator, job_mediators);
+    if deal.mediators != both {
+        return Err(Refusal::Mediators(format!(
+            "it names {} of the {} both trust",
+            deal.mediators.len(),
+            both.len()
+        )));
+    }
+    if deal.mediators.len() < usize::from(limits.min_mediators.max(1)) {
+        return Err(Refusal::Mediators(format!(
+            "it names {}; the network asks at least {}",
+            deal.mediators.len(),
+            limits.min_mediators
+        )));
+    }
+    for (what, fee) in [("mediation fee", deal.mediationFee), ("audit fee", deal.auditFee)] {
+        if fee < limits.min_mediation_fee {
+            return Err(Refusal::FeeBelowFloor { what, fee, floor: limits.min_mediation_fee });
+        }
     }
     let hash = spec.content_hash();
     if hash != deal.jobHash {
@@ -326,6 +359,8 @@ mod tests {
             price: U256::from(5),
             collateral: U256::from(10),
             mediationFee: U256::from(1),
+            auditFee: U256::from(1),
+            auditPpm: 1_000_000,
             resultTimeout: 180,
             judgeTimeout: 60,
             mediationTimeout: 60,
@@ -345,18 +380,20 @@ mod tests {
             max_job_timeout_secs: 3600,
             max_spec_bytes: 65_536,
             max_output_bytes: 1 << 30,
+            min_mediators: 1,
+            min_mediation_fee: U256::from(1),
         }
     }
 
     fn refused(f: impl FnOnce(&mut DcnDeals::Deal, &mut JobSpec, &mut ResourceOffer)) -> String {
         let (mut d, mut s, mut o) = (deal(), spec(), offer());
         f(&mut d, &mut s, &mut o);
-        check(&d, &s, &o, Address::repeat_byte(2), &limits(), NOW).unwrap_err().to_string()
+        check(&d, &s, &o, &d.mediators.clone(), Address::repeat_byte(2), &limits(), NOW).unwrap_err().to_string()
     }
 
     #[test]
     fn a_matching_deal_passes() {
-        check(&deal(), &spec(), &offer(), Address::repeat_byte(2), &limits(), NOW).unwrap();
+        check(&deal(), &spec(), &offer(), &deal().mediators, Address::repeat_byte(2), &limits(), NOW).unwrap();
     }
 
     #[test]

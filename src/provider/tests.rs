@@ -48,6 +48,8 @@ fn cfg() -> ProviderConfig {
             max_job_timeout_secs: 3600,
             max_spec_bytes: 65_536,
             max_output_bytes: 1 << 30,
+            min_mediators: 1,
+            min_mediation_fee: U256::ZERO,
         },
         poll: Duration::from_millis(5),
         fault: None,
@@ -131,7 +133,7 @@ async fn a_created_deal_is_run_uploaded_submitted_and_paid_once() {
     let id = job.deal.id;
     let task = rig.drive(job);
     rig.until(id, DealState::ResultSubmitted).await;
-    rig.chain.accept_result(id).await.unwrap();
+    rig.chain.accept_result(&rig.chain.dref(id)).await.unwrap();
     task.await.unwrap().unwrap();
     assert_eq!((rig.executor.runs(), rig.solver.uploads()), (1, 1));
     let ran = rig.executor.images.lock().unwrap().clone();
@@ -153,7 +155,7 @@ async fn a_restart_after_the_submit_transaction_sends_nothing_again() {
     let task = rig.drive(job);
     tokio::time::sleep(Duration::from_millis(30)).await;
     assert_eq!(rig.record(id).stage, Stage::Submitted, "caught up with the chain");
-    rig.chain.accept_result(id).await.unwrap();
+    rig.chain.accept_result(&rig.chain.dref(id)).await.unwrap();
     task.await.unwrap().unwrap();
     assert_eq!(rig.chain.count(|t| matches!(t, Tx::Submit(..))), 0, "no second submitResult");
     assert_eq!((rig.executor.runs(), rig.solver.uploads()), (0, 0), "nothing run or uploaded again");
@@ -173,7 +175,7 @@ async fn a_restart_after_the_bundle_was_written_and_uploaded_only_submits() {
     rig.solver.put_result(id, std::fs::read(dir.join("bundle.tar")).unwrap());
     let task = rig.drive(job);
     rig.until(id, DealState::ResultSubmitted).await;
-    rig.chain.accept_result(id).await.unwrap();
+    rig.chain.accept_result(&rig.chain.dref(id)).await.unwrap();
     task.await.unwrap().unwrap();
     assert_eq!(rig.executor.runs(), 0, "the bundle on disk was used");
     assert_eq!(rig.solver.uploads(), 0, "the solver's copy was recognised as this provider's");
@@ -200,7 +202,7 @@ async fn a_challenge_with_no_verdict_gives_the_collateral_back() {
     let id = job.deal.id;
     let task = rig.drive(job);
     rig.until(id, DealState::ResultSubmitted).await;
-    rig.chain.challenge(id).await.unwrap();
+    rig.chain.challenge(&rig.chain.dref(id)).await.unwrap();
     rig.chain.advance(101);
     task.await.unwrap().unwrap();
     assert_eq!(rig.record(id).outcome, Some(Ending::Settled(DealState::TimedOutNoVerdict)));
@@ -226,7 +228,7 @@ async fn an_executor_failure_is_retried() {
     let id = job.deal.id;
     let task = rig.drive(job);
     rig.until(id, DealState::ResultSubmitted).await;
-    rig.chain.accept_result(id).await.unwrap();
+    rig.chain.accept_result(&rig.chain.dref(id)).await.unwrap();
     task.await.unwrap().unwrap();
     assert_eq!(rig.executor.runs(), 1);
 }
@@ -434,7 +436,7 @@ async fn a_solver_that_forgot_the_deal_does_not_stop_the_watch() {
     tokio::time::sleep(Duration::from_millis(100)).await;
     rig.chain.create(&terms);
     rig.until(id, DealState::ResultSubmitted).await;
-    rig.chain.accept_result(id).await.unwrap();
+    rig.chain.accept_result(&rig.chain.dref(id)).await.unwrap();
     task.await.unwrap().unwrap();
     assert_eq!(rig.record(id).outcome, Some(Ending::Settled(DealState::Accepted)));
 }
@@ -465,7 +467,7 @@ async fn the_hash_goes_on_chain_while_the_solver_refuses_the_upload_which_follow
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
     assert!(rig.record(id).uploaded, "uploaded after the refusals, with backoff");
-    rig.chain.accept_result(id).await.unwrap();
+    rig.chain.accept_result(&rig.chain.dref(id)).await.unwrap();
     task.await.unwrap().unwrap();
     assert_eq!((rig.chain.count(|t| matches!(t, Tx::Submit(..))), rig.solver.uploads()), (1, 1));
     assert!(!rig.service.work_dir.join(id.to_string()).exists(), "work directory removed once final");
@@ -479,7 +481,7 @@ async fn a_job_this_machine_cannot_run_is_delivered_as_an_error_bundle() {
     let id = job.deal.id;
     let task = rig.drive(job);
     rig.until(id, DealState::ResultSubmitted).await;
-    rig.chain.accept_result(id).await.unwrap();
+    rig.chain.accept_result(&rig.chain.dref(id)).await.unwrap();
     task.await.unwrap().unwrap();
     let r = delivered(&rig, id);
     assert_eq!(r.exit_code, crate::bundle::ERROR_BUNDLE_EXIT);
@@ -500,7 +502,7 @@ async fn a_passing_executor_failure_is_retried_then_delivered_before_the_deadlin
     let deadline = rig.chain.view(id).deadline;
     rig.chain.set_now(deadline - 10);
     rig.until(id, DealState::ResultSubmitted).await;
-    rig.chain.accept_result(id).await.unwrap();
+    rig.chain.accept_result(&rig.chain.dref(id)).await.unwrap();
     task.await.unwrap().unwrap();
     let r = delivered(&rig, id);
     assert_eq!(r.exit_code, crate::bundle::ERROR_BUNDLE_EXIT);
@@ -517,7 +519,7 @@ async fn an_output_over_the_jobs_limit_is_delivered_as_an_error_bundle() {
     job.spec.resources.disk_mb = 1;
     let task = rig.drive(job);
     rig.until(id, DealState::ResultSubmitted).await;
-    rig.chain.accept_result(id).await.unwrap();
+    rig.chain.accept_result(&rig.chain.dref(id)).await.unwrap();
     task.await.unwrap().unwrap();
     let r = delivered(&rig, id);
     assert_eq!(r.exit_code, crate::bundle::ERROR_BUNDLE_EXIT);

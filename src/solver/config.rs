@@ -78,7 +78,7 @@ impl SolverConfig {
 
     /// The core's policy for the solver `solver` of the deployment whose `DcnDeals` is
     /// `deals_contract` on `chain_id`.
-    pub fn core(&self, solver: Address, chain_id: u64, deals_contract: Address) -> CoreConfig {
+    pub fn core(&self, solver: Address, chain_id: u64, deals_contract: Address, min_mediators: usize) -> CoreConfig {
         CoreConfig {
             solver,
             chain_id,
@@ -90,6 +90,7 @@ impl SolverConfig {
             sign_timeout_secs: self.sign_timeout_secs,
             create_timeout_secs: self.create_timeout_secs,
             result_retention_secs: self.result_retention_secs,
+            min_mediators,
         }
     }
 }
@@ -110,7 +111,7 @@ mod tests {
         let o = SolverOverrides { listen: Some("0.0.0.0:9000".into()), public_url: Some("http://x".into()) };
         let c = SolverConfig::resolve(&s, &o);
         assert_eq!((c.listen.as_str(), c.public_url.as_deref()), ("0.0.0.0:9000", Some("http://x")));
-        let core = c.core(Address::repeat_byte(1), 1337, Address::repeat_byte(2));
+        let core = c.core(Address::repeat_byte(1), 1337, Address::repeat_byte(2), 3);
         assert_eq!((core.sign_timeout_secs, core.create_timeout_secs, core.chain_id), (60, 300, 1337));
     }
 }

@@ -3,10 +3,12 @@
 
 #![allow(clippy::unwrap_used, missing_docs)]
 
-use super::{CHAIN_ID, DEALS, MEDIATOR};
+use super::{APPEAL_MEDIATOR, CHAIN_ID, DEALS, MEDIATOR};
+use crate::chain::api::{empty_case, FLAG_APPEAL_BY_JOB_CREATOR, FLAG_APPEAL_DONE, FLAG_AUDIT, FLAG_HONEST, FLAG_OVERTURNED};
 use crate::chain::bindings::DcnDeals;
 use crate::chain::deals::{deal_id, domain};
-use crate::chain::{BoardChain, ChainError, DealState, DealView, DealsChain, LogSource, RequestStatus, RequestView};
+use crate::chain::{BoardChain, ChainError, DealRef, DealState, DealView, DealsChain, LogSource, NetworkRules};
+use crate::chain::{RequestStatus, RequestView, Sent};
 use alloy::primitives::{Address, Bytes, B256, U256};
 use alloy::rpc::types::{Filter, Log};
 use async_trait::async_trait;
@@ -17,15 +19,19 @@ use std::sync::Mutex;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Tx {
     Deposit(U256),
+    Bond(U256),
     Create(B256),
     Submit(B256, B256),
     Accept(B256),
     Challenge(B256),
     Draw(B256),
     Mediate(B256, bool),
+    Appeal(B256),
+    DrawAppeal(B256),
+    RuleAppeal(B256, bool),
     Timeout(B256),
     Claim(U256, B256),
-    Deliver(U256, B256, B256),
+    Deliver(U256, B256),
 }
 
 #[derive(Default)]
@@ -39,8 +45,12 @@ struct ChainState {
     logs: Vec<Log>,
     requests: HashMap<U256, RequestView>,
     free: U256,
+    bond: U256,
     // Mediators excluded from deals' draws after missing a deadline.
     excluded: HashMap<B256, Vec<Address>>,
+    // Whether the next accepted (or unjudged) result is drawn for an audit.
+    audit_next: bool,
+    rules: Option<NetworkRules>,
 }
 
 impl ChainState {
@@ -60,6 +70,15 @@ pub struct FakeChain {
 
 fn reverted(what: &str) -> ChainError {
     ChainError::Reverted { what: what.into(), tx: B256::ZERO }
+}
+
+fn view_of(state: DealState, deadline: u64, result_hash: B256, mediator: Address) -> DealView {
+    DealView {
+        result_hash,
+        mediator,
+        case: DcnDeals::Case { resultHash: result_hash, ..empty_case() },
+        ..DealView { state, deadline, ..DealView::none() }
+    }
 }
 
 impl FakeChain {
@@ -92,25 +111,36 @@ impl FakeChain {
         self.lock().fail_reads = n;
     }
 
+    /// The next accepted (or unjudged) result is drawn for an audit.
+    pub fn audit_next(&self) {
+        self.lock().audit_next = true;
+    }
+
+    /// The network's rules the chain reports.
+    pub fn set_rules(&self, rules: NetworkRules) {
+        self.lock().rules = Some(rules);
+    }
+
     /// Puts deal `id` in `state` with `deadline`, as if it happened elsewhere.
     pub fn put(&self, id: B256, state: DealState, deadline: u64, result_hash: B256) {
         let mut s = self.lock();
         let terms = s.deals.get(&id).and_then(|(_, t)| t.clone());
-        s.deals.insert(id, (DealView { state, deadline, result_hash, mediator: MEDIATOR }, terms));
+        s.deals.insert(id, (view_of(state, deadline, result_hash, MEDIATOR), terms));
     }
 
     /// Creates `deal` on chain now (as its job creator would).
     pub fn create(&self, deal: &DcnDeals::Deal) -> B256 {
         let id = deal_id(deal, &domain(CHAIN_ID, DEALS));
         let mut s = self.lock();
-        let view = DealView {
-            state: DealState::Created,
-            deadline: s.now + deal.resultTimeout,
-            result_hash: B256::ZERO,
-            mediator: Address::ZERO,
-        };
+        let view = view_of(DealState::Created, s.now + deal.resultTimeout, B256::ZERO, Address::ZERO);
         s.deals.insert(id, (view, Some(deal.clone())));
         id
+    }
+
+    /// Deal `id` as a party knows it (its terms as created here).
+    pub fn dref(&self, id: B256) -> DealRef {
+        let deal = self.lock().deals.get(&id).and_then(|(_, t)| t.clone()).expect("a deal created on the fake chain");
+        DealRef { id, deal, since_block: 0 }
     }
 
     pub fn view(&self, id: B256) -> DealView {
@@ -148,7 +178,7 @@ impl FakeChain {
         id: B256,
         what: &str,
         tx: Tx,
-        f: impl FnOnce(&mut DealView, u64, Option<&DcnDeals::Deal>) -> bool,
+        f: impl FnOnce(&mut DealView, u64, Option<&DcnDeals::Deal>, &mut bool) -> bool,
     ) -> Result<B256, ChainError> {
         let mut s = self.lock();
         if s.fail_sends > 0 {
@@ -156,10 +186,12 @@ impl FakeChain {
             return Err(reverted(what));
         }
         let now = s.now;
+        let mut audit = s.audit_next;
         let Some((view, terms)) = s.deals.get_mut(&id) else { return Err(reverted(what)) };
-        if !f(view, now, terms.as_ref()) {
+        if !f(view, now, terms.as_ref(), &mut audit) {
             return Err(reverted(what));
         }
+        s.audit_next = audit;
         s.txs.push(tx);
         Ok(B256::random())
     }
@@ -169,14 +201,30 @@ fn timeout_of(terms: Option<&DcnDeals::Deal>, pick: fn(&DcnDeals::Deal) -> u64) 
     terms.map(pick).unwrap_or(100)
 }
 
+// An accepted or unjudged result: an audit if one is drawn, else `paid`.
+fn judge(v: &mut DealView, now: u64, t: Option<&DcnDeals::Deal>, audit: &mut bool, paid: DealState) {
+    if std::mem::take(audit) {
+        v.state = DealState::Audited;
+        v.flags = FLAG_AUDIT;
+        v.mediator = Address::ZERO;
+        v.deadline = now + timeout_of(t, |d| d.mediationTimeout);
+    } else {
+        v.state = paid;
+    }
+}
+
 #[async_trait]
 impl DealsChain for FakeChain {
     fn account(&self) -> Address {
         self.account
     }
 
-    async fn deal(&self, id: B256) -> Result<DealView, ChainError> {
+    async fn state(&self, id: B256) -> Result<DealView, ChainError> {
         Ok(self.read()?.deals.get(&id).map(|(v, _)| v.clone()).unwrap_or_else(DealView::none))
+    }
+
+    async fn deal(&self, deal: &DealRef) -> Result<DealView, ChainError> {
+        self.state(deal.id).await
     }
 
     async fn now(&self) -> Result<u64, ChainError> {
@@ -185,6 +233,23 @@ impl DealsChain for FakeChain {
 
     async fn block_time(&self) -> Result<u64, ChainError> {
         Ok(self.read()?.now)
+    }
+
+    async fn block_number(&self) -> Result<u64, ChainError> {
+        Ok(self.read()?.head)
+    }
+
+    async fn rules(&self) -> Result<NetworkRules, ChainError> {
+        let s = self.read()?;
+        Ok(s.rules.unwrap_or(NetworkRules {
+            min_mediators: 1,
+            min_audit_ppm: 0,
+            appeal_window: 100,
+            min_mediation_fee: U256::ZERO,
+            silence_slash: U256::from(1),
+            min_bond: U256::from(50),
+            appeal_fee: U256::from(2),
+        }))
     }
 
     async fn ensure_free_escrow(&self, need: U256) -> Result<U256, ChainError> {
@@ -198,39 +263,46 @@ impl DealsChain for FakeChain {
         Ok(short)
     }
 
-    async fn create_deal(&self, deal: &DcnDeals::Deal, _signature: Bytes) -> Result<B256, ChainError> {
-        let id = self.create(deal);
-        self.lock().txs.push(Tx::Create(id));
-        Ok(B256::random())
+    async fn ensure_bond(&self, need: U256) -> Result<U256, ChainError> {
+        let mut s = self.lock();
+        if s.bond >= need {
+            return Ok(U256::ZERO);
+        }
+        let short = need - s.bond;
+        s.bond = need;
+        s.txs.push(Tx::Bond(short));
+        Ok(short)
     }
 
-    async fn submit_result(&self, id: B256, result_hash: B256) -> Result<B256, ChainError> {
-        self.transition(id, "submitResult", Tx::Submit(id, result_hash), |v, now, t| {
+    async fn create_deal(&self, deal: &DcnDeals::Deal, _signature: Bytes) -> Result<Sent, ChainError> {
+        let id = self.create(deal);
+        let mut s = self.lock();
+        s.txs.push(Tx::Create(id));
+        Ok(Sent { tx: B256::random(), block: s.head })
+    }
+
+    async fn submit_result(&self, deal: &DealRef, result_hash: B256) -> Result<B256, ChainError> {
+        self.transition(deal.id, "submitResult", Tx::Submit(deal.id, result_hash), |v, now, t, _| {
             let ok = v.state == DealState::Created && now <= v.deadline;
             if ok {
-                *v = DealView {
-                    state: DealState::ResultSubmitted,
-                    deadline: now + timeout_of(t, |d| d.judgeTimeout),
-                    result_hash,
-                    ..v.clone()
-                };
+                *v = view_of(DealState::ResultSubmitted, now + timeout_of(t, |d| d.judgeTimeout), result_hash, v.mediator);
             }
             ok
         })
     }
 
-    async fn accept_result(&self, id: B256) -> Result<B256, ChainError> {
-        self.transition(id, "acceptResult", Tx::Accept(id), |v, now, _| {
-            let ok = v.state == DealState::ResultSubmitted && now <= v.deadline;
+    async fn accept_result(&self, deal: &DealRef) -> Result<B256, ChainError> {
+        self.transition(deal.id, "acceptResult", Tx::Accept(deal.id), |v, now, t, audit| {
+            let ok = v.state == DealState::ResultSubmitted;
             if ok {
-                v.state = DealState::Accepted;
+                judge(v, now, t, audit, DealState::Accepted);
             }
             ok
         })
     }
 
-    async fn challenge(&self, id: B256) -> Result<B256, ChainError> {
-        self.transition(id, "challenge", Tx::Challenge(id), |v, now, t| {
+    async fn challenge(&self, deal: &DealRef) -> Result<B256, ChainError> {
+        self.transition(deal.id, "challenge", Tx::Challenge(deal.id), |v, now, t, _| {
             let ok = v.state == DealState::ResultSubmitted && now <= v.deadline;
             if ok {
                 v.state = DealState::Challenged;
@@ -242,10 +314,10 @@ impl DealsChain for FakeChain {
     }
 
     /// Draws the first mediator not excluded (the real draw is random).
-    async fn draw(&self, id: B256) -> Result<B256, ChainError> {
-        let first = self.lock().untried(id).first().copied();
-        self.transition(id, "draw", Tx::Draw(id), |v, now, t| {
-            let ok = v.state == DealState::Challenged;
+    async fn draw(&self, deal: &DealRef) -> Result<B256, ChainError> {
+        let first = self.lock().untried(deal.id).first().copied();
+        self.transition(deal.id, "draw", Tx::Draw(deal.id), |v, now, t, _| {
+            let ok = v.state.is_dispute();
             if ok && v.mediator.is_zero() {
                 v.mediator = first.unwrap_or_default();
                 v.deadline = now + timeout_of(t, |d| d.mediationTimeout);
@@ -254,50 +326,99 @@ impl DealsChain for FakeChain {
         })
     }
 
-    async fn mediators(&self, id: B256) -> Result<Vec<Address>, ChainError> {
-        let s = self.read()?;
-        let named = s.deals.get(&id).map(|(_, t)| t.as_ref().map(|t| t.mediators.clone()).unwrap_or(vec![MEDIATOR]));
-        Ok(named.unwrap_or_default())
-    }
-
-    async fn mediate(&self, id: B256, provider_honest: bool) -> Result<B256, ChainError> {
+    async fn mediate(&self, deal: &DealRef, provider_honest: bool) -> Result<B256, ChainError> {
         let me = self.account;
-        self.transition(id, "mediate", Tx::Mediate(id, provider_honest), |v, now, _| {
-            let ok = v.state == DealState::Challenged && v.mediator == me && now <= v.deadline;
+        self.transition(deal.id, "mediate", Tx::Mediate(deal.id, provider_honest), |v, now, _, _| {
+            let ok = v.state.is_dispute() && v.mediator == me && now <= v.deadline;
             if ok {
                 v.state = if provider_honest { DealState::MediatedHonest } else { DealState::MediatedDishonest };
+                v.flags = (v.flags & FLAG_AUDIT) | if provider_honest { FLAG_HONEST } else { 0 };
+                v.case.ruledBy = me;
+                v.mediator = Address::ZERO;
+                v.deadline = now + 100;
             }
             ok
         })
     }
 
-    /// As the contract: a silent drawn mediator is excluded and another round starts
-    /// while any is left; then the result stands.
-    async fn timeout(&self, id: B256) -> Result<B256, ChainError> {
-        let (missed, left) = {
-            let s = self.lock();
-            let challenged = s.deals.get(&id).filter(|(v, _)| v.state == DealState::Challenged);
-            // The drawn mediator, or the one the round's block draws if nobody asked.
-            let drawn = challenged.map(|(v, _)| v.mediator).filter(|m| !m.is_zero());
-            let missed = drawn.or_else(|| challenged.and_then(|_| s.untried(id).first().copied()));
-            (missed, s.untried(id).len() - usize::from(missed.is_some()))
-        };
-        let tx = self.transition(id, "timeout", Tx::Timeout(id), |v, now, t| {
-            let next = match v.state {
-                DealState::Created => DealState::TimedOutNoResult,
-                DealState::ResultSubmitted => DealState::TimedOutAccepted,
-                DealState::Challenged if left > 0 => DealState::Challenged,
-                DealState::Challenged => DealState::TimedOutNoVerdict,
-                _ => return false,
-            };
-            let ok = now > v.deadline;
-            if ok && next == DealState::Challenged {
+    async fn appeal(&self, deal: &DealRef) -> Result<B256, ChainError> {
+        self.transition(deal.id, "appeal", Tx::Appeal(deal.id), |v, now, t, _| {
+            let ok = v.state.is_mediated() && v.flags & FLAG_APPEAL_DONE == 0 && now <= v.deadline;
+            if ok {
+                if v.state == DealState::MediatedHonest {
+                    v.flags |= FLAG_APPEAL_BY_JOB_CREATOR;
+                }
+                v.state = DealState::Appealed;
                 v.mediator = Address::ZERO;
                 v.deadline = now + timeout_of(t, |d| d.mediationTimeout);
-            } else if ok {
-                v.state = next;
             }
             ok
+        })
+    }
+
+    async fn draw_appeal(&self, deal: &DealRef) -> Result<B256, ChainError> {
+        self.transition(deal.id, "drawAppeal", Tx::DrawAppeal(deal.id), |v, now, t, _| {
+            let ok = v.state == DealState::Appealed;
+            if ok && v.mediator.is_zero() {
+                v.mediator = APPEAL_MEDIATOR;
+                v.case.appealMediator = APPEAL_MEDIATOR;
+                v.deadline = now + timeout_of(t, |d| d.mediationTimeout);
+            }
+            ok
+        })
+    }
+
+    async fn rule_appeal(&self, deal: &DealRef, provider_honest: bool) -> Result<B256, ChainError> {
+        let me = self.account;
+        self.transition(deal.id, "ruleAppeal", Tx::RuleAppeal(deal.id, provider_honest), |v, now, _, _| {
+            let ok = v.state == DealState::Appealed && v.mediator == me && now <= v.deadline;
+            if ok {
+                let first_honest = v.flags & FLAG_HONEST != 0;
+                v.state = if first_honest { DealState::MediatedHonest } else { DealState::MediatedDishonest };
+                v.flags |= FLAG_APPEAL_DONE | if provider_honest != first_honest { FLAG_OVERTURNED } else { 0 };
+                v.mediator = Address::ZERO;
+            }
+            ok
+        })
+    }
+
+    /// As the contract: a silent drawn mediator of a challenge is excluded and another
+    /// round starts while any is left; then (and at once for an audit) the result stands.
+    /// An appeal past its deadline lapses: the verdict stands.
+    async fn timeout(&self, deal: &DealRef) -> Result<B256, ChainError> {
+        let id = deal.id;
+        let (missed, left) = {
+            let s = self.lock();
+            let disputed = s.deals.get(&id).filter(|(v, _)| v.state.is_dispute());
+            // The drawn mediator, or the one the round's block draws if nobody asked.
+            let drawn = disputed.map(|(v, _)| v.mediator).filter(|m| !m.is_zero());
+            let missed = drawn.or_else(|| disputed.and_then(|_| s.untried(id).first().copied()));
+            (missed, s.untried(id).len() - usize::from(missed.is_some()))
+        };
+        let tx = self.transition(id, "timeout", Tx::Timeout(id), |v, now, t, audit| {
+            if now <= v.deadline {
+                return false;
+            }
+            match v.state {
+                DealState::Created => v.state = DealState::TimedOutNoResult,
+                DealState::ResultSubmitted => judge(v, now, t, audit, DealState::TimedOutAccepted),
+                DealState::Challenged if left > 0 => {
+                    v.mediator = Address::ZERO;
+                    v.deadline = now + timeout_of(t, |d| d.mediationTimeout);
+                }
+                DealState::Challenged | DealState::Audited => v.state = DealState::TimedOutNoVerdict,
+                DealState::Appealed => {
+                    v.state = if v.flags & FLAG_HONEST != 0 {
+                        DealState::MediatedHonest
+                    } else {
+                        DealState::MediatedDishonest
+                    };
+                    v.flags |= FLAG_APPEAL_DONE;
+                    v.mediator = Address::ZERO;
+                }
+                _ => return false,
+            }
+            true
         })?;
         if let Some(m) = missed {
             self.lock().excluded.entry(id).or_default().push(m);
@@ -316,25 +437,25 @@ impl BoardChain for FakeChain {
         self.read()?.requests.get(&id).cloned().ok_or_else(|| reverted("getRequest"))
     }
 
-    async fn claim(&self, id: U256, deal: B256) -> Result<B256, ChainError> {
+    async fn claim(&self, id: U256, deal: &DealRef) -> Result<B256, ChainError> {
         let mut s = self.lock();
         let r = s.requests.get_mut(&id).ok_or_else(|| reverted("claim"))?;
         if r.status != RequestStatus::Open {
             return Err(reverted("claim"));
         }
-        r.deal = deal;
-        s.txs.push(Tx::Claim(id, deal));
+        r.deal = deal.id;
+        s.txs.push(Tx::Claim(id, deal.id));
         Ok(B256::random())
     }
 
-    async fn deliver_result(&self, id: U256, deal: B256, result_hash: B256) -> Result<B256, ChainError> {
+    async fn deliver_result(&self, id: U256, deal: &DealRef) -> Result<B256, ChainError> {
         let mut s = self.lock();
         let r = s.requests.get_mut(&id).ok_or_else(|| reverted("deliverResult"))?;
         if r.status != RequestStatus::Open {
             return Err(reverted("deliverResult"));
         }
         r.status = RequestStatus::Delivered;
-        s.txs.push(Tx::Deliver(id, deal, result_hash));
+        s.txs.push(Tx::Deliver(id, deal.id));
         Ok(B256::random())
     }
 }

@@ -25,6 +25,8 @@ pub const CHAIN_ID: u64 = 1337;
 pub const DEALS: Address = Address::repeat_byte(0xde);
 pub const SOLVER: Address = Address::repeat_byte(0x50);
 pub const MEDIATOR: Address = Address::repeat_byte(0xee);
+/// The mediator an appeal draws from the network's pool in the fake chain.
+pub const APPEAL_MEDIATOR: Address = Address::repeat_byte(0xaa);
 
 /// A cowsay-like job spec printing `message`.
 pub fn spec(message: &str) -> JobSpec {
@@ -52,6 +54,8 @@ pub fn terms(creator: Address, provider: Address, spec: &JobSpec, n: u8) -> DcnD
         price: U256::from(10),
         collateral: U256::from(20),
         mediationFee: U256::from(1),
+        auditFee: U256::from(1),
+        auditPpm: 1_000_000,
         resultTimeout: 100,
         judgeTimeout: 100,
         mediationTimeout: 100,
@@ -84,5 +88,5 @@ pub fn deal_record(n: u8) -> DealRecord {
 
 /// A created deal number `n`.
 pub fn created_deal(n: u8) -> CreatedDeal {
-    CreatedDeal { deal: deal_record(n), spec: spec("moo"), create_tx: B256::repeat_byte(n) }
+    CreatedDeal { deal: deal_record(n), spec: spec("moo"), create_tx: B256::repeat_byte(n), created_block: 0 }
 }

@@ -72,6 +72,8 @@ impl FakeSolver {
             jobHash: spec.content_hash(),
             maxPrice: U256::from(100),
             mediationFee: U256::from(1),
+            auditFee: U256::from(1),
+            auditPpm: 1_000_000,
             mediators: vec![MEDIATOR],
             resultTimeout: 100,
             judgeTimeout: 100,
@@ -79,7 +81,16 @@ impl FakeSolver {
             expiry: u64::MAX,
             nonce: U256::ZERO,
         };
-        let signed = SignedJobOffer { offer, spec, signature: Bytes::new() };
+        // Signed as the job creator signs it: over its EIP-712 digest in this solver's domain.
+        let digest = {
+            use alloy::sol_types::SolStruct;
+            offer.eip712_signing_hash(&self.info.domain())
+        };
+        let signature = {
+            use alloy::signers::SignerSync;
+            Bytes::from(creator.sign_hash_sync(&digest).unwrap().as_bytes().to_vec())
+        };
+        let signed = SignedJobOffer { offer, spec, signature };
         let record = JobOfferRecord {
             id,
             seq: 1,

@@ -3,7 +3,7 @@
 
 use alloy::primitives::{Address, Bytes, B256, U256};
 use alloy::signers::local::PrivateKeySigner;
-use dcn::chain::ChainError;
+use dcn::chain::{ChainError, DealRef, DealView, Sent};
 use dcn::clock::now_secs;
 use dcn::protocol::SolverClient;
 use dcn::protocol::{JobOffer, ResourceOffer, SignedJobOffer, SignedResourceOffer};
@@ -37,6 +37,7 @@ pub fn core_config(solver: Address) -> CoreConfig {
         sign_timeout_secs: 60,
         create_timeout_secs: 300,
         result_retention_secs: 3600,
+        min_mediators: 1,
     }
 }
 
@@ -179,6 +180,8 @@ pub fn job_offer(creator: &PrivateKeySigner, solver: Address, spec: &JobSpec) ->
         jobHash: spec.content_hash(),
         maxPrice: U256::from(100),
         mediationFee: U256::from(1),
+        auditFee: U256::from(1),
+        auditPpm: 1_000_000,
         mediators: vec![mediator()],
         resultTimeout: 120,
         judgeTimeout: 120,
@@ -220,10 +223,13 @@ impl dcn::chain::DealsChain for DealStates {
     fn account(&self) -> Address {
         Address::ZERO
     }
-    async fn deal(&self, id: B256) -> Result<dcn::chain::DealView, ChainError> {
+    async fn state(&self, id: B256) -> Result<DealView, ChainError> {
         self.reads.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         let state = self.states.lock().unwrap().get(&id).copied().unwrap_or(dcn::chain::DealState::None);
-        Ok(dcn::chain::DealView { state, ..dcn::chain::DealView::none() })
+        Ok(DealView { state, ..DealView::none() })
+    }
+    async fn deal(&self, deal: &DealRef) -> Result<DealView, ChainError> {
+        self.state(deal.id).await
     }
     async fn now(&self) -> Result<u64, ChainError> {
         Ok(now_secs())
@@ -231,31 +237,46 @@ impl dcn::chain::DealsChain for DealStates {
     async fn block_time(&self) -> Result<u64, ChainError> {
         Ok(now_secs())
     }
+    async fn block_number(&self) -> Result<u64, ChainError> {
+        Ok(0)
+    }
+    async fn rules(&self) -> Result<dcn::chain::NetworkRules, ChainError> {
+        Err(refused())
+    }
     async fn ensure_free_escrow(&self, _: U256) -> Result<U256, ChainError> {
         Err(refused())
     }
-    async fn create_deal(&self, _: &dcn::chain::bindings::DcnDeals::Deal, _: Bytes) -> Result<B256, ChainError> {
+    async fn ensure_bond(&self, _: U256) -> Result<U256, ChainError> {
         Err(refused())
     }
-    async fn submit_result(&self, _: B256, _: B256) -> Result<B256, ChainError> {
+    async fn create_deal(&self, _: &dcn::chain::bindings::DcnDeals::Deal, _: Bytes) -> Result<Sent, ChainError> {
         Err(refused())
     }
-    async fn accept_result(&self, _: B256) -> Result<B256, ChainError> {
+    async fn submit_result(&self, _: &DealRef, _: B256) -> Result<B256, ChainError> {
         Err(refused())
     }
-    async fn challenge(&self, _: B256) -> Result<B256, ChainError> {
+    async fn accept_result(&self, _: &DealRef) -> Result<B256, ChainError> {
         Err(refused())
     }
-    async fn draw(&self, _: B256) -> Result<B256, ChainError> {
+    async fn challenge(&self, _: &DealRef) -> Result<B256, ChainError> {
         Err(refused())
     }
-    async fn mediators(&self, _: B256) -> Result<Vec<Address>, ChainError> {
-        Ok(vec![])
-    }
-    async fn mediate(&self, _: B256, _: bool) -> Result<B256, ChainError> {
+    async fn draw(&self, _: &DealRef) -> Result<B256, ChainError> {
         Err(refused())
     }
-    async fn timeout(&self, _: B256) -> Result<B256, ChainError> {
+    async fn mediate(&self, _: &DealRef, _: bool) -> Result<B256, ChainError> {
+        Err(refused())
+    }
+    async fn appeal(&self, _: &DealRef) -> Result<B256, ChainError> {
+        Err(refused())
+    }
+    async fn draw_appeal(&self, _: &DealRef) -> Result<B256, ChainError> {
+        Err(refused())
+    }
+    async fn rule_appeal(&self, _: &DealRef, _: bool) -> Result<B256, ChainError> {
+        Err(refused())
+    }
+    async fn timeout(&self, _: &DealRef) -> Result<B256, ChainError> {
         Err(refused())
     }
 }

@@ -112,7 +112,7 @@ impl AppState {
         if self.core().deal(&id).map_err(SolverError::from)?.is_none() {
             return Ok(());
         }
-        let view = chain.deal(id).await?;
+        let view = chain.state(id).await?;
         if let Some(s) = DealStatus::on_chain(view.state) {
             self.write(|core| core.chain_state(id, s, now_ms())).await?;
         }

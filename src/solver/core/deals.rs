@@ -259,7 +259,7 @@ impl Core {
                 // The provider let it lapse or refused it: try another provider.
                 let mut job = JobOfferRecord { status: OfferStatus::Open, deal: None, ..job };
                 job.excluded.push(deal.resource_offer);
-                matches.extend(self.matcher.add_job(job_entry(&job), now));
+                matches.extend(self.matcher.add_job(job_entry(&job, self.cfg.min_mediators), now));
                 job
             } else {
                 txn.event(vec![job.signed.offer.jobCreator], EventKind::OfferClosed { offer: job.id });

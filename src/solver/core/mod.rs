@@ -55,6 +55,8 @@ pub struct CoreConfig {
     pub create_timeout_secs: u64,
     /// How long a settled deal's result bundle is kept, seconds.
     pub result_retention_secs: u64,
+    /// Fewest mediators a deal names (the network's rule, `DcnDeals.params`).
+    pub min_mediators: usize,
 }
 
 /// Why a request to the solver was refused.
@@ -249,7 +251,7 @@ fn resource_entry(r: &ResourceOfferRecord, busy: u32) -> ResourceEntry {
     }
 }
 
-fn job_entry(j: &JobOfferRecord) -> JobEntry {
+fn job_entry(j: &JobOfferRecord, min_mediators: usize) -> JobEntry {
     let o = &j.signed.offer;
     JobEntry {
         id: j.id,
@@ -258,7 +260,10 @@ fn job_entry(j: &JobOfferRecord) -> JobEntry {
         needs: j.signed.spec.resources,
         max_price: o.maxPrice,
         mediation_fee: o.mediationFee,
+        audit_fee: o.auditFee,
+        audit_ppm: o.auditPpm,
         mediators: o.mediators.clone(),
+        min_mediators,
         module: j.signed.spec.module.clone(),
         timeout_secs: j.signed.spec.timeout_secs,
         spec_bytes: j.signed.spec.canonical_json().len() as u64,
@@ -358,7 +363,7 @@ impl Core {
                         self.restore_resource(resource_entry(r, held.min(r.signed.offer.slots)));
                     }
                     OfferRecord::Job(j) => {
-                        self.restore_job(job_entry(j));
+                        self.restore_job(job_entry(j, self.cfg.min_mediators));
                     }
                 }
             }

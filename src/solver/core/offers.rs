@@ -7,7 +7,8 @@ use crate::chain::deals::deal_id_under;
 use crate::protocol::records::*;
 use crate::protocol::{SignedJobOffer, SignedResourceOffer, Verified};
 use crate::solver::escrow::resource_need;
-use crate::solver::matcher::{mediators_between, Match};
+use crate::protocol::mediators_between;
+use crate::solver::matcher::Match;
 use crate::solver::store::Op;
 use alloy::primitives::{keccak256, Address, B256, U256};
 
@@ -59,7 +60,7 @@ impl Core {
             excluded: vec![],
             signed,
         };
-        if let Some(m) = self.matcher.add_job(job_entry(&record), now_ms / 1000) {
+        if let Some(m) = self.matcher.add_job(job_entry(&record, self.cfg.min_mediators), now_ms / 1000) {
             match self.offers.get(&m.resource) {
                 Some(OfferRecord::Resource(res)) => {
                     let deal = self.new_deal(&txn, &record, res);
@@ -95,6 +96,8 @@ impl Core {
             price: r.price,
             collateral: r.collateral,
             mediationFee: j.mediationFee,
+            auditFee: j.auditFee,
+            auditPpm: j.auditPpm,
             resultTimeout: j.resultTimeout,
             judgeTimeout: j.judgeTimeout,
             mediationTimeout: j.mediationTimeout,

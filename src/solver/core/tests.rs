@@ -19,6 +19,7 @@ fn cfg() -> CoreConfig {
         sign_timeout_secs: 60,
         create_timeout_secs: 300,
         result_retention_secs: 3600,
+        min_mediators: 1,
     }
 }
 
@@ -70,6 +71,8 @@ fn job(n: u8) -> (SignedJobOffer, B256) {
         jobHash: spec.content_hash(),
         maxPrice: U256::from(100),
         mediationFee: U256::from(1),
+        auditFee: U256::from(1),
+        auditPpm: 1_000_000,
         mediators: vec![Address::repeat_byte(0xee)],
         resultTimeout: 60,
         judgeTimeout: 60,

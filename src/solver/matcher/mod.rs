@@ -4,8 +4,10 @@
 //!
 //! Rules: a pair matches when the slot's resources cover the job's (CPU, RAM, GPU count and
 //! VRAM, disk), the provider's price is at most the job's maximum, its collateral covers
-//! the mediation fee (the contract needs that), the mediator sets share someone who is not
-//! a party, the module is on the provider's allow-list (if it has one), the job's timeout,
+//! the mediation and audit fees (the contract needs that), a fake result loses the provider
+//! money in expectation under the job's audit chance (q·(p + c) > p,
+//! [`crate::protocol::fake_loses`]), the mediator sets share at least the network's
+//! `min_mediators` who are not parties, the module is on the provider's allow-list (if it has one), the job's timeout,
 //! spec size and output limit are within the caps the provider published, both offers are
 //! live, the job has not been let down by that offer before, and the provider is not
 //! paused (it let proposals lapse: [`Matcher::pause`]). Choice: a new job takes
@@ -33,7 +35,7 @@
 
 mod rules;
 
-pub use rules::{common_mediators, fits, mediators_between, JobEntry, Match, ResourceEntry};
+pub use rules::{common_mediators, fits, JobEntry, Match, ResourceEntry};
 
 use crate::solver::maps::shrink;
 use alloy::primitives::{Address, B256, U256};
@@ -43,7 +45,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 /// A resource offer's terms: collateral, caps on timeout, spec and output, and a keyed
 /// hash of its allow-list.
 type ResourceTerms = (U256, u64, u64, u64, u64);
-/// A job's terms: maximum price, mediation fee and a keyed hash of its module. (Its
+/// A job's terms: maximum price, the larger of its fees and a keyed hash of its module. (Its
 /// timeout and sizes vary from job to job: as terms they would make a group per job.)
 type JobTerms = (U256, U256, u64);
 type FreeGroup = (Address, Shape, ResourceTerms);
@@ -178,7 +180,7 @@ impl Matcher {
 
     fn job_terms(&self, j: &JobEntry) -> JobTerms {
         use std::hash::BuildHasher;
-        (j.max_price, j.mediation_fee, self.hasher.hash_one(&j.module))
+        (j.max_price, j.max_fee(), self.hasher.hash_one(&j.module))
     }
 
     /// Gives back the room a burst of offers left empty.

@@ -54,8 +54,14 @@ pub struct JobEntry {
     pub max_price: U256,
     /// Mediation fee of its deal.
     pub mediation_fee: U256,
+    /// Audit fee of its deal.
+    pub audit_fee: U256,
+    /// Audit chance of its deal, parts per million.
+    pub audit_ppm: u32,
     /// Mediators the job creator trusts.
     pub mediators: Vec<Address>,
+    /// Fewest mediators its deal may name (the network's rule).
+    pub min_mediators: usize,
     /// The module.
     pub module: crate::types::ModuleRef,
     /// The job's timeout, seconds.
@@ -68,6 +74,14 @@ pub struct JobEntry {
     pub expiry: u64,
     /// Resource offers it must not be matched with again.
     pub excluded: Vec<B256>,
+}
+
+impl JobEntry {
+    /// The larger of its mediation and audit fees: the collateral must cover both (a
+    /// dishonest verdict pays the mediator out of it).
+    pub fn max_fee(&self) -> U256 {
+        self.mediation_fee.max(self.audit_fee)
+    }
 }
 
 /// A decision: this job goes to a slot of this resource offer.
@@ -104,23 +118,7 @@ pub(super) fn unshape(s: &Shape) -> Resources {
 /// The mediators a deal between `r` and `j` names: those both trust who are not a party,
 /// in the job creator's order.
 pub fn common_mediators(r: &ResourceEntry, j: &JobEntry) -> Vec<Address> {
-    mediators_between(r.provider, &r.mediators, j.creator, &j.mediators)
-}
-
-/// The mediators a deal between `provider`, trusting `provider_trusts`, and `creator`,
-/// trusting `creator_trusts`, names: those both trust who are not a party, in the job
-/// creator's order.
-pub fn mediators_between(
-    provider: Address,
-    provider_trusts: &[Address],
-    creator: Address,
-    creator_trusts: &[Address],
-) -> Vec<Address> {
-    creator_trusts
-        .iter()
-        .filter(|m| provider_trusts.contains(m) && **m != provider && **m != creator)
-        .copied()
-        .collect()
+    crate::protocol::mediators_between(r.provider, &r.mediators, j.creator, &j.mediators)
 }
 
 /// Whether `r`'s allow-list lets `j`'s module run.
@@ -134,7 +132,7 @@ pub(super) fn module_allowed(r: &ResourceEntry, j: &JobEntry) -> bool {
 /// per run: two lists share a group with odds of 2^-64, and strangers cannot aim for it).
 pub(super) fn group_fits(r: &ResourceEntry, j: &JobEntry) -> bool {
     r.resources.covers(&j.needs)
-        && r.collateral >= j.mediation_fee
+        && r.collateral >= j.max_fee()
         && module_allowed(r, j)
         && j.timeout_secs <= r.max_timeout_secs
         && j.spec_bytes <= r.max_spec_bytes
@@ -145,13 +143,14 @@ pub(super) fn group_fits(r: &ResourceEntry, j: &JobEntry) -> bool {
 /// the shape, its price is within the maximum, its collateral covers the fee, and the
 /// module is allowed. Timeouts and sizes vary within the group.
 pub(super) fn job_group_fits(r: &ResourceEntry, j: &JobEntry) -> bool {
-    r.resources.covers(&j.needs) && r.price <= j.max_price && r.collateral >= j.mediation_fee && module_allowed(r, j)
+    r.resources.covers(&j.needs) && r.price <= j.max_price && r.collateral >= j.max_fee() && module_allowed(r, j)
 }
 
 /// Every rule but resources (which the index checks by shape) and free slots.
 pub(super) fn terms_fit(r: &ResourceEntry, j: &JobEntry, now: u64) -> bool {
     r.price <= j.max_price
-        && r.collateral >= j.mediation_fee
+        && r.collateral >= j.max_fee()
+        && crate::protocol::fake_loses(r.price, r.collateral, j.audit_ppm)
         && r.expiry > now
         && j.expiry > now
         && module_allowed(r, j)
@@ -159,7 +158,7 @@ pub(super) fn terms_fit(r: &ResourceEntry, j: &JobEntry, now: u64) -> bool {
         && j.spec_bytes <= r.max_spec_bytes
         && j.output_bytes <= r.max_output_bytes
         && !j.excluded.contains(&r.id)
-        && j.mediators.iter().any(|m| r.mediators.contains(m) && *m != r.provider && *m != j.creator)
+        && common_mediators(r, j).len() >= j.min_mediators.max(1)
 }
 
 /// Whether `r` could serve `j` now, slots aside: every rule of the module doc.
