@@ -716,10 +716,13 @@ contract DcnDeals is DcnEscrow, EIP712 {
             emit MediatorMissed(id, missed, excluded);
         }
         s.drawn = 0;
-        if (!audit && _untried(excluded, mediators.length) > 0) {
+        // The case grows by what `MediatorMissed` told, also when the deal settles here.
+        if (excluded != c.excluded) {
             Case memory next = c;
             next.excluded = excluded;
             s.commit = _commitment(id, t, next);
+        }
+        if (!audit && _untried(excluded, mediators.length) > 0) {
             _newRound(s, t.mediationTimeout);
             emit DealChallenged(id, c.resultHash, uint64(block.number));
             return false;

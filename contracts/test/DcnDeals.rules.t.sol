@@ -173,6 +173,7 @@ contract DcnDealsRulesTest is DealsFixture {
         timeout(h);
         assertState(h.id, DcnDeals.State.TimedOutNoVerdict);
         assertEq(h.c.excluded, 1, "excluded");
+        assertCommitted(h);
         assertPayoffs(w0, -P, P + S, -S, 0, 0);
     }
 
@@ -304,6 +305,9 @@ contract DcnDealsRulesTest is DealsFixture {
             timeout(h);
         }
         assertState(h.id, DcnDeals.State.TimedOutNoVerdict);
+        // The case as the events tell it (the last MediatorMissed) is the one committed.
+        assertEq(h.c.excluded, type(uint16).max, "all excluded");
+        assertCommitted(h);
         assertPayoffs(w0, -P + 16 * S, P, 0, 0, 0);
         for (uint256 i = 0; i < 16; i++) {
             assertEq(bondOf(d.mediators[i]), BOND - SILENCE_SLASH, "each silent one slashed once");

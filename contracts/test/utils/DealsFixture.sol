@@ -2,6 +2,7 @@
 pragma solidity ^0.8.24;
 
 import {Test, Vm} from "./Test.sol";
+import {DrawSpec} from "./DrawSpec.sol";
 import {DcnToken} from "../../src/DcnToken.sol";
 import {DcnDeals, IMediatorPool} from "../../src/DcnDeals.sol";
 import {DcnRegistry} from "../../src/DcnRegistry.sol";
@@ -20,7 +21,7 @@ struct H {
 ///         make signed deals and carry their terms and case from call to call. The draws
 ///         (audit, mediator, appeal mediator) are written out here on their own, from the
 ///         spec, so that a test can set the block hash that draws what it wants.
-abstract contract DealsFixture is Test {
+abstract contract DealsFixture is Test, DrawSpec {
     DcnToken internal token;
     DcnDeals internal deals;
     DcnRegistry internal registry;
@@ -52,7 +53,6 @@ abstract contract DealsFixture is Test {
     uint256 internal constant FEE = 10 ether;
     uint256 internal constant AUDIT_FEE = 8 ether;
     uint32 internal constant AUDIT_PPM = 100_000;
-    uint32 internal constant PPM = 1_000_000;
     uint64 internal constant RESULT_TIMEOUT = 1 hours;
     uint64 internal constant JUDGE_TIMEOUT = 30 minutes;
     uint64 internal constant MEDIATION_TIMEOUT = 2 hours;
@@ -324,11 +324,7 @@ abstract contract DealsFixture is Test {
         deals.verify(h.id, h.t, h.c);
     }
 
-    // ─── the draws, written out from the spec ───
-
-    function auditRoll(bytes32 blockHash, bytes32 id) internal pure returns (uint256) {
-        return uint256(keccak256(abi.encode(blockHash, id, "audit"))) % PPM;
-    }
+    // ─── block hashes that draw what a test wants (the draws: `DrawSpec`) ───
 
     /// A block hash that draws (or not) an audit of deal `id` at chance `ppm`.
     function auditHash(bytes32 id, uint32 ppm, bool audited) internal pure returns (bytes32 bh) {
@@ -339,34 +335,12 @@ abstract contract DealsFixture is Test {
         revert("no such block hash");
     }
 
-    /// The deal's mediator that a round with block hash `bh` draws among the `n` not in
-    /// `excluded` (type(uint256).max: none left).
-    function pickOf(bytes32 bh, bytes32 id, uint16 excluded, uint256 n) internal pure returns (uint256) {
-        uint256 left;
-        for (uint256 i = 0; i < n; i++) {
-            if (excluded & (1 << i) == 0) left++;
-        }
-        if (left == 0) return type(uint256).max;
-        uint256 pick = uint256(keccak256(abi.encode(bh, id, excluded))) % left;
-        for (uint256 i = 0; i < n; i++) {
-            if (excluded & (1 << i) != 0) continue;
-            if (pick == 0) return i;
-            pick--;
-        }
-        revert("unreachable");
-    }
-
     function drawHash(bytes32 id, uint16 excluded, uint256 n, uint256 want) internal pure returns (bytes32 bh) {
         for (uint256 i = 0; i < 10_000; i++) {
             bh = keccak256(abi.encode("draw block", id, excluded, i));
             if (pickOf(bh, id, excluded, n) == want) return bh;
         }
         revert("no such block hash");
-    }
-
-    /// The pool index the `k`-th try of an appeal's draw looks at.
-    function appealPick(bytes32 bh, bytes32 id, uint256 k, uint256 n) internal pure returns (uint256) {
-        return uint256(keccak256(abi.encode(bh, id, "appeal", k))) % n;
     }
 
     /// A block hash whose appeal draw looks first at pool index `first`, then at `second`.
