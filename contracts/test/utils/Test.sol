@@ -42,15 +42,31 @@ interface Vm {
 abstract contract Test {
     Vm internal constant vm = Vm(address(uint160(uint256(keccak256("hevm cheat code")))));
 
+    /// @dev A contract and the functions of it forge's invariant runner may call.
+    struct FuzzSelector {
+        address addr;
+        bytes4[] selectors;
+    }
+
     address[] private _targetContracts;
+    FuzzSelector[] private _targetSelectors;
 
     /// @dev Read by forge's invariant runner: only these contracts are fuzzed.
     function targetContracts() public view returns (address[] memory) {
         return _targetContracts;
     }
 
+    /// @dev Read by forge's invariant runner: of a target, only these functions are called.
+    function targetSelectors() public view returns (FuzzSelector[] memory) {
+        return _targetSelectors;
+    }
+
     function targetContract(address target) internal {
         _targetContracts.push(target);
+    }
+
+    function targetSelector(FuzzSelector memory target) internal {
+        _targetSelectors.push(target);
     }
 
     function assertTrue(bool condition, string memory what) internal pure {
