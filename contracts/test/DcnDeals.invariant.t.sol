@@ -1009,7 +1009,8 @@ contract DcnDealsInvariantTest is Test {
             else if (kind == 11) handler.timeout(a);
             else if (kind == 12) handler.bonds(a, a >> 8, a >> 16);
             else if (kind == 13) handler.misuse(a, a >> 8, a >> 16);
-            else if (kind == 14) handler.deposit(a, a >> 8);
+            else if (kind == 14 && a % 2 == 0) handler.deposit(a, a >> 8);
+            else if (kind == 14) handler.depositWithPermit(a, a >> 8, a >> 16);
             else if (a % 8 == 0) handler.setParams(a >> 8);
             else handler.strayTokens(a);
             if (k % 50 == 0) {

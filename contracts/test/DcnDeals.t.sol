@@ -167,6 +167,21 @@ contract DcnDealsTest is DealsFixture {
         );
     }
 
+    function test_the_flags_and_limits_are_as_published() public view {
+        // Read by the job board (FLAG_HONEST as 1) and by clients: fixed values.
+        assertEq(deals.FLAG_HONEST(), 1, "FLAG_HONEST");
+        assertEq(deals.FLAG_APPEAL_BY_JOB_CREATOR(), 2, "FLAG_APPEAL_BY_JOB_CREATOR");
+        assertEq(deals.FLAG_APPEAL_DONE(), 4, "FLAG_APPEAL_DONE");
+        assertEq(deals.FLAG_OVERTURNED(), 8, "FLAG_OVERTURNED");
+        assertEq(deals.FLAG_AUDIT(), 16, "FLAG_AUDIT");
+        assertEq(deals.PPM(), 1_000_000, "PPM");
+        assertEq(deals.MAX_MEDIATORS(), 16, "MAX_MEDIATORS");
+        assertEq(deals.MAX_DISPUTE_TIMEOUT(), 7 days, "MAX_DISPUTE_TIMEOUT");
+        assertEq(deals.APPEAL_DRAWS(), 8, "APPEAL_DRAWS");
+        assertEq(deals.UNBOND_DELAY(), 30 days, "UNBOND_DELAY");
+        assertEq(address(deals.token()), address(token), "token");
+    }
+
     // ─── the network's rules and its owner ───
 
     function test_params_are_the_owners_and_checked() public {

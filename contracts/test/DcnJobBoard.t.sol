@@ -25,6 +25,16 @@ contract ReturnBombClient is IDcnJobClient {
     }
 }
 
+/// A client that notes the gas its callback was given, then burns it all.
+contract GasHogClient is IDcnJobClient {
+    uint256 public given;
+
+    function onJobResult(uint256, bytes32, bytes32) external {
+        given = gasleft();
+        while (gasleft() > 1_000) {}
+    }
+}
+
 /// A client whose callback needs most of the gas the board promises.
 contract GreedyClient is IDcnJobClient {
     bytes32 public got;
@@ -279,6 +289,19 @@ contract DcnJobBoardTest is DealsFixture {
         // plus 256 bytes copied and logged.
         assertLe(bombGas, plainGas + board.CALLBACK_GAS() + 10_000, "a bomb costs the callback's gas and little more");
         assertEq(operatorBalance(), 2 * JOB_PAYMENT, "both delivered and paid");
+    }
+
+    function test_a_client_gets_the_callback_gas_and_no_more() public {
+        GasHogClient hog = new GasHogClient();
+        uint256 id = requestFrom(address(hog));
+        H memory h = paidDeal();
+        vm.prank(operator);
+        board.deliverResult{gas: 3_000_000}(id, h.id, h.t, h.c);
+        assertLe(hog.given(), board.CALLBACK_GAS(), "no more than CALLBACK_GAS");
+        assertLe(board.CALLBACK_GAS() - 1_000, hog.given(), "and all of it");
+        assertEq(board.CALLBACK_GAS(), 200_000, "as published");
+        assertEq(board.MAX_REVERT_BYTES(), 256, "as published");
+        assertEq(operatorBalance(), JOB_PAYMENT, "delivered");
     }
 
     function test_a_delivery_cannot_starve_the_callback() public {
