@@ -186,6 +186,8 @@ contract DcnDeals is DcnEscrow, EIP712 {
     /// @notice The registry whose approved mediators appeals are drawn from.
     IMediatorPool public registry;
     mapping(bytes32 => Slot) private _deals;
+    // What each open appeal locked of its appellant: `appealFee` may change meanwhile.
+    mapping(bytes32 => uint256) private _appealFees;
 
     event ParamsChanged(Params params);
     event RegistrySet(address registry);
@@ -405,25 +407,15 @@ contract DcnDeals is DcnEscrow, EIP712 {
             emit DrawPostponed(id, uint64(block.number));
             return address(0);
         }
-        uint16 excluded = c.excluded;
-        uint256 minBond = _params.minBond;
-        while (true) {
-            uint256 i = _pick(blockhash(b), id, excluded, mediators.length);
-            if (i == type(uint256).max) break;
-            if (_bonded(mediators[i], minBond)) {
-                mediator = mediators[i];
-                s.drawn = uint8(i + 1);
-                break;
-            }
-            excluded |= uint16(1 << i);
-            emit MediatorMissed(id, mediators[i], excluded);
-        }
+        (uint256 drawn, uint16 excluded) = _drawBonded(blockhash(b), id, c.excluded, mediators);
         if (excluded != c.excluded) {
             Case memory next = c;
             next.excluded = excluded;
             s.commit = _commitment(id, t, next);
         }
-        if (mediator != address(0)) {
+        if (drawn != 0) {
+            mediator = mediators[drawn - 1];
+            s.drawn = uint8(drawn);
             uint40 deadline = uint40(block.timestamp + t.mediationTimeout);
             s.deadline = deadline;
             emit MediatorDrawn(id, mediator, uint64(deadline));
@@ -479,7 +471,9 @@ contract DcnDeals is DcnEscrow, EIP712 {
         bool byJobCreator = state == State.MediatedHonest;
         if (msg.sender != (byJobCreator ? t.jobCreator : t.provider)) revert NotLoser(msg.sender);
         _checkBeforeDeadline(id, s);
-        _lock(msg.sender, _params.appealFee);
+        uint256 fee = _params.appealFee;
+        _appealFees[id] = fee;
+        _lock(msg.sender, fee);
         s.state = State.Appealed;
         if (byJobCreator) s.flags |= FLAG_APPEAL_BY_JOB_CREATOR;
         _newRound(s, t.mediationTimeout);
@@ -488,12 +482,15 @@ contract DcnDeals is DcnEscrow, EIP712 {
 
     /// @notice Draws the appeal's mediator from the network's approved, bonded mediators
     ///         who are neither a party nor the mediator appealed against; anyone may call
-    ///         it from the block after the appeal. It has `mediationTimeout` from now to
-    ///         rule. Returns zero if the appeal's block is too old (call again from the
-    ///         next block) or none was found (`timeout` then ends the appeal).
+    ///         it from the block after the appeal until the appeal's deadline, so that an
+    ///         appeal ends within `UNBOND_DELAY` of the first mediator's draw. It has
+    ///         `mediationTimeout` from now to rule. Returns zero if the appeal's block is too
+    ///         old (call again from the next block) or none was found (`timeout` then ends
+    ///         the appeal).
     function drawAppeal(bytes32 id, Terms calldata t, Case calldata c) external returns (address mediator) {
         Slot storage s = _load(id, t, c, State.Appealed);
         if (c.appealMediator != address(0)) return c.appealMediator;
+        _checkBeforeDeadline(id, s);
         uint256 b = s.mark;
         if (block.number <= b) revert DrawNotReady(id, uint64(b));
         if (block.number - b > BLOCKHASH_WINDOW) {
@@ -524,7 +521,8 @@ contract DcnDeals is DcnEscrow, EIP712 {
         _checkBeforeDeadline(id, s);
         uint8 flags = s.flags;
         address appellant = flags & FLAG_APPEAL_BY_JOB_CREATOR != 0 ? t.jobCreator : t.provider;
-        uint256 fee = _params.appealFee;
+        uint256 fee = _appealFees[id];
+        delete _appealFees[id];
         bool overturned = providerHonest != (flags & FLAG_HONEST != 0);
         if (overturned) {
             _unlockTo(appellant, fee, appellant);
@@ -704,11 +702,11 @@ contract DcnDeals is DcnEscrow, EIP712 {
         uint16 excluded = c.excluded;
         uint256 idx = s.drawn;
         if (idx == 0) {
-            // Nobody drew it: the round's block names who would have been drawn.
+            // Nobody drew it: the round's block names who `draw` would have drawn (passing
+            // over, and excluding, those without a bond).
             uint256 b = s.mark;
             if (block.number > b && block.number - b <= BLOCKHASH_WINDOW) {
-                uint256 i = _pick(blockhash(b), id, excluded, mediators.length);
-                if (i != type(uint256).max) idx = i + 1;
+                (idx, excluded) = _drawBonded(blockhash(b), id, excluded, mediators);
             }
         }
         if (idx != 0) {
@@ -718,10 +716,13 @@ contract DcnDeals is DcnEscrow, EIP712 {
             emit MediatorMissed(id, missed, excluded);
         }
         s.drawn = 0;
-        if (!audit && _untried(excluded, mediators.length) > 0) {
+        // The case grows by what `MediatorMissed` told, also when the deal settles here.
+        if (excluded != c.excluded) {
             Case memory next = c;
             next.excluded = excluded;
             s.commit = _commitment(id, t, next);
+        }
+        if (!audit && _untried(excluded, mediators.length) > 0) {
             _newRound(s, t.mediationTimeout);
             emit DealChallenged(id, c.resultHash, uint64(block.number));
             return false;
@@ -736,7 +737,8 @@ contract DcnDeals is DcnEscrow, EIP712 {
     function _lapseAppeal(bytes32 id, Terms calldata t, Case calldata c, Slot storage s) private {
         uint8 flags = s.flags;
         address appellant = flags & FLAG_APPEAL_BY_JOB_CREATOR != 0 ? t.jobCreator : t.provider;
-        _unlockTo(appellant, _params.appealFee, appellant);
+        _unlockTo(appellant, _appealFees[id], appellant);
+        delete _appealFees[id];
         if (c.appealMediator != address(0)) _slash(c.appealMediator, _params.silenceSlash, appellant);
         _endAppeal(s, flags);
         emit AppealLapsed(id, c.appealMediator);
@@ -767,6 +769,23 @@ contract DcnDeals is DcnEscrow, EIP712 {
         s.mark = uint40(block.number);
         s.deadline = uint40(block.timestamp + mediationTimeout);
         s.drawn = 0;
+    }
+
+    // Draws among the deal's mediators not in `excluded` with block hash `h`: one without a
+    // bond is excluded for good and another drawn. Returns 1 + the index of the one drawn
+    // (0: none is left) and the excluded set.
+    function _drawBonded(bytes32 h, bytes32 id, uint16 excluded, address[] calldata mediators)
+        private
+        returns (uint256 drawn, uint16 excludedNow)
+    {
+        uint256 minBond = _params.minBond;
+        while (true) {
+            uint256 i = _pick(h, id, excluded, mediators.length);
+            if (i == type(uint256).max) return (0, excluded);
+            if (_bonded(mediators[i], minBond)) return (i + 1, excluded);
+            excluded |= uint16(1 << i);
+            emit MediatorMissed(id, mediators[i], excluded);
+        }
     }
 
     // The index of the mediator `h` draws among the `n` not excluded; max when none is left.

@@ -16,8 +16,9 @@ import {Ownable2Step} from "@openzeppelin/contracts/access/Ownable2Step.sol";
 /// mediator is drawn only while it holds a bond of at least the network's `minBond`, posted
 /// from its free escrow; a wrong verdict overturned on appeal, or silence when drawn, takes
 /// part of it. A bond leaves only `UNBOND_DELAY` after the mediator asked, and a mediator
-/// asking is drawn no more: the delay outlasts every liability of a draw made before (a
-/// ruling, the appeal window and an appeal, each at most 7 days).
+/// asking is drawn no more: the delay outlasts every liability of a draw made before (the
+/// ruling, the appeal window, the appeal's draw and the appeal's ruling, each at most 7
+/// days: 28 days), with a margin so that no withdrawal shares its second with a ruling.
 ///
 /// Invariant: `booked == Σ (free + locked) + Σ bonds` over all accounts, and
 /// `token.balanceOf(this) >= booked`. Tokens sent here outside `deposit` are not anyone's
@@ -41,7 +42,7 @@ abstract contract DcnEscrow is Ownable2Step {
     }
 
     /// @notice How long a bond stays after its mediator asks to leave.
-    uint64 public constant UNBOND_DELAY = 21 days;
+    uint64 public constant UNBOND_DELAY = 30 days;
 
     /// @notice The token of payments, collateral, fees and bonds.
     IERC20 public immutable token;

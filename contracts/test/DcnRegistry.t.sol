@@ -4,6 +4,9 @@ pragma solidity ^0.8.24;
 import {Test} from "./utils/Test.sol";
 import {DcnRegistry} from "../src/DcnRegistry.sol";
 import {Ownable} from "@openzeppelin/contracts/access/Ownable.sol";
+import {DcnToken} from "../src/DcnToken.sol";
+import {DcnDeals} from "../src/DcnDeals.sol";
+import {DcnJobBoard} from "../src/DcnJobBoard.sol";
 
 contract DcnRegistryTest is Test {
     DcnRegistry internal reg;
@@ -215,6 +218,94 @@ contract DcnRegistryTest is Test {
         assertEq(ok[0].account, b, "b stays");
         assertTrue(reg.isApproved(DcnRegistry.Role.Solver, b), "b approved");
         assertTrue(!reg.isApproved(DcnRegistry.Role.Solver, c), "c revoked");
+    }
+
+    function test_approved_at_walks_the_approved_list_in_order() public {
+        DcnRegistry.Role m = DcnRegistry.Role.Mediator;
+        reg.setApproved(m, a, true);
+        reg.setApproved(m, b, true);
+        reg.setApproved(m, c, true);
+        reg.setApproved(DcnRegistry.Role.Solver, a, true);
+        assertEq(reg.approvedCount(m), 3, "three mediators");
+        assertEq(reg.approvedAt(m, 0), a, "a first");
+        assertEq(reg.approvedAt(m, 1), b, "b second");
+        assertEq(reg.approvedAt(m, 2), c, "c third");
+        assertEq(reg.approvedAt(DcnRegistry.Role.Solver, 0), a, "per role");
+        // Past the end: nothing to read.
+        vm.expectRevert();
+        reg.approvedAt(m, 3);
+        vm.expectRevert();
+        reg.approvedAt(DcnRegistry.Role.Provider, 0);
+        // A revocation moves the last one into the gap; the count follows.
+        reg.setApproved(m, a, false);
+        assertEq(reg.approvedCount(m), 2, "two left");
+        assertEq(reg.approvedAt(m, 0), c, "c took a's place");
+        assertEq(reg.approvedAt(m, 1), b, "b stays");
+        // What DcnDeals calls (role as uint8) reads the same.
+        (bool ok, bytes memory out) = address(reg).staticcall(abi.encodeWithSignature("approvedAt(uint8,uint256)", 1, 1));
+        assertTrue(ok, "callable with the role as a uint8");
+        assertEq(abi.decode(out, (address)), b, "the same entry");
+        (ok, out) = address(reg).staticcall(abi.encodeWithSignature("approvedCount(uint8)", 1));
+        assertTrue(ok && abi.decode(out, (uint256)) == 2, "the count as DcnDeals reads it");
+        // No such role.
+        (ok,) = address(reg).staticcall(abi.encodeWithSignature("approvedCount(uint8)", 3));
+        assertTrue(!ok, "a role out of range reverts");
+    }
+
+    function test_ownership_moves_in_two_steps() public {
+        reg.transferOwnership(a);
+        assertEq(reg.owner(), address(this), "still the owner until accepted");
+        assertEq(reg.pendingOwner(), a, "a pending");
+        reg.setApproved(DcnRegistry.Role.Mediator, c, true); // the owner still approves
+        vm.prank(b);
+        vm.expectRevert(abi.encodeWithSelector(Ownable.OwnableUnauthorizedAccount.selector, b));
+        reg.acceptOwnership();
+        // The owner may name another before it is accepted.
+        reg.transferOwnership(b);
+        vm.prank(a);
+        vm.expectRevert(abi.encodeWithSelector(Ownable.OwnableUnauthorizedAccount.selector, a));
+        reg.acceptOwnership();
+        vm.prank(b);
+        reg.acceptOwnership();
+        assertEq(reg.owner(), b, "b owns it");
+        assertEq(reg.pendingOwner(), address(0), "nobody pending");
+        vm.expectRevert(abi.encodeWithSelector(Ownable.OwnableUnauthorizedAccount.selector, address(this)));
+        reg.setApproved(DcnRegistry.Role.Mediator, a, true);
+        vm.prank(b);
+        reg.setApproved(DcnRegistry.Role.Mediator, a, true);
+        assertTrue(reg.isApproved(DcnRegistry.Role.Mediator, a), "the new owner approves");
+    }
+
+    function test_a_pending_owner_of_the_contracts_cannot_publish_them() public {
+        DcnToken tok = new DcnToken(1 ether);
+        DcnDeals deals = new DcnDeals(
+            tok,
+            DcnDeals.Params({
+                minMediators: 1,
+                minAuditPpm: 0,
+                appealWindow: 1 days,
+                minMediationFee: 0,
+                silenceSlash: 0,
+                minBond: 1,
+                appealFee: 1
+            })
+        );
+        DcnJobBoard board = new DcnJobBoard(tok, deals, address(this), 1, 1);
+        vm.prank(a);
+        DcnRegistry theirs = new DcnRegistry();
+        deals.transferOwnership(a);
+        board.transferOwnership(a);
+        vm.prank(a);
+        vm.expectRevert(abi.encodeWithSelector(DcnRegistry.NotTheirOwner.selector, address(deals), address(board)));
+        theirs.setNetwork(address(tok), address(deals), address(board), address(0));
+        vm.startPrank(a);
+        deals.acceptOwnership();
+        vm.expectRevert(abi.encodeWithSelector(DcnRegistry.NotTheirOwner.selector, address(deals), address(board)));
+        theirs.setNetwork(address(tok), address(deals), address(board), address(0));
+        board.acceptOwnership();
+        theirs.setNetwork(address(tok), address(deals), address(board), address(0));
+        vm.stopPrank();
+        assertEq(theirs.network().deals, address(deals), "published once both are accepted");
     }
 
     function test_the_network_is_set_once_by_the_owner_of_its_contracts() public {

@@ -5,6 +5,12 @@ pragma solidity ^0.8.24;
 ///         project's offline machines, so this declares just what we call; signatures
 ///         must match Foundry's exactly.
 interface Vm {
+    struct Log {
+        bytes32[] topics;
+        bytes data;
+        address emitter;
+    }
+
     function warp(uint256 newTimestamp) external;
     function prevrandao(uint256 newPrevrandao) external;
     function roll(uint256 newHeight) external;
@@ -27,6 +33,8 @@ interface Vm {
     function toString(bytes32 value) external pure returns (string memory);
     function toString(int256 value) external pure returns (string memory);
     function load(address target, bytes32 slot) external view returns (bytes32 data);
+    function recordLogs() external;
+    function getRecordedLogs() external returns (Log[] memory logs);
 }
 
 /// @notice Base of every contract test: cheatcodes, assertions, bounded fuzz inputs and
@@ -34,15 +42,31 @@ interface Vm {
 abstract contract Test {
     Vm internal constant vm = Vm(address(uint160(uint256(keccak256("hevm cheat code")))));
 
+    /// @dev A contract and the functions of it forge's invariant runner may call.
+    struct FuzzSelector {
+        address addr;
+        bytes4[] selectors;
+    }
+
     address[] private _targetContracts;
+    FuzzSelector[] private _targetSelectors;
 
     /// @dev Read by forge's invariant runner: only these contracts are fuzzed.
     function targetContracts() public view returns (address[] memory) {
         return _targetContracts;
     }
 
+    /// @dev Read by forge's invariant runner: of a target, only these functions are called.
+    function targetSelectors() public view returns (FuzzSelector[] memory) {
+        return _targetSelectors;
+    }
+
     function targetContract(address target) internal {
         _targetContracts.push(target);
+    }
+
+    function targetSelector(FuzzSelector memory target) internal {
+        _targetSelectors.push(target);
     }
 
     function assertTrue(bool condition, string memory what) internal pure {
@@ -67,6 +91,10 @@ abstract contract Test {
 
     function assertEq(bool a, bool b, string memory what) internal pure {
         if (a != b) revert(string.concat(what, ": ", a ? "true" : "false", " != ", b ? "true" : "false"));
+    }
+
+    function assertLe(uint256 a, uint256 b, string memory what) internal pure {
+        if (a > b) revert(string.concat(what, ": ", vm.toString(a), " > ", vm.toString(b)));
     }
 
     /// @dev Maps `x` into [lo, hi] uniformly enough for fuzzing, keeping small values as is.
