@@ -1,40 +1,50 @@
 //! Gas per job, measured from real receipts on a local anvil: `name value unit` per line.
 //!
-//! Each path creates a fresh deal (deposits excluded) and sums the gas of the
-//! transactions that take it to a final state (a challenge includes the `draw` of its
-//! mediator). Goal: `gas_happy_path` ≤ 250,000.
+//! Each path creates a fresh deal (deposits and bonds excluded) and sums the gas of the
+//! transactions that take it to a final state, through the same [`AlloyChain`] calls the
+//! roles make. Goals (issue 26): `gas_happy_path` ≤ 150,000 and `gas_challenge_honest`
+//! ≤ 250,000.
 
 use alloy::primitives::{utils::parse_ether, Address, B256, U256};
 use alloy::providers::Provider;
-use dcn::chain::bindings::{DcnDeals, DcnToken};
+use dcn::chain::bindings::DcnDeals;
 use dcn::chain::deals::{deal_id, domain, sign_deal};
 use dcn::chain::deploy::DeployOptions;
-use dcn::chain::{self, ChainClient, DevRole};
+use dcn::chain::{self, AlloyChain, ChainClient, DealRef, DealsChain, DevRole, NetworkRules, Role};
 use dcn::config::ResolvedNetwork;
 use eyre::Result;
 
+/// A second mediator, drawn for appeals: the development mnemonic's index 5.
+const APPEAL_MEDIATOR_INDEX: u32 = 5;
+
 struct Bench {
-    admin: ChainClient,
-    jc: ChainClient,
-    provider: ChainClient,
-    mediator: ChainClient,
-    deals: Address,
+    admin: AlloyChain,
+    jc: AlloyChain,
+    provider: AlloyChain,
+    mediator: AlloyChain,
+    appeal_mediator: AlloyChain,
     nonce: u64,
 }
 
 impl Bench {
-    async fn deal(&mut self) -> Result<DcnDeals::Deal> {
+    async fn gas(&self, tx: B256) -> Result<u64> {
+        let r = self.admin.client.provider.get_transaction_receipt(tx).await?;
+        Ok(r.ok_or_else(|| eyre::eyre!("no receipt for {tx}"))?.gas_used)
+    }
+
+    async fn deal(&mut self, audit_ppm: u32) -> Result<DcnDeals::Deal> {
         self.nonce += 1;
-        let latest = self.admin.provider.get_block_by_number(alloy::eips::BlockNumberOrTag::Latest).await?;
-        let now = latest.map(|b| b.header.timestamp).unwrap_or_default();
+        let now = self.admin.now().await?;
         Ok(DcnDeals::Deal {
-            jobCreator: self.jc.from,
-            provider: self.provider.from,
+            jobCreator: self.jc.client.from,
+            provider: self.provider.client.from,
             solver: DevRole::Solver.address(),
-            mediators: vec![self.mediator.from],
-            price: parse_ether("1").unwrap_or_default(),
-            collateral: parse_ether("2").unwrap_or_default(),
-            mediationFee: parse_ether("0.5").unwrap_or_default(),
+            mediators: vec![self.mediator.client.from],
+            price: parse_ether("1")?,
+            collateral: parse_ether("10")?,
+            mediationFee: parse_ether("0.5")?,
+            auditFee: parse_ether("1")?,
+            auditPpm: audit_ppm,
             resultTimeout: 600,
             judgeTimeout: 600,
             mediationTimeout: 600,
@@ -44,127 +54,134 @@ impl Bench {
         })
     }
 
-    async fn create(&mut self) -> Result<(B256, u64)> {
-        let d = self.deal().await?;
-        let dom = domain(self.jc.network.chain_id, self.deals);
+    /// A new deal that is audited with `audit_ppm` parts per million.
+    async fn create(&mut self, audit_ppm: u32) -> Result<(DealRef, u64)> {
+        let d = self.deal(audit_ppm).await?;
+        let dom = domain(self.jc.client.network.chain_id, self.jc.contracts.deals);
         let sig = sign_deal(&DevRole::Provider.signer(), &d, &dom).await?;
         let id = deal_id(&d, &dom);
-        let r = self.jc.send("createDeal", DcnDeals::new(self.deals, &self.jc.provider).createDeal(d, sig)).await?;
-        Ok((id, r.gas_used))
+        let sent = self.jc.create_deal(&d, sig).await?;
+        Ok((DealRef { id, deal: d, since_block: sent.block }, self.gas(sent.tx).await?))
     }
 
-    async fn submit(&self, id: B256) -> Result<u64> {
-        let c = DcnDeals::new(self.deals, &self.provider.provider);
-        Ok(self.provider.send("submitResult", c.submitResult(id, B256::repeat_byte(0x22))).await?.gas_used)
+    /// Created and submitted.
+    async fn submitted(&mut self, audit_ppm: u32) -> Result<(DealRef, u64)> {
+        let (d, create) = self.create(audit_ppm).await?;
+        let submit = self.gas(self.provider.submit_result(&d, B256::repeat_byte(0x22)).await?).await?;
+        Ok((d, create + submit))
     }
 
-    async fn accept(&self, id: B256) -> Result<u64> {
-        let c = DcnDeals::new(self.deals, &self.jc.provider);
-        Ok(self.jc.send("acceptResult", c.acceptResult(id)).await?.gas_used)
+    /// Created, submitted, challenged and its mediator drawn.
+    async fn drawn(&mut self) -> Result<(DealRef, u64)> {
+        let (d, so_far) = self.submitted(0).await?;
+        let challenge = self.gas(self.jc.challenge(&d).await?).await?;
+        let draw = self.gas(self.mediator.draw(&d).await?).await?;
+        Ok((d, so_far + challenge + draw))
     }
 
-    async fn challenge(&self, id: B256) -> Result<u64> {
-        let c = DcnDeals::new(self.deals, &self.jc.provider);
-        Ok(self.jc.send("challenge", c.challenge(id)).await?.gas_used)
+    async fn later(&self, secs: u64) -> Result<()> {
+        let p = &self.admin.client.provider;
+        p.raw_request::<_, serde_json::Value>("evm_increaseTime".into(), [secs]).await?;
+        p.raw_request::<_, serde_json::Value>("evm_mine".into(), ()).await?;
+        Ok(())
     }
 
-    async fn draw(&self, id: B256) -> Result<u64> {
-        let c = DcnDeals::new(self.deals, &self.mediator.provider);
-        Ok(self.mediator.send("draw", c.draw(id)).await?.gas_used)
-    }
-
-    async fn cancel(&mut self) -> Result<u64> {
-        let d = self.deal().await?;
-        let c = DcnDeals::new(self.deals, &self.provider.provider);
-        Ok(self.provider.send("cancelDeal", c.cancelDeal(d)).await?.gas_used)
-    }
-
-    async fn mediate(&self, id: B256, honest: bool) -> Result<u64> {
-        let c = DcnDeals::new(self.deals, &self.mediator.provider);
-        Ok(self.mediator.send("mediate", c.mediate(id, honest)).await?.gas_used)
-    }
-
-    async fn timeout(&self, id: B256) -> Result<u64> {
-        self.admin.provider.raw_request::<_, serde_json::Value>("evm_increaseTime".into(), [601]).await?;
-        self.admin.provider.raw_request::<_, serde_json::Value>("evm_mine".into(), ()).await?;
-        let c = DcnDeals::new(self.deals, &self.admin.provider);
-        Ok(self.admin.send("timeout", c.timeout(id)).await?.gas_used)
+    async fn timeout(&self, d: &DealRef) -> Result<u64> {
+        self.later(601).await?;
+        self.gas(self.admin.timeout(d).await?).await
     }
 }
 
-async fn deposit(client: &ChainClient, token: Address, deals: Address) -> Result<()> {
-    let amount = parse_ether("1000")?;
-    client.send("approve", DcnToken::new(token, &client.provider).approve(deals, amount)).await?;
-    client.send("deposit", DcnDeals::new(deals, &client.provider).deposit(amount)).await?;
-    Ok(())
+fn network(rpc_url: String) -> ResolvedNetwork {
+    ResolvedNetwork { name: "bench".into(), rpc_url, chain_id: 1337, dev_accounts: true, registry: None }
 }
 
 #[tokio::main]
 async fn main() -> Result<()> {
     let anvil = chain::anvil::spawn(1337, 0, None)?;
-    let net = ResolvedNetwork {
-        name: "bench".into(),
-        rpc_url: anvil.endpoint(),
-        chain_id: 1337,
-        dev_accounts: true,
-        registry: None,
-    };
+    let net = network(anvil.endpoint());
     let admin = chain::connect(&net, DevRole::Admin.signer()).await?;
+    let appeal_key = alloy::signers::local::MnemonicBuilder::<alloy::signers::local::coins_bip39::English>::default()
+        .phrase(chain::DEV_MNEMONIC)
+        .index(APPEAL_MEDIATOR_INDEX)?
+        .build()?;
     let data = tempfile::tempdir()?;
+    let rules = NetworkRules {
+        min_mediators: 1,
+        min_audit_ppm: 0,
+        appeal_window: 600,
+        min_mediation_fee: parse_ether("0.1")?,
+        silence_slash: parse_ether("1")?,
+        min_bond: parse_ether("50")?,
+        appeal_fee: parse_ether("2")?,
+    };
     let options = DeployOptions {
         force: true,
         job_board_operator: DevRole::Solver.address(),
         cowsay_price: U256::from(1),
         job_board_min_payment: U256::from(1),
         job_board_min_timeout_secs: 600,
-        approve: Vec::new(),
+        approve: vec![(Role::Mediator, DevRole::Mediator.address()), (Role::Mediator, appeal_key.address())],
+        rules: rules.clone(),
     };
     let c = chain::deploy(&admin, data.path(), &options).await?.deployment.contracts;
-    let plan = chain::FundPlan {
-        token: c.token,
-        eth: parse_ether("1")?,
-        tokens: parse_ether("10000")?,
-        accounts: [DevRole::JobCreator, DevRole::Provider].iter().map(|r| (r.name().into(), r.address())).collect(),
-        token_only: vec![],
-    };
+    let mut accounts: Vec<(String, Address)> =
+        [DevRole::JobCreator, DevRole::Provider, DevRole::Mediator].iter().map(|r| (r.name().into(), r.address())).collect();
+    accounts.push(("appeal-mediator".into(), appeal_key.address()));
+    let plan = chain::FundPlan { token: c.token, eth: parse_ether("1")?, tokens: parse_ether("10000")?, accounts, token_only: vec![] };
     chain::fund(&admin, &plan).await?;
-    let jc = chain::connect(&net, DevRole::JobCreator.signer()).await?;
-    let provider = chain::connect(&net, DevRole::Provider.signer()).await?;
-    let mediator = chain::connect(&net, DevRole::Mediator.signer()).await?;
-    deposit(&jc, c.token, c.deals).await?;
-    deposit(&provider, c.token, c.deals).await?;
-    let mut b = Bench { admin, jc, provider, mediator, deals: c.deals, nonce: 0 };
+    let role = |client: ChainClient| AlloyChain::new(client, c);
+    let jc = role(chain::connect(&net, DevRole::JobCreator.signer()).await?);
+    let provider = role(chain::connect(&net, DevRole::Provider.signer()).await?);
+    let mediator = role(chain::connect(&net, DevRole::Mediator.signer()).await?);
+    let appeal_mediator = role(chain::connect(&net, appeal_key).await?);
+    jc.ensure_free_escrow(parse_ether("1000")?).await?;
+    provider.ensure_free_escrow(parse_ether("1000")?).await?;
+    mediator.ensure_bond(rules.min_bond).await?;
+    appeal_mediator.ensure_bond(rules.min_bond).await?;
+    let mut b = Bench { admin: role(admin), jc, provider, mediator, appeal_mediator, nonce: 0 };
 
-    // Warm-up deal so that the mediator's escrow slot exists, as in a running network.
-    let (id, _) = b.create().await?;
-    b.submit(id).await?;
-    b.challenge(id).await?;
-    b.draw(id).await?;
-    b.mediate(id, true).await?;
+    // Warm-up deal so that every escrow slot exists, as in a running network.
+    let (d, _) = b.drawn().await?;
+    b.mediator.mediate(&d, true).await?;
 
-    let (id, create) = b.create().await?;
-    let submit = b.submit(id).await?;
-    let accept = b.accept(id).await?;
+    let (d, create) = b.create(0).await?;
+    let submit = b.gas(b.provider.submit_result(&d, B256::repeat_byte(0x22)).await?).await?;
+    let accept = b.gas(b.jc.accept_result(&d).await?).await?;
     println!("gas_create_deal {create} gas");
     println!("gas_submit_result {submit} gas");
     println!("gas_accept_result {accept} gas");
     println!("gas_happy_path {} gas", create + submit + accept);
 
+    // Drawn for audit (every result at 1,000,000 ppm): the mediator re-runs and rules.
+    let (d, so_far) = b.submitted(1_000_000).await?;
+    let accept = b.gas(b.jc.accept_result(&d).await?).await?;
+    let draw = b.gas(b.mediator.draw(&d).await?).await?;
+    let total = so_far + accept + draw + b.gas(b.mediator.mediate(&d, true).await?).await?;
+    println!("gas_audit_honest {total} gas");
+
     for (name, honest) in [("gas_challenge_honest", true), ("gas_challenge_dishonest", false)] {
-        let (id, create) = b.create().await?;
-        let judged = create + b.submit(id).await? + b.challenge(id).await?;
-        let total = judged + b.draw(id).await? + b.mediate(id, honest).await?;
-        println!("{name} {total} gas");
+        let (d, so_far) = b.drawn().await?;
+        println!("{name} {} gas", so_far + b.gas(b.mediator.mediate(&d, honest).await?).await?);
     }
 
-    let (id, create) = b.create().await?;
-    println!("gas_timeout_no_result {} gas", create + b.timeout(id).await?);
-    let (id, create) = b.create().await?;
-    println!("gas_timeout_no_judgement {} gas", create + b.submit(id).await? + b.timeout(id).await?);
-    let (id, create) = b.create().await?;
-    let judged = create + b.submit(id).await? + b.challenge(id).await?;
-    let total = judged + b.draw(id).await? + b.timeout(id).await?;
-    println!("gas_timeout_no_verdict {total} gas");
-    println!("gas_cancel_deal {} gas", b.cancel().await?);
+    // A wrong verdict against the provider, appealed and overturned by a second mediator.
+    let (d, so_far) = b.drawn().await?;
+    let mediate = b.gas(b.mediator.mediate(&d, false).await?).await?;
+    let appeal = b.gas(b.provider.appeal(&d).await?).await?;
+    let draw = b.gas(b.appeal_mediator.draw_appeal(&d).await?).await?;
+    let rule = b.gas(b.appeal_mediator.rule_appeal(&d, true).await?).await?;
+    println!("gas_appeal_overturned {} gas", so_far + mediate + appeal + draw + rule);
+
+    let (d, create) = b.create(0).await?;
+    println!("gas_timeout_no_result {} gas", create + b.timeout(&d).await?);
+    let (d, so_far) = b.submitted(0).await?;
+    println!("gas_timeout_no_judgement {} gas", so_far + b.timeout(&d).await?);
+    let (d, so_far) = b.drawn().await?;
+    println!("gas_timeout_no_verdict {} gas", so_far + b.timeout(&d).await?);
+
+    let d = b.deal(0).await?;
+    let cancel = b.provider.client.send("cancelDeal", DcnDeals::new(c.deals, &b.provider.client.provider).cancelDeal(d)).await?;
+    println!("gas_cancel_deal {} gas", cancel.gas_used);
     Ok(())
 }

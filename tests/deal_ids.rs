@@ -23,7 +23,16 @@ fn rust_deal_id_and_signature_are_what_the_contract_checks() {
             .connect_http(chain.endpoint().parse().unwrap())
             .erased();
         let token = DcnToken::deploy(&p, U256::from(10u64).pow(U256::from(24))).await.unwrap();
-        let deals = DcnDeals::deploy(&p, *token.address()).await.unwrap();
+        let params = DcnDeals::Params {
+            minMediators: 1,
+            minAuditPpm: 0,
+            appealWindow: 60,
+            minMediationFee: Default::default(),
+            silenceSlash: Default::default(),
+            minBond: alloy::primitives::aliases::U96::from(1),
+            appealFee: alloy::primitives::aliases::U96::from(1),
+        };
+        let deals = DcnDeals::deploy(&p, *token.address(), params).await.unwrap();
         let d = DcnDeals::Deal {
             jobCreator: jc.address(),
             provider: provider_key.address(),
@@ -32,6 +41,8 @@ fn rust_deal_id_and_signature_are_what_the_contract_checks() {
             price: U256::ZERO,
             collateral: U256::ZERO,
             mediationFee: U256::ZERO,
+            auditFee: U256::ZERO,
+            auditPpm: 0,
             resultTimeout: 60,
             judgeTimeout: 60,
             mediationTimeout: 60,
@@ -42,6 +53,11 @@ fn rust_deal_id_and_signature_are_what_the_contract_checks() {
         let dom = domain(1337, *deals.address());
         let ours = deal_id(&d, &dom);
         assert_eq!(deals.dealId(d.clone()).call().await.unwrap(), ours);
+        assert_eq!(
+            deals.termsOf(d.clone()).call().await.unwrap(),
+            dcn::chain::api::terms_of(&d),
+            "the terms later calls pass back are the contract's"
+        );
 
         let sig = sign_deal(&provider_key, &d, &dom).await.unwrap();
         let receipt = deals.createDeal(d.clone(), sig).send().await.unwrap().get_receipt().await.unwrap();

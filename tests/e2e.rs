@@ -224,7 +224,8 @@ fn cowsay_client_gets_its_result_hash_through_the_job_board() {
     let wallet = alloy::network::EthereumWallet::from(admin);
     let p = ProviderBuilder::new().wallet(wallet).connect_http(net.rpc_url.parse().unwrap());
     let client = CowsayClient::new(c.cowsay_client, &p);
-    block_on(async { client.runCowsay("moo".into()).send().await.unwrap().get_receipt().await.unwrap() });
+    let job = net.job_hash("cowsay", &["Message=moo"]);
+    block_on(async { client.runCowsay("moo".into(), job).send().await.unwrap().get_receipt().await.unwrap() });
     let deadline = Instant::now() + Duration::from_secs(60);
     let hash = loop {
         let h = block_on(async { client.lastResultHash().call().await.unwrap() });
@@ -391,8 +392,19 @@ fn machines_join_from_three_values_and_trust_only_approved_services() {
     assert_eq!(v["state"], "accepted", "{v}");
     let stdout = std::fs::read_to_string(jc_home.path().join(v["dir"].as_str().unwrap()).join("stdout")).unwrap();
     assert!(stdout.contains("< joined >"), "{stdout}");
+    // The deal's terms are in the calldata of the `createDeal` that emitted DealCreated.
     let mediators = block_on(async {
-        DcnDeals::new(net.deployment().contracts.deals, net.reader()).mediatorsOf(deal_id(&v)).call().await.unwrap()
+        use alloy::consensus::Transaction;
+        use alloy::sol_types::SolCall;
+        let p = net.reader();
+        let filter = Filter::new()
+            .address(net.deployment().contracts.deals)
+            .from_block(0)
+            .event_signature(DcnDeals::DealCreated::SIGNATURE_HASH)
+            .topic1(deal_id(&v));
+        let log = p.get_logs(&filter).await.unwrap().pop().expect("DealCreated of the deal");
+        let tx = p.get_transaction_by_hash(log.transaction_hash.unwrap()).await.unwrap().unwrap();
+        DcnDeals::createDealCall::abi_decode(tx.inner.input()).unwrap().deal.mediators
     });
     assert_eq!(mediators, vec![DevRole::Mediator.address()], "the stranger is not among the deal's mediators");
     for home in [provider_home.path(), jc_home.path()] {

@@ -487,7 +487,8 @@ fn job_board_restarted_delivers_once(flags: &[&str], stop: impl FnOnce(&mut comm
     let p = alloy::providers::ProviderBuilder::new().wallet(admin).connect_http(net.rpc_url.parse().unwrap());
     let client = dcn::chain::bindings::CowsayClient::new(c.cowsay_client, &p);
     let before = wealth(&net, &[DevRole::Provider.address()]);
-    block_on(async { client.runCowsay("moo".into()).send().await.unwrap().get_receipt().await.unwrap() });
+    let job = net.job_hash("cowsay", &["Message=moo"]);
+    block_on(async { client.runCowsay("moo".into(), job).send().await.unwrap().get_receipt().await.unwrap() });
     let logs = |sig: B256, at: Address| {
         block_on(async {
             net.reader().get_logs(&Filter::new().address(at).from_block(0).event_signature(sig)).await.unwrap()

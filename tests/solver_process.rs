@@ -10,7 +10,7 @@ use alloy::primitives::{utils::parse_ether, Address, B256};
 use common::solver::*;
 use common::{anvil, block_on, Dcn};
 use dcn::chain::bindings::{DcnDeals, DcnRegistry, DcnToken};
-use dcn::chain::{ChainClient, DealState, Deployment, DevRole};
+use dcn::chain::{AlloyChain, ChainClient, DealRef, DealState, Deployment, DealsChain, DevRole};
 use dcn::config::ResolvedNetwork;
 use dcn::protocol::records::{DealStatus, Event, OfferRecord, OfferStatus};
 use dcn::protocol::{OfferKind, SolverApi, SolverClient};
@@ -139,6 +139,7 @@ fn solver_survives_kill_9_and_follows_the_chain() {
             j.mediators = vec![mediator];
             j.maxPrice = parse_ether("5").unwrap();
             j.mediationFee = parse_ether("0.1").unwrap();
+            j.auditPpm = 0;
             jobs.push(client.post_job_offer(&sign_job(j, spec, &creator, &client).await).await.unwrap());
         }
         let deal = jobs[0].deal.expect("the first job is matched");
@@ -184,12 +185,12 @@ fn solver_survives_kill_9_and_follows_the_chain() {
 
         let jc = chain(&anvil.endpoint(), DevRole::JobCreator).await;
         let pc = chain(&anvil.endpoint(), DevRole::Provider).await;
-        let deals_jc = DcnDeals::new(deployment.contracts.deals, &jc.provider);
 
         // It ends: the slot comes back and the waiting job gets it.
-        let deals_pc = DcnDeals::new(deployment.contracts.deals, &pc.provider);
-        pc.send("submitResult", deals_pc.submitResult(deal_id, B256::repeat_byte(0x22))).await.unwrap();
-        jc.send("acceptResult", deals_jc.acceptResult(deal_id)).await.unwrap();
+        let signed = client.deal(deal_id).await.unwrap();
+        let dref = DealRef { id: deal_id, deal: signed.deal, since_block: 0 };
+        AlloyChain::new(pc, deployment.contracts).submit_result(&dref, B256::repeat_byte(0x22)).await.unwrap();
+        AlloyChain::new(jc, deployment.contracts).accept_result(&dref).await.unwrap();
         wait_for("the solver to see the deal accepted", async || {
             (client.deal(deal_id).await.unwrap().state == DealStatus::Accepted).then_some(())
         })

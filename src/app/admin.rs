@@ -294,13 +294,20 @@ fn deploy_rules(settings: &Settings, dev: bool) -> eyre::Result<crate::chain::Ne
     if d.appeal_window_secs == 0 || d.appeal_window_secs > 7 * 86_400 {
         eyre::bail!("invalid deploy.appeal_window_secs: {} (1 s to 7 days)", d.appeal_window_secs);
     }
+    let positive = |text: &str, key: &str| -> eyre::Result<alloy::primitives::U256> {
+        let v = parse_amount(text, key)?;
+        if v.is_zero() {
+            eyre::bail!("invalid {key}: {text} (must be more than 0: a free bond or appeal deters nobody)");
+        }
+        Ok(v)
+    };
     Ok(crate::chain::NetworkRules {
         min_mediators,
         min_audit_ppm: d.min_audit_ppm,
         appeal_window: d.appeal_window_secs,
         min_mediation_fee: parse_amount(&d.min_mediation_fee, "deploy.min_mediation_fee")?,
         silence_slash: parse_amount(&d.silence_slash, "deploy.silence_slash")?,
-        min_bond: parse_amount(&d.min_bond, "deploy.min_bond")?,
-        appeal_fee: parse_amount(&d.appeal_fee, "deploy.appeal_fee")?,
+        min_bond: positive(&d.min_bond, "deploy.min_bond")?,
+        appeal_fee: positive(&d.appeal_fee, "deploy.appeal_fee")?,
     })
 }

@@ -40,10 +40,16 @@ pub struct RunRequest {
 }
 
 fn job_spec(settings: &Settings, req: &RunRequest) -> eyre::Result<JobSpec> {
+    resolve_job(settings, &req.module, &req.inputs)
+}
+
+/// The job `module` with `inputs` (`Key=Value`) makes, as `dcn run` would buy it: its
+/// content hash is what a job-board request commits to (`dcn module hash`).
+pub fn resolve_job(settings: &Settings, module: &str, inputs: &[String]) -> eyre::Result<JobSpec> {
     let resolver =
         Resolver { override_dir: settings.modules.dir.clone(), cache_dir: settings.data_dir().join("modules") };
-    let module = resolver.resolve(&req.module)?;
-    Ok(module.job_spec(&parse_inputs(&req.inputs)?)?)
+    let module = resolver.resolve(module)?;
+    Ok(module.job_spec(&parse_inputs(inputs)?)?)
 }
 
 /// Runs `dcn run` on the network. The matched deal is recorded in the account's journal

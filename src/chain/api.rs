@@ -48,7 +48,8 @@ pub fn terms_of(d: &DcnDeals::Deal) -> DcnDeals::Terms {
         auditPpm: d.auditPpm,
         judgeTimeout: d.judgeTimeout as u32,
         mediationTimeout: d.mediationTimeout as u32,
-        mediators: alloy::primitives::keccak256(d.mediators.iter().flat_map(|m| m.0 .0).collect::<Vec<u8>>()),
+        // `abi.encodePacked(address[])` pads each element to a word.
+        mediators: alloy::primitives::keccak256(d.mediators.iter().flat_map(|m| m.into_word().0).collect::<Vec<u8>>()),
         jobHash: d.jobHash,
     }
 }

@@ -11,6 +11,7 @@ mod jobboard;
 mod jobs;
 mod keys;
 mod mediator;
+mod module;
 mod provider;
 mod registry;
 mod run;
@@ -95,6 +96,8 @@ pub enum Command {
     Keys(keys::KeysArgs),
     /// Re-run challenged jobs and post verdicts on chain
     Mediator(mediator::MediatorArgs),
+    /// Inspect modules without running them (the job hash a job-board request names)
+    Module(module::ModuleArgs),
     /// List the network's registered services; approve or revoke them (owner)
     Registry(registry::RegistryArgs),
     /// Sell this machine's CPU/GPU time: offer it, sign deals, run jobs, get paid
@@ -119,6 +122,7 @@ impl Command {
             Command::Keys(args) => args.run(&settings),
             Command::Mediator(args) => args.run(&settings).await,
             Command::Registry(args) => args.run(&settings).await,
+            Command::Module(args) => args.run(&settings),
             Command::Jobs(args) => args.run(&settings).await,
             Command::Provider(args) => args.run(&settings).await,
             Command::Run(args) => args.run(&settings).await,

@@ -52,7 +52,7 @@ pub enum DealMismatch {
     /// Its audit terms or timeouts are not the offer's.
     #[error("its audit terms or timeouts differ from the offer's")]
     Terms,
-    /// It does not name every mediator both sides trust, or too few of them (ECONOMICS P5,
+    /// It does not name every mediator both sides trust, or too few of them (THREATS P5,
     /// J9, S2: a hand-picked mediator).
     #[error("its mediators are not the ones both sides trust: {0}")]
     Mediators(String),

@@ -148,7 +148,7 @@ pub fn summary(
         DealState::Audited => format!(
             "accepted, and the result's block drew an audit: a mediator re-runs the job. If the result holds, provider \
              {provider} is paid {} DCN and your audit fee pays the auditor; if not, you get back the price and the \
-             provider's collateral less the fee (`dcn jobs` shows how it ends)",
+             provider's collateral less the auditor's fee, and your audit fee comes back (`dcn jobs` shows how it ends)",
             format_amount(price)
         ),
         other => format!("the deal is {other}"),

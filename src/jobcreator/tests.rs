@@ -199,3 +199,35 @@ async fn a_deal_that_vanished_from_the_chain_is_given_up() {
     clock.await.unwrap();
     assert!(matches!(err, JobCreatorError::Vanished { .. }), "{err}");
 }
+
+#[tokio::test]
+async fn an_accepted_result_drawn_for_audit_ends_the_job_creators_part() {
+    let rig = Rig::new();
+    rig.deliver(None);
+    rig.chain.audit_next();
+    let outcome = rig.finish(false).await.unwrap();
+    assert_eq!(outcome.state, DealState::Audited, "the auditor decides the provider's pay, not the job creator");
+    assert_eq!(outcome.stdout, b"cowsay moo\n", "the verified output is the job creator's already");
+    assert!(outcome.summary.contains("audit"), "{}", outcome.summary);
+    assert_eq!(rig.chain.count(|t| *t == Tx::Accept(rig.id())), 1);
+    assert_eq!(rig.chain.count(|t| matches!(t, Tx::Draw(_) | Tx::Timeout(_))), 0);
+}
+
+#[tokio::test]
+async fn a_job_creator_that_follows_audits_waits_for_the_auditors_verdict() {
+    let mut rig = Rig::new();
+    rig.creator.follow_audits = true;
+    rig.deliver(None);
+    rig.chain.audit_next();
+    let chain = rig.chain.clone();
+    let id = rig.id();
+    let verdict = tokio::spawn(async move {
+        while chain.view(id).state != DealState::Audited {
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+        chain.put(id, DealState::MediatedDishonest, 0, B256::ZERO);
+    });
+    let outcome = rig.finish(false).await.unwrap();
+    verdict.await.unwrap();
+    assert_eq!(outcome.state, DealState::MediatedDishonest, "the audit found the result wrong: refunded");
+}

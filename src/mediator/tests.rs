@@ -25,12 +25,17 @@ struct Rig {
 
 impl Rig {
     fn new() -> Self {
-        let chain = Arc::new(FakeChain::new(MEDIATOR));
+        Self::as_account(MEDIATOR)
+    }
+
+    /// A mediator service signing as `account`.
+    fn as_account(account: Address) -> Self {
+        let chain = Arc::new(FakeChain::new(account));
         let solver = Arc::new(FakeSolver::new());
         let executor = Arc::new(FakeExecutor::default());
         let dir = tempfile::tempdir().unwrap();
         let deps = MediatorDeps {
-            account: MEDIATOR,
+            account,
             chain: chain.clone(),
             logs: chain.clone(),
             deals_contract: DEALS,
@@ -203,4 +208,49 @@ async fn when_the_drawn_mediator_stays_silent_this_one_is_drawn_and_rules() {
     let m = rig.run_to_close(m).await;
     assert_eq!(m.closed, Some(Closed::Settled(DealState::MediatedHonest)));
     assert_eq!(rig.chain.count(|t| *t == Tx::Mediate(id, true)), 1);
+}
+
+#[tokio::test]
+async fn an_audit_is_rerun_and_ruled_like_a_challenge() {
+    let rig = Rig::new();
+    let id = rig.challenged("moo", B256::repeat_byte(9));
+    rig.chain.put(id, DealState::Audited, 2_000, B256::repeat_byte(9));
+    let m = rig.run_to_close(Mediation::new(id)).await;
+    assert_eq!(m.provider_honest, Some(false), "a result no run reproduces fails its audit");
+    assert_eq!(rig.chain.count(|t| *t == Tx::Mediate(id, false)), 1);
+    assert_eq!(rig.executor.runs(), 2);
+}
+
+#[tokio::test]
+async fn an_appeal_drawn_to_this_mediator_is_rerun_and_overturns_a_wrong_verdict() {
+    let rig = Rig::as_account(APPEAL_MEDIATOR);
+    // The deal's mediator ruled an honest result dishonest; the provider appealed and
+    // the network's pool drew this mediator.
+    let id = rig.challenged("moo", rig.honest_result());
+    rig.chain.put(id, DealState::MediatedDishonest, 2_000, rig.honest_result());
+    rig.chain.appeal(&rig.chain.dref(id)).await.unwrap();
+    rig.chain.draw_appeal(&rig.chain.dref(id)).await.unwrap();
+    let mut m = Mediation::new(id);
+    m.appeal = true;
+    let m = rig.run_to_close(m).await;
+    assert_eq!(m.provider_honest, Some(true));
+    assert_eq!(rig.chain.count(|t| *t == Tx::RuleAppeal(id, true)), 1, "ruled through ruleAppeal");
+    assert_eq!(rig.chain.count(|t| matches!(t, Tx::Mediate(..))), 0);
+    let v = rig.chain.view(id);
+    assert_ne!(v.flags & crate::chain::api::FLAG_OVERTURNED, 0, "the first verdict is overturned: {v:?}");
+}
+
+#[tokio::test]
+async fn an_appeal_drawn_to_another_mediator_is_not_ruled_here() {
+    let rig = Rig::new();
+    let id = rig.challenged("moo", rig.honest_result());
+    rig.chain.put(id, DealState::MediatedDishonest, 2_000, rig.honest_result());
+    rig.chain.appeal(&rig.chain.dref(id)).await.unwrap();
+    rig.chain.draw_appeal(&rig.chain.dref(id)).await.unwrap();
+    let mut m = Mediation::new(id);
+    m.appeal = true;
+    let m = rig.run_to_close(m).await;
+    assert_eq!(m.closed, Some(Closed::NotOurs));
+    assert_eq!(rig.chain.count(|t| matches!(t, Tx::RuleAppeal(..))), 0);
+    assert_eq!(rig.executor.runs(), 0);
 }

@@ -39,7 +39,7 @@ pub const PPM: u32 = 1_000_000;
 
 /// The mediators a deal between `provider`, trusting `provider_trusts`, and `creator`,
 /// trusting `creator_trusts`, names: every one both trust who is not a party, in the job
-/// creator's order. Both sides sign a deal only if it names exactly these (ECONOMICS P5,
+/// creator's order. Both sides sign a deal only if it names exactly these (THREATS P5,
 /// J9, S2: no side, and no solver, picks a subset), and at least the network's
 /// `min_mediators` of them.
 pub fn mediators_between(
@@ -59,11 +59,15 @@ pub fn mediators_between(
 
 /// Whether a fake result loses its provider money in expectation under these terms: the
 /// audit chance times what a caught fake loses (its price and collateral) is more than
-/// the price it would be paid, q·(p + c) > p (ECONOMICS P3; the provider's cost of running
+/// the price it would be paid, q·(p + c) > p (THREATS P3; the provider's cost of running
 /// the job is left out, so this holds whatever the job costs).
+///
+/// A job offer with no audit chance (q = 0) waives audits, and with them this rule: its job
+/// creator relies on its own challenge. Only a network whose `min_audit_ppm` is 0 takes
+/// such deals (a test network; a public one audits at least one in ten).
 pub fn fake_loses(price: alloy::primitives::U256, collateral: alloy::primitives::U256, audit_ppm: u32) -> bool {
     use alloy::primitives::U256;
-    U256::from(audit_ppm) * (price + collateral) > U256::from(PPM) * price
+    audit_ppm == 0 || U256::from(audit_ppm) * (price + collateral) > U256::from(PPM) * price
 }
 /// How long after a deal's creation deadline (by the wall clock) the solver and the
 /// provider keep its slot: a block producer's timestamp may lag the wall clock, so
@@ -208,4 +212,30 @@ pub fn recover(digest: &B256, signature: &Bytes) -> Result<Address, ProtocolErro
 /// Signs `digest` with `signer`: 65 bytes r‖s‖v.
 pub async fn sign_digest(signer: &PrivateKeySigner, digest: &B256) -> Result<Bytes, alloy::signers::Error> {
     Ok(Bytes::from(signer.sign_hash(digest).await?.as_bytes().to_vec()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use alloy::primitives::utils::parse_ether;
+
+    #[test]
+    fn a_fake_loses_under_the_default_terms_and_not_under_thin_ones() {
+        let dcn = |s: &str| parse_ether(s).unwrap();
+        // `dcn run`'s defaults against a provider's: p = 1, c = 10, q = 0.1 → 1.1 > 1.
+        assert!(fake_loses(dcn("1"), dcn("10"), 100_000));
+        // At the boundary a fake breaks even: not enough.
+        assert!(!fake_loses(dcn("1"), dcn("9"), 100_000));
+        assert!(!fake_loses(dcn("1"), dcn("0"), 999_999));
+        assert!(fake_loses(dcn("1"), dcn("0.000001"), 1_000_000), "audited every time");
+        // No audits: the job creator waived them.
+        assert!(fake_loses(dcn("1"), dcn("0"), 0));
+    }
+
+    #[test]
+    fn the_deal_names_the_mediators_both_trust_in_the_job_creators_order_without_parties() {
+        let [a, b, c, p, j] = [1u8, 2, 3, 4, 5].map(Address::repeat_byte);
+        assert_eq!(mediators_between(p, &[c, a, p, b], j, &[b, a, a, j, c]), vec![b, a, c]);
+        assert!(mediators_between(p, &[a], j, &[b]).is_empty());
+    }
 }

@@ -410,6 +410,57 @@ mod tests {
     }
 
     #[test]
+    fn an_audit_is_followed_like_a_challenge() {
+        let mut undrawn = seen(DealState::Audited, 300, 250);
+        undrawn.view.mediator = Address::ZERO;
+        assert_eq!(d(&job(Stage::Submitted), &undrawn), Action::Draw);
+        assert_eq!(d(&job(Stage::Submitted), &seen(DealState::Audited, 300, 250)), Action::Wait);
+        // The auditor is silent: the next round, or the deal settles.
+        assert_eq!(d(&job(Stage::Submitted), &seen(DealState::Audited, 300, 301)), Action::ClaimTimeout);
+        assert_eq!(d(&job(Stage::Running), &seen(DealState::Audited, 300, 250)), Action::Goto(Stage::Submitted));
+    }
+
+    #[test]
+    fn a_provider_that_ran_the_job_appeals_a_verdict_against_it_and_sees_the_appeal_through() {
+        let ran = JobRecord { result_hash: Some(B256::repeat_byte(1)), ..job(Stage::Submitted) };
+        // Mediated against it, appeal window open until 500.
+        let mut s = seen(DealState::MediatedDishonest, 500, 400);
+        assert_eq!(d(&ran, &s), Action::Appeal);
+        s.now = 501;
+        assert_eq!(d(&ran, &s), Action::Finish(Ending::Settled(DealState::MediatedDishonest)), "window closed");
+        // A provider that did not run the job itself has nothing to stand by.
+        s.now = 400;
+        s.stands_by_result = false;
+        assert_eq!(d(&ran, &s), Action::Finish(Ending::Settled(DealState::MediatedDishonest)));
+        s.stands_by_result = true;
+        // Once only, and never a second appeal of a deal already appealed.
+        let appealed = JobRecord { appealed: true, ..ran.clone() };
+        assert_eq!(d(&appealed, &s), Action::Finish(Ending::Settled(DealState::MediatedDishonest)));
+        s.view.flags = crate::chain::api::FLAG_APPEAL_DONE;
+        assert_eq!(d(&ran, &s), Action::Finish(Ending::Settled(DealState::MediatedDishonest)));
+        // A verdict for it is not appealed.
+        assert_eq!(
+            d(&ran, &seen(DealState::MediatedHonest, 500, 400)),
+            Action::Finish(Ending::Settled(DealState::MediatedHonest))
+        );
+
+        // Its appeal: it draws the second mediator, waits for the ruling, and ends a
+        // lapsed appeal (which refunds its fee).
+        let mut a = seen(DealState::Appealed, 900, 600);
+        a.view.mediator = Address::ZERO;
+        assert_eq!(d(&appealed, &a), Action::DrawAppeal);
+        a.view.mediator = Address::repeat_byte(4);
+        assert_eq!(d(&appealed, &a), Action::Wait);
+        a.now = 901;
+        assert_eq!(d(&appealed, &a), Action::ClaimTimeout);
+        // The job creator's appeal is the job creator's to draw.
+        let mut theirs = seen(DealState::Appealed, 900, 600);
+        theirs.view.mediator = Address::ZERO;
+        theirs.view.flags = crate::chain::api::FLAG_APPEAL_BY_JOB_CREATOR;
+        assert_eq!(d(&appealed, &theirs), Action::Wait);
+    }
+
+    #[test]
     fn a_signature_the_solver_lost_is_given_again() {
         let mut s = seen(DealState::None, 0, 10);
         s.solver = Some(DealStatus::Proposed);

@@ -292,15 +292,29 @@ impl DevNet {
         ProviderBuilder::new().connect_http(self.rpc_url.parse().unwrap()).erased()
     }
 
-    /// Tokens `account` owns: its balance plus its escrow (free and locked).
+    /// Tokens `account` owns: its balance plus its escrow (free and locked) and its bond.
     pub fn wealth(&self, account: Address) -> U256 {
         let c = self.deployment().contracts;
         let p = self.reader();
         block_on(async {
             let bal = DcnToken::new(c.token, &p).balanceOf(account).call().await.unwrap();
-            let e = DcnDeals::new(c.deals, &p).escrowOf(account).call().await.unwrap();
-            bal + e.free + e.locked
+            let deals = DcnDeals::new(c.deals, &p);
+            let e = deals.escrowOf(account).call().await.unwrap();
+            let bond = deals.bondOf(account).call().await.unwrap();
+            bal + e.free + e.locked + bond.amount
         })
+    }
+
+    /// The job hash of `module` with `inputs`, from `dcn module hash`: what a job-board
+    /// request commits to.
+    pub fn job_hash(&self, module: &str, inputs: &[&str]) -> B256 {
+        let mut args = vec!["module", "hash", module];
+        for i in inputs {
+            args.extend(["-i", i]);
+        }
+        let out = self.run(&args);
+        assert!(out.status.success(), "dcn module hash: {}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8_lossy(&out.stdout).trim().parse().unwrap()
     }
 
     /// Deposits `amount` of `key`'s tokens into its escrow, as a hand-made client must
@@ -338,8 +352,9 @@ impl DevNet {
             let held = DcnToken::new(c.token, &p).balanceOf(c.deals).call().await.unwrap();
             let mut books = U256::ZERO;
             for a in accounts {
-                let e = DcnDeals::new(c.deals, &p).escrowOf(*a).call().await.unwrap();
-                books += e.free + e.locked;
+                let deals = DcnDeals::new(c.deals, &p);
+                let e = deals.escrowOf(*a).call().await.unwrap();
+                books += e.free + e.locked + deals.bondOf(*a).call().await.unwrap().amount;
             }
             assert_eq!(held, books, "DcnDeals holds {held} tokens but its books say {books}");
         });
