@@ -955,3 +955,50 @@ async fn an_upload_that_arrives_before_the_follower_is_checked_on_chain_once() {
     assert_eq!(s.client.deal(deal).await.unwrap().state, DealStatus::Signed, "no read for a stranger");
     assert_eq!(chain.reads(), 2);
 }
+
+/// A matched deal between fresh accounts: (provider, job creator, deal id). The provider's
+/// one-slot offer is posted first, so with `other` posted after it the job goes to it first.
+async fn matched_deal(s: &TestSolver, other: Option<&PrivateKeySigner>) -> (PrivateKeySigner, PrivateKeySigner, B256) {
+    let (provider, creator) = (PrivateKeySigner::random(), PrivateKeySigner::random());
+    for p in std::iter::once(&provider).chain(other) {
+        let r = sign_resource(resource_offer(p, s.address()), p, &s.client).await;
+        s.client.post_resource_offer(&r).await.unwrap();
+    }
+    let spec = spec("moo");
+    let j = sign_job(job_offer(&creator, s.address(), &spec), spec.clone(), &creator, &s.client).await;
+    let deal = s.client.post_job_offer(&j).await.unwrap().deal.unwrap();
+    assert_eq!(s.client.deal(deal).await.unwrap().deal.provider, provider.address());
+    (provider, creator, deal)
+}
+
+/// THREATS N3: a deal signature that recovers to the provider but that `DcnDeals` refuses
+/// (v 0 or 1, a high s, another length) is refused with its own code and nothing is
+/// recorded, so such a provider captures no job.
+#[tokio::test]
+async fn a_deal_signature_the_contract_would_refuse_is_refused_and_nothing_recorded() {
+    let s = TestSolver::start().await;
+    let (provider, _, deal) = matched_deal(&s, None).await;
+    let good = dcn::protocol::sign_digest(&provider, &deal).await.unwrap().to_vec();
+    let mut low_v = good.clone();
+    low_v[64] -= 27;
+    let mut high_s = good.clone();
+    let n = U256::from_str_radix("FFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFEBAAEDCE6AF48A03BBFD25E8CD0364141", 16).unwrap();
+    high_s[32..64].copy_from_slice(&(n - U256::from_be_slice(&good[32..64])).to_be_bytes::<32>());
+    high_s[64] = if good[64] == 27 { 28 } else { 27 };
+    assert_eq!(dcn::protocol::recover(&deal, &high_s.clone().into()).unwrap(), provider.address(), "it recovers");
+    let mut long = good.clone();
+    long.push(0);
+    let before = event_count(&s).await;
+    let url = format!("{}/api/v1/deals/{deal}/signature", s.url());
+    for (what, sig) in [("v 0 or 1", low_v), ("high s", high_s), ("66 bytes", long), ("64 bytes", good[..64].to_vec())]
+    {
+        let body = json!({ "signature": alloy::hex::encode_prefixed(&sig) }).to_string();
+        let (status, v) = raw(reqwest::Method::POST, url.clone(), Some(body)).await;
+        assert_eq!((status, v["error"].as_str().unwrap_or("")), (422, "non_canonical_signature"), "{what}: {v}");
+        assert!(v["message"].as_str().unwrap().contains("v 27 or 28"), "{what} says what to do: {v}");
+    }
+    let d = s.client.deal(deal).await.unwrap();
+    assert_eq!((d.state, d.provider_signature), (DealStatus::Proposed, None), "nothing recorded");
+    assert_eq!(event_count(&s).await, before);
+    assert_eq!(s.client.sign_deal(&provider, deal).await.unwrap().state, DealStatus::Signed, "the canonical one is");
+}

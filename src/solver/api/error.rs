@@ -110,7 +110,7 @@ impl From<ProtocolError> for ApiError {
     fn from(e: ProtocolError) -> Self {
         let status = match e {
             ProtocolError::BadSignature(_) | ProtocolError::WrongSigner { .. } => StatusCode::UNAUTHORIZED,
-            ProtocolError::Invalid { .. } => StatusCode::UNPROCESSABLE_ENTITY,
+            ProtocolError::Invalid { .. } | ProtocolError::NonCanonical(_) => StatusCode::UNPROCESSABLE_ENTITY,
             ProtocolError::WrongSolver { .. } | ProtocolError::Expired { .. } | ProtocolError::TooFarAhead { .. } => {
                 StatusCode::BAD_REQUEST
             }
