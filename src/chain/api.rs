@@ -7,6 +7,7 @@
 //! transaction hash.
 
 use super::bindings::{DcnDeals, DcnJobBoard, DcnToken};
+use super::deals::{provider_fault, CreateCheck};
 use super::heads::Heads;
 use super::state::{DealState, RequestStatus};
 use super::{ChainClient, ChainError, Contracts};
@@ -98,8 +99,14 @@ pub trait DealsChain: Send + Sync {
     /// (`queue`), so no top-up reads a balance another is about to spend.
     async fn ensure_free_escrow(&self, need: U256) -> Result<U256, ChainError>;
     /// `createDeal` with the provider's signature; as its job creator, first tops the free
-    /// escrow up to the price, in the same escrow turn.
+    /// escrow up to the price, in the same escrow turn. A revert by the provider's doing is
+    /// [`ChainError::ProviderFault`].
     async fn create_deal(&self, deal: &DcnDeals::Deal, signature: Bytes) -> Result<B256, ChainError>;
+    /// What `createDeal(deal, signature)` sent by the deal's job creator would do now: a call
+    /// at the latest block, nothing sent. The job creator asks before creating a signed
+    /// deal, and the solver asks before it believes a job creator's report that one failed
+    /// by its provider's doing (THREATS N3).
+    async fn check_create(&self, deal: &DcnDeals::Deal, signature: &Bytes) -> Result<CreateCheck, ChainError>;
     /// `submitResult`, as the deal's provider.
     async fn submit_result(&self, id: B256, result_hash: B256) -> Result<B256, ChainError>;
     /// `acceptResult`, as the deal's job creator.
@@ -264,7 +271,39 @@ impl DealsChain for AlloyChain {
         if deal.jobCreator == self.client.from {
             self.top_up(deal.price).await?;
         }
-        self.tx("creating the deal", self.deals().createDeal(deal.clone(), signature)).await
+        self.tx("creating the deal", self.deals().createDeal(deal.clone(), signature)).await.map_err(|e| match &e {
+            // The node refuses to estimate the gas of a transaction that reverts: nothing
+            // was sent, and the revert says whose doing it is.
+            ChainError::Call { source, .. } => {
+                match source
+                    .as_decoded_interface_error::<DcnDeals::DcnDealsErrors>()
+                    .and_then(|r| provider_fault(&r, deal))
+                {
+                    Some(fault) => ChainError::ProviderFault(fault),
+                    None => e,
+                }
+            }
+            _ => e,
+        })
+    }
+
+    async fn check_create(&self, deal: &DcnDeals::Deal, signature: &Bytes) -> Result<CreateCheck, ChainError> {
+        let deals = self.deals();
+        let call = deals.createDeal(deal.clone(), signature.clone()).from(deal.jobCreator);
+        let error = match call.call().await {
+            Ok(_) => return Ok(CreateCheck::Passes),
+            Err(e) => e,
+        };
+        if let Some(revert) = error.as_decoded_interface_error::<DcnDeals::DcnDealsErrors>() {
+            return Ok(match provider_fault(&revert, deal) {
+                Some(fault) => CreateCheck::ProviderFault(fault),
+                None => CreateCheck::Fails(format!("{revert:?}")),
+            });
+        }
+        match error.as_revert_data() {
+            Some(data) => Ok(CreateCheck::Fails(format!("reverted with {data}"))),
+            None => Err(ChainError::call("checking whether the deal can be created", error)),
+        }
     }
 
     async fn submit_result(&self, id: B256, result_hash: B256) -> Result<B256, ChainError> {

@@ -22,6 +22,7 @@ pub mod state;
 pub use accounts::{DevRole, DEV_MNEMONIC};
 pub use api::{AlloyChain, BoardChain, DealView, DealsChain, LogSource, RequestView, DELIVERY_GRACE_SECS};
 pub use client::{connect, ChainClient, ChainError};
+pub use deals::{CreateCheck, ProviderFault};
 pub use deploy::{deploy, DeployOutcome};
 pub use deployment::{Contracts, Deployment};
 pub use fund::{fund, FundPlan, FundRow};

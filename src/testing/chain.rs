@@ -6,7 +6,10 @@
 use super::{CHAIN_ID, DEALS, MEDIATOR};
 use crate::chain::bindings::DcnDeals;
 use crate::chain::deals::{deal_id, domain};
-use crate::chain::{BoardChain, ChainError, DealState, DealView, DealsChain, LogSource, RequestStatus, RequestView};
+use crate::chain::{
+    BoardChain, ChainError, CreateCheck, DealState, DealView, DealsChain, LogSource, ProviderFault, RequestStatus,
+    RequestView,
+};
 use alloy::primitives::{Address, Bytes, B256, U256};
 use alloy::rpc::types::{Filter, Log};
 use async_trait::async_trait;
@@ -39,11 +42,32 @@ struct ChainState {
     logs: Vec<Log>,
     requests: HashMap<U256, RequestView>,
     free: U256,
+    // Other accounts' free escrow, where a test set it (unset: enough for anything).
+    escrow: HashMap<Address, U256>,
     // Mediators excluded from deals' draws after missing a deadline.
     excluded: HashMap<B256, Vec<Address>>,
 }
 
 impl ChainState {
+    /// What `createDeal(deal, signature)` would do, by the contract's rules for the
+    /// provider's part: not cancelled, a signature the contract takes, escrow for the
+    /// collateral.
+    fn creation(&self, deal: &DcnDeals::Deal, signature: &Bytes) -> CreateCheck {
+        let id = deal_id(deal, &domain(CHAIN_ID, DEALS));
+        match self.deals.get(&id).map(|(v, _)| v.state) {
+            None | Some(DealState::None) => {}
+            Some(DealState::Cancelled) => return CreateCheck::ProviderFault(ProviderFault::Cancelled),
+            Some(_) => return CreateCheck::Fails("DealExists".into()),
+        }
+        if crate::protocol::recover_deal_signer(&id, signature).ok() != Some(deal.provider) {
+            return CreateCheck::ProviderFault(ProviderFault::BadSignature);
+        }
+        if self.escrow.get(&deal.provider).is_some_and(|free| *free < deal.collateral) {
+            return CreateCheck::ProviderFault(ProviderFault::EscrowShort);
+        }
+        CreateCheck::Passes
+    }
+
     // The mediators of `id` still drawable.
     fn untried(&self, id: B256) -> Vec<Address> {
         let named = self.deals.get(&id).and_then(|(_, t)| t.as_ref()).map(|t| t.mediators.clone());
@@ -198,10 +222,20 @@ impl DealsChain for FakeChain {
         Ok(short)
     }
 
-    async fn create_deal(&self, deal: &DcnDeals::Deal, _signature: Bytes) -> Result<B256, ChainError> {
+    /// `createDeal` goes through, or reverts in its gas estimate (nothing sent).
+    async fn create_deal(&self, deal: &DcnDeals::Deal, signature: Bytes) -> Result<B256, ChainError> {
+        match self.lock().creation(deal, &signature) {
+            CreateCheck::Passes => {}
+            CreateCheck::ProviderFault(fault) => return Err(ChainError::ProviderFault(fault)),
+            CreateCheck::Fails(why) => return Err(reverted(&why)),
+        }
         let id = self.create(deal);
         self.lock().txs.push(Tx::Create(id));
         Ok(B256::random())
+    }
+
+    async fn check_create(&self, deal: &DcnDeals::Deal, signature: &Bytes) -> Result<CreateCheck, ChainError> {
+        Ok(self.read()?.creation(deal, signature))
     }
 
     async fn submit_result(&self, id: B256, result_hash: B256) -> Result<B256, ChainError> {
