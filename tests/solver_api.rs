@@ -1002,3 +1002,21 @@ async fn a_deal_signature_the_contract_would_refuse_is_refused_and_nothing_recor
     assert_eq!(event_count(&s).await, before);
     assert_eq!(s.client.sign_deal(&provider, deal).await.unwrap().state, DealStatus::Signed, "the canonical one is");
 }
+
+/// THREATS N3: a provider that cancels a deal it signed (`DealCancelled` on chain) is struck
+/// when the chain follower reads the deal's state, and the job goes to another provider.
+#[tokio::test]
+async fn a_signed_deal_its_provider_cancels_on_chain_strikes_it() {
+    let chain = Arc::new(DealStates::default());
+    let s = TestSolver::start_with_chain(chain.clone()).await;
+    let other = PrivateKeySigner::random();
+    let (provider, creator, deal) = matched_deal(&s, Some(&other)).await;
+    s.client.sign_deal(&provider, deal).await.unwrap();
+    chain.set(deal, dcn::chain::DealState::Cancelled);
+    s.solver.state.refresh_deal(chain.as_ref(), deal).await.unwrap();
+    let ended = s.client.deal(deal).await.unwrap();
+    assert_eq!((ended.state, ended.fault), (DealStatus::Expired, Some(dcn::chain::ProviderFault::Cancelled)));
+    assert_eq!(s.solver.state.core().strikes(&provider.address()).map(|s| s.count), Some(1));
+    let deals = s.client.deals(Some(creator.address()), 0).await.unwrap();
+    assert!(deals.iter().any(|d| d.deal.provider == other.address()), "the job went to another provider");
+}

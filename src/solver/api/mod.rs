@@ -107,13 +107,16 @@ impl AppState {
 
     /// Reads deal `id`'s state from `chain` and records it, if the solver made the deal
     /// and this dcn knows the state. The chain follower calls it for each deal a log
-    /// names; a request that arrives before the follower saw its block calls it once.
+    /// names; a request that arrives before the follower saw its block calls it once. A
+    /// deal its provider cancelled after signing it is the provider's fault (THREATS N3).
     pub async fn refresh_deal(&self, chain: &dyn DealsChain, id: B256) -> Result<(), RefreshError> {
         if self.core().deal(&id).map_err(SolverError::from)?.is_none() {
             return Ok(());
         }
         let view = chain.deal(id).await?;
-        if let Some(s) = DealStatus::on_chain(view.state) {
+        if view.state == crate::chain::DealState::Cancelled {
+            self.write(|core| core.chain_cancelled(id, now_ms())).await?;
+        } else if let Some(s) = DealStatus::on_chain(view.state) {
             self.write(|core| core.chain_state(id, s, now_ms())).await?;
         }
         Ok(())

@@ -117,6 +117,7 @@ impl Core {
             created_at: txn.now_ms,
             updated_at: txn.now_ms,
             refusal: None,
+            fault: None,
         }
     }
 
