@@ -1003,6 +1003,62 @@ async fn a_deal_signature_the_contract_would_refuse_is_refused_and_nothing_recor
     assert_eq!(s.client.sign_deal(&provider, deal).await.unwrap().state, DealStatus::Signed, "the canonical one is");
 }
 
+/// THREATS N3: a job creator reports that a signed deal cannot be created by its provider's
+/// doing; the solver does not take its word. A false report strikes nobody; a true one (the
+/// chain says the provider's escrow is short) strikes the provider and the job goes to
+/// another. Only the deal's job creator is heard, and its reports cost at most one chain
+/// read a second.
+#[tokio::test]
+async fn a_failure_report_strikes_the_provider_only_when_the_chain_bears_it_out() {
+    use dcn::chain::{CreateCheck, ProviderFault};
+    let chain = Arc::new(DealStates::default());
+    let s = TestSolver::start_with_chain(chain.clone()).await;
+    let report = |key: &PrivateKeySigner, deal: B256| {
+        let (client, key) = (s.client.clone(), key.clone());
+        async move { client.report_failure(&key, deal, true).await }
+    };
+
+    // A false report: the chain says the deal can be created.
+    let (provider, creator, deal) = matched_deal(&s, None).await;
+    assert_eq!(refused(report(&creator, deal).await.unwrap_err()).0, 409, "only a signed deal can fail");
+    s.client.sign_deal(&provider, deal).await.unwrap();
+    assert_eq!(refused(report(&provider, deal).await.unwrap_err()).0, 403, "only its job creator reports");
+    assert_eq!(chain.checks(), 0, "no chain read for either");
+    assert_eq!(refused(report(&creator, deal).await.unwrap_err()), (409, "no_provider_fault".into()));
+    assert_eq!(chain.checks(), 1);
+    let path = format!("/api/v1/deals/{deal}/failure");
+    let body = serde_json::to_vec(&json!({ "rematch": true })).unwrap();
+    let auth = AuthHeaders::sign(&creator, "POST", &path, body_sha256(&body), now_secs() + 60, &s.client.domain())
+        .await
+        .unwrap();
+    let mut req =
+        reqwest::Client::new().post(format!("{}{path}", s.url())).header("content-type", "application/json").body(body);
+    for (k, v) in auth.to_pairs() {
+        req = req.header(k, v);
+    }
+    let again = req.send().await.unwrap();
+    assert_eq!(again.status().as_u16(), 429, "asked again at once");
+    assert_eq!(chain.checks(), 1, "no second read within the second");
+    assert_eq!(s.client.deal(deal).await.unwrap().state, DealStatus::Signed);
+    assert_eq!(s.solver.state.core().strikes(&provider.address()), None, "an honest provider is not struck");
+
+    // A true report: the chain says createDeal reverts on the provider's escrow.
+    let other = PrivateKeySigner::random();
+    let (provider, creator, deal) = matched_deal(&s, Some(&other)).await;
+    s.client.sign_deal(&provider, deal).await.unwrap();
+    chain.set_creation(deal, CreateCheck::ProviderFault(ProviderFault::EscrowShort));
+    let ended = report(&creator, deal).await.unwrap();
+    assert_eq!((ended.state, ended.fault), (DealStatus::Expired, Some(ProviderFault::EscrowShort)));
+    assert_eq!(s.solver.state.core().strikes(&provider.address()).map(|s| s.count), Some(1), "struck");
+    let deals = s.client.deals(Some(creator.address()), 0).await.unwrap();
+    let next = deals.iter().find(|d| d.id != deal).expect("the job went to another provider");
+    assert_eq!((next.deal.provider, next.state), (other.address(), DealStatus::Proposed));
+    // Reported again: answered as it is, with no chain read and no second strike.
+    assert_eq!(report(&creator, deal).await.unwrap().fault, Some(ProviderFault::EscrowShort));
+    assert_eq!(chain.checks(), 2);
+    assert_eq!(s.solver.state.core().strikes(&provider.address()).unwrap().count, 1);
+}
+
 /// THREATS N3: a provider that cancels a deal it signed (`DealCancelled` on chain) is struck
 /// when the chain follower reads the deal's state, and the job goes to another provider.
 #[tokio::test]

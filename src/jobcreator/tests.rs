@@ -1,10 +1,11 @@
-//! The job creator following a created deal, with fakes of the chain and the solver: every
-//! deadline it claims, accept or challenge by the bundle check, and a local failure that
-//! stops without challenging.
+//! The job creator with fakes of the chain and the solver. Placing: a signed deal that
+//! cannot be created by its provider's doing costs nothing and is reported (THREATS N3).
+//! Following a created deal: every deadline it claims, accept or challenge by the bundle
+//! check, and a local failure that stops without challenging.
 
 use super::{JobCreator, JobCreatorError, JobTerms, LogProgress};
-use crate::chain::{DealState, DealsChain};
-use crate::protocol::records::{CreatedDeal, DealStatus};
+use crate::chain::{DealState, DealsChain, ProviderFault};
+use crate::protocol::records::{CreatedDeal, DealRecord, DealStatus};
 use crate::testing::*;
 use alloy::primitives::{Address, B256, U256};
 use alloy::signers::local::PrivateKeySigner;
@@ -190,4 +191,137 @@ async fn a_deal_that_vanished_from_the_chain_is_given_up() {
     let err = rig.finish(false).await.unwrap_err();
     clock.await.unwrap();
     assert!(matches!(err, JobCreatorError::Vanished { .. }), "{err}");
+}
+
+/// A deal for the job offer `offer`, signed by `provider` (its signature as the solver
+/// would hold it).
+async fn signed_for(
+    offer: &crate::protocol::records::JobOfferRecord,
+    provider: &PrivateKeySigner,
+    n: u8,
+) -> DealRecord {
+    let o = &offer.signed.offer;
+    let deal = crate::chain::bindings::DcnDeals::Deal {
+        jobCreator: o.jobCreator,
+        provider: provider.address(),
+        solver: o.solver,
+        mediators: o.mediators.clone(),
+        price: U256::from(10),
+        collateral: U256::from(20),
+        mediationFee: o.mediationFee,
+        resultTimeout: o.resultTimeout,
+        judgeTimeout: o.judgeTimeout,
+        mediationTimeout: o.mediationTimeout,
+        createDeadline: 1_500,
+        jobHash: o.jobHash,
+        nonce: U256::from(n),
+    };
+    let mut record = record_of(deal, DealStatus::Signed);
+    record.job_offer = offer.id;
+    record.provider_signature = Some(crate::protocol::sign_digest(provider, &record.id).await.unwrap());
+    record
+}
+
+/// The same deal with its signature's v written as 0 or 1: it recovers to the provider,
+/// and `DcnDeals` refuses it (THREATS N3).
+fn with_low_v(mut deal: DealRecord) -> DealRecord {
+    let mut sig = deal.provider_signature.unwrap().to_vec();
+    sig[64] -= 27;
+    deal.provider_signature = Some(sig.into());
+    deal
+}
+
+/// Matches the job offer the job creator posts with `first`, made by `make` from it; the
+/// solver confirms a report with `fault` and hands the job to `second` (a fresh provider's).
+fn match_first(
+    rig: &Rig,
+    fault: Option<ProviderFault>,
+    make: impl FnOnce(DealRecord) -> DealRecord + Send + 'static,
+    first: PrivateKeySigner,
+) -> tokio::task::JoinHandle<(DealRecord, DealRecord)> {
+    rig.solver.events_down();
+    let solver = rig.solver.clone();
+    tokio::spawn(async move {
+        let offer = loop {
+            if let Some(o) = solver.job_offers().pop() {
+                break o;
+            }
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        };
+        let bad = make(signed_for(&offer, &first, 1).await);
+        let good = signed_for(&offer, &PrivateKeySigner::random(), 2).await;
+        solver.confirm_reports(fault, Some(good.clone()));
+        solver.propose(offer.id, bad.clone());
+        (bad, good)
+    })
+}
+
+/// The deposit `match_deal` makes before posting its offer: the price and the fee.
+fn offer_deposit(rig: &Rig) -> Tx {
+    Tx::Deposit(rig.creator.terms.max_price + rig.creator.terms.mediation_fee)
+}
+
+#[tokio::test]
+async fn a_signature_the_contract_refuses_costs_nothing_and_the_job_goes_to_another_provider() {
+    let rig = Rig::new();
+    let first = PrivateKeySigner::random();
+    let proposals = match_first(&rig, Some(ProviderFault::BadSignature), with_low_v, first);
+    let deal = rig.creator.match_deal(&spec("moo"), &LogProgress).await.unwrap();
+    let (bad, good) = proposals.await.unwrap();
+    assert_eq!(deal.id, good.id, "the next provider's deal");
+    assert_eq!(rig.solver.reports(), vec![(bad.id, true)], "told the solver, still waiting for the job");
+    assert_eq!(rig.chain.txs(), vec![offer_deposit(&rig)], "nothing sent for the refused signature");
+    assert_eq!(rig.chain.checks(), 1, "the refused signature needed no chain read; the next deal one");
+    rig.creator.create(deal, &spec("moo")).await.unwrap();
+    assert_eq!(rig.chain.txs(), vec![offer_deposit(&rig), Tx::Create(good.id)]);
+}
+
+#[tokio::test]
+async fn a_provider_short_of_escrow_is_found_before_anything_is_sent() {
+    let rig = Rig::new();
+    let first = PrivateKeySigner::random();
+    rig.chain.set_escrow(first.address(), U256::from(19));
+    let proposals = match_first(&rig, Some(ProviderFault::EscrowShort), |d| d, first);
+    let deal = rig.creator.match_deal(&spec("moo"), &LogProgress).await.unwrap();
+    let (bad, good) = proposals.await.unwrap();
+    assert_eq!(deal.id, good.id);
+    assert_eq!(rig.solver.reports(), vec![(bad.id, true)]);
+    assert_eq!(rig.chain.txs(), vec![offer_deposit(&rig)]);
+}
+
+#[tokio::test]
+async fn a_refused_signature_the_solver_does_not_confirm_is_given_up_unsent() {
+    let rig = Rig::new();
+    let proposals = match_first(&rig, None, with_low_v, PrivateKeySigner::random());
+    let err = rig.creator.match_deal(&spec("moo"), &LogProgress).await.unwrap_err();
+    let (bad, _) = proposals.await.unwrap();
+    assert!(
+        matches!(err, JobCreatorError::ProviderFault { deal, fault: ProviderFault::BadSignature, .. } if deal == bad.id),
+        "{err}"
+    );
+    assert!(err.to_string().contains("Nothing was spent"), "{err}");
+    assert_eq!(rig.chain.txs(), vec![offer_deposit(&rig)]);
+}
+
+#[tokio::test]
+async fn create_sends_nothing_for_a_deal_its_provider_spoilt_and_tells_the_solver() {
+    let rig = Rig::new();
+    let offer = {
+        rig.solver.put_job_offer(B256::repeat_byte(0x10), spec("moo"), &rig.creator.signer);
+        rig.solver.job_offers().pop().unwrap()
+    };
+    // A signature the contract refuses: caught before the escrow top-up and createDeal.
+    let bad = with_low_v(signed_for(&offer, &PrivateKeySigner::random(), 1).await);
+    let err = rig.creator.create(bad.clone(), &spec("moo")).await.unwrap_err();
+    assert!(matches!(err, JobCreatorError::ProviderFault { fault: ProviderFault::BadSignature, .. }), "{err}");
+    assert!(rig.chain.txs().is_empty(), "not even the escrow top-up: {:?}", rig.chain.txs());
+    // A provider whose escrow went short after the match: createDeal reverts in its gas
+    // estimate, so nothing but this job creator's own top-up (which stays its own) is sent.
+    let short = PrivateKeySigner::random();
+    rig.chain.set_escrow(short.address(), U256::ZERO);
+    let spoilt = signed_for(&offer, &short, 2).await;
+    let err = rig.creator.create(spoilt.clone(), &spec("moo")).await.unwrap_err();
+    assert!(matches!(err, JobCreatorError::ProviderFault { fault: ProviderFault::EscrowShort, .. }), "{err}");
+    assert_eq!(rig.chain.txs(), vec![Tx::Deposit(U256::from(10))]);
+    assert_eq!(rig.solver.reports(), vec![(bad.id, false), (spoilt.id, false)], "no longer waiting for the job");
 }

@@ -44,6 +44,8 @@ struct ChainState {
     free: U256,
     // Other accounts' free escrow, where a test set it (unset: enough for anything).
     escrow: HashMap<Address, U256>,
+    // How many `check_create` calls were made.
+    checks: u32,
     // Mediators excluded from deals' draws after missing a deadline.
     excluded: HashMap<B256, Vec<Address>>,
 }
@@ -149,6 +151,16 @@ impl FakeChain {
         self.lock().txs.iter().filter(|t| f(t)).count()
     }
 
+    /// Sets `account`'s free escrow (accounts not set have enough for any deal).
+    pub fn set_escrow(&self, account: Address, free: U256) {
+        self.lock().escrow.insert(account, free);
+    }
+
+    /// How many times `check_create` was asked.
+    pub fn checks(&self) -> u32 {
+        self.lock().checks
+    }
+
     pub fn put_request(&self, id: U256, request: RequestView) {
         self.lock().requests.insert(id, request);
     }
@@ -222,8 +234,10 @@ impl DealsChain for FakeChain {
         Ok(short)
     }
 
-    /// `createDeal` goes through, or reverts in its gas estimate (nothing sent).
+    /// As `AlloyChain`: the job creator's escrow is topped up to the price first, then
+    /// `createDeal` goes through or reverts in its gas estimate (nothing sent).
     async fn create_deal(&self, deal: &DcnDeals::Deal, signature: Bytes) -> Result<B256, ChainError> {
+        self.ensure_free_escrow(deal.price).await?;
         match self.lock().creation(deal, &signature) {
             CreateCheck::Passes => {}
             CreateCheck::ProviderFault(fault) => return Err(ChainError::ProviderFault(fault)),
@@ -235,7 +249,9 @@ impl DealsChain for FakeChain {
     }
 
     async fn check_create(&self, deal: &DcnDeals::Deal, signature: &Bytes) -> Result<CreateCheck, ChainError> {
-        Ok(self.read()?.creation(deal, signature))
+        let mut s = self.read()?;
+        s.checks += 1;
+        Ok(s.creation(deal, signature))
     }
 
     async fn submit_result(&self, id: B256, result_hash: B256) -> Result<B256, ChainError> {

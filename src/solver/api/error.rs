@@ -151,6 +151,7 @@ impl From<SolverError> for ApiError {
             SolverError::NotFound(_) => Self::new(StatusCode::NOT_FOUND, "not_found", message),
             SolverError::Forbidden(_) => Self::new(StatusCode::FORBIDDEN, "forbidden", message),
             SolverError::Conflict(_) => Self::new(StatusCode::CONFLICT, "conflict", message),
+            SolverError::NoFault(_) => Self::new(StatusCode::CONFLICT, "no_provider_fault", message),
             SolverError::Busy(_) => {
                 Self { retry_after: Some(1), ..Self::new(StatusCode::SERVICE_UNAVAILABLE, "busy", message) }
             }

@@ -3,8 +3,11 @@
 //! refuses, free escrow short of the collateral, the deal cancelled). Each is a strike: its
 //! offers are matched with nothing for a while ([`Core::strike`]).
 //!
-//! The chain follower sees a provider cancel a deal it signed (`DealCancelled`,
-//! [`Core::chain_cancelled`]).
+//! The solver never sees a `createDeal` that reverts, so it learns of a failed signed deal
+//! in two ways: the chain follower sees `DealCancelled` ([`Core::chain_cancelled`]), and the
+//! deal's job creator reports it ([`Core::begin_failure_report`]). A report is never taken
+//! on the job creator's word: the API checks it against the chain before
+//! [`Core::provider_failed`] (`api/faults.rs`).
 
 #[cfg(test)]
 mod tests;
@@ -12,6 +15,7 @@ mod tests;
 use super::{Core, SolverError};
 use crate::chain::ProviderFault;
 use crate::protocol::records::{DealRecord, DealStatus};
+use crate::protocol::Verified;
 use alloy::primitives::{Address, B256};
 
 /// The longest a struck provider is paused, seconds.
@@ -31,6 +35,31 @@ pub struct Strikes {
 }
 
 impl Core {
+    /// The job creator's report that signed deal `id` cannot be created by its provider's
+    /// doing, as far as the core can take it: `auth` is the deal's job creator and the deal
+    /// is signed (or already ended with a fault, which answers the report); the request's
+    /// nonce is spent, so a replay makes the solver read nothing. Returns the deal, whose
+    /// signature the caller checks with the chain before [`Core::provider_failed`].
+    pub fn begin_failure_report(&mut self, id: B256, auth: &Verified, now_ms: u64) -> Result<DealRecord, SolverError> {
+        let deal = self.deal(&id)?.ok_or_else(|| SolverError::NotFound(format!("no deal {id}")))?;
+        if deal.deal.jobCreator != auth.account {
+            return Err(SolverError::Forbidden(format!(
+                "only deal {id}'s job creator {} may report that it cannot be created",
+                deal.deal.jobCreator
+            )));
+        }
+        if deal.fault.is_none() && deal.state != DealStatus::Signed {
+            return Err(SolverError::Conflict(format!(
+                "deal {id} is {}: only a signed deal not yet on chain can fail at its creation",
+                deal.state.name()
+            )));
+        }
+        let mut txn = self.txn(now_ms);
+        self.use_request(&mut txn, auth)?;
+        self.commit(txn)?;
+        Ok(deal)
+    }
+
     /// Signed deal `id` cannot be created by its provider's doing (`fault`, found by the
     /// solver itself): the provider is struck as for a lapse, the deal ends (expired, with
     /// the fault on its record) and its slot is free; its job goes to another provider when

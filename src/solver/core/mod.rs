@@ -97,6 +97,10 @@ pub enum SolverError {
     /// The object is not in a state that allows this.
     #[error("{0}")]
     Conflict(String),
+    /// A job creator's report that a signed deal cannot be created by its provider's doing,
+    /// which the chain does not bear out: nobody is struck.
+    #[error("{0}")]
+    NoFault(String),
     /// Not now, but the same request may succeed in a moment.
     #[error("{0}")]
     Busy(String),
