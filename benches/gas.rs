@@ -125,10 +125,18 @@ async fn main() -> Result<()> {
         rules: rules.clone(),
     };
     let c = chain::deploy(&admin, data.path(), &options).await?.deployment.contracts;
-    let mut accounts: Vec<(String, Address)> =
-        [DevRole::JobCreator, DevRole::Provider, DevRole::Mediator].iter().map(|r| (r.name().into(), r.address())).collect();
+    let mut accounts: Vec<(String, Address)> = [DevRole::JobCreator, DevRole::Provider, DevRole::Mediator]
+        .iter()
+        .map(|r| (r.name().into(), r.address()))
+        .collect();
     accounts.push(("appeal-mediator".into(), appeal_key.address()));
-    let plan = chain::FundPlan { token: c.token, eth: parse_ether("1")?, tokens: parse_ether("10000")?, accounts, token_only: vec![] };
+    let plan = chain::FundPlan {
+        token: c.token,
+        eth: parse_ether("1")?,
+        tokens: parse_ether("10000")?,
+        accounts,
+        token_only: vec![],
+    };
     chain::fund(&admin, &plan).await?;
     let role = |client: ChainClient| AlloyChain::new(client, c);
     let jc = role(chain::connect(&net, DevRole::JobCreator.signer()).await?);
@@ -181,7 +189,8 @@ async fn main() -> Result<()> {
     println!("gas_timeout_no_verdict {} gas", so_far + b.timeout(&d).await?);
 
     let d = b.deal(0).await?;
-    let cancel = b.provider.client.send("cancelDeal", DcnDeals::new(c.deals, &b.provider.client.provider).cancelDeal(d)).await?;
+    let cancel =
+        b.provider.client.send("cancelDeal", DcnDeals::new(c.deals, &b.provider.client.provider).cancelDeal(d)).await?;
     println!("gas_cancel_deal {} gas", cancel.gas_used);
     Ok(())
 }

@@ -19,12 +19,12 @@ fn dcn_units(n: u64) -> U256 {
     U256::from(n) * U256::from(10u64).pow(U256::from(18))
 }
 
-/// Dev defaults: price 1, collateral 2, mediation fee 1 (DCN).
+/// Dev defaults: price 1, collateral 10, mediation fee 1 (DCN).
 fn price() -> U256 {
     dcn_units(1)
 }
 fn collateral() -> U256 {
-    dcn_units(2)
+    dcn_units(10)
 }
 fn fee() -> U256 {
     dcn_units(1)

@@ -955,3 +955,124 @@ async fn an_upload_that_arrives_before_the_follower_is_checked_on_chain_once() {
     assert_eq!(s.client.deal(deal).await.unwrap().state, DealStatus::Signed, "no read for a stranger");
     assert_eq!(chain.reads(), 2);
 }
+
+/// A matched deal between fresh accounts: (provider, job creator, deal id). The provider's
+/// one-slot offer is posted first, so with `other` posted after it the job goes to it first.
+async fn matched_deal(s: &TestSolver, other: Option<&PrivateKeySigner>) -> (PrivateKeySigner, PrivateKeySigner, B256) {
+    let (provider, creator) = (PrivateKeySigner::random(), PrivateKeySigner::random());
+    for p in std::iter::once(&provider).chain(other) {
+        let r = sign_resource(resource_offer(p, s.address()), p, &s.client).await;
+        s.client.post_resource_offer(&r).await.unwrap();
+    }
+    let spec = spec("moo");
+    let j = sign_job(job_offer(&creator, s.address(), &spec), spec.clone(), &creator, &s.client).await;
+    let deal = s.client.post_job_offer(&j).await.unwrap().deal.unwrap();
+    assert_eq!(s.client.deal(deal).await.unwrap().deal.provider, provider.address());
+    (provider, creator, deal)
+}
+
+/// THREATS N3: a deal signature that recovers to the provider but that `DcnDeals` refuses
+/// (v 0 or 1, a high s, another length) is refused with its own code and nothing is
+/// recorded, so such a provider captures no job.
+#[tokio::test]
+async fn a_deal_signature_the_contract_would_refuse_is_refused_and_nothing_recorded() {
+    let s = TestSolver::start().await;
+    let (provider, _, deal) = matched_deal(&s, None).await;
+    let good = dcn::protocol::sign_digest(&provider, &deal).await.unwrap().to_vec();
+    let mut low_v = good.clone();
+    low_v[64] -= 27;
+    let mut high_s = good.clone();
+    let n = U256::from_str_radix("FFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFEBAAEDCE6AF48A03BBFD25E8CD0364141", 16).unwrap();
+    high_s[32..64].copy_from_slice(&(n - U256::from_be_slice(&good[32..64])).to_be_bytes::<32>());
+    high_s[64] = if good[64] == 27 { 28 } else { 27 };
+    assert_eq!(dcn::protocol::recover(&deal, &high_s.clone().into()).unwrap(), provider.address(), "it recovers");
+    let mut long = good.clone();
+    long.push(0);
+    let before = event_count(&s).await;
+    let url = format!("{}/api/v1/deals/{deal}/signature", s.url());
+    for (what, sig) in [("v 0 or 1", low_v), ("high s", high_s), ("66 bytes", long), ("64 bytes", good[..64].to_vec())]
+    {
+        let body = json!({ "signature": alloy::hex::encode_prefixed(&sig) }).to_string();
+        let (status, v) = raw(reqwest::Method::POST, url.clone(), Some(body)).await;
+        assert_eq!((status, v["error"].as_str().unwrap_or("")), (422, "non_canonical_signature"), "{what}: {v}");
+        assert!(v["message"].as_str().unwrap().contains("v 27 or 28"), "{what} says what to do: {v}");
+    }
+    let d = s.client.deal(deal).await.unwrap();
+    assert_eq!((d.state, d.provider_signature), (DealStatus::Proposed, None), "nothing recorded");
+    assert_eq!(event_count(&s).await, before);
+    assert_eq!(s.client.sign_deal(&provider, deal).await.unwrap().state, DealStatus::Signed, "the canonical one is");
+}
+
+/// THREATS N3: a job creator reports that a signed deal cannot be created by its provider's
+/// doing; the solver does not take its word. A false report strikes nobody; a true one (the
+/// chain says the provider's escrow is short) strikes the provider and the job goes to
+/// another. Only the deal's job creator is heard, and its reports cost at most one chain
+/// read a second.
+#[tokio::test]
+async fn a_failure_report_strikes_the_provider_only_when_the_chain_bears_it_out() {
+    use dcn::chain::{CreateCheck, ProviderFault};
+    let chain = Arc::new(DealStates::default());
+    let s = TestSolver::start_with_chain(chain.clone()).await;
+    let report = |key: &PrivateKeySigner, deal: B256| {
+        let (client, key) = (s.client.clone(), key.clone());
+        async move { client.report_failure(&key, deal, true).await }
+    };
+
+    // A false report: the chain says the deal can be created.
+    let (provider, creator, deal) = matched_deal(&s, None).await;
+    assert_eq!(refused(report(&creator, deal).await.unwrap_err()).0, 409, "only a signed deal can fail");
+    s.client.sign_deal(&provider, deal).await.unwrap();
+    assert_eq!(refused(report(&provider, deal).await.unwrap_err()).0, 403, "only its job creator reports");
+    assert_eq!(chain.checks(), 0, "no chain read for either");
+    assert_eq!(refused(report(&creator, deal).await.unwrap_err()), (409, "no_provider_fault".into()));
+    assert_eq!(chain.checks(), 1);
+    let path = format!("/api/v1/deals/{deal}/failure");
+    let body = serde_json::to_vec(&json!({ "rematch": true })).unwrap();
+    let auth = AuthHeaders::sign(&creator, "POST", &path, body_sha256(&body), now_secs() + 60, &s.client.domain())
+        .await
+        .unwrap();
+    let mut req =
+        reqwest::Client::new().post(format!("{}{path}", s.url())).header("content-type", "application/json").body(body);
+    for (k, v) in auth.to_pairs() {
+        req = req.header(k, v);
+    }
+    let again = req.send().await.unwrap();
+    assert_eq!(again.status().as_u16(), 429, "asked again at once");
+    assert_eq!(chain.checks(), 1, "no second read within the second");
+    assert_eq!(s.client.deal(deal).await.unwrap().state, DealStatus::Signed);
+    assert_eq!(s.solver.state.core().strikes(&provider.address()), None, "an honest provider is not struck");
+
+    // A true report: the chain says createDeal reverts on the provider's escrow.
+    let other = PrivateKeySigner::random();
+    let (provider, creator, deal) = matched_deal(&s, Some(&other)).await;
+    s.client.sign_deal(&provider, deal).await.unwrap();
+    chain.set_creation(deal, CreateCheck::ProviderFault(ProviderFault::EscrowShort));
+    let ended = report(&creator, deal).await.unwrap();
+    assert_eq!((ended.state, ended.fault), (DealStatus::Expired, Some(ProviderFault::EscrowShort)));
+    assert_eq!(s.solver.state.core().strikes(&provider.address()).map(|s| s.count), Some(1), "struck");
+    let deals = s.client.deals(Some(creator.address()), 0).await.unwrap();
+    let next = deals.iter().find(|d| d.id != deal).expect("the job went to another provider");
+    assert_eq!((next.deal.provider, next.state), (other.address(), DealStatus::Proposed));
+    // Reported again: answered as it is, with no chain read and no second strike.
+    assert_eq!(report(&creator, deal).await.unwrap().fault, Some(ProviderFault::EscrowShort));
+    assert_eq!(chain.checks(), 2);
+    assert_eq!(s.solver.state.core().strikes(&provider.address()).unwrap().count, 1);
+}
+
+/// THREATS N3: a provider that cancels a deal it signed (`DealCancelled` on chain) is struck
+/// when the chain follower reads the deal's state, and the job goes to another provider.
+#[tokio::test]
+async fn a_signed_deal_its_provider_cancels_on_chain_strikes_it() {
+    let chain = Arc::new(DealStates::default());
+    let s = TestSolver::start_with_chain(chain.clone()).await;
+    let other = PrivateKeySigner::random();
+    let (provider, creator, deal) = matched_deal(&s, Some(&other)).await;
+    s.client.sign_deal(&provider, deal).await.unwrap();
+    chain.set(deal, dcn::chain::DealState::Cancelled);
+    s.solver.state.refresh_deal(chain.as_ref(), deal).await.unwrap();
+    let ended = s.client.deal(deal).await.unwrap();
+    assert_eq!((ended.state, ended.fault), (DealStatus::Expired, Some(dcn::chain::ProviderFault::Cancelled)));
+    assert_eq!(s.solver.state.core().strikes(&provider.address()).map(|s| s.count), Some(1));
+    let deals = s.client.deals(Some(creator.address()), 0).await.unwrap();
+    assert!(deals.iter().any(|d| d.deal.provider == other.address()), "the job went to another provider");
+}

@@ -10,7 +10,7 @@ use alloy::primitives::{utils::parse_ether, Address, B256};
 use common::solver::*;
 use common::{anvil, block_on, Dcn};
 use dcn::chain::bindings::{DcnDeals, DcnRegistry, DcnToken};
-use dcn::chain::{AlloyChain, ChainClient, DealRef, DealState, Deployment, DealsChain, DevRole};
+use dcn::chain::{AlloyChain, ChainClient, DealRef, DealState, DealsChain, Deployment, DevRole};
 use dcn::config::ResolvedNetwork;
 use dcn::protocol::records::{DealStatus, Event, OfferRecord, OfferStatus};
 use dcn::protocol::{OfferKind, SolverApi, SolverClient};

@@ -6,7 +6,7 @@ use super::node::{state_dir, Account};
 use crate::chain::{BoardChain, DevRole};
 use crate::config::Settings;
 use crate::jobboard::{BuyError, Buyer, JobBoardConfig, JobBoardDeps, JobBoardOverrides, JobBoardService, Settlement};
-use crate::jobcreator::{JobCreator, JobCreatorConfig, LogProgress, RunOverrides};
+use crate::jobcreator::{JobCreator, JobCreatorConfig, JobCreatorError, LogProgress, RunOverrides};
 use crate::kv::KvStore;
 use crate::protocol::records::{CreatedDeal, DealRecord};
 use crate::protocol::SolverClient;
@@ -30,8 +30,12 @@ impl Buyer for JobCreatorBuyer {
         creator.match_deal(spec, &LogProgress).await.map_err(|e| BuyError(Box::new(e)))
     }
 
-    async fn create(&self, deal: &DealRecord, spec: &JobSpec) -> Result<CreatedDeal, BuyError> {
-        self.0.create(deal.clone(), spec).await.map_err(|e| BuyError(Box::new(e)))
+    async fn create(&self, deal: &DealRecord, spec: &JobSpec) -> Result<Option<CreatedDeal>, BuyError> {
+        match self.0.create(deal.clone(), spec).await {
+            Ok(created) => Ok(Some(created)),
+            Err(JobCreatorError::ProviderFault { .. }) => Ok(None),
+            Err(e) => Err(BuyError(Box::new(e))),
+        }
     }
 
     async fn settle(&self, deal: &CreatedDeal) -> Result<Settlement, BuyError> {

@@ -6,6 +6,7 @@ use super::api::{empty_case, terms_of, BoardChain, DealRef, DealView, DealsChain
 use super::api::{RequestView, Sent, FLAG_APPEAL_DONE};
 use super::bindings::{DcnDeals, DcnJobBoard, DcnToken};
 use super::case::{Cases, Logs};
+use super::deals::{provider_fault, CreateCheck};
 use super::heads::Heads;
 use super::state::{DealState, RequestStatus};
 use super::{ChainClient, ChainError, Contracts};
@@ -231,8 +232,43 @@ impl DealsChain for AlloyChain {
         if deal.jobCreator == self.client.from {
             self.top_up(deal.price + deal.auditFee).await?;
         }
-        let receipt = self.client.send("creating the deal", self.deals().createDeal(deal.clone(), signature)).await?;
+        let receipt =
+            self.client.send("creating the deal", self.deals().createDeal(deal.clone(), signature)).await.map_err(
+                |e| match &e {
+                    // The node refuses to estimate the gas of a transaction that reverts:
+                    // nothing was sent, and the revert says whose doing it is.
+                    ChainError::Call { source, .. } => {
+                        match source
+                            .as_decoded_interface_error::<DcnDeals::DcnDealsErrors>()
+                            .and_then(|r| provider_fault(&r, deal))
+                        {
+                            Some(fault) => ChainError::ProviderFault(fault),
+                            None => e,
+                        }
+                    }
+                    _ => e,
+                },
+            )?;
         Ok(Sent { tx: receipt.transaction_hash, block: receipt.block_number.unwrap_or_default() })
+    }
+
+    async fn check_create(&self, deal: &DcnDeals::Deal, signature: &Bytes) -> Result<CreateCheck, ChainError> {
+        let deals = self.deals();
+        let call = deals.createDeal(deal.clone(), signature.clone()).from(deal.jobCreator);
+        let error = match call.call().await {
+            Ok(_) => return Ok(CreateCheck::Passes),
+            Err(e) => e,
+        };
+        if let Some(revert) = error.as_decoded_interface_error::<DcnDeals::DcnDealsErrors>() {
+            return Ok(match provider_fault(&revert, deal) {
+                Some(fault) => CreateCheck::ProviderFault(fault),
+                None => CreateCheck::Fails(format!("{revert:?}")),
+            });
+        }
+        match error.as_revert_data() {
+            Some(data) => Ok(CreateCheck::Fails(format!("reverted with {data}"))),
+            None => Err(ChainError::call("checking whether the deal can be created", error)),
+        }
     }
 
     async fn submit_result(&self, deal: &DealRef, result_hash: B256) -> Result<B256, ChainError> {

@@ -7,6 +7,7 @@
 //! transaction hash.
 
 use super::bindings::DcnDeals;
+use super::deals::CreateCheck;
 use super::heads::Heads;
 use super::state::{DealState, RequestStatus};
 use super::ChainError;
@@ -240,8 +241,14 @@ pub trait DealsChain: Send + Sync {
     /// short); returns what was posted. Fails if the bond is being withdrawn.
     async fn ensure_bond(&self, need: U256) -> Result<U256, ChainError>;
     /// `createDeal` with the provider's signature; as its job creator, first tops the free
-    /// escrow up to the price and the audit fee, in the same escrow turn.
+    /// escrow up to the price and the audit fee, in the same escrow turn. A revert by the
+    /// provider's doing is [`ChainError::ProviderFault`].
     async fn create_deal(&self, deal: &DcnDeals::Deal, signature: Bytes) -> Result<Sent, ChainError>;
+    /// What `createDeal(deal, signature)` sent by the deal's job creator would do now: a call
+    /// at the latest block, nothing sent. The job creator asks before creating a signed
+    /// deal, and the solver asks before it believes a job creator's report that one failed
+    /// by its provider's doing (THREATS N3).
+    async fn check_create(&self, deal: &DcnDeals::Deal, signature: &Bytes) -> Result<CreateCheck, ChainError>;
     /// `submitResult`, as the deal's provider.
     async fn submit_result(&self, deal: &DealRef, result_hash: B256) -> Result<B256, ChainError>;
     /// `acceptResult`, as the deal's job creator: the provider is paid, or an audit starts.
@@ -291,4 +298,3 @@ pub trait LogSource: Send + Sync {
     /// The logs matching `filter` in blocks `from..=to`.
     async fn logs(&self, filter: &Filter, from: u64, to: u64) -> Result<Vec<Log>, ChainError>;
 }
-

@@ -91,7 +91,13 @@ pub struct Cases {
 
 impl Cases {
     /// The case of deal `id` of `contract`, from its events since block `since`.
-    pub async fn of(&self, logs: &dyn Logs, contract: Address, id: B256, since: u64) -> Result<DcnDeals::Case, ChainError> {
+    pub async fn of(
+        &self,
+        logs: &dyn Logs,
+        contract: Address,
+        id: B256,
+        since: u64,
+    ) -> Result<DcnDeals::Case, ChainError> {
         let (mut next, mut case) = self
             .known
             .lock()
@@ -154,13 +160,10 @@ mod tests {
         let ruling = DcnDeals::DealMediated { dealId: id, mediator: m, providerHonest: true, appealDeadline: 1 };
         apply(&mut case, &log_of(&ruling, id));
         assert_eq!(case.ruledBy, m);
-        let whole = DcnDeals::Case {
-            resultHash: r,
-            excluded: 0b101,
-            ruledBy: m,
-            appealMediator: Address::repeat_byte(9),
-        };
-        let drawn = DcnDeals::AppealDrawn { dealId: id, mediator: Address::repeat_byte(9), deadline: 3, c: whole.clone() };
+        let whole =
+            DcnDeals::Case { resultHash: r, excluded: 0b101, ruledBy: m, appealMediator: Address::repeat_byte(9) };
+        let drawn =
+            DcnDeals::AppealDrawn { dealId: id, mediator: Address::repeat_byte(9), deadline: 3, c: whole.clone() };
         apply(&mut case, &log_of(&drawn, id));
         assert_eq!(case, whole);
         // Events that change no case leave it be.

@@ -108,6 +108,10 @@ pub enum ChainError {
         #[source]
         source: Box<alloy::transports::TransportError>,
     },
+    /// `createDeal` reverts by the provider's doing: its signature, its escrow, or it
+    /// cancelled the deal. Nothing was sent.
+    #[error("the provider's signed deal cannot be created: {0}")]
+    ProviderFault(super::deals::ProviderFault),
     /// A transaction the contract would refuse, caught before sending; says what to change.
     #[error("{0}")]
     WouldRevert(String),

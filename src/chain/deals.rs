@@ -1,6 +1,8 @@
 //! Deal ids and provider signatures, computed exactly as `DcnDeals` does: the deal id is
 //! the EIP-712 digest of the `Deal` struct under the domain ("DcnDeals", "1", chain id,
-//! contract address), and the provider signs that digest.
+//! contract address), and the provider signs that digest. And why `createDeal` of a signed
+//! deal fails by its provider's doing ([`ProviderFault`], read from the contract's errors by
+//! [`provider_fault`]).
 
 use super::bindings::DcnDeals;
 use alloy::primitives::{Address, Bytes, B256};
@@ -43,15 +45,56 @@ pub async fn sign_deal(
     Ok(Bytes::from(sig.as_bytes().to_vec()))
 }
 
+/// Why `createDeal` of a signed deal fails by its provider's doing (THREATS N3): the
+/// contract's `BadSignature`, `InsufficientEscrow` naming the provider, and `DealIsCancelled`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize, thiserror::Error)]
+#[serde(rename_all = "snake_case")]
+pub enum ProviderFault {
+    /// The provider's signature does not pass the contract's check.
+    #[error("the provider's signature does not pass the contract's check")]
+    BadSignature,
+    /// The provider's free escrow is short of the deal's collateral.
+    #[error("the provider's free escrow is short of the deal's collateral")]
+    EscrowShort,
+    /// The provider cancelled the deal on chain (`cancelDeal`).
+    #[error("the provider cancelled the deal on chain")]
+    Cancelled,
+}
+
+/// What `createDeal` of a signed deal, sent by its job creator, would do now.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CreateCheck {
+    /// It would go through.
+    Passes,
+    /// It would revert by the provider's doing.
+    ProviderFault(ProviderFault),
+    /// It would revert for another reason (the job creator's escrow, the deadline, a deal
+    /// that exists), in the contract's words.
+    Fails(String),
+}
+
+/// The provider's fault in `error`, a revert of `createDeal(deal, …)`, if it is one. The
+/// contract locks the job creator's price before the provider's collateral, so when the
+/// two are one account, `InsufficientEscrow` says nothing of the provider.
+pub fn provider_fault(error: &DcnDeals::DcnDealsErrors, deal: &DcnDeals::Deal) -> Option<ProviderFault> {
+    use DcnDeals::DcnDealsErrors as E;
+    match error {
+        E::BadSignature(e) if e.provider == deal.provider => Some(ProviderFault::BadSignature),
+        E::InsufficientEscrow(e) if e.account == deal.provider && deal.provider != deal.jobCreator => {
+            Some(ProviderFault::EscrowShort)
+        }
+        E::DealIsCancelled(_) => Some(ProviderFault::Cancelled),
+        _ => None,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use alloy::primitives::U256;
 
-    #[test]
-    fn a_deal_id_under_a_computed_separator_is_the_deal_id() {
-        let d = domain(1337, Address::repeat_byte(0xde));
-        let deal = DcnDeals::Deal {
+    fn sample() -> DcnDeals::Deal {
+        DcnDeals::Deal {
             jobCreator: Address::repeat_byte(1),
             provider: Address::repeat_byte(2),
             solver: Address::repeat_byte(3),
@@ -67,7 +110,43 @@ mod tests {
             createDeadline: 1_800_000_000,
             jobHash: B256::repeat_byte(6),
             nonce: U256::from(42),
-        };
+        }
+    }
+
+    #[test]
+    fn a_deal_id_under_a_computed_separator_is_the_deal_id() {
+        let d = domain(1337, Address::repeat_byte(0xde));
+        let deal = sample();
         assert_eq!(deal_id_under(&deal, d.separator()), deal_id(&deal, &d));
+    }
+
+    #[test]
+    fn only_the_providers_own_reverts_are_its_faults() {
+        use DcnDeals::DcnDealsErrors as E;
+        let deal = sample();
+        let (jc, provider) = (deal.jobCreator, deal.provider);
+        let short = |account| {
+            E::InsufficientEscrow(DcnDeals::InsufficientEscrow {
+                account,
+                needed: U256::from(2),
+                available: U256::ZERO,
+            })
+        };
+        assert_eq!(
+            provider_fault(&E::BadSignature(DcnDeals::BadSignature { provider }), &deal),
+            Some(ProviderFault::BadSignature)
+        );
+        assert_eq!(provider_fault(&short(provider), &deal), Some(ProviderFault::EscrowShort));
+        assert_eq!(
+            provider_fault(&E::DealIsCancelled(DcnDeals::DealIsCancelled { dealId: B256::ZERO }), &deal),
+            Some(ProviderFault::Cancelled)
+        );
+        // The job creator's own escrow, or a signature check that names someone else.
+        assert_eq!(provider_fault(&short(jc), &deal), None);
+        assert_eq!(provider_fault(&E::BadSignature(DcnDeals::BadSignature { provider: jc }), &deal), None);
+        assert_eq!(provider_fault(&E::DealExpired(DcnDeals::DealExpired { createDeadline: 1 }), &deal), None);
+        // A self-deal: the short escrow may be the job creator's price.
+        let own = DcnDeals::Deal { jobCreator: provider, ..sample() };
+        assert_eq!(provider_fault(&short(provider), &own), None);
     }
 }

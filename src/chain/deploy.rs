@@ -94,8 +94,7 @@ pub async fn deploy(
     let p = &client.provider;
     let token = deploy_one(client, "DcnToken", DcnToken::deploy_builder(p, initial_supply())).await?;
     let registry = deploy_one(client, "DcnRegistry", DcnRegistry::deploy_builder(p)).await?;
-    let deals =
-        deploy_one(client, "DcnDeals", DcnDeals::deploy_builder(p, token.0, params_of(&options.rules))).await?;
+    let deals = deploy_one(client, "DcnDeals", DcnDeals::deploy_builder(p, token.0, params_of(&options.rules))).await?;
     let job_board = deploy_one(
         client,
         "DcnJobBoard",

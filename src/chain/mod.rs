@@ -23,9 +23,10 @@ pub mod state;
 
 pub use accounts::{DevRole, DEV_MNEMONIC};
 pub use alloy::AlloyChain;
+pub use api::DELIVERY_GRACE_SECS;
 pub use api::{BoardChain, DealRef, DealView, DealsChain, LogSource, NetworkRules, RequestView, Sent};
-pub use api::{DELIVERY_GRACE_SECS};
 pub use client::{connect, ChainClient, ChainError};
+pub use deals::{CreateCheck, ProviderFault};
 pub use deploy::{deploy, DeployOutcome};
 pub use deployment::{Contracts, Deployment};
 pub use fund::{fund, FundPlan, FundRow};

@@ -96,10 +96,7 @@ impl DealState {
     /// Whether the state waits for someone before a deadline (created, result submitted,
     /// a dispute, an appeal): after it, anyone may call `timeout`.
     pub fn has_deadline(self) -> bool {
-        matches!(
-            self,
-            Self::Created | Self::ResultSubmitted | Self::Challenged | Self::Audited | Self::Appealed
-        )
+        matches!(self, Self::Created | Self::ResultSubmitted | Self::Challenged | Self::Audited | Self::Appealed)
     }
 
     /// Whether the provider was paid in this final state.

@@ -22,7 +22,7 @@ tokens = "10000"
 accounts = []
 
 [deploy]
-cowsay_price = "1"
+cowsay_price = "3"
 job_board_min_payment = "1"
 job_board_min_timeout_secs = 600
 min_mediators = 0

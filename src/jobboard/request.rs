@@ -78,7 +78,8 @@ impl std::fmt::Display for Failure {
             ),
             Self::Underpaid { payment, min } => write!(
                 f,
-                "it pays {} DCN, less than this operator's minimum of {} DCN (jobboard.min_payment)",
+                "it pays {} DCN, less than this operator's minimum of {} DCN (jobboard.min_payment, and more than \
+                 the mediation and audit fees a deal may cost it: job.mediation_fee + job.audit_fee)",
                 format_amount(*payment),
                 format_amount(*min)
             ),

@@ -45,8 +45,9 @@ pub trait Buyer: Send + Sync {
     /// provider's signed deal, checked against the offer. Nothing is on chain yet: the
     /// board records the deal before it [`create`](Buyer::create)s it.
     async fn buy(&self, spec: &JobSpec, max_price: U256) -> Result<DealRecord, BuyError>;
-    /// Creates the signed `deal` for `spec` on chain.
-    async fn create(&self, deal: &DealRecord, spec: &JobSpec) -> Result<CreatedDeal, BuyError>;
+    /// Creates the signed `deal` for `spec` on chain; `None` when it can never be created by
+    /// its provider's doing (THREATS N3: nothing was sent, the solver was told): buy again.
+    async fn create(&self, deal: &DealRecord, spec: &JobSpec) -> Result<Option<CreatedDeal>, BuyError>;
     /// Follows `deal` to its end: verified and accepted, or otherwise settled.
     async fn settle(&self, deal: &CreatedDeal) -> Result<Settlement, BuyError>;
 }
@@ -246,7 +247,9 @@ impl JobBoardService {
                 Ok(Some(Duration::ZERO))
             }
             Action::Create => {
-                let BoardStage::Signed { deal, spec, since_block } = &job.stage else { return Ok(Some(Duration::ZERO)) };
+                let BoardStage::Signed { deal, spec, since_block } = &job.stage else {
+                    return Ok(Some(Duration::ZERO));
+                };
                 let created = if self.deps.chain.state(deal.id).await?.state != DealState::None {
                     // Created before a restart that lost the transaction's hash.
                     tracing::info!(request = %job.request, deal = %deal.id, "the signed deal is on chain already");
@@ -263,8 +266,13 @@ impl JobBoardService {
                     job.stage = BoardStage::New;
                     self.save(job)?;
                     return Ok(Some(Duration::ZERO));
+                } else if let Some(created) = self.deps.buyer.create(deal, spec).await? {
+                    created
                 } else {
-                    self.deps.buyer.create(deal, spec).await?
+                    tracing::warn!(request = %job.request, deal = %deal.id, "the signed deal cannot be created by its provider's doing; buying again");
+                    job.stage = BoardStage::New;
+                    self.save(job)?;
+                    return Ok(Some(Duration::ZERO));
                 };
                 tracing::info!(request = %job.request, deal = %created.deal.id, "deal created for the request");
                 if self.cfg.fault == Some(super::config::BoardFault::ExitAfterCreate) {

@@ -1,6 +1,7 @@
 //! The job board's handling of a request with a fake chain and a fake buyer: buy once and
-//! deliver, never buy twice after a restart, move an expired request to failed, and back
-//! off after a failed purchase instead of looping.
+//! deliver, never buy twice after a restart, buy again at once when the provider spoilt its
+//! signed deal, move an expired request to failed, and back off after a failed purchase
+//! instead of looping.
 
 use super::config::Worth;
 use super::request::{BoardJob, BoardStage, Failure};
@@ -26,6 +27,8 @@ struct FakeBuyer {
     creates: AtomicU32,
     settles: AtomicU32,
     failing: bool,
+    /// Creates that find the deal spoilt by its provider (THREATS N3) before one works.
+    spoilt: AtomicU32,
 }
 
 #[async_trait]
@@ -42,9 +45,18 @@ impl Buyer for FakeBuyer {
         Ok(deal)
     }
 
-    async fn create(&self, deal: &DealRecord, spec: &JobSpec) -> Result<CreatedDeal, BuyError> {
+    async fn create(&self, deal: &DealRecord, spec: &JobSpec) -> Result<Option<CreatedDeal>, BuyError> {
         self.creates.fetch_add(1, Ordering::SeqCst);
-        Ok(CreatedDeal { deal: deal.clone(), spec: spec.clone(), create_tx: B256::repeat_byte(7), created_block: 0 })
+        if self.spoilt.load(Ordering::SeqCst) > 0 {
+            self.spoilt.fetch_sub(1, Ordering::SeqCst);
+            return Ok(None);
+        }
+        Ok(Some(CreatedDeal {
+            deal: deal.clone(),
+            spec: spec.clone(),
+            create_tx: B256::repeat_byte(7),
+            created_block: 0,
+        }))
     }
 
     async fn settle(&self, _deal: &CreatedDeal) -> Result<Settlement, BuyError> {
@@ -171,11 +183,7 @@ async fn a_restart_after_create_deal_was_sent_follows_the_deal_on_chain_without_
     let signed = created_deal(1);
     rig.chain.create(&signed.deal.deal);
     let job = BoardJob {
-        stage: BoardStage::Signed {
-            deal: Box::new(signed.deal.clone()),
-            spec: Box::new(signed.spec),
-            since_block: 0,
-        },
+        stage: BoardStage::Signed { deal: Box::new(signed.deal.clone()), spec: Box::new(signed.spec), since_block: 0 },
         ..BoardJob::new(id)
     };
     rig.handle(job).await;
@@ -212,6 +220,17 @@ async fn a_signed_deal_never_created_is_created_in_time_or_bought_again_after_it
     rig.handle(record(second)).await;
     assert_eq!(counts(&rig.buyer), [1, 2, 2]);
     assert!(matches!(rig.stored(second).stage, BoardStage::Delivered { .. }));
+}
+
+#[tokio::test]
+async fn a_deal_its_provider_spoilt_is_bought_again_at_once_not_retried_until_its_deadline() {
+    let rig = Rig::new(FakeBuyer { spoilt: AtomicU32::new(1), ..Default::default() });
+    let id = rig.request(1, 5_000);
+    rig.handle(BoardJob::new(id)).await;
+    let counts = |b: &FakeBuyer| [&b.buys, &b.creates, &b.settles].map(|n| n.load(Ordering::SeqCst));
+    assert_eq!(counts(&rig.buyer), [2, 2, 1], "bought again after the spoilt deal, then created and followed");
+    assert_eq!(rig.stored(id).attempts, 0, "not a failure of the board's: no backoff");
+    assert!(matches!(rig.stored(id).stage, BoardStage::Delivered { .. }));
 }
 
 #[tokio::test]

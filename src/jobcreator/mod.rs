@@ -120,6 +120,20 @@ pub enum JobCreatorError {
         /// How it differs.
         why: DealMismatch,
     },
+    /// The provider's signed deal cannot be created by its doing (THREATS N3): nothing was
+    /// sent for it, and the solver was told.
+    #[error(
+        "provider {provider}'s signed deal {deal} cannot be created: {fault}. Nothing was spent on it and the \
+         solver was told (it pauses such a provider): run the job again"
+    )]
+    ProviderFault {
+        /// The deal.
+        deal: B256,
+        /// Its provider.
+        provider: Address,
+        /// What is wrong on the provider's side.
+        fault: crate::chain::ProviderFault,
+    },
     /// Something failed on this machine (disk full, permissions): nothing was challenged.
     #[error(
         "{what}: {source}. This is a problem on this machine (disk space, permissions), not the provider's: \

@@ -1,12 +1,20 @@
 //! Placing a job: top up escrow, post the signed job offer, wait for a provider's signed
 //! deal (events, with a polling fallback), check it against the offer, and create it on
 //! chain. On no match the offer is cancelled and nothing is locked.
+//!
+//! A signed deal that cannot be created by its provider's doing (THREATS N3: a signature
+//! the contract refuses, the provider's escrow short, the deal cancelled) costs nothing: it
+//! is found before any transaction, by the contract's signature rule
+//! ([`check_canonical`]) and a call of `createDeal` that sends nothing
+//! (`DealsChain::check_create`), and reported to the solver, which checks it itself,
+//! strikes the provider and offers the job to another; the wait goes on.
 
 use super::{DealMismatch, JobCreator, JobCreatorError, Progress, Step};
 use crate::chain::deals::{deal_id, domain};
+use crate::chain::{ChainError, CreateCheck, ProviderFault};
 use crate::clock::now_secs;
 use crate::protocol::records::{CreatedDeal, DealRecord, DealStatus, EventKind, OfferRecord, OfferStatus};
-use crate::protocol::{check_signer, ClientError, EventStream, JobOffer, OfferKind, SignedJobOffer};
+use crate::protocol::{check_canonical, check_signer, ClientError, EventStream, JobOffer, OfferKind, SignedJobOffer};
 use crate::types::JobSpec;
 use crate::units::format_amount;
 use alloy::primitives::{B256, U256};
@@ -95,14 +103,74 @@ impl JobCreator {
         Ok(deal)
     }
 
-    /// Creates the signed `deal` for `spec` on chain.
+    /// Creates the signed `deal` for `spec` on chain. One that cannot be created by its
+    /// provider's doing costs nothing: a signature the contract refuses is caught before any
+    /// transaction, and a revert of `createDeal` in its gas estimate sends none (a provider
+    /// may change its escrow or cancel after [`JobCreator::match_deal`] looked); the solver
+    /// is told, without asking it to offer the job again (this job creator gives up on it).
     pub async fn create(&self, deal: DealRecord, spec: &JobSpec) -> Result<CreatedDeal, JobCreatorError> {
         let sig = deal
             .provider_signature
             .clone()
             .ok_or(JobCreatorError::BadDeal { deal: deal.id, why: DealMismatch::Signature("missing".into()) })?;
-        let sent = self.chain.create_deal(&deal.deal, sig).await?;
-        Ok(CreatedDeal { deal, spec: spec.clone(), create_tx: sent.tx, created_block: sent.block })
+        let fault = match check_canonical(&sig) {
+            Err(_) => ProviderFault::BadSignature,
+            Ok(()) => match self.chain.create_deal(&deal.deal, sig).await {
+                Ok(sent) => {
+                    return Ok(CreatedDeal { deal, spec: spec.clone(), create_tx: sent.tx, created_block: sent.block })
+                }
+                Err(ChainError::ProviderFault(fault)) => fault,
+                Err(e) => return Err(e.into()),
+            },
+        };
+        self.report(&deal, fault, false).await;
+        Err(JobCreatorError::ProviderFault { deal: deal.id, provider: deal.deal.provider, fault })
+    }
+
+    /// Tells the solver that signed `deal` cannot be created by its provider's doing
+    /// (`fault`, as found here); `rematch`: this job creator still waits for the job.
+    /// Whether the solver found so too (it then struck the provider).
+    async fn report(&self, deal: &DealRecord, fault: ProviderFault, rematch: bool) -> bool {
+        let (id, provider) = (deal.id, deal.deal.provider);
+        match self.solver.report_failure(&self.signer, id, rematch).await {
+            Ok(d) if d.fault.is_some() => {
+                tracing::warn!(deal = %id, %provider, %fault, "the provider's signed deal cannot be created: the solver found so too and pauses the provider");
+                true
+            }
+            Ok(_) => false,
+            Err(e) => {
+                tracing::warn!(deal = %id, %provider, %fault, error = %e, "the provider's signed deal cannot be created, and the solver did not take the report");
+                false
+            }
+        }
+    }
+
+    /// Whether signed `deal` can be created as far as its provider goes: its signature is in
+    /// the contract's form and the chain says `createDeal` would not revert by the
+    /// provider's doing. One that would is reported to the solver, which checks it, strikes
+    /// the provider and offers the job to another: the wait goes on (`false`). Where the
+    /// solver does not agree, a deal the contract may still take is created anyway (the
+    /// chain has the last word), and one whose signature it refuses is given up, unsent.
+    async fn vet(&self, deal: &DealRecord) -> Result<bool, JobCreatorError> {
+        let Some(sig) = deal.provider_signature.as_ref() else { return Ok(true) };
+        let (fault, form) = match check_canonical(sig) {
+            Err(e) => (ProviderFault::BadSignature, Some(e)),
+            Ok(()) => match self.chain.check_create(&deal.deal, sig).await {
+                Ok(CreateCheck::ProviderFault(fault)) => (fault, None),
+                Ok(CreateCheck::Passes | CreateCheck::Fails(_)) => return Ok(true),
+                Err(e) => {
+                    tracing::debug!(deal = %deal.id, error = %e, "cannot ask the chain whether the deal can be created");
+                    return Ok(true);
+                }
+            },
+        };
+        if self.report(deal, fault, true).await {
+            return Ok(false);
+        }
+        match form {
+            Some(_) => Err(JobCreatorError::ProviderFault { deal: deal.id, provider: deal.deal.provider, fault }),
+            None => Ok(true),
+        }
     }
 
     /// Checks the solver's deal against what was offered, and against the provider's own
@@ -173,8 +241,13 @@ impl JobCreator {
         offer: &JobOffer,
         refused: &mut Option<String>,
     ) -> Result<Option<DealRecord>, JobCreatorError> {
-        if let Some(why) = &deal.refusal {
-            let sentence = format!("Provider {} refused it: {}", deal.deal.provider, why.escape_debug());
+        let why = match (&deal.refusal, deal.fault) {
+            (Some(why), _) => Some(format!("refused it: {}", why.escape_debug())),
+            (None, Some(fault)) => Some(format!("signed it, but it could not be created: {fault}")),
+            (None, None) => None,
+        };
+        if let Some(why) = why {
+            let sentence = format!("Provider {} {why}", deal.deal.provider);
             if refused.as_ref() != Some(&sentence) {
                 tracing::warn!("{sentence}");
             }
@@ -227,7 +300,9 @@ impl JobCreator {
             };
             if let Some(deal) = candidate {
                 if let Some(d) = self.accept_signed(deal, offer, refused).await? {
-                    return Ok(Some(d));
+                    if self.vet(&d).await? {
+                        return Ok(Some(d));
+                    }
                 }
                 continue;
             }
@@ -239,7 +314,9 @@ impl JobCreator {
                         if let Some(id) = j.deal {
                             if let Ok(d) = self.solver.deal(id).await {
                                 if let Some(d) = self.accept_signed(d, offer, refused).await? {
-                                    return Ok(Some(d));
+                                    if self.vet(&d).await? {
+                                        return Ok(Some(d));
+                                    }
                                 }
                             }
                         }

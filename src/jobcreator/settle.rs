@@ -313,7 +313,13 @@ mod tests {
     use super::*;
 
     fn view(state: DealState, deadline: u64) -> DealView {
-        DealView { state, deadline, result_hash: B256::repeat_byte(1), mediator: Address::repeat_byte(2), ..DealView::none() }
+        DealView {
+            state,
+            deadline,
+            result_hash: B256::repeat_byte(1),
+            mediator: Address::repeat_byte(2),
+            ..DealView::none()
+        }
     }
 
     #[test]
@@ -322,7 +328,10 @@ mod tests {
         assert_eq!(decide(&view(DealState::None, 0), 10, &p, false, false), Action::Wait);
         assert_eq!(decide(&view(DealState::Created, 100), 10, &p, false, false), Action::Wait);
         assert_eq!(decide(&view(DealState::ResultSubmitted, 100), 10, &p, false, false), Action::Verify);
-        assert_eq!(decide(&view(DealState::ResultSubmitted, 100), 10, &Verification::Verified, false, false), Action::Accept);
+        assert_eq!(
+            decide(&view(DealState::ResultSubmitted, 100), 10, &Verification::Verified, false, false),
+            Action::Accept
+        );
         assert_eq!(
             decide(&view(DealState::ResultSubmitted, 100), 10, &Verification::Verified, true, false),
             Action::Challenge
@@ -340,9 +349,16 @@ mod tests {
         let p = Verification::Pending;
         // No result: refund plus collateral.
         assert_eq!(decide(&view(DealState::Created, 100), 101, &p, false, false), Action::Timeout);
-        assert_eq!(decide(&view(DealState::Created, 100), 100, &p, false, false), Action::Wait, "deadlines are inclusive");
+        assert_eq!(
+            decide(&view(DealState::Created, 100), 100, &p, false, false),
+            Action::Wait,
+            "deadlines are inclusive"
+        );
         // No verdict: another mediator is drawn, or the result stands.
-        assert_eq!(decide(&view(DealState::Challenged, 100), 101, &Verification::Verified, true, false), Action::Timeout);
+        assert_eq!(
+            decide(&view(DealState::Challenged, 100), 101, &Verification::Verified, true, false),
+            Action::Timeout
+        );
         // Its own judge deadline passed: settle (the provider is paid) rather than hang.
         assert_eq!(decide(&view(DealState::ResultSubmitted, 100), 101, &p, false, false), Action::Timeout);
     }

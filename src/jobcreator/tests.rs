@@ -1,10 +1,12 @@
-//! The job creator following a created deal, with fakes of the chain and the solver: every
-//! deadline it claims, accept or challenge by the bundle check, and a local failure that
-//! stops without challenging.
+//! The job creator with fakes of the chain and the solver. Placing: a signed deal that
+//! cannot be created by its provider's doing costs nothing and is reported (THREATS N3).
+//! Following a created deal: every deadline it claims, accept or challenge by the bundle
+//! check, and a local failure that stops without challenging.
 
 use super::{JobCreator, JobCreatorError, JobTerms, LogProgress};
-use crate::chain::{DealState, DealsChain};
-use crate::protocol::records::{CreatedDeal, DealStatus};
+use crate::chain::{DealState, DealsChain, ProviderFault};
+use crate::protocol::client::SolverApi;
+use crate::protocol::records::{CreatedDeal, DealRecord, DealStatus};
 use crate::testing::*;
 use alloy::primitives::{Address, B256, U256};
 use alloy::signers::local::PrivateKeySigner;
@@ -29,13 +31,12 @@ impl Rig {
         let dir = tempfile::tempdir().unwrap();
         let terms = terms(key.address(), Address::repeat_byte(0xa0), &spec("moo"), 1);
         chain.create(&terms);
-        let created =
-            CreatedDeal {
-                deal: record_of(terms, DealStatus::Created),
-                spec: spec("moo"),
-                create_tx: B256::ZERO,
-                created_block: 0,
-            };
+        let created = CreatedDeal {
+            deal: record_of(terms, DealStatus::Created),
+            spec: spec("moo"),
+            create_tx: B256::ZERO,
+            created_block: 0,
+        };
         let creator = JobCreator {
             terms: JobTerms {
                 max_price: U256::from(100),
@@ -230,4 +231,197 @@ async fn a_job_creator_that_follows_audits_waits_for_the_auditors_verdict() {
     let outcome = rig.finish(false).await.unwrap();
     verdict.await.unwrap();
     assert_eq!(outcome.state, DealState::MediatedDishonest, "the audit found the result wrong: refunded");
+}
+
+/// A deal for the job offer `offer`, signed by `provider` (its signature as the solver
+/// would hold it).
+async fn signed_for(
+    solver: &FakeSolver,
+    offer: &crate::protocol::records::JobOfferRecord,
+    provider: &PrivateKeySigner,
+    n: u8,
+) -> DealRecord {
+    let o = &offer.signed.offer;
+    let theirs = provider_offer(solver, provider, o.mediators.clone()).await;
+    let mediators = crate::protocol::mediators_between(provider.address(), &o.mediators, o.jobCreator, &o.mediators);
+    let deal = crate::chain::bindings::DcnDeals::Deal {
+        jobCreator: o.jobCreator,
+        provider: provider.address(),
+        solver: o.solver,
+        mediators,
+        price: U256::from(10),
+        collateral: U256::from(100),
+        mediationFee: o.mediationFee,
+        auditFee: o.auditFee,
+        auditPpm: o.auditPpm,
+        resultTimeout: o.resultTimeout,
+        judgeTimeout: o.judgeTimeout,
+        mediationTimeout: o.mediationTimeout,
+        createDeadline: 1_500,
+        jobHash: o.jobHash,
+        nonce: U256::from(n),
+    };
+    let mut record = record_of(deal, DealStatus::Signed);
+    record.job_offer = offer.id;
+    record.resource_offer = theirs;
+    record.provider_signature = Some(crate::protocol::sign_digest(provider, &record.id).await.unwrap());
+    record
+}
+
+/// Posts `provider`'s signed resource offer trusting `mediators`; returns its id.
+async fn provider_offer(solver: &FakeSolver, provider: &PrivateKeySigner, mediators: Vec<Address>) -> B256 {
+    let offer = crate::protocol::ResourceOffer {
+        provider: provider.address(),
+        solver: solver.info().solver,
+        cpu: 1000,
+        ramMb: 512,
+        gpus: 0,
+        vramMb: 0,
+        diskMb: 0,
+        slots: 1,
+        price: U256::from(10),
+        collateral: U256::from(100),
+        mediators,
+        modules: vec![],
+        maxTimeoutSecs: 3600,
+        maxSpecBytes: 65_536,
+        maxOutputBytes: 1 << 30,
+        expiry: 2_000,
+        nonce: U256::from(1),
+    };
+    let signed = crate::protocol::SignedResourceOffer::sign(offer, provider, &solver.info().domain()).await.unwrap();
+    solver.post_resource_offer(&signed).await.unwrap().id
+}
+
+/// The same deal with its signature's v written as 0 or 1: it recovers to the provider,
+/// and `DcnDeals` refuses it (THREATS N3).
+fn with_low_v(mut deal: DealRecord) -> DealRecord {
+    let mut sig = deal.provider_signature.unwrap().to_vec();
+    sig[64] -= 27;
+    deal.provider_signature = Some(sig.into());
+    deal
+}
+
+/// Matches the job offer the job creator posts with `first`, made by `make` from it; the
+/// solver confirms a report with `fault` and hands the job to `second` (a fresh provider's).
+fn match_first(
+    rig: &Rig,
+    fault: Option<ProviderFault>,
+    make: impl FnOnce(DealRecord) -> DealRecord + Send + 'static,
+    first: PrivateKeySigner,
+) -> tokio::task::JoinHandle<(DealRecord, DealRecord)> {
+    rig.solver.events_down();
+    let solver = rig.solver.clone();
+    tokio::spawn(async move {
+        let offer = loop {
+            if let Some(o) = solver.job_offers().pop() {
+                break o;
+            }
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        };
+        let bad = make(signed_for(&solver, &offer, &first, 1).await);
+        let good = signed_for(&solver, &offer, &PrivateKeySigner::random(), 2).await;
+        solver.confirm_reports(fault, Some(good.clone()));
+        solver.propose(offer.id, bad.clone());
+        (bad, good)
+    })
+}
+
+/// The deposit `match_deal` makes before posting its offer: the price and the fees.
+fn offer_deposit(rig: &Rig) -> Tx {
+    let t = &rig.creator.terms;
+    Tx::Deposit(t.max_price + t.audit_fee + t.mediation_fee)
+}
+
+#[tokio::test]
+async fn a_signature_the_contract_refuses_costs_nothing_and_the_job_goes_to_another_provider() {
+    let rig = Rig::new();
+    let first = PrivateKeySigner::random();
+    let proposals = match_first(&rig, Some(ProviderFault::BadSignature), with_low_v, first);
+    let deal = rig.creator.match_deal(&spec("moo"), &LogProgress).await.unwrap();
+    let (bad, good) = proposals.await.unwrap();
+    assert_eq!(deal.id, good.id, "the next provider's deal");
+    assert_eq!(rig.solver.reports(), vec![(bad.id, true)], "told the solver, still waiting for the job");
+    assert_eq!(rig.chain.txs(), vec![offer_deposit(&rig)], "nothing sent for the refused signature");
+    assert_eq!(rig.chain.checks(), 1, "the refused signature needed no chain read; the next deal one");
+    rig.creator.create(deal, &spec("moo")).await.unwrap();
+    assert_eq!(rig.chain.txs(), vec![offer_deposit(&rig), Tx::Create(good.id)]);
+}
+
+#[tokio::test]
+async fn a_provider_short_of_escrow_is_found_before_anything_is_sent() {
+    let rig = Rig::new();
+    let first = PrivateKeySigner::random();
+    rig.chain.set_escrow(first.address(), U256::from(99));
+    let proposals = match_first(&rig, Some(ProviderFault::EscrowShort), |d| d, first);
+    let deal = rig.creator.match_deal(&spec("moo"), &LogProgress).await.unwrap();
+    let (bad, good) = proposals.await.unwrap();
+    assert_eq!(deal.id, good.id);
+    assert_eq!(rig.solver.reports(), vec![(bad.id, true)]);
+    assert_eq!(rig.chain.txs(), vec![offer_deposit(&rig)]);
+}
+
+#[tokio::test]
+async fn a_refused_signature_the_solver_does_not_confirm_is_given_up_unsent() {
+    let rig = Rig::new();
+    let proposals = match_first(&rig, None, with_low_v, PrivateKeySigner::random());
+    let err = rig.creator.match_deal(&spec("moo"), &LogProgress).await.unwrap_err();
+    let (bad, _) = proposals.await.unwrap();
+    assert!(
+        matches!(err, JobCreatorError::ProviderFault { deal, fault: ProviderFault::BadSignature, .. } if deal == bad.id),
+        "{err}"
+    );
+    assert!(err.to_string().contains("Nothing was spent"), "{err}");
+    assert_eq!(rig.chain.txs(), vec![offer_deposit(&rig)]);
+}
+
+#[tokio::test]
+async fn create_sends_nothing_for_a_deal_its_provider_spoilt_and_tells_the_solver() {
+    let rig = Rig::new();
+    let offer = {
+        rig.solver.put_job_offer(B256::repeat_byte(0x10), spec("moo"), &rig.creator.signer);
+        rig.solver.job_offers().pop().unwrap()
+    };
+    // A signature the contract refuses: caught before the escrow top-up and createDeal.
+    let bad = with_low_v(signed_for(&rig.solver, &offer, &PrivateKeySigner::random(), 1).await);
+    let err = rig.creator.create(bad.clone(), &spec("moo")).await.unwrap_err();
+    assert!(matches!(err, JobCreatorError::ProviderFault { fault: ProviderFault::BadSignature, .. }), "{err}");
+    assert!(rig.chain.txs().is_empty(), "not even the escrow top-up: {:?}", rig.chain.txs());
+    // A provider whose escrow went short after the match: createDeal reverts in its gas
+    // estimate, so nothing but this job creator's own top-up (which stays its own) is sent.
+    let short = PrivateKeySigner::random();
+    rig.chain.set_escrow(short.address(), U256::ZERO);
+    let spoilt = signed_for(&rig.solver, &offer, &short, 2).await;
+    let err = rig.creator.create(spoilt.clone(), &spec("moo")).await.unwrap_err();
+    assert!(matches!(err, JobCreatorError::ProviderFault { fault: ProviderFault::EscrowShort, .. }), "{err}");
+    assert_eq!(rig.chain.txs(), vec![Tx::Deposit(U256::from(11))], "the price and the audit fee");
+    assert_eq!(rig.solver.reports(), vec![(bad.id, false), (spoilt.id, false)], "no longer waiting for the job");
+}
+
+#[tokio::test]
+async fn a_deal_naming_fewer_mediators_than_the_network_asks_is_refused_unsent() {
+    let rig = Rig::new();
+    let rules = rig.chain.rules().await.unwrap();
+    rig.chain.set_rules(crate::chain::NetworkRules { min_mediators: 3, ..rules });
+    rig.solver.events_down();
+    let solver = rig.solver.clone();
+    let proposal = tokio::spawn(async move {
+        let offer = loop {
+            if let Some(o) = solver.job_offers().pop() {
+                break o;
+            }
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        };
+        let deal = signed_for(&solver, &offer, &PrivateKeySigner::random(), 1).await;
+        solver.propose(offer.id, deal.clone());
+        deal
+    });
+    let err = rig.creator.match_deal(&spec("moo"), &LogProgress).await.unwrap_err();
+    let deal = proposal.await.unwrap();
+    assert!(deal.deal.mediators.len() < 3, "the job offer trusts fewer than 3");
+    assert!(
+        matches!(&err, JobCreatorError::BadDeal { why: super::DealMismatch::Mediators(m), .. } if m.contains("at least 3")),
+        "{err}"
+    );
+    assert_eq!(rig.chain.txs(), vec![offer_deposit(&rig)], "nothing but the offer's deposit");
 }

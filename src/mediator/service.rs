@@ -217,7 +217,11 @@ impl MediatorService {
         let Some(deal) = m.deal_ref.clone() else {
             let named = self.load_deal(m).await?;
             if named {
-                let what = if m.appeal { "an appeal drawn to this mediator" } else { "a dispute of a deal naming this mediator" };
+                let what = if m.appeal {
+                    "an appeal drawn to this mediator"
+                } else {
+                    "a dispute of a deal naming this mediator"
+                };
                 tracing::info!(deal = %id, "{what}: following it");
             } else {
                 m.closed = Some(Closed::NotOurs);

@@ -195,6 +195,10 @@ pub trait SolverApi: Send + Sync {
     /// Refuses proposed deal `id` as its provider, saying why: the solver ends it at once
     /// and keeps the reason on its record.
     async fn refuse_deal(&self, signer: &PrivateKeySigner, id: B256, reason: &str) -> Result<DealRecord, ClientError>;
+    /// Reports, as its job creator, that signed deal `id` cannot be created by its
+    /// provider's doing; `rematch`: the job creator still waits for the job. The solver
+    /// checks it on chain and answers the deal ended with the fault (the provider struck).
+    async fn report_failure(&self, key: &PrivateKeySigner, id: B256, rematch: bool) -> Result<DealRecord, ClientError>;
     /// Uploads the result bundle at `bundle` for deal `id`, as its provider.
     async fn upload_result(
         &self,
@@ -332,6 +336,24 @@ impl SolverClient {
         Ok(req)
     }
 
+    /// POSTs `body` as JSON in a request signed by `signer`, its body too (each attempt
+    /// signed afresh).
+    async fn post_signed<B: serde::Serialize + Sync, T: DeserializeOwned>(
+        &self,
+        signer: &PrivateKeySigner,
+        path: &str,
+        body: &B,
+    ) -> Result<T, ClientError> {
+        let body =
+            serde_json::to_vec(body).map_err(|e| ClientError::Decode(format!("the body does not encode: {e}")))?;
+        let sha256 = body_sha256(&body);
+        with_retries(path, &self.stop, || async {
+            let req = self.signed(signer, reqwest::Method::POST, path, sha256).await?;
+            self.send(req.header(reqwest::header::CONTENT_TYPE, "application/json").body(body.clone())).await
+        })
+        .await
+    }
+
     /// The largest bundle taken from this solver: what it says it holds at most, and never
     /// more than [`DEFAULT_MAX_DOWNLOAD_BYTES`] whatever it says.
     fn max_download_bytes(&self) -> u64 {
@@ -437,15 +459,11 @@ impl SolverApi for SolverClient {
     }
 
     async fn refuse_deal(&self, signer: &PrivateKeySigner, id: B256, reason: &str) -> Result<DealRecord, ClientError> {
-        let path = format!("/api/v1/deals/{id}/refusal");
-        let body = serde_json::to_vec(&serde_json::json!({ "reason": reason }))
-            .map_err(|e| ClientError::Decode(format!("the refusal does not encode: {e}")))?;
-        let sha256 = body_sha256(&body);
-        with_retries(&path, &self.stop, || async {
-            let req = self.signed(signer, reqwest::Method::POST, &path, sha256).await?;
-            self.send(req.header(reqwest::header::CONTENT_TYPE, "application/json").body(body.clone())).await
-        })
-        .await
+        self.post_signed(signer, &format!("/api/v1/deals/{id}/refusal"), &serde_json::json!({ "reason": reason })).await
+    }
+
+    async fn report_failure(&self, key: &PrivateKeySigner, id: B256, rematch: bool) -> Result<DealRecord, ClientError> {
+        self.post_signed(key, &format!("/api/v1/deals/{id}/failure"), &serde_json::json!({ "rematch": rematch })).await
     }
 
     async fn sign_deal(&self, signer: &PrivateKeySigner, id: B256) -> Result<DealRecord, ClientError> {

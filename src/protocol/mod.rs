@@ -133,6 +133,14 @@ pub enum ProtocolError {
         /// The limit in seconds.
         max_ahead: u64,
     },
+    /// A deal signature that recovers, but not in the one form `DcnDeals` takes from a
+    /// provider ([`check_canonical`]): `createDeal` would revert with it.
+    #[error(
+        "the deal signature is not in the form DcnDeals takes: {0}. The contract (OpenZeppelin ECDSA) takes \
+         exactly 65 bytes r‖s‖v with v 27 or 28 and s in the lower half of the curve order: sign with a \
+         library that makes canonical Ethereum signatures (alloy, ethers and viem do)"
+    )]
+    NonCanonical(String),
     /// A field is out of range or inconsistent.
     #[error("invalid {field}: {reason}")]
     Invalid {
@@ -148,6 +156,7 @@ impl ProtocolError {
     pub fn code(&self) -> &'static str {
         match self {
             Self::BadSignature(_) => "bad_signature",
+            Self::NonCanonical(_) => "non_canonical_signature",
             Self::WrongSigner { .. } => "wrong_signer",
             Self::WrongSolver { .. } => "wrong_solver",
             Self::Expired { .. } => "expired",
@@ -209,6 +218,48 @@ pub fn recover(digest: &B256, signature: &Bytes) -> Result<Address, ProtocolErro
     sig.recover_address_from_prehash(digest).map_err(|e| ProtocolError::BadSignature(e.to_string()))
 }
 
+/// The order of secp256k1.
+const CURVE_ORDER: U256 =
+    alloy::primitives::uint!(0xFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFEBAAEDCE6AF48A03BBFD25E8CD0364141_U256);
+/// The largest `s` OpenZeppelin's `ECDSA.tryRecover` takes: half the curve order.
+const MAX_S: U256 = alloy::primitives::uint!(0x7FFFFFFFFFFFFFFFFFFFFFFFFFFFFFFF5D576E7357A4501DDFE92F46681B20A0_U256);
+
+/// Whether `signature` is in the one form `DcnDeals` takes from a provider that is an
+/// account with no code: `SignatureChecker.isValidSignatureNow` calls OpenZeppelin 5's
+/// `ECDSA.tryRecover(bytes32, bytes)`, which takes exactly 65 bytes r‖s‖v (not the 64-byte
+/// EIP-2098 form, which only its `(r, vs)` overload reads), `v` 27 or 28 (not 0 or 1) and
+/// `s` at most half the curve order, and then `ecrecover`, which finds nobody for `r` or
+/// `s` zero or `r` not below the order. A signature that recovers but fails this makes
+/// `createDeal` revert `BadSignature` (THREATS N3): the solver refuses it before recording
+/// it and the job creator before spending anything on it. Whether it recovers to the
+/// provider is [`recover`]'s to say.
+pub fn check_canonical(signature: &[u8]) -> Result<(), ProtocolError> {
+    let bad = |why: String| Err(ProtocolError::NonCanonical(why));
+    if signature.len() != 65 {
+        return bad(format!("it has {} bytes, not 65", signature.len()));
+    }
+    let r = U256::from_be_slice(&signature[..32]);
+    let s = U256::from_be_slice(&signature[32..64]);
+    let v = signature[64];
+    if v != 27 && v != 28 {
+        return bad(format!("its v is {v}, not 27 or 28"));
+    }
+    if s > MAX_S {
+        return bad("its s is in the upper half of the curve order (use n − s and flip v)".into());
+    }
+    if r.is_zero() || r >= CURVE_ORDER || s.is_zero() {
+        return bad("its r or s is zero, or r is not below the curve order".into());
+    }
+    Ok(())
+}
+
+/// The provider that signed deal `id` with `signature`, if the signature is one that
+/// `DcnDeals` takes ([`check_canonical`], then [`recover`]).
+pub fn recover_deal_signer(id: &B256, signature: &Bytes) -> Result<Address, ProtocolError> {
+    check_canonical(signature)?;
+    recover(id, signature)
+}
+
 /// Signs `digest` with `signer`: 65 bytes r‖s‖v.
 pub async fn sign_digest(signer: &PrivateKeySigner, digest: &B256) -> Result<Bytes, alloy::signers::Error> {
     Ok(Bytes::from(signer.sign_hash(digest).await?.as_bytes().to_vec()))
@@ -216,8 +267,108 @@ pub async fn sign_digest(signer: &PrivateKeySigner, digest: &B256) -> Result<Byt
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::unwrap_used)]
     use super::*;
     use alloy::primitives::utils::parse_ether;
+
+    /// A signature of `digest` by `key` with `v` (27 or 28) as the last byte, and its digest.
+    async fn signed_with_v(key: &PrivateKeySigner, v: u8) -> (B256, Vec<u8>) {
+        for n in 0u64.. {
+            let digest = alloy::primitives::keccak256(n.to_be_bytes());
+            let sig = sign_digest(key, &digest).await.unwrap().to_vec();
+            if sig[64] == v {
+                return (digest, sig);
+            }
+        }
+        unreachable!()
+    }
+
+    /// The same signature with `s` replaced by `n − s` and `v` flipped: the other signature
+    /// `ecrecover` takes for the same signer, which OpenZeppelin refuses.
+    fn high_s(sig: &[u8]) -> Vec<u8> {
+        let s = U256::from_be_slice(&sig[32..64]);
+        let mut out = sig.to_vec();
+        out[32..64].copy_from_slice(&(CURVE_ORDER - s).to_be_bytes::<32>());
+        out[64] = if sig[64] == 27 { 28 } else { 27 };
+        out
+    }
+
+    #[tokio::test]
+    async fn only_the_form_the_contract_takes_is_canonical_though_alloy_recovers_others() {
+        let key = PrivateKeySigner::random();
+        for v in [27, 28] {
+            let (digest, sig) = signed_with_v(&key, v).await;
+            check_canonical(&sig).unwrap();
+            assert_eq!(recover_deal_signer(&digest, &Bytes::from(sig.clone())).unwrap(), key.address());
+
+            // Each of these recovers to the same key with alloy, and is refused by the contract.
+            let mut low_v = sig.clone();
+            low_v[64] -= 27;
+            let mut v_29 = sig.clone();
+            v_29[64] = 29;
+            let compact = alloy::primitives::Signature::try_from(&sig[..]).unwrap().as_erc2098().to_vec();
+            let mut long = sig.clone();
+            long.push(0);
+            let cases = [("v 0 or 1", low_v.clone(), true), ("high s", high_s(&sig), true), ("v 29", v_29, false)];
+            for (what, bad, recovers) in cases {
+                let err = check_canonical(&bad).unwrap_err();
+                assert_eq!(err.code(), "non_canonical_signature", "{what}");
+                let bad = Bytes::from(bad);
+                assert_eq!(recover(&digest, &bad).ok() == Some(key.address()), recovers, "{what}: alloy's view");
+                assert!(recover_deal_signer(&digest, &bad).is_err(), "{what}");
+            }
+            for (what, bad) in [("64-byte EIP-2098", compact), ("66 bytes", long)] {
+                let err = check_canonical(&bad).unwrap_err();
+                assert!(err.to_string().contains("not 65"), "{what}: {err}");
+            }
+        }
+        let mut zero_r = signed_with_v(&key, 27).await.1;
+        zero_r[..32].fill(0);
+        assert!(check_canonical(&zero_r).is_err(), "r = 0 recovers nobody");
+        let mut zero_s = signed_with_v(&key, 28).await.1;
+        zero_s[32..64].fill(0);
+        assert!(check_canonical(&zero_s).is_err(), "s = 0 recovers nobody");
+        // The largest s the contract takes is taken.
+        let mut max_s = signed_with_v(&key, 27).await.1;
+        max_s[32..64].copy_from_slice(&MAX_S.to_be_bytes::<32>());
+        check_canonical(&max_s).unwrap();
+        max_s[32..64].copy_from_slice(&(MAX_S + U256::from(1)).to_be_bytes::<32>());
+        assert!(check_canonical(&max_s).is_err());
+    }
+
+    /// dcn's own provider never makes a signature the contract refuses: alloy signs with a
+    /// low s and writes v as 27 or 28 (`sign_digest` is what the provider sends;
+    /// `chain::deals::sign_deal` what tests and tools use).
+    #[tokio::test]
+    async fn dcns_own_deal_signatures_are_canonical() {
+        let key = PrivateKeySigner::random();
+        let domain = crate::chain::deals::domain(1337, Address::repeat_byte(0xde));
+        for n in 0u64..64 {
+            let digest = alloy::primitives::keccak256(n.to_be_bytes());
+            let sig = sign_digest(&key, &digest).await.unwrap();
+            check_canonical(&sig).unwrap();
+            assert_eq!(recover_deal_signer(&digest, &sig).unwrap(), key.address());
+            let deal = crate::chain::bindings::DcnDeals::Deal {
+                jobCreator: Address::repeat_byte(1),
+                provider: key.address(),
+                solver: Address::repeat_byte(3),
+                mediators: vec![Address::repeat_byte(4)],
+                price: U256::from(n),
+                collateral: U256::from(2),
+                mediationFee: U256::from(1),
+                auditFee: U256::from(1),
+                auditPpm: 100_000,
+                resultTimeout: 60,
+                judgeTimeout: 60,
+                mediationTimeout: 60,
+                createDeadline: 1_800_000_000,
+                jobHash: digest,
+                nonce: U256::from(n),
+            };
+            let sig = crate::chain::deals::sign_deal(&key, &deal, &domain).await.unwrap();
+            check_canonical(&sig).unwrap();
+        }
+    }
 
     #[test]
     fn a_fake_loses_under_the_default_terms_and_not_under_thin_ones() {

@@ -198,7 +198,10 @@ impl SignedJobOffer {
         }
         for (field, t) in [("judgeTimeout", o.judgeTimeout), ("mediationTimeout", o.mediationTimeout)] {
             if t == 0 || t > MAX_DISPUTE_TIMEOUT_SECS {
-                return Err(invalid(field, format!("a judge or mediation timeout is 1 to {MAX_DISPUTE_TIMEOUT_SECS} seconds")));
+                return Err(invalid(
+                    field,
+                    format!("a judge or mediation timeout is 1 to {MAX_DISPUTE_TIMEOUT_SECS} seconds"),
+                ));
             }
         }
         if o.resultTimeout <= self.spec.timeout_secs {

@@ -169,8 +169,8 @@ pub enum DealStatus {
     TimedOutAccepted,
     /// Final: no mediator ruled in time; the result stood and the provider was paid.
     TimedOutNoVerdict,
-    /// Final: never created on chain (not signed or not created in time, or cancelled by
-    /// its provider).
+    /// Final: never created on chain (not signed or not created in time, cancelled by its
+    /// provider, or found uncreatable by its provider's doing: `fault`).
     Expired,
     /// Final: a verdict settled it and its loser appealed (bonds and fees are at stake,
     /// not the deal's money).
@@ -271,6 +271,10 @@ pub struct DealRecord {
     /// [`MAX_REFUSAL_BYTES`]; a stranger's text: escape it before showing it).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub refusal: Option<String>,
+    /// Why it could not be created on chain, by its provider's doing, once the solver found
+    /// so itself (THREATS N3): the deal ended, the provider was struck.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fault: Option<crate::chain::ProviderFault>,
 }
 
 /// The longest refusal reason a solver keeps.

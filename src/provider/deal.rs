@@ -239,7 +239,9 @@ pub fn decide(job: &JobRecord, seen: &Observed, retry_secs: u64) -> Action {
         (Stage::Submitted, DealState::ResultSubmitted | DealState::Challenged | DealState::Audited) if late => {
             Action::ClaimTimeout
         }
-        (Stage::Submitted, DealState::Challenged | DealState::Audited) if seen.view.awaits_draw(seen.now) => Action::Draw,
+        (Stage::Submitted, DealState::Challenged | DealState::Audited) if seen.view.awaits_draw(seen.now) => {
+            Action::Draw
+        }
         // Its own appeal: it sees it through (a lapsed one refunds its fee).
         (_, DealState::Appealed) if late => Action::ClaimTimeout,
         (_, DealState::Appealed) if !seen.view.appealed_by_job_creator() && seen.view.awaits_appeal_draw(seen.now) => {

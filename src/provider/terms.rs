@@ -229,11 +229,7 @@ pub fn check(
     }
     let both = crate::protocol::mediators_between(offer.provider, &offer.mediators, deal.jobCreator, job_mediators);
     if deal.mediators != both {
-        return Err(Refusal::Mediators(format!(
-            "it names {} of the {} both trust",
-            deal.mediators.len(),
-            both.len()
-        )));
+        return Err(Refusal::Mediators(format!("it names {} of the {} both trust", deal.mediators.len(), both.len())));
     }
     if deal.mediators.len() < usize::from(limits.min_mediators.max(1)) {
         return Err(Refusal::Mediators(format!(

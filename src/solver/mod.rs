@@ -110,6 +110,7 @@ impl Solver {
             escrow: Arc::new(escrow::EscrowBook::new(params.escrow, params.escrow_ttl)),
             chain: params.chain,
             early_reads: Default::default(),
+            fault_checks: Default::default(),
             genesis_hash: params.genesis_hash,
         }));
         let addr = listener.local_addr().map_err(StartError::Listener)?;

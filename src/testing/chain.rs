@@ -4,11 +4,13 @@
 #![allow(clippy::unwrap_used, missing_docs)]
 
 use super::{APPEAL_MEDIATOR, CHAIN_ID, DEALS, MEDIATOR};
-use crate::chain::api::{empty_case, FLAG_APPEAL_BY_JOB_CREATOR, FLAG_APPEAL_DONE, FLAG_AUDIT, FLAG_HONEST, FLAG_OVERTURNED};
+use crate::chain::api::{
+    empty_case, FLAG_APPEAL_BY_JOB_CREATOR, FLAG_APPEAL_DONE, FLAG_AUDIT, FLAG_HONEST, FLAG_OVERTURNED,
+};
 use crate::chain::bindings::DcnDeals;
 use crate::chain::deals::{deal_id, domain};
-use crate::chain::{BoardChain, ChainError, DealRef, DealState, DealView, DealsChain, LogSource, NetworkRules};
-use crate::chain::{RequestStatus, RequestView, Sent};
+use crate::chain::{BoardChain, ChainError, CreateCheck, DealRef, DealState, DealView, DealsChain, LogSource};
+use crate::chain::{NetworkRules, ProviderFault, RequestStatus, RequestView, Sent};
 use alloy::primitives::{Address, Bytes, B256, U256};
 use alloy::rpc::types::{Filter, Log};
 use async_trait::async_trait;
@@ -46,6 +48,10 @@ struct ChainState {
     requests: HashMap<U256, RequestView>,
     free: U256,
     bond: U256,
+    // Other accounts' free escrow, where a test set it (unset: enough for anything).
+    escrow: HashMap<Address, U256>,
+    // How many `check_create` calls were made.
+    checks: u32,
     // Mediators excluded from deals' draws after missing a deadline.
     excluded: HashMap<B256, Vec<Address>>,
     // Whether the next accepted (or unjudged) result is drawn for an audit.
@@ -54,6 +60,25 @@ struct ChainState {
 }
 
 impl ChainState {
+    /// What `createDeal(deal, signature)` would do, by the contract's rules for the
+    /// provider's part: not cancelled, a signature the contract takes, escrow for the
+    /// collateral.
+    fn creation(&self, deal: &DcnDeals::Deal, signature: &Bytes) -> CreateCheck {
+        let id = deal_id(deal, &domain(CHAIN_ID, DEALS));
+        match self.deals.get(&id).map(|(v, _)| v.state) {
+            None | Some(DealState::None) => {}
+            Some(DealState::Cancelled) => return CreateCheck::ProviderFault(ProviderFault::Cancelled),
+            Some(_) => return CreateCheck::Fails("DealExists".into()),
+        }
+        if crate::protocol::recover_deal_signer(&id, signature).ok() != Some(deal.provider) {
+            return CreateCheck::ProviderFault(ProviderFault::BadSignature);
+        }
+        if self.escrow.get(&deal.provider).is_some_and(|free| *free < deal.collateral) {
+            return CreateCheck::ProviderFault(ProviderFault::EscrowShort);
+        }
+        CreateCheck::Passes
+    }
+
     // The mediators of `id` still drawable.
     fn untried(&self, id: B256) -> Vec<Address> {
         let named = self.deals.get(&id).and_then(|(_, t)| t.as_ref()).map(|t| t.mediators.clone());
@@ -153,6 +178,16 @@ impl FakeChain {
 
     pub fn count(&self, f: impl Fn(&Tx) -> bool) -> usize {
         self.lock().txs.iter().filter(|t| f(t)).count()
+    }
+
+    /// Sets `account`'s free escrow (accounts not set have enough for any deal).
+    pub fn set_escrow(&self, account: Address, free: U256) {
+        self.lock().escrow.insert(account, free);
+    }
+
+    /// How many times `check_create` was asked.
+    pub fn checks(&self) -> u32 {
+        self.lock().checks
     }
 
     pub fn put_request(&self, id: U256, request: RequestView) {
@@ -274,18 +309,37 @@ impl DealsChain for FakeChain {
         Ok(short)
     }
 
-    async fn create_deal(&self, deal: &DcnDeals::Deal, _signature: Bytes) -> Result<Sent, ChainError> {
+    /// As `AlloyChain`: the job creator's escrow is topped up to the price first, then
+    /// `createDeal` goes through or reverts in its gas estimate (nothing sent).
+    async fn create_deal(&self, deal: &DcnDeals::Deal, signature: Bytes) -> Result<Sent, ChainError> {
+        self.ensure_free_escrow(deal.price + deal.auditFee).await?;
+        match self.lock().creation(deal, &signature) {
+            CreateCheck::Passes => {}
+            CreateCheck::ProviderFault(fault) => return Err(ChainError::ProviderFault(fault)),
+            CreateCheck::Fails(why) => return Err(reverted(&why)),
+        }
         let id = self.create(deal);
         let mut s = self.lock();
         s.txs.push(Tx::Create(id));
         Ok(Sent { tx: B256::random(), block: s.head })
     }
 
+    async fn check_create(&self, deal: &DcnDeals::Deal, signature: &Bytes) -> Result<CreateCheck, ChainError> {
+        let mut s = self.read()?;
+        s.checks += 1;
+        Ok(s.creation(deal, signature))
+    }
+
     async fn submit_result(&self, deal: &DealRef, result_hash: B256) -> Result<B256, ChainError> {
         self.transition(deal.id, "submitResult", Tx::Submit(deal.id, result_hash), |v, now, t, _| {
             let ok = v.state == DealState::Created && now <= v.deadline;
             if ok {
-                *v = view_of(DealState::ResultSubmitted, now + timeout_of(t, |d| d.judgeTimeout), result_hash, v.mediator);
+                *v = view_of(
+                    DealState::ResultSubmitted,
+                    now + timeout_of(t, |d| d.judgeTimeout),
+                    result_hash,
+                    v.mediator,
+                );
             }
             ok
         })

@@ -78,6 +78,7 @@ pub fn record_of(deal: DcnDeals::Deal, state: DealStatus) -> DealRecord {
         created_at: 0,
         updated_at: 0,
         refusal: None,
+        fault: None,
     }
 }
 

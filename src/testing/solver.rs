@@ -28,6 +28,14 @@ struct SolverState {
     uploads: u32,
     /// Uploads still to be refused (503) before one is taken.
     refuse_uploads: u32,
+    /// Failure reports, in order: the deal and whether its job creator still waits.
+    reports: Vec<(B256, bool)>,
+    /// The fault a report is confirmed with (`None`: refused as `no_provider_fault`).
+    confirms: Option<crate::chain::ProviderFault>,
+    /// The deal a confirmed report with `rematch` hands the job offer to next.
+    rematch_with: Option<DealRecord>,
+    /// Event streams cannot be opened: clients poll.
+    events_down: bool,
 }
 
 /// A solver in maps.
@@ -101,6 +109,40 @@ impl FakeSolver {
             signed,
         };
         self.lock().offers.insert(id, OfferRecord::Job(record));
+    }
+
+    /// The job offers posted, in no order.
+    pub fn job_offers(&self) -> Vec<JobOfferRecord> {
+        let s = self.lock();
+        s.offers.values().filter_map(|o| if let OfferRecord::Job(j) = o { Some(j.clone()) } else { None }).collect()
+    }
+
+    /// Matches job offer `offer` into `deal`, as the solver's matcher would.
+    pub fn propose(&self, offer: B256, deal: DealRecord) {
+        let mut s = self.lock();
+        if let Some(OfferRecord::Job(j)) = s.offers.get_mut(&offer) {
+            j.status = OfferStatus::Matched;
+            j.deal = Some(deal.id);
+        }
+        s.deals.insert(deal.id, deal);
+    }
+
+    /// Failure reports confirm `fault` (`None`: refused), and one with `rematch` hands the
+    /// job offer to `next`.
+    pub fn confirm_reports(&self, fault: Option<crate::chain::ProviderFault>, next: Option<DealRecord>) {
+        let mut s = self.lock();
+        s.confirms = fault;
+        s.rematch_with = next;
+    }
+
+    /// The failure reports received: the deal and whether its job creator still waits.
+    pub fn reports(&self) -> Vec<(B256, bool)> {
+        self.lock().reports.clone()
+    }
+
+    /// Event streams cannot be opened from now on: clients poll instead.
+    pub fn events_down(&self) {
+        self.lock().events_down = true;
     }
 
     pub fn put_result(&self, id: B256, bundle: Vec<u8>) {
@@ -197,6 +239,30 @@ impl SolverApi for FakeSolver {
         Ok(deal.clone())
     }
 
+    async fn report_failure(&self, _k: &PrivateKeySigner, id: B256, rematch: bool) -> Result<DealRecord, ClientError> {
+        let mut s = self.up()?;
+        s.reports.push((id, rematch));
+        let Some(fault) = s.confirms else {
+            return Err(ClientError::Refused {
+                status: 409,
+                code: "no_provider_fault".into(),
+                message: "fake: not confirmed".into(),
+                retry_after: None,
+            });
+        };
+        let deal = s.deals.get_mut(&id).ok_or_else(|| not_found("deal"))?;
+        deal.state = DealStatus::Expired;
+        deal.fault = Some(fault);
+        let (ended, offer) = (deal.clone(), deal.job_offer);
+        if let Some(next) = s.rematch_with.take().filter(|_| rematch) {
+            if let Some(OfferRecord::Job(j)) = s.offers.get_mut(&offer) {
+                j.deal = Some(next.id);
+            }
+            s.deals.insert(next.id, next);
+        }
+        Ok(ended)
+    }
+
     async fn upload_result(&self, _s: &PrivateKeySigner, id: B256, bundle: &Path) -> Result<ResultRecord, ClientError> {
         let bytes = std::fs::read(bundle).map_err(|source| ClientError::Io { what: "reading".into(), source })?;
         let mut s = self.up()?;
@@ -226,6 +292,9 @@ impl SolverApi for FakeSolver {
     }
 
     async fn events(&self, _address: Address, since: u64) -> Result<EventStream, ClientError> {
+        if self.lock().events_down {
+            return Err(ClientError::Unreachable { url: "fake".into(), reason: "events down".into() });
+        }
         let rx = self.events.subscribe();
         let stream = futures_util::stream::unfold(rx, |mut rx| async move {
             loop {

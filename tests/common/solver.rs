@@ -205,9 +205,22 @@ pub async fn sign_job(o: JobOffer, spec: JobSpec, key: &PrivateKeySigner, client
 pub struct DealStates {
     states: std::sync::Mutex<std::collections::HashMap<B256, dcn::chain::DealState>>,
     reads: std::sync::atomic::AtomicUsize,
+    /// What `createDeal` of each deal would do (unset: it would go through).
+    creations: std::sync::Mutex<std::collections::HashMap<B256, dcn::chain::CreateCheck>>,
+    checks: std::sync::atomic::AtomicUsize,
 }
 
 impl DealStates {
+    /// `createDeal` of deal `id` would do `what` (as the contract would decide).
+    pub fn set_creation(&self, id: B256, what: dcn::chain::CreateCheck) {
+        self.creations.lock().unwrap().insert(id, what);
+    }
+
+    /// How many times the solver asked what `createDeal` would do.
+    pub fn checks(&self) -> usize {
+        self.checks.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
     pub fn set(&self, id: B256, state: dcn::chain::DealState) {
         self.states.lock().unwrap().insert(id, state);
     }
@@ -248,6 +261,15 @@ impl dcn::chain::DealsChain for DealStates {
     }
     async fn ensure_bond(&self, _: U256) -> Result<U256, ChainError> {
         Err(refused())
+    }
+    async fn check_create(
+        &self,
+        deal: &dcn::chain::bindings::DcnDeals::Deal,
+        _: &Bytes,
+    ) -> Result<dcn::chain::CreateCheck, ChainError> {
+        self.checks.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        let id = dcn::chain::deals::deal_id(deal, &dcn::chain::deals::domain(1337, Address::repeat_byte(0xde)));
+        Ok(self.creations.lock().unwrap().get(&id).cloned().unwrap_or(dcn::chain::CreateCheck::Passes))
     }
     async fn create_deal(&self, _: &dcn::chain::bindings::DcnDeals::Deal, _: Bytes) -> Result<Sent, ChainError> {
         Err(refused())

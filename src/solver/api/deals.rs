@@ -77,13 +77,16 @@ pub async fn refuse(
     Ok(Json(state.write(|core| core.refuse_deal(id, &auth, &body.reason, now_ms())).await?))
 }
 
+/// The provider's signature of a proposed deal: taken only in the form `DcnDeals` takes
+/// (THREATS N3: one that recovers but that the contract refuses would let the provider
+/// capture jobs nobody can create), so nothing is recorded for any other.
 pub async fn sign(
     State(state): State<AppState>,
     Path(id): Path<String>,
     super::ApiJson(body): super::ApiJson<SignatureBody>,
 ) -> Result<Json<DealRecord>, ApiError> {
     let id = parse_id(&id)?;
-    let signer = crate::protocol::recover(&id, &body.signature)?;
+    let signer = crate::protocol::recover_deal_signer(&id, &body.signature)?;
     Ok(Json(state.write(|core| core.sign_deal(id, body.signature, signer, now_ms())).await?))
 }
 

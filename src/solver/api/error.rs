@@ -110,7 +110,7 @@ impl From<ProtocolError> for ApiError {
     fn from(e: ProtocolError) -> Self {
         let status = match e {
             ProtocolError::BadSignature(_) | ProtocolError::WrongSigner { .. } => StatusCode::UNAUTHORIZED,
-            ProtocolError::Invalid { .. } => StatusCode::UNPROCESSABLE_ENTITY,
+            ProtocolError::Invalid { .. } | ProtocolError::NonCanonical(_) => StatusCode::UNPROCESSABLE_ENTITY,
             ProtocolError::WrongSolver { .. } | ProtocolError::Expired { .. } | ProtocolError::TooFarAhead { .. } => {
                 StatusCode::BAD_REQUEST
             }
@@ -151,6 +151,7 @@ impl From<SolverError> for ApiError {
             SolverError::NotFound(_) => Self::new(StatusCode::NOT_FOUND, "not_found", message),
             SolverError::Forbidden(_) => Self::new(StatusCode::FORBIDDEN, "forbidden", message),
             SolverError::Conflict(_) => Self::new(StatusCode::CONFLICT, "conflict", message),
+            SolverError::NoFault(_) => Self::new(StatusCode::CONFLICT, "no_provider_fault", message),
             SolverError::Busy(_) => {
                 Self { retry_after: Some(1), ..Self::new(StatusCode::SERVICE_UNAVAILABLE, "busy", message) }
             }

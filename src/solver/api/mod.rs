@@ -3,11 +3,13 @@
 //! shutdown future resolves, so tests bind `127.0.0.1:0`.
 //!
 //! Routes: `offers.rs` (resource and job offers), `deals.rs` (deals, signatures, results),
-//! `events.rs` (the numbered event stream), `ops.rs` (health, metrics, dashboard).
+//! `faults.rs` (a job creator's report that a signed deal cannot be created, checked on
+//! chain), `events.rs` (the numbered event stream), `ops.rs` (health, metrics, dashboard).
 
 mod deals;
 pub mod error;
 mod events;
+mod faults;
 mod limits;
 mod offers;
 mod ops;
@@ -70,6 +72,9 @@ pub struct Shared {
     pub chain: Option<Arc<dyn crate::chain::DealsChain>>,
     /// When each deal's state was last read on request: at most one read per deal a second.
     pub early_reads: Mutex<std::collections::HashMap<B256, Instant>>,
+    /// When each job creator's last failure report was checked on chain: at most one check
+    /// per account a second (THREATS N3).
+    pub fault_checks: Mutex<std::collections::HashMap<alloy::primitives::Address, Instant>>,
     /// The hash of block 0 of the chain it follows, if known.
     pub genesis_hash: Option<alloy::primitives::B256>,
 }
@@ -107,13 +112,16 @@ impl AppState {
 
     /// Reads deal `id`'s state from `chain` and records it, if the solver made the deal
     /// and this dcn knows the state. The chain follower calls it for each deal a log
-    /// names; a request that arrives before the follower saw its block calls it once.
+    /// names; a request that arrives before the follower saw its block calls it once. A
+    /// deal its provider cancelled after signing it is the provider's fault (THREATS N3).
     pub async fn refresh_deal(&self, chain: &dyn DealsChain, id: B256) -> Result<(), RefreshError> {
         if self.core().deal(&id).map_err(SolverError::from)?.is_none() {
             return Ok(());
         }
         let view = chain.state(id).await?;
-        if let Some(s) = DealStatus::on_chain(view.state) {
+        if view.state == crate::chain::DealState::Cancelled {
+            self.write(|core| core.chain_cancelled(id, now_ms())).await?;
+        } else if let Some(s) = DealStatus::on_chain(view.state) {
             self.write(|core| core.chain_state(id, s, now_ms())).await?;
         }
         Ok(())
@@ -166,6 +174,7 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/deals/{id}", get(deals::get))
         .route("/api/v1/deals/{id}/signature", post(deals::sign))
         .route("/api/v1/deals/{id}/refusal", post(deals::refuse))
+        .route("/api/v1/deals/{id}/failure", post(faults::report))
         .route("/api/v1/events", get(events::subscribe))
         .layer(DefaultBodyLimit::max(state.0.limits.max_body_bytes));
     // Result bundles are streamed to disk with their own limit.

@@ -1,7 +1,8 @@
 //! The core's deal changes: the provider's signature, the result upload and download
 //! checks, states read from the chain, and housekeeping (expired offers, lapsed deals).
+//! A provider's faults and strikes are in `faults.rs`.
 
-use super::{job_entry, Core, SolverError, Strikes};
+use super::{job_entry, Core, SolverError};
 use crate::protocol::records::*;
 use crate::protocol::{self, Verified};
 use crate::solver::store::Op;
@@ -242,21 +243,23 @@ impl Core {
         }
         let deal = DealRecord { refusal: Some(reason[..end].to_string()), ..deal };
         tracing::info!(deal = %id, reason = %reason[..end].escape_debug(), "the provider refused the deal");
-        let deal = self.lapse(&mut txn, deal, now_ms);
+        let deal = self.lapse(&mut txn, deal, now_ms, true);
         self.commit(txn)?;
         Ok(deal)
     }
 
     /// Ends `deal`, which never went on chain: expired, its slot free, and its job offered to
-    /// other providers when its provider never signed and the offer is still good.
-    fn lapse(&mut self, txn: &mut super::Txn, deal: DealRecord, now_ms: u64) -> DealRecord {
+    /// other providers when `reoffer` (its provider never signed, or its signed deal cannot
+    /// be created by the provider's doing) and the offer is still good; else the job offer
+    /// is closed (a signed deal may still be created by its job creator until its deadline).
+    pub(super) fn lapse(&mut self, txn: &mut super::Txn, deal: DealRecord, now_ms: u64, reoffer: bool) -> DealRecord {
         let now = now_ms / 1000;
         let deal = DealRecord { state: DealStatus::Expired, updated_at: now_ms, ..deal };
         self.set_deal(txn, deal.clone());
         let mut matches = self.matcher.release_slot(&deal.resource_offer, now);
         if let Some(OfferRecord::Job(job)) = self.offers.get(&deal.job_offer).cloned() {
-            let job = if deal.provider_signature.is_none() && job.signed.offer.expiry > now {
-                // The provider let it lapse or refused it: try another provider.
+            let job = if reoffer && job.signed.offer.expiry > now {
+                // The provider let it lapse, refused it or failed it: try another provider.
                 let mut job = JobOfferRecord { status: OfferStatus::Open, deal: None, ..job };
                 job.excluded.push(deal.resource_offer);
                 matches.extend(self.matcher.add_job(job_entry(&job, self.cfg.min_mediators), now));
@@ -318,9 +321,10 @@ impl Core {
             tracing::info!(deal = %id, was = deal.state.name(), "deal lapsed before it was made on chain");
             if deal.state == DealStatus::Proposed && struck.insert(deal.deal.provider) {
                 // Before the slot is freed, so that it is not handed straight back.
-                self.strike(deal.deal.provider, now);
+                self.strike(deal.deal.provider, now, "it let a proposal lapse");
             }
-            self.lapse(&mut txn, deal, now_ms);
+            let unsigned = deal.provider_signature.is_none();
+            self.lapse(&mut txn, deal, now_ms, unsigned);
         }
         let resumed = self.matcher.resume_due(now);
         changed += resumed.len();
@@ -328,28 +332,5 @@ impl Core {
         self.strikes.retain(|_, s| s.until > now || s.last + super::LAPSES_FORGOTTEN_AFTER_SECS > now);
         self.commit(txn)?;
         Ok(changed)
-    }
-
-    /// `provider` let a proposal lapse without signing or refusing it (THREATS V2: a
-    /// provider that holds jobs without serving them): its offers are matched with nothing
-    /// for the sign timeout, doubling with each lapse within an hour of the last, up to an
-    /// hour. A refusal is an answer and costs nothing.
-    fn strike(&mut self, provider: Address, now: u64) {
-        let s = self.strikes.entry(provider).or_insert(super::Strikes { count: 0, last: 0, until: 0 });
-        if s.last + super::LAPSES_FORGOTTEN_AFTER_SECS <= now {
-            s.count = 0;
-        }
-        s.count = s.count.saturating_add(1);
-        s.last = now;
-        let base = self.cfg.sign_timeout_secs.max(1);
-        let pause = base.saturating_mul(1u64 << (s.count - 1).min(20)).min(super::LAPSE_PAUSE_MAX_SECS);
-        s.until = now + pause;
-        tracing::warn!(%provider, lapses = s.count, pause_secs = pause, "provider let a proposal lapse: paused");
-        self.matcher.pause(provider, s.until);
-    }
-
-    /// The provider's recent lapses, if any.
-    pub fn strikes(&self, provider: &Address) -> Option<Strikes> {
-        self.strikes.get(provider).copied()
     }
 }

@@ -8,16 +8,19 @@
 //! stays ahead of what is durable.
 //!
 //! Here: the state and how it loads and commits. The changes are in [`offers`] (post,
-//! match, cancel) and [`deals`] (sign, results, chain states, housekeeping); reads in
+//! match, cancel), [`deals`] (sign, results, chain states, housekeeping) and [`faults`]
+//! (strikes for lapses and for signed deals that fail by the provider's doing); reads in
 //! [`queries`].
 
 mod deals;
+mod faults;
 mod offers;
 mod queries;
 #[cfg(test)]
 mod tests;
 mod writer;
 
+pub use faults::{Strikes, LAPSES_FORGOTTEN_AFTER_SECS, LAPSE_PAUSE_MAX_SECS};
 pub use queries::{DealQuery, OfferQuery, Stats};
 pub use writer::Receipt;
 
@@ -96,6 +99,10 @@ pub enum SolverError {
     /// The object is not in a state that allows this.
     #[error("{0}")]
     Conflict(String),
+    /// A job creator's report that a signed deal cannot be created by its provider's doing,
+    /// which the chain does not bear out: nobody is struck.
+    #[error("{0}")]
+    NoFault(String),
     /// Not now, but the same request may succeed in a moment.
     #[error("{0}")]
     Busy(String),
@@ -135,22 +142,6 @@ impl Txn {
         self.batch.push(Op::PutDeal(d.clone()));
         self.event(d.parties(), EventKind::Deal { deal: Box::new(d.clone()) });
     }
-}
-
-/// The longest a provider that lets proposals lapse is paused, seconds.
-pub const LAPSE_PAUSE_MAX_SECS: u64 = 3600;
-/// Lapses older than this are forgiven, seconds.
-pub const LAPSES_FORGOTTEN_AFTER_SECS: u64 = 3600;
-
-/// A provider's recent lapses (THREATS V2).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Strikes {
-    /// Lapses since the last one was forgiven.
-    pub count: u32,
-    /// When the last one was, unix seconds.
-    pub last: u64,
-    /// Paused until, unix seconds.
-    pub until: u64,
 }
 
 /// What the offer list filters on, kept for every offer: the record itself stays in memory
@@ -216,7 +207,8 @@ pub struct Core {
     open_by_owner: HashMap<Address, usize>,
     /// Deals not final, by provider: the slots its escrow need not back (THREATS V2).
     live_by_provider: HashMap<Address, u32>,
-    /// Providers that let proposals lapse: how often lately, and paused until when.
+    /// Providers struck (lapsed proposals, signed deals failed by their doing): how often
+    /// lately, and paused until when.
     strikes: HashMap<Address, Strikes>,
     /// Offers by (is a resource offer, status), and deals by state: kept as records
     /// change, so that metrics never walk the records (THREATS V3).

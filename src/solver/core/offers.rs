@@ -4,10 +4,10 @@
 use super::{job_entry, resource_entry, Core, SolverError, Txn};
 use crate::chain::bindings::DcnDeals;
 use crate::chain::deals::deal_id_under;
+use crate::protocol::mediators_between;
 use crate::protocol::records::*;
 use crate::protocol::{SignedJobOffer, SignedResourceOffer, Verified};
 use crate::solver::escrow::resource_need;
-use crate::protocol::mediators_between;
 use crate::solver::matcher::Match;
 use crate::solver::store::Op;
 use alloy::primitives::{keccak256, Address, B256, U256};
@@ -120,6 +120,7 @@ impl Core {
             created_at: txn.now_ms,
             updated_at: txn.now_ms,
             refusal: None,
+            fault: None,
         }
     }
 

@@ -5,9 +5,9 @@ use crate::solver::store::MemoryStore;
 use crate::types::{JobSpec, ModuleRef, NetworkPolicy, Resources};
 use alloy::primitives::Bytes;
 
-const T0: u64 = 1_000_000_000;
+pub(super) const T0: u64 = 1_000_000_000;
 
-fn cfg() -> CoreConfig {
+pub(super) fn cfg() -> CoreConfig {
     CoreConfig {
         solver: Address::repeat_byte(5),
         chain_id: 1337,
@@ -23,11 +23,11 @@ fn cfg() -> CoreConfig {
     }
 }
 
-fn core(store: Arc<dyn Store>) -> Core {
+pub(super) fn core(store: Arc<dyn Store>) -> Core {
     Core::open(cfg(), store, broadcast::channel(64).0).unwrap()
 }
 
-fn resource(n: u8, price: u64) -> (SignedResourceOffer, B256) {
+pub(super) fn resource(n: u8, price: u64) -> (SignedResourceOffer, B256) {
     let offer = ResourceOffer {
         provider: Address::repeat_byte(0xa0 + n),
         solver: cfg().solver,
@@ -52,7 +52,7 @@ fn resource(n: u8, price: u64) -> (SignedResourceOffer, B256) {
     (signed, id)
 }
 
-fn job(n: u8) -> (SignedJobOffer, B256) {
+pub(super) fn job(n: u8) -> (SignedJobOffer, B256) {
     let spec = JobSpec {
         module: ModuleRef { name: "m".into(), version: "1".into(), hash: "h".into() },
         image: "i".into(),
@@ -85,21 +85,21 @@ fn job(n: u8) -> (SignedJobOffer, B256) {
     (signed, id)
 }
 
-fn deal_of(c: &Core, id: &B256) -> Option<DealRecord> {
+pub(super) fn deal_of(c: &Core, id: &B256) -> Option<DealRecord> {
     c.deal(id).unwrap()
 }
 
-fn offer(c: &Core, id: &B256) -> Option<OfferRecord> {
+pub(super) fn offer(c: &Core, id: &B256) -> Option<OfferRecord> {
     c.offer(id).unwrap()
 }
 
-fn post_r(c: &mut Core, n: u8, price: u64) -> B256 {
+pub(super) fn post_r(c: &mut Core, n: u8, price: u64) -> B256 {
     let (s, id) = resource(n, price);
     c.post_resource_offer(s, id, T0).unwrap();
     id
 }
 
-fn post_j(c: &mut Core, n: u8) -> JobOfferRecord {
+pub(super) fn post_j(c: &mut Core, n: u8) -> JobOfferRecord {
     let (s, id) = job(n);
     c.post_job_offer(s, id, T0).unwrap()
 }

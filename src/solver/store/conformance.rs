@@ -76,6 +76,7 @@ fn deal(id: u8, seq: u64) -> DealRecord {
         created_at: 5,
         updated_at: 5,
         refusal: None,
+        fault: None,
     }
 }
 
