@@ -122,7 +122,7 @@ async fn main() -> Result<()> {
         job_board_min_payment: U256::from(1),
         job_board_min_timeout_secs: 600,
         approve: vec![(Role::Mediator, DevRole::Mediator.address()), (Role::Mediator, appeal_key.address())],
-        rules: rules.clone(),
+        rules,
     };
     let c = chain::deploy(&admin, data.path(), &options).await?.deployment.contracts;
     let mut accounts: Vec<(String, Address)> = [DevRole::JobCreator, DevRole::Provider, DevRole::Mediator]

@@ -33,6 +33,7 @@ fn config(solver: Address) -> CoreConfig {
         create_timeout_secs: 300,
         result_retention_secs: 3600,
         min_mediators: 1,
+        fault: None,
     }
 }
 

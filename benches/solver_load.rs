@@ -61,6 +61,7 @@ async fn child() {
             create_timeout_secs: 300,
             result_retention_secs: 3600,
             min_mediators: 1,
+            fault: None,
         },
         limits: ApiLimits {
             max_body_bytes: 1 << 20,

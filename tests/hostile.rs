@@ -111,9 +111,9 @@ fn a_provider_that_reports_a_result_without_running_the_job_is_not_paid() {
     let summary = v["summary"].as_str().unwrap();
     assert!(summary.contains("exited with code 137") && summary.contains("does not call success"), "{summary}");
     let after = wealth(&net, &who);
-    assert_eq!(delta(after[1], before[1]), -units(2), "the provider loses its collateral");
+    assert_eq!(delta(after[1], before[1]), -units(10), "the provider loses its collateral");
     assert_eq!(delta(after[2], before[2]), units(1), "the mediator is paid from it");
-    assert_eq!(delta(after[0], before[0]), units(1), "the job creator is refunded and gets the rest");
+    assert_eq!(delta(after[0], before[0]), units(9), "the job creator is refunded and gets the rest");
     net.assert_books_balance(&dev_accounts());
 }
 
@@ -367,7 +367,7 @@ fn hand_made_specs_docker_would_refuse_are_refused_before_signing() {
                 jobHash: spec.content_hash(),
                 maxPrice: U256::from(units(10)),
                 mediationFee: U256::from(units(1)),
-                auditFee: U256::from(1),
+                auditFee: U256::from(units(1)),
                 auditPpm: 1_000_000,
                 mediators: vec![who[2]],
                 resultTimeout: spec.timeout_secs + 60,

@@ -139,6 +139,7 @@ fn solver_survives_kill_9_and_follows_the_chain() {
             j.mediators = vec![mediator];
             j.maxPrice = parse_ether("5").unwrap();
             j.mediationFee = parse_ether("0.1").unwrap();
+            j.auditFee = parse_ether("0.1").unwrap();
             j.auditPpm = 0;
             jobs.push(client.post_job_offer(&sign_job(j, spec, &creator, &client).await).await.unwrap());
         }

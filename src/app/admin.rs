@@ -263,19 +263,6 @@ fn write_private(path: &Path, text: &str) -> std::io::Result<()> {
     f.sync_all()
 }
 
-#[cfg(test)]
-mod tests {
-    use super::printable;
-
-    #[test]
-    fn strangers_text_cannot_drive_the_terminal() {
-        assert_eq!(printable("http://a.example:8080/x"), "http://a.example:8080/x");
-        assert_eq!(printable("http://a\u{1b}[2J\u{1b}]0;pwned\u{7}\nb"), "http://a\\u{1b}[2J\\u{1b}]0;pwned\\u{7}\\nb");
-        assert_eq!(printable("ünïcode"), "ünïcode");
-        assert_eq!(printable("http://good\u{202e}moc.live"), "http://good\\u{202e}moc.live");
-    }
-}
-
 /// The network's rules for deals, from `[deploy]`: a development network (one mediator)
 /// asks one mediator per deal, others three unless told.
 fn deploy_rules(settings: &Settings, dev: bool) -> eyre::Result<crate::chain::NetworkRules> {
@@ -310,4 +297,17 @@ fn deploy_rules(settings: &Settings, dev: bool) -> eyre::Result<crate::chain::Ne
         min_bond: positive(&d.min_bond, "deploy.min_bond")?,
         appeal_fee: positive(&d.appeal_fee, "deploy.appeal_fee")?,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::printable;
+
+    #[test]
+    fn strangers_text_cannot_drive_the_terminal() {
+        assert_eq!(printable("http://a.example:8080/x"), "http://a.example:8080/x");
+        assert_eq!(printable("http://a\u{1b}[2J\u{1b}]0;pwned\u{7}\nb"), "http://a\\u{1b}[2J\\u{1b}]0;pwned\\u{7}\\nb");
+        assert_eq!(printable("ünïcode"), "ünïcode");
+        assert_eq!(printable("http://good\u{202e}moc.live"), "http://good\\u{202e}moc.live");
+    }
 }

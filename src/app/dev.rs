@@ -119,7 +119,8 @@ pub async fn run(settings: &Settings, opts: DevOptions) -> eyre::Result<()> {
     let tasks = solver_tasks.stage();
     let listen = opts.listen.clone().unwrap_or_else(|| settings.solver.listen.clone());
     let listen = if port_free(&listen) { listen } else { "127.0.0.1:0".to_string() };
-    let solver_cfg = SolverConfig::resolve(&settings, &SolverOverrides { listen: Some(listen), public_url: None });
+    let solver_cfg =
+        SolverConfig::resolve(&settings, &SolverOverrides { listen: Some(listen), public_url: None, fault: None });
     let solver_account = Account::connect(&settings, DevRole::Solver).await?;
     let solver_url = super::solver::start(&solver_cfg, &solver_account, &dir.join("solver"), &solver_tasks).await?;
 

@@ -16,12 +16,20 @@ pub struct SolverArgs {
     /// URL clients reach this solver at, registered on chain [default: config solver.public_url (SERVER_URL), else http://<listen>]
     #[arg(long, value_name = "URL")]
     pub public_url: Option<String>,
+    /// Test builds only: misbehave (one-mediator), to exercise the parties' checks
+    #[cfg(feature = "fault-injection")]
+    #[arg(long, hide = true, value_enum)]
+    pub fault: Option<crate::solver::core::Fault>,
 }
 
 impl SolverArgs {
     /// The flags as overrides of the settings.
     pub fn overrides(&self) -> SolverOverrides {
-        SolverOverrides { listen: self.listen.clone(), public_url: self.public_url.clone() }
+        #[cfg(feature = "fault-injection")]
+        let fault = self.fault;
+        #[cfg(not(feature = "fault-injection"))]
+        let fault = None;
+        SolverOverrides { listen: self.listen.clone(), public_url: self.public_url.clone(), fault }
     }
 
     /// Runs `dcn solver` until Ctrl-C.

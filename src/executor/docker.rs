@@ -210,6 +210,13 @@ impl DockerExecutor {
         }
     }
 
+    async fn container_state(&self, name: &str) -> Result<bollard::models::ContainerState, ExecutorError> {
+        let inspected = self.docker.inspect_container(name, None).await;
+        let inspected = inspected
+            .map_err(|source| ExecutorError::Docker { what: "inspecting the job container".into(), source })?;
+        Ok(inspected.state.unwrap_or_default())
+    }
+
     async fn run_job(&self, job: &JobSpec, workdir: &Path) -> Result<RunOutcome, ExecutorError> {
         super::check_spec(job, &self.config.policy)?;
         let lease = match (job.resources.gpus, &self.gpus) {
@@ -275,13 +282,16 @@ impl DockerExecutor {
         }
         let duration = started.elapsed();
 
-        let state = self
-            .docker
-            .inspect_container(&name, None)
-            .await
-            .map_err(docker_err("inspecting the job container"))?
-            .state
-            .unwrap_or_default();
+        let mut state = self.container_state(&name).await?;
+        // A job killed by SIGKILL that we did not kill: the engine may record the OOM kill
+        // a moment after the exit under load, so ask again briefly before calling it an exit.
+        for _ in 0..20 {
+            if stop.is_some() || state.oom_killed == Some(true) || state.exit_code != Some(137) {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            state = self.container_state(&name).await?;
+        }
         let exit_code = state.exit_code.unwrap_or(-1);
         let termination = match stop {
             Some(why) => why,

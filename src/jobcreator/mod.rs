@@ -53,7 +53,7 @@ pub enum DealMismatch {
     #[error("its audit terms or timeouts differ from the offer's")]
     Terms,
     /// It does not name every mediator both sides trust, or too few of them (THREATS P5,
-    /// J9, S2: a hand-picked mediator).
+    /// J9, SO2: a hand-picked mediator).
     #[error("its mediators are not the ones both sides trust: {0}")]
     Mediators(String),
     /// A fake result would not lose its provider money in expectation: the audit chance

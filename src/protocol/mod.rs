@@ -40,7 +40,7 @@ pub const PPM: u32 = 1_000_000;
 /// The mediators a deal between `provider`, trusting `provider_trusts`, and `creator`,
 /// trusting `creator_trusts`, names: every one both trust who is not a party, in the job
 /// creator's order. Both sides sign a deal only if it names exactly these (THREATS P5,
-/// J9, S2: no side, and no solver, picks a subset), and at least the network's
+/// J9, SO2: no side, and no solver, picks a subset), and at least the network's
 /// `min_mediators` of them.
 pub fn mediators_between(
     provider: Address,

@@ -53,7 +53,7 @@ pub enum Refusal {
         offer: U256,
     },
     /// The deal does not name exactly the mediators both sides trust, or too few of them
-    /// (THREATS P5, J9, S2: a hand-picked mediator).
+    /// (THREATS P5, J9, SO2: a hand-picked mediator).
     #[error("the deal's mediators are not the ones both sides trust: {0}")]
     Mediators(String),
     /// A fee is below the network's floor: `createDeal` would refuse it.

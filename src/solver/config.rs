@@ -15,6 +15,8 @@ pub struct SolverOverrides {
     pub listen: Option<String>,
     /// `--public-url`.
     pub public_url: Option<String>,
+    /// `--fault` (fault-injection builds only).
+    pub fault: Option<super::core::Fault>,
 }
 
 /// Everything the solver takes from configuration.
@@ -44,6 +46,8 @@ pub struct SolverConfig {
     pub chain_poll: Duration,
     /// How long a free escrow read is used (THREATS V2).
     pub escrow_ttl: Duration,
+    /// Test-only misbehaviour.
+    pub fault: Option<super::core::Fault>,
 }
 
 impl SolverConfig {
@@ -73,6 +77,7 @@ impl SolverConfig {
             result_retention_secs: s.result_retention_hours.saturating_mul(3600),
             chain_poll: Duration::from_millis(s.chain_poll_ms.max(20)),
             escrow_ttl: Duration::from_secs(s.escrow_cache_secs.max(1)),
+            fault: overrides.fault,
         }
     }
 
@@ -91,6 +96,7 @@ impl SolverConfig {
             create_timeout_secs: self.create_timeout_secs,
             result_retention_secs: self.result_retention_secs,
             min_mediators,
+            fault: self.fault,
         }
     }
 }
@@ -108,7 +114,8 @@ mod tests {
         assert_eq!(c.public_url.as_deref(), Some("https://solver.example"));
         assert_eq!(c.limits.max_result_bytes, 2 << 20);
         assert_eq!(c.chain_poll, Duration::from_millis(1000));
-        let o = SolverOverrides { listen: Some("0.0.0.0:9000".into()), public_url: Some("http://x".into()) };
+        let o =
+            SolverOverrides { listen: Some("0.0.0.0:9000".into()), public_url: Some("http://x".into()), fault: None };
         let c = SolverConfig::resolve(&s, &o);
         assert_eq!((c.listen.as_str(), c.public_url.as_deref()), ("0.0.0.0:9000", Some("http://x")));
         let core = c.core(Address::repeat_byte(1), 1337, Address::repeat_byte(2), 3);

@@ -167,6 +167,11 @@ impl DevNet {
     /// listening on `port`, with its state in `data_dir` (the deployment is copied there),
     /// and waits until it answers. Restarted with the same arguments, it resumes.
     pub fn solver_process(&self, port: u16, data_dir: &std::path::Path, name: &str) -> Proc {
+        self.solver_process_with(port, data_dir, &[], name)
+    }
+
+    /// [`DevNet::solver_process`] with extra flags.
+    pub fn solver_process_with(&self, port: u16, data_dir: &std::path::Path, args: &[&str], name: &str) -> Proc {
         let deployments = data_dir.join("deployments");
         std::fs::create_dir_all(&deployments).unwrap();
         let ours = Deployment::path(&self.data_dir(), "geth");
@@ -177,6 +182,7 @@ impl DevNet {
             .arg("--data-dir")
             .arg(data_dir)
             .args(["solver", "--listen", &format!("127.0.0.1:{port}")])
+            .args(args)
             .env("DCN_SOLVER__CHAIN_POLL_MS", "200")
             .stdout(Stdio::null())
             .stderr(std::fs::OpenOptions::new().create(true).append(true).open(&log).unwrap())
@@ -197,20 +203,31 @@ impl DevNet {
     /// waits until it is registered (clients then find it; it reads challenges from before
     /// it started too).
     pub fn mediator(&self, name: &str) -> Proc {
+        self.mediator_as(None, &[], name)
+    }
+
+    /// Starts `dcn mediator ARGS` as `key` (default the development mediator) and waits
+    /// until it is registered.
+    pub fn mediator_as(&self, key: Option<&PrivateKeySigner>, args: &[&str], name: &str) -> Proc {
         let log = self.home.path().join(format!("{name}.log"));
-        let child = self
-            .cmd()
+        let mut c = self.cmd();
+        if let Some(k) = key {
+            c.env("WEB3_PRIVATE_KEY", hex::encode(k.to_bytes()));
+        }
+        let child = c
             .args(["mediator", "--solver", &self.solver_url])
+            .args(args)
             .stdout(Stdio::null())
             .stderr(std::fs::OpenOptions::new().create(true).append(true).open(&log).unwrap())
             .spawn()
             .unwrap();
         let p = Proc { child, log };
         let c = self.deployment().contracts;
+        let me = key.map(|k| k.address()).unwrap_or(DevRole::Mediator.address());
         super::wait_until("the mediator to register", 60, || {
             block_on(async {
                 DcnRegistry::new(c.registry, &self.reader())
-                    .isRegistered(Role::Mediator.to_chain(), DevRole::Mediator.address())
+                    .isRegistered(Role::Mediator.to_chain(), me)
                     .call()
                     .await
                     .unwrap_or(false)

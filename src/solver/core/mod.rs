@@ -60,6 +60,18 @@ pub struct CoreConfig {
     pub result_retention_secs: u64,
     /// Fewest mediators a deal names (the network's rule, `DcnDeals.params`).
     pub min_mediators: usize,
+    /// Test-only misbehaviour (`dcn solver --fault`, fault-injection builds); `None` in
+    /// every real solver.
+    pub fault: Option<Fault>,
+}
+
+/// Test-only misbehaviour of a solver (`--fault`, in builds with the `fault-injection`
+/// feature): what the tests of the parties' own checks play against.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Fault {
+    /// Writes only the first of the mediators both sides trust into each deal: the
+    /// hand-picked mediator both the provider and `dcn run` must refuse (THREATS SO2).
+    OneMediator,
 }
 
 /// Why a request to the solver was refused.

@@ -6,7 +6,7 @@ use crate::chain::bindings::DcnDeals;
 use crate::chain::deals::deal_id_under;
 use crate::protocol::mediators_between;
 use crate::protocol::records::*;
-use crate::protocol::{SignedJobOffer, SignedResourceOffer, Verified};
+use crate::protocol::{JobOffer, ResourceOffer, SignedJobOffer, SignedResourceOffer, Verified};
 use crate::solver::escrow::resource_need;
 use crate::solver::matcher::Match;
 use crate::solver::store::Op;
@@ -78,6 +78,15 @@ impl Core {
         Ok(record)
     }
 
+    /// Every mediator both sides trust, in the protocol's order.
+    fn mediators_of(&self, r: &ResourceOffer, j: &JobOffer) -> Vec<Address> {
+        let mut both = mediators_between(r.provider, &r.mediators, j.jobCreator, &j.mediators);
+        if self.cfg.fault == Some(super::Fault::OneMediator) {
+            both.truncate(1);
+        }
+        both
+    }
+
     /// The proposed deal of a match between `job` and `res`, numbered as the next event of
     /// `txn`.
     fn new_deal(&self, txn: &Txn, job: &JobOfferRecord, res: &ResourceOfferRecord) -> DealRecord {
@@ -92,7 +101,7 @@ impl Core {
             jobCreator: j.jobCreator,
             provider: r.provider,
             solver: self.cfg.solver,
-            mediators: mediators_between(r.provider, &r.mediators, j.jobCreator, &j.mediators),
+            mediators: self.mediators_of(r, j),
             price: r.price,
             collateral: r.collateral,
             mediationFee: j.mediationFee,

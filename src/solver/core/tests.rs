@@ -20,6 +20,7 @@ pub(super) fn cfg() -> CoreConfig {
         create_timeout_secs: 300,
         result_retention_secs: 3600,
         min_mediators: 1,
+        fault: None,
     }
 }
 
