@@ -169,21 +169,59 @@ abstract contract DcnEscrow is Ownable2Step {
         token.safeTransferFrom(msg.sender, address(this), amount);
     }
 
+    // One read and one write of `account`'s escrow word: free in the low 128 bits, locked in
+    // the high 128 (the layout of `Escrow`).
+    function _escrowWord(address account) private view returns (Escrow storage e, uint256 free, uint256 locked) {
+        e = _escrow[account];
+        uint256 w;
+        assembly ("memory-safe") {
+            w := sload(e.slot)
+        }
+        free = uint128(w);
+        locked = w >> 128;
+    }
+
+    function _setEscrow(Escrow storage e, uint256 free, uint256 locked) private {
+        // Sums of at most a few uint96 amounts on top of books that fit the token's supply.
+        if (free > type(uint128).max || locked > type(uint128).max) revert SafeCast.SafeCastOverflowedUintDowncast(128, free | locked);
+        assembly ("memory-safe") {
+            sstore(e.slot, or(free, shl(128, locked)))
+        }
+    }
+
     // Amounts are sums of at most three uint96 values, so they always fit in uint128.
     function _lock(address account, uint256 amount) internal {
-        Escrow storage e = _escrow[account];
-        if (e.free < amount) revert InsufficientEscrow(account, amount, e.free);
+        _relock(account, 0, amount);
+    }
+
+    // `account` gets `unlock` of its locked escrow back, then locks `amount` of its free
+    // escrow; one write.
+    function _relock(address account, uint256 unlock, uint256 amount) internal {
+        (Escrow storage e, uint256 free, uint256 locked) = _escrowWord(account);
+        free += unlock;
+        if (free < amount) revert InsufficientEscrow(account, amount, free);
         unchecked {
-            e.free -= uint128(amount);
+            free -= amount;
         }
-        e.locked += uint128(amount);
+        _setEscrow(e, free, locked - unlock + amount);
     }
 
     // Moves `amount` out of `from`'s locked escrow into `to`'s free escrow.
     function _unlockTo(address from, uint256 amount, address to) internal {
         if (amount == 0) return;
-        _escrow[from].locked -= uint128(amount);
-        _escrow[to].free += uint128(amount);
+        if (from == to) {
+            _settle(from, amount, amount);
+        } else {
+            _settle(from, amount, 0);
+            _settle(to, 0, amount);
+        }
+    }
+
+    // `account` gives up `unlock` of its locked escrow and gets `credit` into its free
+    // escrow; one read and one write.
+    function _settle(address account, uint256 unlock, uint256 credit) internal {
+        (Escrow storage e, uint256 free, uint256 locked) = _escrowWord(account);
+        _setEscrow(e, free + credit, locked - unlock);
     }
 
     // Takes up to `amount` of `mediator`'s bond into `to`'s free escrow; returns what it took.
