@@ -295,39 +295,41 @@ contract DcnDeals is DcnEscrow, EIP712 {
     ///         at `deal.createDeadline`; locks the job creator's price and audit fee and the
     ///         provider's collateral.
     function createDeal(Deal calldata deal, bytes calldata providerSig) external returns (bytes32 id) {
-        if (msg.sender != deal.jobCreator) revert NotJobCreator(msg.sender);
+        address jobCreator = deal.jobCreator;
+        address provider = deal.provider;
+        if (msg.sender != jobCreator) revert NotJobCreator(msg.sender);
         if (block.timestamp > deal.createDeadline) revert DealExpired(deal.createDeadline);
-        Params memory p = _paramsOfCreation();
-        _checkMediators(deal, p.minMediators);
-        _checkAmount(deal.price);
-        uint96 collateral = _checkAmount(deal.collateral);
-        uint96 fee = _checkAmount(deal.mediationFee);
-        uint96 auditFee = _checkAmount(deal.auditFee);
-        if (fee < p.minMediationFee) revert FeeBelowFloor(fee, p.minMediationFee);
-        if (auditFee < p.minMediationFee) revert FeeBelowFloor(auditFee, p.minMediationFee);
-        if (collateral < fee) revert CollateralBelowFee(collateral, fee);
-        if (collateral < auditFee) revert CollateralBelowFee(collateral, auditFee);
-        if (deal.auditPpm < p.minAuditPpm || deal.auditPpm > PPM) revert AuditChanceTooLow(deal.auditPpm, p.minAuditPpm);
-        if (deal.resultTimeout == 0 || deal.resultTimeout > type(uint32).max) revert InvalidTimeout(deal.resultTimeout);
-        _checkDisputeTimeout(deal.judgeTimeout);
-        _checkDisputeTimeout(deal.mediationTimeout);
-
-        bytes32 mediatorsHash = _hashMediators(deal.mediators);
+        bytes32 mediatorsHash = _checkTerms(deal);
         id = _hashTypedDataV4(_hashDeal(deal, mediatorsHash));
         Slot memory s = _get(id);
         if (s.state != State.None) {
             if (s.state == State.Cancelled) revert DealIsCancelled(id);
             revert DealExists(id);
         }
-        if (!_signedBy(deal.provider, id, providerSig)) revert BadSignature(deal.provider);
+        if (!_signedBy(provider, id, providerSig)) revert BadSignature(provider);
 
-        _lock(deal.jobCreator, deal.price + auditFee);
-        _lock(deal.provider, collateral);
+        (uint256 price, uint256 collateral, uint256 auditFee, uint256 resultTimeout) = _amountsOf(deal);
+        _lock(jobCreator, price + auditFee);
+        _lock(provider, collateral);
         s.commit = _commitment(id, deal, mediatorsHash);
         s.state = State.Created;
-        s.deadline = uint40(block.timestamp + deal.resultTimeout);
+        s.deadline = uint40(block.timestamp + resultTimeout);
         _put(id, s);
-        emit DealCreated(id, deal.jobCreator, deal.provider);
+        emit DealCreated(id, jobCreator, provider);
+    }
+
+    // The words of `deal` that `createDeal` locks and times by, as `_checkTerms` bounded them.
+    function _amountsOf(Deal calldata deal)
+        private
+        pure
+        returns (uint256 price, uint256 collateral, uint256 auditFee, uint256 resultTimeout)
+    {
+        assembly ("memory-safe") {
+            price := calldataload(add(deal, 0x80))
+            collateral := calldataload(add(deal, 0xa0))
+            auditFee := calldataload(add(deal, 0xe0))
+            resultTimeout := calldataload(add(deal, 0x120))
+        }
     }
 
     /// @notice The provider withdraws its signature of `deal` before the deal is created:
@@ -614,10 +616,23 @@ contract DcnDeals is DcnEscrow, EIP712 {
     function auditDrawn(bytes32 id, uint64 mark, uint32 auditPpm) public view returns (bool) {
         bytes32 h = blockhash(mark);
         if (h == bytes32(0)) return false;
-        return uint256(keccak256(abi.encode(h, id, "audit"))) % PPM < auditPpm;
+        return _auditRoll(h, id) % PPM < auditPpm;
     }
 
     // ─── Internals ────────────────────────────────────────────────────────────
+
+    // uint256(keccak256(abi.encode(h, id, "audit"))), written out in scratch memory.
+    function _auditRoll(bytes32 h, bytes32 id) private pure returns (uint256 roll) {
+        assembly ("memory-safe") {
+            let m := mload(0x40)
+            mstore(m, h)
+            mstore(add(m, 0x20), id)
+            mstore(add(m, 0x40), 0x60)
+            mstore(add(m, 0x60), 5)
+            mstore(add(m, 0x80), "audit")
+            roll := keccak256(m, 0xa0)
+        }
+    }
 
     // The EIP-712 struct hash of `deal`, whose mediators hash to `mediatorsHash`: the words
     // of `deal` as they stand in calldata (each checked for its type when read, the solver
@@ -658,7 +673,18 @@ contract DcnDeals is DcnEscrow, EIP712 {
                 v := byte(0, calldataload(add(sig.offset, 0x40)))
             }
             if (uint256(s) <= 0x7FFFFFFFFFFFFFFFFFFFFFFFFFFFFFFF5D576E7357A4501DDFE92F46681B20A0) {
-                address recovered = ecrecover(hash, v, r, s);
+                // ecrecover, with v as given: the precompile recovers nobody for v not 27 or 28.
+                address recovered;
+                assembly ("memory-safe") {
+                    let m := mload(0x40)
+                    mstore(m, hash)
+                    mstore(add(m, 0x20), v)
+                    mstore(add(m, 0x40), r)
+                    mstore(add(m, 0x60), s)
+                    mstore(0, 0)
+                    pop(staticcall(gas(), 1, m, 0x80, 0, 0x20))
+                    recovered := mload(0)
+                }
                 if (recovered != address(0) && recovered == signer) return true;
             }
         }
@@ -685,13 +711,20 @@ contract DcnDeals is DcnEscrow, EIP712 {
         }
     }
 
-    function _commitment(bytes32 id, Terms calldata t, Case calldata c) private pure returns (bytes19) {
-        return _commitment(id, t, c.resultHash, c.excluded, c.ruledBy, c.appealMediator);
+    // bytes19(keccak256(abi.encode(id, t, c))), the words of `t` and `c` as they stand in
+    // calldata: a word that is not the clean encoding of its field makes another commitment,
+    // refused.
+    function _commitment(bytes32 id, Terms calldata t, Case calldata c) private pure returns (bytes19 r) {
+        assembly ("memory-safe") {
+            let m := mload(0x40)
+            mstore(m, id)
+            calldatacopy(add(m, 0x20), t, 0x160)
+            calldatacopy(add(m, 0x180), c, 0x80)
+            r := and(keccak256(m, 0x200), not(0xffffffffffffffffffffffffff))
+        }
     }
 
-    // bytes19(keccak256(abi.encode(id, t, c))) for the case c = (resultHash, excluded,
-    // ruledBy, appealMediator). The terms are hashed as their words stand in calldata: a
-    // word that is not the clean encoding of its field makes another commitment, refused.
+    // The same for the case c = (resultHash, excluded, ruledBy, appealMediator).
     function _commitment(
         bytes32 id,
         Terms calldata t,
@@ -712,27 +745,36 @@ contract DcnDeals is DcnEscrow, EIP712 {
         }
     }
 
-    // The deal's storage word, one read: the fields of `Slot` as Solidity packs them.
+    // The deal's storage word, one read, unpacked into memory: the fields of `Slot` as
+    // Solidity packs them (commit in the low 152 bits, then state, deadline, mark, drawn,
+    // flags).
     function _get(bytes32 id) private view returns (Slot memory s) {
-        Slot storage p = _deals[id];
-        uint256 w;
-        assembly ("memory-safe") {
-            w := sload(p.slot)
-        }
-        s.commit = bytes19(uint152(w));
-        s.state = State(uint8(w >> 152));
-        s.deadline = uint40(w >> 160);
-        s.mark = uint40(w >> 200);
-        s.drawn = uint8(w >> 240);
-        s.flags = uint8(w >> 248);
+        _read(id, s);
     }
 
-    // Writes the deal's storage word, one write.
+    // `_get` into `s`: every path allocates its deal's memory once.
+    function _read(bytes32 id, Slot memory s) private view {
+        Slot storage p = _deals[id];
+        assembly ("memory-safe") {
+            let w := sload(p.slot)
+            mstore(s, shl(104, w))
+            mstore(add(s, 0x20), and(shr(152, w), 0xff))
+            mstore(add(s, 0x40), and(shr(160, w), 0xffffffffff))
+            mstore(add(s, 0x60), and(shr(200, w), 0xffffffffff))
+            mstore(add(s, 0x80), and(shr(240, w), 0xff))
+            mstore(add(s, 0xa0), shr(248, w))
+        }
+    }
+
+    // Packs `s` into the deal's storage word, one write.
     function _put(bytes32 id, Slot memory s) private {
         Slot storage p = _deals[id];
-        uint256 w = uint256(uint152(s.commit)) | (uint256(uint8(s.state)) << 152) | (uint256(s.deadline) << 160)
-            | (uint256(s.mark) << 200) | (uint256(s.drawn) << 240) | (uint256(s.flags) << 248);
         assembly ("memory-safe") {
+            let w := or(shr(104, mload(s)), shl(152, and(mload(add(s, 0x20)), 0xff)))
+            w := or(w, shl(160, and(mload(add(s, 0x40)), 0xffffffffff)))
+            w := or(w, shl(200, and(mload(add(s, 0x60)), 0xffffffffff)))
+            w := or(w, shl(240, and(mload(add(s, 0x80)), 0xff)))
+            w := or(w, shl(248, and(mload(add(s, 0xa0)), 0xff)))
             sstore(p.slot, w)
         }
     }
@@ -752,12 +794,16 @@ contract DcnDeals is DcnEscrow, EIP712 {
 
     // The deal in `state`, after checking its commitment is `commit`.
     function _load(bytes32 id, bytes19 commit, State state) private view returns (Slot memory s) {
-        s = _loadAny(id, commit);
+        _readChecked(id, commit, s);
         if (s.state != state) revert WrongState(id, s.state);
     }
 
     function _loadAny(bytes32 id, bytes19 commit) private view returns (Slot memory s) {
-        s = _get(id);
+        _readChecked(id, commit, s);
+    }
+
+    function _readChecked(bytes32 id, bytes19 commit, Slot memory s) private view {
+        _read(id, s);
         if (s.state == State.None) revert WrongState(id, State.None);
         if (s.commit != commit) revert WrongCommitment(id);
     }
@@ -767,7 +813,7 @@ contract DcnDeals is DcnEscrow, EIP712 {
         view
         returns (Slot memory s)
     {
-        s = _loadAny(id, _commitment(id, t, c));
+        _readChecked(id, _commitment(id, t, c), s);
         if (s.state != State.Challenged && s.state != State.Audited) revert WrongState(id, s.state);
         _checkMediators(id, t, mediators);
     }
@@ -925,15 +971,64 @@ contract DcnDeals is DcnEscrow, EIP712 {
         }
     }
 
-    function _checkMediators(Deal calldata deal, uint256 min) private pure {
-        uint256 n = deal.mediators.length;
+    // The rules a new deal's terms must keep; returns the hash of its mediators. The terms'
+    // words are read as they stand in calldata: each check below also bounds its word to
+    // its type (the amounts to uint96, the chance and timeouts below uint32).
+    function _checkTerms(Deal calldata deal) private view returns (bytes32 mediatorsHash) {
+        Params memory p = _paramsOfCreation();
+        address[] calldata mediators = deal.mediators;
+        _checkMediators(mediators, deal.jobCreator, deal.provider, p.minMediators);
+        uint256 price;
+        uint256 collateral;
+        uint256 fee;
+        uint256 auditFee;
+        uint256 auditPpm;
+        assembly ("memory-safe") {
+            price := calldataload(add(deal, 0x80))
+            collateral := calldataload(add(deal, 0xa0))
+            fee := calldataload(add(deal, 0xc0))
+            auditFee := calldataload(add(deal, 0xe0))
+            auditPpm := calldataload(add(deal, 0x100))
+        }
+        _checkAmount(price);
+        _checkAmount(collateral);
+        _checkAmount(fee);
+        _checkAmount(auditFee);
+        if (fee < p.minMediationFee) revert FeeBelowFloor(fee, p.minMediationFee);
+        if (auditFee < p.minMediationFee) revert FeeBelowFloor(auditFee, p.minMediationFee);
+        if (collateral < fee) revert CollateralBelowFee(collateral, fee);
+        if (collateral < auditFee) revert CollateralBelowFee(collateral, auditFee);
+        if (auditPpm < p.minAuditPpm || auditPpm > PPM) revert AuditChanceTooLow(uint32(auditPpm), p.minAuditPpm);
+        _checkTimeouts(deal);
+        return _hashMediators(mediators);
+    }
+
+    function _checkTimeouts(Deal calldata deal) private pure {
+        uint256 resultTimeout;
+        uint256 judgeTimeout;
+        uint256 mediationTimeout;
+        assembly ("memory-safe") {
+            resultTimeout := calldataload(add(deal, 0x120))
+            judgeTimeout := calldataload(add(deal, 0x140))
+            mediationTimeout := calldataload(add(deal, 0x160))
+        }
+        if (resultTimeout == 0 || resultTimeout > type(uint32).max) revert InvalidTimeout(uint64(resultTimeout));
+        _checkDisputeTimeout(judgeTimeout);
+        _checkDisputeTimeout(mediationTimeout);
+    }
+
+    function _checkMediators(address[] calldata mediators, address jobCreator, address provider, uint256 min)
+        private
+        pure
+    {
+        uint256 n = mediators.length;
         if (n < min) revert TooFewMediators(n, min);
         if (n > MAX_MEDIATORS) revert TooManyMediators(n);
         for (uint256 i = 0; i < n; i++) {
-            address m = deal.mediators[i];
-            if (m == address(0) || m == deal.jobCreator || m == deal.provider) revert InvalidMediator(m);
+            address m = mediators[i];
+            if (m == address(0) || m == jobCreator || m == provider) revert InvalidMediator(m);
             for (uint256 j = 0; j < i; j++) {
-                if (deal.mediators[j] == m) revert InvalidMediator(m);
+                if (mediators[j] == m) revert InvalidMediator(m);
             }
         }
     }
@@ -951,7 +1046,7 @@ contract DcnDeals is DcnEscrow, EIP712 {
         return uint96(amount);
     }
 
-    function _checkDisputeTimeout(uint64 t) private pure {
-        if (t == 0 || t > MAX_DISPUTE_TIMEOUT) revert InvalidTimeout(t);
+    function _checkDisputeTimeout(uint256 t) private pure {
+        if (t == 0 || t > MAX_DISPUTE_TIMEOUT) revert InvalidTimeout(uint64(t));
     }
 }

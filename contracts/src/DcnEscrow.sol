@@ -169,41 +169,33 @@ abstract contract DcnEscrow is Ownable2Step {
         token.safeTransferFrom(msg.sender, address(this), amount);
     }
 
-    // One read and one write of `account`'s escrow word: free in the low 128 bits, locked in
-    // the high 128 (the layout of `Escrow`).
-    function _escrowWord(address account) private view returns (Escrow storage e, uint256 free, uint256 locked) {
-        e = _escrow[account];
-        uint256 w;
-        assembly ("memory-safe") {
-            w := sload(e.slot)
-        }
-        free = uint128(w);
-        locked = w >> 128;
-    }
-
-    function _setEscrow(Escrow storage e, uint256 free, uint256 locked) private {
-        // Sums of at most a few uint96 amounts on top of books that fit the token's supply.
-        if (free > type(uint128).max || locked > type(uint128).max) revert SafeCast.SafeCastOverflowedUintDowncast(128, free | locked);
-        assembly ("memory-safe") {
-            sstore(e.slot, or(free, shl(128, locked)))
-        }
-    }
-
     // Amounts are sums of at most three uint96 values, so they always fit in uint128.
     function _lock(address account, uint256 amount) internal {
         _relock(account, 0, amount);
     }
 
     // `account` gets `unlock` of its locked escrow back, then locks `amount` of its free
-    // escrow; one write.
+    // escrow: one read and one write of its word (free in the low 128 bits, locked in the
+    // high 128, as `Escrow` packs them).
     function _relock(address account, uint256 unlock, uint256 amount) internal {
-        (Escrow storage e, uint256 free, uint256 locked) = _escrowWord(account);
-        free += unlock;
-        if (free < amount) revert InsufficientEscrow(account, amount, free);
-        unchecked {
-            free -= amount;
+        Escrow storage e = _escrow[account];
+        uint256 w;
+        assembly ("memory-safe") {
+            w := sload(e.slot)
         }
-        _setEscrow(e, free, locked - unlock + amount);
+        uint256 free = uint128(w) + unlock;
+        if (free < amount) revert InsufficientEscrow(account, amount, free);
+        assembly ("memory-safe") {
+            // free - amount < 2^128; locked + amount - unlock: at most three uint96 amounts
+            // on top of a uint128, which panics (0x11) past 2^128 as checked fields would.
+            let locked := add(shr(128, w), amount)
+            if or(gt(unlock, locked), shr(128, sub(locked, unlock))) {
+                mstore(0, shl(224, 0x4e487b71))
+                mstore(4, 0x11)
+                revert(0, 0x24)
+            }
+            sstore(e.slot, or(sub(free, amount), shl(128, sub(locked, unlock))))
+        }
     }
 
     // Moves `amount` out of `from`'s locked escrow into `to`'s free escrow.
@@ -218,10 +210,21 @@ abstract contract DcnEscrow is Ownable2Step {
     }
 
     // `account` gives up `unlock` of its locked escrow and gets `credit` into its free
-    // escrow; one read and one write.
+    // escrow: one read and one write of its word. Underflow and overflow panic (0x11), as
+    // checked arithmetic on the fields would.
     function _settle(address account, uint256 unlock, uint256 credit) internal {
-        (Escrow storage e, uint256 free, uint256 locked) = _escrowWord(account);
-        _setEscrow(e, free + credit, locked - unlock);
+        Escrow storage e = _escrow[account];
+        assembly ("memory-safe") {
+            let w := sload(e.slot)
+            let locked := shr(128, w)
+            let free := add(and(w, 0xffffffffffffffffffffffffffffffff), credit)
+            if or(gt(unlock, locked), shr(128, free)) {
+                mstore(0, shl(224, 0x4e487b71))
+                mstore(4, 0x11)
+                revert(0, 0x24)
+            }
+            sstore(e.slot, or(free, shl(128, sub(locked, unlock))))
+        }
     }
 
     // Takes up to `amount` of `mediator`'s bond into `to`'s free escrow; returns what it took.
