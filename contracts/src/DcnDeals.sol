@@ -271,7 +271,7 @@ contract DcnDeals is DcnEscrow, EIP712 {
     /// @notice The deal id: the EIP-712 digest of `deal` under this contract's domain.
     ///         The provider signs exactly this digest.
     function dealId(Deal calldata deal) public view returns (bytes32) {
-        return _hashTypedDataV4(_hashDeal(deal));
+        return _hashTypedDataV4(_hashDeal(deal, _hashMediators(deal.mediators)));
     }
 
     /// @notice What later calls pass back of `deal`.
@@ -295,38 +295,41 @@ contract DcnDeals is DcnEscrow, EIP712 {
     ///         at `deal.createDeadline`; locks the job creator's price and audit fee and the
     ///         provider's collateral.
     function createDeal(Deal calldata deal, bytes calldata providerSig) external returns (bytes32 id) {
-        if (msg.sender != deal.jobCreator) revert NotJobCreator(msg.sender);
+        address jobCreator = deal.jobCreator;
+        address provider = deal.provider;
+        if (msg.sender != jobCreator) revert NotJobCreator(msg.sender);
         if (block.timestamp > deal.createDeadline) revert DealExpired(deal.createDeadline);
-        Params memory p = _params;
-        _checkMediators(deal, p.minMediators);
-        _checkAmount(deal.price);
-        uint96 collateral = _checkAmount(deal.collateral);
-        uint96 fee = _checkAmount(deal.mediationFee);
-        uint96 auditFee = _checkAmount(deal.auditFee);
-        if (fee < p.minMediationFee) revert FeeBelowFloor(fee, p.minMediationFee);
-        if (auditFee < p.minMediationFee) revert FeeBelowFloor(auditFee, p.minMediationFee);
-        if (collateral < fee) revert CollateralBelowFee(collateral, fee);
-        if (collateral < auditFee) revert CollateralBelowFee(collateral, auditFee);
-        if (deal.auditPpm < p.minAuditPpm || deal.auditPpm > PPM) revert AuditChanceTooLow(deal.auditPpm, p.minAuditPpm);
-        if (deal.resultTimeout == 0 || deal.resultTimeout > type(uint32).max) revert InvalidTimeout(deal.resultTimeout);
-        _checkDisputeTimeout(deal.judgeTimeout);
-        _checkDisputeTimeout(deal.mediationTimeout);
-
-        id = dealId(deal);
-        Slot storage s = _deals[id];
+        bytes32 mediatorsHash = _checkTerms(deal);
+        id = _hashTypedDataV4(_hashDeal(deal, mediatorsHash));
+        Slot memory s = _get(id);
         if (s.state != State.None) {
             if (s.state == State.Cancelled) revert DealIsCancelled(id);
             revert DealExists(id);
         }
-        if (!SignatureChecker.isValidSignatureNow(deal.provider, id, providerSig)) revert BadSignature(deal.provider);
+        if (!_signedBy(provider, id, providerSig)) revert BadSignature(provider);
 
-        _lock(deal.jobCreator, deal.price + auditFee);
-        _lock(deal.provider, collateral);
-        Case memory c;
-        s.commit = _commitment(id, termsOf(deal), c);
+        (uint256 price, uint256 collateral, uint256 auditFee, uint256 resultTimeout) = _amountsOf(deal);
+        _lock(jobCreator, price + auditFee);
+        _lock(provider, collateral);
+        s.commit = _commitment(id, deal, mediatorsHash);
         s.state = State.Created;
-        s.deadline = uint40(block.timestamp + deal.resultTimeout);
-        emit DealCreated(id, deal.jobCreator, deal.provider);
+        s.deadline = uint40(block.timestamp + resultTimeout);
+        _put(id, s);
+        emit DealCreated(id, jobCreator, provider);
+    }
+
+    // The words of `deal` that `createDeal` locks and times by, as `_checkTerms` bounded them.
+    function _amountsOf(Deal calldata deal)
+        private
+        pure
+        returns (uint256 price, uint256 collateral, uint256 auditFee, uint256 resultTimeout)
+    {
+        assembly ("memory-safe") {
+            price := calldataload(add(deal, 0x80))
+            collateral := calldataload(add(deal, 0xa0))
+            auditFee := calldataload(add(deal, 0xe0))
+            resultTimeout := calldataload(add(deal, 0x120))
+        }
     }
 
     /// @notice The provider withdraws its signature of `deal` before the deal is created:
@@ -334,9 +337,10 @@ contract DcnDeals is DcnEscrow, EIP712 {
     function cancelDeal(Deal calldata deal) external returns (bytes32 id) {
         if (msg.sender != deal.provider) revert NotProvider(msg.sender);
         id = dealId(deal);
-        Slot storage s = _deals[id];
+        Slot memory s = _get(id);
         _checkState(id, s, State.None);
         s.state = State.Cancelled;
+        _put(id, s);
         emit DealCancelled(id, msg.sender);
     }
 
@@ -347,15 +351,14 @@ contract DcnDeals is DcnEscrow, EIP712 {
     function submitResult(bytes32 id, Terms calldata t, bytes32 resultHash) external {
         if (msg.sender != t.provider) revert NotProvider(msg.sender);
         if (resultHash == bytes32(0)) revert EmptyResultHash();
-        Case memory c;
-        Slot storage s = _load(id, t, c, State.Created);
+        Slot memory s = _load(id, _commitment(id, t, bytes32(0), 0, address(0), address(0)), State.Created);
         _checkBeforeDeadline(id, s);
-        c.resultHash = resultHash;
         uint40 deadline = uint40(block.timestamp + t.judgeTimeout);
-        s.commit = _commitment(id, t, c);
+        s.commit = _commitment(id, t, resultHash, 0, address(0), address(0));
         s.state = State.ResultSubmitted;
         s.deadline = deadline;
         s.mark = uint40(block.number);
+        _put(id, s);
         emit ResultSubmitted(id, resultHash, uint64(deadline));
     }
 
@@ -366,7 +369,7 @@ contract DcnDeals is DcnEscrow, EIP712 {
     ///         `State.ResultSubmitted`: call again from the next block.
     function acceptResult(bytes32 id, Terms calldata t, Case calldata c) external returns (State to) {
         if (msg.sender != t.jobCreator) revert NotJobCreator(msg.sender);
-        Slot storage s = _load(id, t, c, State.ResultSubmitted);
+        Slot memory s = _load(id, _commitment(id, t, c), State.ResultSubmitted);
         to = _judgeOrAudit(id, t, c, s, State.Accepted);
         if (to == State.Accepted) emit ResultAccepted(id);
     }
@@ -376,12 +379,13 @@ contract DcnDeals is DcnEscrow, EIP712 {
     ///         mediator of the deal is drawn from this block's hash.
     function challenge(bytes32 id, Terms calldata t, Case calldata c) external {
         if (msg.sender != t.jobCreator) revert NotJobCreator(msg.sender);
-        Slot storage s = _load(id, t, c, State.ResultSubmitted);
+        Slot memory s = _load(id, _commitment(id, t, c), State.ResultSubmitted);
         _checkBeforeDeadline(id, s);
-        _unlockTo(t.jobCreator, t.auditFee, t.jobCreator);
-        _lock(t.jobCreator, t.mediationFee);
+        // The audit fee comes back and the mediation fee is locked, in one write.
+        _relock(t.jobCreator, t.auditFee, t.mediationFee);
         s.state = State.Challenged;
         _newRound(s, t.mediationTimeout);
+        _put(id, s);
         emit DealChallenged(id, c.resultHash, uint64(block.number));
     }
 
@@ -398,20 +402,19 @@ contract DcnDeals is DcnEscrow, EIP712 {
         external
         returns (address mediator)
     {
-        Slot storage s = _loadDispute(id, t, c, mediators);
+        Slot memory s = _loadDispute(id, t, c, mediators);
         if (s.drawn != 0) return mediators[s.drawn - 1];
         uint256 b = s.mark;
         if (block.number <= b) revert DrawNotReady(id, uint64(b));
         if (block.number - b > BLOCKHASH_WINDOW) {
             s.mark = uint40(block.number);
+            _put(id, s);
             emit DrawPostponed(id, uint64(block.number));
             return address(0);
         }
         (uint256 drawn, uint16 excluded) = _drawBonded(blockhash(b), id, c.excluded, mediators);
         if (excluded != c.excluded) {
-            Case memory next = c;
-            next.excluded = excluded;
-            s.commit = _commitment(id, t, next);
+            s.commit = _commitment(id, t, c.resultHash, excluded, c.ruledBy, c.appealMediator);
         }
         if (drawn != 0) {
             mediator = mediators[drawn - 1];
@@ -420,6 +423,7 @@ contract DcnDeals is DcnEscrow, EIP712 {
             s.deadline = deadline;
             emit MediatorDrawn(id, mediator, uint64(deadline));
         }
+        _put(id, s);
     }
 
     /// @notice The drawn mediator's verdict, before the mediation deadline. It settles the
@@ -430,31 +434,32 @@ contract DcnDeals is DcnEscrow, EIP712 {
     function mediate(bytes32 id, Terms calldata t, Case calldata c, address[] calldata mediators, bool providerHonest)
         external
     {
-        Slot storage s = _loadDispute(id, t, c, mediators);
+        Slot memory s = _loadDispute(id, t, c, mediators);
         address drawn = s.drawn == 0 ? address(0) : mediators[s.drawn - 1];
         if (msg.sender != drawn || drawn == address(0)) revert NotMediator(msg.sender, drawn);
         _checkBeforeDeadline(id, s);
         bool audit = s.state == State.Audited;
         uint96 fee = audit ? t.auditFee : t.mediationFee;
         uint8 auditFlag = s.flags & FLAG_AUDIT;
+        // One write per account: the job creator's lock, the provider's lock and free
+        // escrow, the mediator's free escrow.
         if (providerHonest) {
             s.state = State.MediatedHonest;
             s.flags = auditFlag | FLAG_HONEST;
-            _payProvider(t);
-            _unlockTo(t.jobCreator, fee, msg.sender);
+            _settle(t.jobCreator, uint256(t.price) + fee, 0);
+            _settle(t.provider, t.collateral, uint256(t.price) + t.collateral);
         } else {
             s.state = State.MediatedDishonest;
             s.flags = auditFlag;
-            _unlockTo(t.jobCreator, uint256(t.price) + fee, t.jobCreator);
-            _unlockTo(t.provider, fee, msg.sender);
-            _unlockTo(t.provider, t.collateral - fee, t.jobCreator);
+            _settle(t.jobCreator, uint256(t.price) + fee, uint256(t.price) + t.collateral);
+            _settle(t.provider, t.collateral, 0);
         }
-        Case memory next = c;
-        next.ruledBy = msg.sender;
-        s.commit = _commitment(id, t, next);
+        _settle(msg.sender, 0, fee);
+        s.commit = _commitment(id, t, c.resultHash, c.excluded, msg.sender, c.appealMediator);
         uint40 deadline = uint40(block.timestamp + _params.appealWindow);
         s.deadline = deadline;
         s.drawn = 0;
+        _put(id, s);
         emit DealMediated(id, msg.sender, providerHonest, uint64(deadline));
     }
 
@@ -464,7 +469,7 @@ contract DcnDeals is DcnEscrow, EIP712 {
     ///         paying `appealFee`; a mediator from the network's approved pool will be
     ///         drawn from this block's hash. One appeal per deal.
     function appeal(bytes32 id, Terms calldata t, Case calldata c) external {
-        Slot storage s = _loadAny(id, t, c);
+        Slot memory s = _loadAny(id, _commitment(id, t, c));
         State state = s.state;
         if (state != State.MediatedHonest && state != State.MediatedDishonest) revert WrongState(id, state);
         if (s.flags & FLAG_APPEAL_DONE != 0) revert AlreadyAppealed(id);
@@ -477,6 +482,7 @@ contract DcnDeals is DcnEscrow, EIP712 {
         s.state = State.Appealed;
         if (byJobCreator) s.flags |= FLAG_APPEAL_BY_JOB_CREATOR;
         _newRound(s, t.mediationTimeout);
+        _put(id, s);
         emit DealAppealed(id, msg.sender, uint64(block.number));
     }
 
@@ -488,13 +494,14 @@ contract DcnDeals is DcnEscrow, EIP712 {
     ///         old (call again from the next block) or none was found (`timeout` then ends
     ///         the appeal).
     function drawAppeal(bytes32 id, Terms calldata t, Case calldata c) external returns (address mediator) {
-        Slot storage s = _load(id, t, c, State.Appealed);
+        Slot memory s = _load(id, _commitment(id, t, c), State.Appealed);
         if (c.appealMediator != address(0)) return c.appealMediator;
         _checkBeforeDeadline(id, s);
         uint256 b = s.mark;
         if (block.number <= b) revert DrawNotReady(id, uint64(b));
         if (block.number - b > BLOCKHASH_WINDOW) {
             s.mark = uint40(block.number);
+            _put(id, s);
             emit DrawPostponed(id, uint64(block.number));
             return address(0);
         }
@@ -502,9 +509,10 @@ contract DcnDeals is DcnEscrow, EIP712 {
         if (mediator == address(0)) return address(0);
         Case memory next = c;
         next.appealMediator = mediator;
-        s.commit = _commitment(id, t, next);
+        s.commit = _commitment(id, t, next.resultHash, next.excluded, next.ruledBy, next.appealMediator);
         uint40 deadline = uint40(block.timestamp + t.mediationTimeout);
         s.deadline = deadline;
+        _put(id, s);
         emit AppealDrawn(id, mediator, uint64(deadline), next);
     }
 
@@ -514,7 +522,7 @@ contract DcnDeals is DcnEscrow, EIP712 {
     ///         fee and the rest to the appellant, whose fee comes back. The deal's money
     ///         stays as the first verdict settled it.
     function ruleAppeal(bytes32 id, Terms calldata t, Case calldata c, bool providerHonest) external {
-        Slot storage s = _load(id, t, c, State.Appealed);
+        Slot memory s = _load(id, _commitment(id, t, c), State.Appealed);
         if (msg.sender != c.appealMediator || msg.sender == address(0)) {
             revert NotMediator(msg.sender, c.appealMediator);
         }
@@ -537,6 +545,7 @@ contract DcnDeals is DcnEscrow, EIP712 {
             _unlockTo(appellant, fee, msg.sender);
         }
         _endAppeal(s, flags);
+        _put(id, s);
         emit AppealDecided(id, msg.sender, overturned);
     }
 
@@ -556,13 +565,15 @@ contract DcnDeals is DcnEscrow, EIP712 {
     ///         appellant, whose fee comes back; the verdict stands.
     ///         A round whose block is too old to draw from excludes nobody.
     function timeout(bytes32 id, Terms calldata t, Case calldata c, address[] calldata mediators) external {
-        Slot storage s = _loadAny(id, t, c);
+        Slot memory s = _loadAny(id, _commitment(id, t, c));
         State from = s.state;
         if (block.timestamp <= s.deadline) revert DeadlineNotReached(id, s.deadline);
         if (from == State.Created) {
             s.state = State.TimedOutNoResult;
-            _unlockTo(t.jobCreator, uint256(t.price) + t.auditFee, t.jobCreator);
-            _unlockTo(t.provider, t.collateral, t.jobCreator);
+            _put(id, s);
+            // The job creator gets its price and audit fee back and the provider's collateral.
+            _settle(t.jobCreator, uint256(t.price) + t.auditFee, uint256(t.price) + t.auditFee + t.collateral);
+            _settle(t.provider, t.collateral, 0);
         } else if (from == State.ResultSubmitted) {
             if (_judgeOrAudit(id, t, c, s, State.TimedOutAccepted) != State.TimedOutAccepted) return;
         } else if (from == State.Challenged || from == State.Audited) {
@@ -587,14 +598,14 @@ contract DcnDeals is DcnEscrow, EIP712 {
         view
         returns (State state, uint64 deadline, uint64 mark, uint8 drawn, uint8 flags, bytes19 commit)
     {
-        Slot storage s = _deals[id];
+        Slot memory s = _get(id);
         return (s.state, s.deadline, s.mark, s.drawn, s.flags, s.commit);
     }
 
     /// @notice The state of deal `id`, after checking `t` and `c` against it (reverts
     ///         `WrongCommitment` otherwise): what another contract (the job board) trusts.
     function verify(bytes32 id, Terms calldata t, Case calldata c) external view returns (State) {
-        Slot storage s = _deals[id];
+        Slot memory s = _get(id);
         if (s.state == State.None || s.commit != _commitment(id, t, c)) revert WrongCommitment(id);
         return s.state;
     }
@@ -605,71 +616,215 @@ contract DcnDeals is DcnEscrow, EIP712 {
     function auditDrawn(bytes32 id, uint64 mark, uint32 auditPpm) public view returns (bool) {
         bytes32 h = blockhash(mark);
         if (h == bytes32(0)) return false;
-        return uint256(keccak256(abi.encode(h, id, "audit"))) % PPM < auditPpm;
+        return _auditRoll(h, id) % PPM < auditPpm;
     }
 
     // ─── Internals ────────────────────────────────────────────────────────────
 
-    function _hashDeal(Deal calldata deal) private pure returns (bytes32) {
-        return keccak256(
-            bytes.concat(
-                abi.encode(
-                    DEAL_TYPEHASH,
-                    deal.jobCreator,
-                    deal.provider,
-                    deal.solver,
-                    keccak256(abi.encodePacked(deal.mediators)),
-                    deal.price,
-                    deal.collateral,
-                    deal.mediationFee,
-                    deal.auditFee
-                ),
-                abi.encode(
-                    deal.auditPpm,
-                    deal.resultTimeout,
-                    deal.judgeTimeout,
-                    deal.mediationTimeout,
-                    deal.createDeadline,
-                    deal.jobHash,
-                    deal.nonce
-                )
-            )
-        );
+    // uint256(keccak256(abi.encode(h, id, "audit"))), written out in scratch memory.
+    function _auditRoll(bytes32 h, bytes32 id) private pure returns (uint256 roll) {
+        assembly ("memory-safe") {
+            let m := mload(0x40)
+            mstore(m, h)
+            mstore(add(m, 0x20), id)
+            mstore(add(m, 0x40), 0x60)
+            mstore(add(m, 0x60), 5)
+            mstore(add(m, 0x80), "audit")
+            roll := keccak256(m, 0xa0)
+        }
     }
 
-    function _commitment(bytes32 id, Terms memory t, Case memory c) private pure returns (bytes19) {
-        return bytes19(keccak256(abi.encode(id, t, c)));
+    // The EIP-712 struct hash of `deal`, whose mediators hash to `mediatorsHash`: the words
+    // of `deal` as they stand in calldata (each checked for its type when read, the solver
+    // here, the rest by `createDeal`), the mediators' offset replaced by their hash.
+    function _hashDeal(Deal calldata deal, bytes32 mediatorsHash) private pure returns (bytes32 h) {
+        bytes32 typeHash = DEAL_TYPEHASH;
+        address solver = deal.solver;
+        assembly ("memory-safe") {
+            let m := mload(0x40)
+            mstore(m, typeHash)
+            calldatacopy(add(m, 0x20), deal, 0x1e0)
+            mstore(add(m, 0x60), solver)
+            mstore(add(m, 0x80), mediatorsHash)
+            h := keccak256(m, 0x200)
+        }
     }
 
-    // The slot of a deal in `state`, after checking the terms and case against it.
-    function _load(bytes32 id, Terms calldata t, Case memory c, State state) private view returns (Slot storage s) {
-        s = _loadAny(id, t, c);
+    // keccak256(abi.encodePacked(mediators)): the addresses' words as they stand in calldata.
+    function _hashMediators(address[] calldata mediators) private pure returns (bytes32 h) {
+        assembly ("memory-safe") {
+            let m := mload(0x40)
+            let n := shl(5, mediators.length)
+            calldatacopy(m, mediators.offset, n)
+            h := keccak256(m, n)
+        }
+    }
+
+    // Whether `signer` signed `hash`: an ECDSA signature (65 bytes, s in the lower half, v 27
+    // or 28) that recovers to it, else ERC-1271 if `signer` is a contract.
+    function _signedBy(address signer, bytes32 hash, bytes calldata sig) private view returns (bool) {
+        if (sig.length == 65) {
+            bytes32 r;
+            bytes32 s;
+            uint8 v;
+            assembly ("memory-safe") {
+                r := calldataload(sig.offset)
+                s := calldataload(add(sig.offset, 0x20))
+                v := byte(0, calldataload(add(sig.offset, 0x40)))
+            }
+            if (uint256(s) <= 0x7FFFFFFFFFFFFFFFFFFFFFFFFFFFFFFF5D576E7357A4501DDFE92F46681B20A0) {
+                // ecrecover, with v as given: the precompile recovers nobody for v not 27 or 28.
+                address recovered;
+                assembly ("memory-safe") {
+                    let m := mload(0x40)
+                    mstore(m, hash)
+                    mstore(add(m, 0x20), v)
+                    mstore(add(m, 0x40), r)
+                    mstore(add(m, 0x60), s)
+                    mstore(0, 0)
+                    pop(staticcall(gas(), 1, m, 0x80, 0, 0x20))
+                    recovered := mload(0)
+                }
+                if (recovered != address(0) && recovered == signer) return true;
+            }
+        }
+        return signer.code.length != 0 && SignatureChecker.isValidERC1271SignatureNow(signer, hash, sig);
+    }
+
+    // The commitment of a deal created from `deal`: its terms as `termsOf` gives them (each
+    // checked by `createDeal` to fit its type) and an empty case.
+    function _commitment(bytes32 id, Deal calldata deal, bytes32 mediatorsHash) private pure returns (bytes19 r) {
+        assembly ("memory-safe") {
+            let m := mload(0x40)
+            mstore(m, id)
+            mstore(add(m, 0x20), calldataload(deal)) // jobCreator
+            mstore(add(m, 0x40), calldataload(add(deal, 0x20))) // provider
+            calldatacopy(add(m, 0x60), add(deal, 0x80), 0xa0) // price, collateral, mediationFee, auditFee, auditPpm
+            calldatacopy(add(m, 0x100), add(deal, 0x140), 0x40) // judgeTimeout, mediationTimeout
+            mstore(add(m, 0x140), mediatorsHash)
+            mstore(add(m, 0x160), calldataload(add(deal, 0x1a0))) // jobHash
+            mstore(add(m, 0x180), 0)
+            mstore(add(m, 0x1a0), 0)
+            mstore(add(m, 0x1c0), 0)
+            mstore(add(m, 0x1e0), 0)
+            r := and(keccak256(m, 0x200), not(0xffffffffffffffffffffffffff))
+        }
+    }
+
+    // bytes19(keccak256(abi.encode(id, t, c))), the words of `t` and `c` as they stand in
+    // calldata: a word that is not the clean encoding of its field makes another commitment,
+    // refused.
+    function _commitment(bytes32 id, Terms calldata t, Case calldata c) private pure returns (bytes19 r) {
+        assembly ("memory-safe") {
+            let m := mload(0x40)
+            mstore(m, id)
+            calldatacopy(add(m, 0x20), t, 0x160)
+            calldatacopy(add(m, 0x180), c, 0x80)
+            r := and(keccak256(m, 0x200), not(0xffffffffffffffffffffffffff))
+        }
+    }
+
+    // The same for the case c = (resultHash, excluded, ruledBy, appealMediator).
+    function _commitment(
+        bytes32 id,
+        Terms calldata t,
+        bytes32 resultHash,
+        uint16 excluded,
+        address ruledBy,
+        address appealMediator
+    ) private pure returns (bytes19 r) {
+        assembly ("memory-safe") {
+            let m := mload(0x40)
+            mstore(m, id)
+            calldatacopy(add(m, 0x20), t, 0x160)
+            mstore(add(m, 0x180), resultHash)
+            mstore(add(m, 0x1a0), excluded)
+            mstore(add(m, 0x1c0), ruledBy)
+            mstore(add(m, 0x1e0), appealMediator)
+            r := and(keccak256(m, 0x200), not(0xffffffffffffffffffffffffff))
+        }
+    }
+
+    // The deal's storage word, one read, unpacked into memory: the fields of `Slot` as
+    // Solidity packs them (commit in the low 152 bits, then state, deadline, mark, drawn,
+    // flags).
+    function _get(bytes32 id) private view returns (Slot memory s) {
+        _read(id, s);
+    }
+
+    // `_get` into `s`: every path allocates its deal's memory once.
+    function _read(bytes32 id, Slot memory s) private view {
+        Slot storage p = _deals[id];
+        assembly ("memory-safe") {
+            let w := sload(p.slot)
+            mstore(s, shl(104, w))
+            mstore(add(s, 0x20), and(shr(152, w), 0xff))
+            mstore(add(s, 0x40), and(shr(160, w), 0xffffffffff))
+            mstore(add(s, 0x60), and(shr(200, w), 0xffffffffff))
+            mstore(add(s, 0x80), and(shr(240, w), 0xff))
+            mstore(add(s, 0xa0), shr(248, w))
+        }
+    }
+
+    // Packs `s` into the deal's storage word, one write.
+    function _put(bytes32 id, Slot memory s) private {
+        Slot storage p = _deals[id];
+        assembly ("memory-safe") {
+            let w := or(shr(104, mload(s)), shl(152, and(mload(add(s, 0x20)), 0xff)))
+            w := or(w, shl(160, and(mload(add(s, 0x40)), 0xffffffffff)))
+            w := or(w, shl(200, and(mload(add(s, 0x60)), 0xffffffffff)))
+            w := or(w, shl(240, and(mload(add(s, 0x80)), 0xff)))
+            w := or(w, shl(248, and(mload(add(s, 0xa0)), 0xff)))
+            sstore(p.slot, w)
+        }
+    }
+
+    // The rules `createDeal` reads, all in the first word of `Params`: one read. The
+    // other fields are left zero.
+    function _paramsOfCreation() private view returns (Params memory p) {
+        Params storage q = _params;
+        uint256 w;
+        assembly ("memory-safe") {
+            w := sload(q.slot)
+        }
+        p.minMediators = uint8(w);
+        p.minAuditPpm = uint32(w >> 8);
+        p.minMediationFee = uint96(w >> 72);
+    }
+
+    // The deal in `state`, after checking its commitment is `commit`.
+    function _load(bytes32 id, bytes19 commit, State state) private view returns (Slot memory s) {
+        _readChecked(id, commit, s);
         if (s.state != state) revert WrongState(id, s.state);
     }
 
-    function _loadAny(bytes32 id, Terms calldata t, Case memory c) private view returns (Slot storage s) {
-        s = _deals[id];
+    function _loadAny(bytes32 id, bytes19 commit) private view returns (Slot memory s) {
+        _readChecked(id, commit, s);
+    }
+
+    function _readChecked(bytes32 id, bytes19 commit, Slot memory s) private view {
+        _read(id, s);
         if (s.state == State.None) revert WrongState(id, State.None);
-        if (s.commit != _commitment(id, t, c)) revert WrongCommitment(id);
+        if (s.commit != commit) revert WrongCommitment(id);
     }
 
     function _loadDispute(bytes32 id, Terms calldata t, Case calldata c, address[] calldata mediators)
         private
         view
-        returns (Slot storage s)
+        returns (Slot memory s)
     {
-        s = _loadAny(id, t, c);
+        _readChecked(id, _commitment(id, t, c), s);
         if (s.state != State.Challenged && s.state != State.Audited) revert WrongState(id, s.state);
         _checkMediators(id, t, mediators);
     }
 
     function _checkMediators(bytes32 id, Terms calldata t, address[] calldata mediators) private pure {
-        if (keccak256(abi.encodePacked(mediators)) != t.mediators) revert WrongMediators(id);
+        if (_hashMediators(mediators) != t.mediators) revert WrongMediators(id);
     }
 
     // The result is judged by the job creator's acceptance or by its deadline: the provider
-    // is paid as `paid` unless the audit draw says otherwise.
-    function _judgeOrAudit(bytes32 id, Terms calldata t, Case calldata c, Slot storage s, State paid)
+    // is paid as `paid` unless the audit draw says otherwise. Writes the deal.
+    function _judgeOrAudit(bytes32 id, Terms calldata t, Case calldata c, Slot memory s, State paid)
         private
         returns (State)
     {
@@ -677,6 +832,7 @@ contract DcnDeals is DcnEscrow, EIP712 {
         if (block.number <= b) revert DrawNotReady(id, uint64(b));
         if (block.number - b > BLOCKHASH_WINDOW) {
             s.mark = uint40(block.number);
+            _put(id, s);
             emit AuditPostponed(id, uint64(block.number));
             return State.ResultSubmitted;
         }
@@ -684,17 +840,21 @@ contract DcnDeals is DcnEscrow, EIP712 {
             s.state = State.Audited;
             s.flags = FLAG_AUDIT;
             _newRound(s, t.mediationTimeout);
+            _put(id, s);
             emit DealAudited(id, c.resultHash, uint64(block.number));
             return State.Audited;
         }
         s.state = paid;
-        _payProvider(t);
-        _unlockTo(t.jobCreator, t.auditFee, t.jobCreator);
+        _put(id, s);
+        // The provider gets the price and its collateral; the job creator its audit fee.
+        _settle(t.jobCreator, uint256(t.price) + t.auditFee, t.auditFee);
+        _settle(t.provider, t.collateral, uint256(t.price) + t.collateral);
         return paid;
     }
 
     // The current round's mediator missed its deadline. Returns whether the deal settled.
-    function _silentRound(bytes32 id, Terms calldata t, Case calldata c, Slot storage s, address[] calldata mediators)
+    // Writes the deal.
+    function _silentRound(bytes32 id, Terms calldata t, Case calldata c, Slot memory s, address[] calldata mediators)
         private
         returns (bool settled)
     {
@@ -718,33 +878,36 @@ contract DcnDeals is DcnEscrow, EIP712 {
         s.drawn = 0;
         // The case grows by what `MediatorMissed` told, also when the deal settles here.
         if (excluded != c.excluded) {
-            Case memory next = c;
-            next.excluded = excluded;
-            s.commit = _commitment(id, t, next);
+            s.commit = _commitment(id, t, c.resultHash, excluded, c.ruledBy, c.appealMediator);
         }
         if (!audit && _untried(excluded, mediators.length) > 0) {
             _newRound(s, t.mediationTimeout);
+            _put(id, s);
             emit DealChallenged(id, c.resultHash, uint64(block.number));
             return false;
         }
         s.state = State.TimedOutNoVerdict;
-        _payProvider(t);
-        _unlockTo(t.jobCreator, audit ? t.auditFee : t.mediationFee, t.jobCreator);
+        _put(id, s);
+        // The provider is paid; the job creator's fee comes back.
+        _settle(t.jobCreator, uint256(t.price) + (audit ? t.auditFee : t.mediationFee), audit ? t.auditFee : t.mediationFee);
+        _settle(t.provider, t.collateral, uint256(t.price) + t.collateral);
         return true;
     }
 
     // The appeal's deadline passed: its mediator (if any) was silent; the verdict stands.
-    function _lapseAppeal(bytes32 id, Terms calldata t, Case calldata c, Slot storage s) private {
+    // Writes the deal.
+    function _lapseAppeal(bytes32 id, Terms calldata t, Case calldata c, Slot memory s) private {
         uint8 flags = s.flags;
         address appellant = flags & FLAG_APPEAL_BY_JOB_CREATOR != 0 ? t.jobCreator : t.provider;
         _unlockTo(appellant, _appealFees[id], appellant);
         delete _appealFees[id];
         if (c.appealMediator != address(0)) _slash(c.appealMediator, _params.silenceSlash, appellant);
         _endAppeal(s, flags);
+        _put(id, s);
         emit AppealLapsed(id, c.appealMediator);
     }
 
-    function _endAppeal(Slot storage s, uint8 flags) private {
+    function _endAppeal(Slot memory s, uint8 flags) private pure {
         s.state = flags & FLAG_HONEST != 0 ? State.MediatedHonest : State.MediatedDishonest;
         s.flags = flags | FLAG_APPEAL_DONE;
     }
@@ -765,7 +928,7 @@ contract DcnDeals is DcnEscrow, EIP712 {
 
     // Starts a dispute round: its mediator comes from this block's hash, and it has until
     // `mediationTimeout` from now to be drawn (then from the draw to rule).
-    function _newRound(Slot storage s, uint32 mediationTimeout) private {
+    function _newRound(Slot memory s, uint32 mediationTimeout) private view {
         s.mark = uint40(block.number);
         s.deadline = uint40(block.timestamp + mediationTimeout);
         s.drawn = 0;
@@ -808,30 +971,73 @@ contract DcnDeals is DcnEscrow, EIP712 {
         }
     }
 
-    // Provider gets the price from the job creator's lock and its collateral back.
-    function _payProvider(Terms calldata t) private {
-        _unlockTo(t.jobCreator, t.price, t.provider);
-        _unlockTo(t.provider, t.collateral, t.provider);
+    // The rules a new deal's terms must keep; returns the hash of its mediators. The terms'
+    // words are read as they stand in calldata: each check below also bounds its word to
+    // its type (the amounts to uint96, the chance and timeouts below uint32).
+    function _checkTerms(Deal calldata deal) private view returns (bytes32 mediatorsHash) {
+        Params memory p = _paramsOfCreation();
+        address[] calldata mediators = deal.mediators;
+        _checkMediators(mediators, deal.jobCreator, deal.provider, p.minMediators);
+        uint256 price;
+        uint256 collateral;
+        uint256 fee;
+        uint256 auditFee;
+        uint256 auditPpm;
+        assembly ("memory-safe") {
+            price := calldataload(add(deal, 0x80))
+            collateral := calldataload(add(deal, 0xa0))
+            fee := calldataload(add(deal, 0xc0))
+            auditFee := calldataload(add(deal, 0xe0))
+            auditPpm := calldataload(add(deal, 0x100))
+        }
+        _checkAmount(price);
+        _checkAmount(collateral);
+        _checkAmount(fee);
+        _checkAmount(auditFee);
+        if (fee < p.minMediationFee) revert FeeBelowFloor(fee, p.minMediationFee);
+        if (auditFee < p.minMediationFee) revert FeeBelowFloor(auditFee, p.minMediationFee);
+        if (collateral < fee) revert CollateralBelowFee(collateral, fee);
+        if (collateral < auditFee) revert CollateralBelowFee(collateral, auditFee);
+        if (auditPpm < p.minAuditPpm || auditPpm > PPM) revert AuditChanceTooLow(uint32(auditPpm), p.minAuditPpm);
+        _checkTimeouts(deal);
+        return _hashMediators(mediators);
     }
 
-    function _checkMediators(Deal calldata deal, uint256 min) private pure {
-        uint256 n = deal.mediators.length;
+    function _checkTimeouts(Deal calldata deal) private pure {
+        uint256 resultTimeout;
+        uint256 judgeTimeout;
+        uint256 mediationTimeout;
+        assembly ("memory-safe") {
+            resultTimeout := calldataload(add(deal, 0x120))
+            judgeTimeout := calldataload(add(deal, 0x140))
+            mediationTimeout := calldataload(add(deal, 0x160))
+        }
+        if (resultTimeout == 0 || resultTimeout > type(uint32).max) revert InvalidTimeout(uint64(resultTimeout));
+        _checkDisputeTimeout(judgeTimeout);
+        _checkDisputeTimeout(mediationTimeout);
+    }
+
+    function _checkMediators(address[] calldata mediators, address jobCreator, address provider, uint256 min)
+        private
+        pure
+    {
+        uint256 n = mediators.length;
         if (n < min) revert TooFewMediators(n, min);
         if (n > MAX_MEDIATORS) revert TooManyMediators(n);
         for (uint256 i = 0; i < n; i++) {
-            address m = deal.mediators[i];
-            if (m == address(0) || m == deal.jobCreator || m == deal.provider) revert InvalidMediator(m);
+            address m = mediators[i];
+            if (m == address(0) || m == jobCreator || m == provider) revert InvalidMediator(m);
             for (uint256 j = 0; j < i; j++) {
-                if (deal.mediators[j] == m) revert InvalidMediator(m);
+                if (mediators[j] == m) revert InvalidMediator(m);
             }
         }
     }
 
-    function _checkState(bytes32 id, Slot storage s, State expected) private view {
+    function _checkState(bytes32 id, Slot memory s, State expected) private pure {
         if (s.state != expected) revert WrongState(id, s.state);
     }
 
-    function _checkBeforeDeadline(bytes32 id, Slot storage s) private view {
+    function _checkBeforeDeadline(bytes32 id, Slot memory s) private view {
         if (block.timestamp > s.deadline) revert DeadlinePassed(id, s.deadline);
     }
 
@@ -840,7 +1046,7 @@ contract DcnDeals is DcnEscrow, EIP712 {
         return uint96(amount);
     }
 
-    function _checkDisputeTimeout(uint64 t) private pure {
-        if (t == 0 || t > MAX_DISPUTE_TIMEOUT) revert InvalidTimeout(t);
+    function _checkDisputeTimeout(uint256 t) private pure {
+        if (t == 0 || t > MAX_DISPUTE_TIMEOUT) revert InvalidTimeout(uint64(t));
     }
 }

@@ -171,19 +171,60 @@ abstract contract DcnEscrow is Ownable2Step {
 
     // Amounts are sums of at most three uint96 values, so they always fit in uint128.
     function _lock(address account, uint256 amount) internal {
+        _relock(account, 0, amount);
+    }
+
+    // `account` gets `unlock` of its locked escrow back, then locks `amount` of its free
+    // escrow: one read and one write of its word (free in the low 128 bits, locked in the
+    // high 128, as `Escrow` packs them).
+    function _relock(address account, uint256 unlock, uint256 amount) internal {
         Escrow storage e = _escrow[account];
-        if (e.free < amount) revert InsufficientEscrow(account, amount, e.free);
-        unchecked {
-            e.free -= uint128(amount);
+        uint256 w;
+        assembly ("memory-safe") {
+            w := sload(e.slot)
         }
-        e.locked += uint128(amount);
+        uint256 free = uint128(w) + unlock;
+        if (free < amount) revert InsufficientEscrow(account, amount, free);
+        assembly ("memory-safe") {
+            // free - amount < 2^128; locked + amount - unlock: at most three uint96 amounts
+            // on top of a uint128, which panics (0x11) past 2^128 as checked fields would.
+            let locked := add(shr(128, w), amount)
+            if or(gt(unlock, locked), shr(128, sub(locked, unlock))) {
+                mstore(0, shl(224, 0x4e487b71))
+                mstore(4, 0x11)
+                revert(0, 0x24)
+            }
+            sstore(e.slot, or(sub(free, amount), shl(128, sub(locked, unlock))))
+        }
     }
 
     // Moves `amount` out of `from`'s locked escrow into `to`'s free escrow.
     function _unlockTo(address from, uint256 amount, address to) internal {
         if (amount == 0) return;
-        _escrow[from].locked -= uint128(amount);
-        _escrow[to].free += uint128(amount);
+        if (from == to) {
+            _settle(from, amount, amount);
+        } else {
+            _settle(from, amount, 0);
+            _settle(to, 0, amount);
+        }
+    }
+
+    // `account` gives up `unlock` of its locked escrow and gets `credit` into its free
+    // escrow: one read and one write of its word. Underflow and overflow panic (0x11), as
+    // checked arithmetic on the fields would.
+    function _settle(address account, uint256 unlock, uint256 credit) internal {
+        Escrow storage e = _escrow[account];
+        assembly ("memory-safe") {
+            let w := sload(e.slot)
+            let locked := shr(128, w)
+            let free := add(and(w, 0xffffffffffffffffffffffffffffffff), credit)
+            if or(gt(unlock, locked), shr(128, free)) {
+                mstore(0, shl(224, 0x4e487b71))
+                mstore(4, 0x11)
+                revert(0, 0x24)
+            }
+            sstore(e.slot, or(free, shl(128, sub(locked, unlock))))
+        }
     }
 
     // Takes up to `amount` of `mediator`'s bond into `to`'s free escrow; returns what it took.
