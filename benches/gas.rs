@@ -7,10 +7,10 @@
 
 use alloy::primitives::{utils::parse_ether, Address, B256, U256};
 use alloy::providers::Provider;
-use dcn::chain::bindings::DcnDeals;
+use dcn::chain::bindings::{DcnDeals, DcnJobBoard, DcnToken};
 use dcn::chain::deals::{deal_id, domain, sign_deal};
 use dcn::chain::deploy::DeployOptions;
-use dcn::chain::{self, AlloyChain, ChainClient, DealRef, DealsChain, DevRole, NetworkRules, Role};
+use dcn::chain::{self, AlloyChain, BoardChain, ChainClient, DealRef, DealsChain, DevRole, NetworkRules, Role};
 use dcn::config::ResolvedNetwork;
 use eyre::Result;
 
@@ -57,10 +57,15 @@ impl Bench {
     /// A new deal that is audited with `audit_ppm` parts per million.
     async fn create(&mut self, audit_ppm: u32) -> Result<(DealRef, u64)> {
         let d = self.deal(audit_ppm).await?;
-        let dom = domain(self.jc.client.network.chain_id, self.jc.contracts.deals);
+        self.create_by(&self.jc, d).await
+    }
+
+    /// Deal `d` created by `jc`, its job creator.
+    async fn create_by(&self, jc: &AlloyChain, d: DcnDeals::Deal) -> Result<(DealRef, u64)> {
+        let dom = domain(jc.client.network.chain_id, jc.contracts.deals);
         let sig = sign_deal(&DevRole::Provider.signer(), &d, &dom).await?;
         let id = deal_id(&d, &dom);
-        let sent = self.jc.create_deal(&d, sig).await?;
+        let sent = jc.create_deal(&d, sig).await?;
         Ok((DealRef { id, deal: d, since_block: sent.block }, self.gas(sent.tx).await?))
     }
 
@@ -125,10 +130,11 @@ async fn main() -> Result<()> {
         rules,
     };
     let c = chain::deploy(&admin, data.path(), &options).await?.deployment.contracts;
-    let mut accounts: Vec<(String, Address)> = [DevRole::JobCreator, DevRole::Provider, DevRole::Mediator]
-        .iter()
-        .map(|r| (r.name().into(), r.address()))
-        .collect();
+    let mut accounts: Vec<(String, Address)> =
+        [DevRole::JobCreator, DevRole::Provider, DevRole::Mediator, DevRole::Solver]
+            .iter()
+            .map(|r| (r.name().into(), r.address()))
+            .collect();
     accounts.push(("appeal-mediator".into(), appeal_key.address()));
     let plan = chain::FundPlan {
         token: c.token,
@@ -187,6 +193,29 @@ async fn main() -> Result<()> {
     println!("gas_timeout_no_judgement {} gas", so_far + b.timeout(&d).await?);
     let (d, so_far) = b.drawn().await?;
     println!("gas_timeout_no_verdict {} gas", so_far + b.timeout(&d).await?);
+
+    // The job board: a request that commits to its job, the operator's deal of that job
+    // (created, submitted, accepted), its claim and its delivery with the client's callback.
+    let operator = role(chain::connect(&net, DevRole::Solver.signer()).await?);
+    operator.ensure_free_escrow(parse_ether("100")?).await?;
+    let admin = &b.admin.client;
+    let job = B256::repeat_byte(0x11);
+    admin.send("approving the board", DcnToken::new(c.token, &admin.provider).approve(c.job_board, U256::MAX)).await?;
+    let board = DcnJobBoard::new(c.job_board, &admin.provider);
+    let inputs = vec!["Message=moo".to_string()];
+    let request =
+        admin.send("requestJob", board.requestJob("cowsay".into(), inputs, job, parse_ether("3")?, 3600)).await?;
+    let request_id = board.requestCount().call().await?;
+    let mut d = b.deal(0).await?;
+    d.jobCreator = operator.client.from;
+    let (d, _) = b.create_by(&operator, d).await?;
+    b.provider.submit_result(&d, B256::repeat_byte(0x22)).await?;
+    operator.accept_result(&d).await?;
+    let claim = b.gas(operator.claim(request_id, &d).await?).await?;
+    let deliver = b.gas(operator.deliver_result(request_id, &d).await?).await?;
+    println!("gas_jobboard_request {} gas", request.gas_used);
+    println!("gas_jobboard_claim {claim} gas");
+    println!("gas_jobboard_deliver {deliver} gas");
 
     let d = b.deal(0).await?;
     let cancel =

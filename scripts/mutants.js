@@ -247,6 +247,7 @@ const MUTANTS = [
   ["claim-swaps-in-flight", B, "claim", "if (r.dealId != 0 && !_failed(r.dealId)) revert DealInFlight(requestId, r.dealId);\n        deals.verify", "deals.verify"],
   ["claim-unverified", B, "claim", "        deals.verify(dealId, t, c);\n        _claim", "        _claim"],
   ["deliver-by-anyone", B, "deliverResult", "if (msg.sender != r.operator) revert NotOperator(msg.sender);\n        bytes32 resultHash", "bytes32 resultHash"],
+  ["deliver-overturned-honest", B, "deliverResult", "if (flags & 8 != 0) return false;\n", ""],
   ["deliver-empty-result", B, "deliverResult", "if (resultHash == bytes32(0)) revert EmptyResultHash();", ""],
   ["deliver-unverified", B, "deliverResult", "DcnDeals.State state = deals.verify(dealId, t, c);", "(DcnDeals.State state, , , , , ) = deals.getDeal(dealId);"],
   ["deliver-unpaid-deal", B, "deliverResult", "if (!_paid(state, flags)) revert DealNotPaid(dealId, state);", ""],

@@ -297,7 +297,10 @@ contract DcnJobBoard is Ownable2Step {
         return s >= DcnDeals.State.Accepted && s != DcnDeals.State.Audited;
     }
 
+    // The deal paid its provider for a result that stands: an honest verdict overturned on
+    // appeal (FLAG_OVERTURNED, 8) found the result wrong, so it is not delivered.
     function _paid(DcnDeals.State s, uint8 flags) private pure returns (bool) {
+        if (flags & 8 != 0) return false;
         if (s == DcnDeals.State.Appealed) return flags & 1 != 0;
         return s == DcnDeals.State.Accepted || s == DcnDeals.State.MediatedHonest
             || s == DcnDeals.State.TimedOutAccepted || s == DcnDeals.State.TimedOutNoVerdict;

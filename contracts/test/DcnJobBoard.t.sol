@@ -561,6 +561,25 @@ contract DcnJobBoardTest is DealsFixture {
         expectDeliverRevert(third, bad, abi.encodeWithSelector(DcnJobBoard.DealNotPaid.selector, bad.id, DcnDeals.State.Appealed));
     }
 
+    /// An honest verdict that the job creator's appeal overturns found the result wrong:
+    /// the request is not delivered with it, and the operator may buy another deal.
+    function test_an_honest_verdict_overturned_on_appeal_is_not_delivered() public {
+        // Upheld, an honest verdict delivers.
+        uint256 first = request();
+        H memory upheld = mediated(true);
+        appealToPool(upheld);
+        ruleAppeal(upheld, true);
+        deliver(first, upheld);
+        assertEq(client.results(first), RESULT, "an upheld honest verdict delivers");
+        // Overturned, it found the result wrong (and slashed the deal's mediator's bond).
+        uint256 id = request();
+        H memory h = mediated(true);
+        appealToPool(h);
+        ruleAppeal(h, false);
+        assertState(h.id, DcnDeals.State.MediatedHonest);
+        expectDeliverRevert(id, h, abi.encodeWithSelector(DcnJobBoard.DealNotPaid.selector, h.id, DcnDeals.State.MediatedHonest));
+    }
+
     function _word(bytes memory b, uint256 at) internal pure returns (uint256 w) {
         assembly {
             w := mload(add(add(b, 0x20), at))

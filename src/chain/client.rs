@@ -79,8 +79,8 @@ pub enum ChainError {
         /// Network name.
         network: String,
     },
-    /// A read or a transaction failed.
-    #[error("{what} failed: {source}")]
+    /// A read or a transaction failed (a contract's refusal named, with what to do).
+    #[error("{what} failed: {}", super::reverts::explain(source))]
     Call {
         /// What was being done.
         what: String,

@@ -19,6 +19,7 @@ pub mod fund;
 pub mod heads;
 pub mod join;
 pub mod queue;
+pub mod reverts;
 pub mod state;
 
 pub use accounts::{DevRole, DEV_MNEMONIC};
