@@ -12,7 +12,7 @@
 // that are equivalent to the original are listed in EQUIVALENT with the reason; any other
 // survivor makes the script exit 1.
 //
-// Usage: node scripts/mutants.js [id-substring | DcnEscrow | DcnDeals | DcnJobBoard | DcnRegistry]
+// Usage: node scripts/mutants.js [id-substring | DcnEscrow | DcnDeals | DcnJobBoard | DcnRegistry][,…]
 //        node scripts/mutants.js --check   (only check the list against the sources and ABIs)
 //        (all of them: `make mutants`)
 
@@ -415,7 +415,10 @@ async function main() {
     console.log(`${MUTANTS.length} mutants over ${fns.size} external functions and constants; the list matches the sources`);
     return;
   }
-  const selected = MUTANTS.filter(([id, file]) => !only || id.includes(only) || file === `${only}.sol`);
+  const wanted = only ? only.split(",") : [];
+  const selected = MUTANTS.filter(
+    ([id, file]) => !only || wanted.some((w) => id.includes(w) || file === `${w}.sol`),
+  );
   const originals = checkList(selected);
   const env = {
     ...process.env,

@@ -270,25 +270,7 @@ async fn signed_for(
 
 /// Posts `provider`'s signed resource offer trusting `mediators`; returns its id.
 async fn provider_offer(solver: &FakeSolver, provider: &PrivateKeySigner, mediators: Vec<Address>) -> B256 {
-    let offer = crate::protocol::ResourceOffer {
-        provider: provider.address(),
-        solver: solver.info().solver,
-        cpu: 1000,
-        ramMb: 512,
-        gpus: 0,
-        vramMb: 0,
-        diskMb: 0,
-        slots: 1,
-        price: U256::from(10),
-        collateral: U256::from(100),
-        mediators,
-        modules: vec![],
-        maxTimeoutSecs: 3600,
-        maxSpecBytes: 65_536,
-        maxOutputBytes: 1 << 30,
-        expiry: 2_000,
-        nonce: U256::from(1),
-    };
+    let offer = resource_offer(provider.address(), solver.info().solver, U256::from(100), mediators);
     let signed = crate::protocol::SignedResourceOffer::sign(offer, provider, &solver.info().domain()).await.unwrap();
     solver.post_resource_offer(&signed).await.unwrap().id
 }

@@ -243,25 +243,8 @@ mod tests {
     }
 
     async fn resource_offer(signer: &PrivateKeySigner, solver: Address) -> SignedResourceOffer {
-        let offer = ResourceOffer {
-            provider: signer.address(),
-            solver,
-            cpu: 1000,
-            ramMb: 512,
-            gpus: 0,
-            vramMb: 0,
-            diskMb: 0,
-            slots: 1,
-            price: U256::from(10),
-            collateral: U256::from(20),
-            mediators: vec![Address::repeat_byte(7)],
-            modules: vec![],
-            maxTimeoutSecs: 3600,
-            maxSpecBytes: 65_536,
-            maxOutputBytes: 1 << 30,
-            expiry: 2_000,
-            nonce: U256::from(1),
-        };
+        let offer =
+            crate::testing::resource_offer(signer.address(), solver, U256::from(20), vec![Address::repeat_byte(7)]);
         SignedResourceOffer::sign(offer, signer, &verifier(solver).domain).await.unwrap()
     }
 

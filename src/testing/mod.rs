@@ -91,3 +91,32 @@ pub fn deal_record(n: u8) -> DealRecord {
 pub fn created_deal(n: u8) -> CreatedDeal {
     CreatedDeal { deal: deal_record(n), spec: spec("moo"), create_tx: B256::repeat_byte(n), created_block: 0 }
 }
+
+/// A resource offer of `provider` to `solver`: one small slot at price 10 with `collateral`,
+/// trusting `mediators`, good until time 2,000.
+pub fn resource_offer(
+    provider: Address,
+    solver: Address,
+    collateral: U256,
+    mediators: Vec<Address>,
+) -> crate::protocol::ResourceOffer {
+    crate::protocol::ResourceOffer {
+        provider,
+        solver,
+        cpu: 1000,
+        ramMb: 512,
+        gpus: 0,
+        vramMb: 0,
+        diskMb: 0,
+        slots: 1,
+        price: U256::from(10),
+        collateral,
+        mediators,
+        modules: vec![],
+        maxTimeoutSecs: 3600,
+        maxSpecBytes: 65_536,
+        maxOutputBytes: 1 << 30,
+        expiry: 2_000,
+        nonce: U256::from(1),
+    }
+}
