@@ -12,7 +12,7 @@
 // that are equivalent to the original are listed in EQUIVALENT with the reason; any other
 // survivor makes the script exit 1.
 //
-// Usage: node scripts/mutants.js [id-substring | DcnEscrow | DcnDeals | DcnJobBoard | DcnRegistry]
+// Usage: node scripts/mutants.js [id-substring | DcnEscrow | DcnDeals | DcnJobBoard | DcnRegistry][,…]
 //        node scripts/mutants.js --check   (only check the list against the sources and ABIs)
 //        (all of them: `make mutants`)
 
@@ -69,13 +69,23 @@ const MUTANTS = [
   ["drawn-while-unbonding", E, "draw", "return b.unbondAt == 0 && b.amount >= minBond && b.amount != 0;", "return b.amount >= minBond && b.amount != 0;"],
   ["drawn-below-least-bond", E, "draw", "return b.unbondAt == 0 && b.amount >= minBond && b.amount != 0;", "return b.unbondAt == 0 && b.amount != 0;"],
   ["least-bond-not-drawn", E, "draw", "b.amount >= minBond && b.amount != 0", "b.amount > minBond && b.amount != 0"],
-  // ── DcnDeals: the network's rules ──
-  ["params-any-mediator-count", D, "setParams", "if (p.minMediators == 0 || p.minMediators > MAX_MEDIATORS || p.minAuditPpm > PPM) revert InvalidParams();", ""],
-  ["params-any-appeal-window", D, "setParams", "if (p.appealWindow == 0 || p.appealWindow > MAX_DISPUTE_TIMEOUT) revert InvalidParams();", ""],
-  ["params-no-bond-or-fee", D, "setParams", "if (p.minBond == 0 || p.appealFee == 0) revert InvalidParams();", ""],
-  ["params-by-anyone", D, "setParams", "function setParams(Params calldata params_) external onlyOwner {", "function setParams(Params calldata params_) external {"],
-  ["params-not-stored", D, "setParams", "_params = p;\n", ""],
-  ["params-hidden", D, "params", "returns (Params memory) {\n        return _params;", "returns (Params memory none) {\n        return none;"],
+  // ── DcnDeals: the network's rules (the constructor checks and fixes them; named by `params`, the getter that shows them) ──
+  ["params-any-mediator-count", D, "params", "if (p.minMediators == 0 || p.minMediators > MAX_MEDIATORS || p.minAuditPpm > PPM) revert InvalidParams();", ""],
+  ["params-any-appeal-window", D, "params", "if (p.appealWindow == 0 || p.appealWindow > MAX_DISPUTE_TIMEOUT) revert InvalidParams();", ""],
+  ["params-no-bond-or-fee", D, "params", "if (p.minBond == 0 || p.appealFee == 0) revert InvalidParams();", ""],
+  ["params-no-mediators", D, "params", "p.minMediators == 0 || p.minMediators > MAX_MEDIATORS", "p.minMediators > MAX_MEDIATORS"],
+  ["params-over-max-mediators", D, "params", "p.minMediators > MAX_MEDIATORS || ", ""],
+  ["params-max-mediators-refused", D, "params", "p.minMediators > MAX_MEDIATORS", "p.minMediators >= MAX_MEDIATORS"],
+  ["params-audit-chance-over-one", D, "params", " || p.minAuditPpm > PPM) revert", ") revert"],
+  ["params-certain-audit-refused", D, "params", "p.minAuditPpm > PPM", "p.minAuditPpm >= PPM"],
+  ["params-no-appeal-window", D, "params", "p.appealWindow == 0 || ", ""],
+  ["params-appeal-window-over-a-week", D, "params", " || p.appealWindow > MAX_DISPUTE_TIMEOUT) revert", ") revert"],
+  ["params-week-appeal-window-refused", D, "params", "p.appealWindow > MAX_DISPUTE_TIMEOUT", "p.appealWindow >= MAX_DISPUTE_TIMEOUT"],
+  ["params-no-bond", D, "params", "p.minBond == 0 || ", ""],
+  ["params-free-appeal", D, "params", " || p.appealFee == 0) revert", ") revert"],
+  ["params-not-stored", D, "params", "_silenceSlash = params_.silenceSlash;\n", ""],
+  ["params-hidden", D, "params", "returns (Params memory) {\n        return Params({", "returns (Params memory none) {\n        if (none.minBond == 0) return none;\n        return Params({"],
+  ["params-fields-swapped", D, "params", "minBond: _minBond,\n            appealFee: _appealFee", "minBond: _appealFee,\n            appealFee: _minBond"],
   ["registry-twice", D, "setRegistry", "if (address(registry) != address(0)) revert RegistryAlreadySet();", ""],
   ["registry-by-anyone", D, "setRegistry", "function setRegistry(IMediatorPool registry_) external onlyOwner {", "function setRegistry(IMediatorPool registry_) external {"],
   ["registry-not-stored", D, "registry", "registry = registry_;", ""],
@@ -106,11 +116,11 @@ const MUTANTS = [
   ["create-too-many-mediators", D, "createDeal", "if (n > MAX_MEDIATORS) revert TooManyMediators(n);", ""],
   ["create-duplicate-mediators", D, "createDeal", "if (mediators[j] == m) revert InvalidMediator(m);", ""],
   ["create-party-as-mediator", D, "createDeal", "if (m == address(0) || m == jobCreator || m == provider) revert InvalidMediator(m);", ""],
-  ["create-fee-below-floor", D, "createDeal", "if (fee < p.minMediationFee) revert FeeBelowFloor(fee, p.minMediationFee);", ""],
-  ["create-audit-fee-below-floor", D, "createDeal", "if (auditFee < p.minMediationFee) revert FeeBelowFloor(auditFee, p.minMediationFee);", ""],
+  ["create-fee-below-floor", D, "createDeal", "if (fee < _minMediationFee) revert FeeBelowFloor(fee, _minMediationFee);", ""],
+  ["create-audit-fee-below-floor", D, "createDeal", "if (auditFee < _minMediationFee) revert FeeBelowFloor(auditFee, _minMediationFee);", ""],
   ["create-collateral-below-fee", D, "createDeal", "if (collateral < fee) revert CollateralBelowFee(collateral, fee);", ""],
   ["create-collateral-below-audit-fee", D, "createDeal", "if (collateral < auditFee) revert CollateralBelowFee(collateral, auditFee);", ""],
-  ["create-audit-chance-below-minimum", D, "createDeal", "auditPpm < p.minAuditPpm || ", ""],
+  ["create-audit-chance-below-minimum", D, "createDeal", "auditPpm < _minAuditPpm || ", ""],
   ["create-audit-chance-above-one", D, "createDeal", " || auditPpm > PPM) revert AuditChanceTooLow", ") revert AuditChanceTooLow"],
   ["create-result-timeout-unchecked", D, "createDeal", "if (resultTimeout == 0 || resultTimeout > type(uint32).max) revert InvalidTimeout(uint64(resultTimeout));", ""],
   ["create-dispute-timeouts-unchecked", D, "createDeal", "if (t == 0 || t > MAX_DISPUTE_TIMEOUT) revert InvalidTimeout(uint64(t));", ""],
@@ -167,7 +177,7 @@ const MUTANTS = [
   ["dishonest-mediator-unpaid", D, "mediate", "_settle(t.provider, t.collateral, 0);\n        }\n        _settle(msg.sender, 0, fee);", "_settle(t.provider, t.collateral, fee);\n        }\n        _settle(msg.sender, 0, providerHonest ? fee : 0);"],
   ["audit-paid-the-mediation-fee", D, "mediate", "uint96 fee = audit ? t.auditFee : t.mediationFee;", "uint96 fee = t.mediationFee;"],
   ["mediate-forgets-who-ruled", D, "mediate", "s.commit = _commitment(id, t, c.resultHash, c.excluded, msg.sender, c.appealMediator);", "s.commit = _commitment(id, t, c.resultHash, c.excluded, c.ruledBy, c.appealMediator);"],
-  ["mediate-no-appeal-window", D, "mediate", "uint40 deadline = uint40(block.timestamp + _params.appealWindow);", "uint40 deadline = uint40(block.timestamp);"],
+  ["mediate-no-appeal-window", D, "mediate", "uint40 deadline = uint40(block.timestamp + _appealWindow);", "uint40 deadline = uint40(block.timestamp);"],
   ["mediate-loses-audit-flag", D, "mediate", "uint8 auditFlag = s.flags & FLAG_AUDIT;", "uint8 auditFlag = 0;"],
   ["mediate-honest-unflagged", D, "mediate", "s.flags = auditFlag | FLAG_HONEST;", "s.flags = auditFlag;"],
   // ── DcnDeals: appeals ──
@@ -175,12 +185,10 @@ const MUTANTS = [
   ["appeal-by-anyone", D, "appeal", "if (msg.sender != (byJobCreator ? t.jobCreator : t.provider)) revert NotLoser(msg.sender);", ""],
   ["appeal-after-its-window", D, "appeal", "revert NotLoser(msg.sender);\n        _checkBeforeDeadline(id, s);", "revert NotLoser(msg.sender);"],
   ["appeal-twice", D, "appeal", "if (s.flags & FLAG_APPEAL_DONE != 0) revert AlreadyAppealed(id);", ""],
-  ["appeal-free", D, "appeal", "_lock(msg.sender, fee);", ""],
+  ["appeal-free", D, "appeal", "_lock(msg.sender, _appealFee);", ""],
   ["appeal-without-verdict", D, "appeal", "if (state != State.MediatedHonest && state != State.MediatedDishonest) revert WrongState(id, state);", ""],
   ["appeal-forgets-appellant", D, "appeal", "if (byJobCreator) s.flags |= FLAG_APPEAL_BY_JOB_CREATOR;", ""],
   ["appeal-no-round", D, "appeal", "if (byJobCreator) s.flags |= FLAG_APPEAL_BY_JOB_CREATOR;\n        _newRound(s, t.mediationTimeout);", "if (byJobCreator) s.flags |= FLAG_APPEAL_BY_JOB_CREATOR;"],
-  ["appeal-fee-of-the-day-at-ruling", D, "ruleAppeal", "uint256 fee = _appealFees[id];", "uint256 fee = _params.appealFee;"],
-  ["appeal-fee-of-the-day-at-lapse", D, "timeout", "_unlockTo(appellant, _appealFees[id], appellant);", "_unlockTo(appellant, _params.appealFee, appellant);"],
   ["draw-appeal-after-its-deadline", D, "drawAppeal", "if (c.appealMediator != address(0)) return c.appealMediator;\n        _checkBeforeDeadline(id, s);", "if (c.appealMediator != address(0)) return c.appealMediator;"],
   ["draw-appeal-in-its-own-block", D, "drawAppeal", "_checkBeforeDeadline(id, s);\n        uint256 b = s.mark;\n        if (block.number <= b) revert DrawNotReady(id, uint64(b));", "_checkBeforeDeadline(id, s);\n        uint256 b = s.mark;"],
   ["draw-appeal-postponed-forever", D, "drawAppeal", "s.mark = uint40(block.number);\n            _put(id, s);\n            emit DrawPostponed(id, uint64(block.number));\n            return address(0);\n        }\n        mediator = _drawFromPool", "_put(id, s);\n            emit DrawPostponed(id, uint64(block.number));\n            return address(0);\n        }\n        mediator = _drawFromPool"],
@@ -207,15 +215,15 @@ const MUTANTS = [
   ["no-result-keeps-audit-fee", D, "timeout", "_settle(t.jobCreator, uint256(t.price) + t.auditFee, uint256(t.price) + t.auditFee + t.collateral);", "_settle(t.jobCreator, uint256(t.price), uint256(t.price) + t.collateral);"],
   ["no-judgement-as-accepted", D, "timeout", "State.TimedOutAccepted) != State.TimedOutAccepted) return;", "State.Accepted) != State.Accepted) return;"],
   ["silent-mediator-kept", D, "timeout", "excluded |= uint16(1 << (idx - 1));", ""],
-  ["silence-costs-nothing", D, "timeout", "_slash(missed, _params.silenceSlash, audit ? t.provider : t.jobCreator);", ""],
+  ["silence-costs-nothing", D, "timeout", "_slash(missed, _silenceSlash, audit ? t.provider : t.jobCreator);", ""],
   ["silence-slash-to-the-other-party", D, "timeout", "audit ? t.provider : t.jobCreator);", "audit ? t.jobCreator : t.provider);"],
   ["audit-gets-more-rounds", D, "timeout", "if (!audit && _untried(excluded, mediators.length) > 0) {", "if (_untried(excluded, mediators.length) > 0) {"],
   ["no-verdict-provider-unpaid", D, "timeout", "_settle(t.jobCreator, uint256(t.price) + (audit ? t.auditFee : t.mediationFee), audit ? t.auditFee : t.mediationFee);\n        _settle(t.provider, t.collateral, uint256(t.price) + t.collateral);", "_settle(t.jobCreator, audit ? t.auditFee : t.mediationFee, audit ? t.auditFee : t.mediationFee);"],
   ["no-verdict-fee-to-provider", D, "timeout", "_settle(t.jobCreator, uint256(t.price) + (audit ? t.auditFee : t.mediationFee), audit ? t.auditFee : t.mediationFee);\n        _settle(t.provider, t.collateral, uint256(t.price) + t.collateral);", "_settle(t.jobCreator, uint256(t.price) + (audit ? t.auditFee : t.mediationFee), 0);\n        _settle(t.provider, t.collateral, uint256(t.price) + t.collateral + (audit ? t.auditFee : t.mediationFee));"],
   ["round-nobody-drew-misses-nobody", D, "timeout", "(idx, excluded) = _drawBonded(blockhash(b), id, excluded, mediators);", ""],
   ["silent-round-forgets-case", D, "timeout", "        if (excluded != c.excluded) {\n            s.commit = _commitment(id, t, c.resultHash, excluded, c.ruledBy, c.appealMediator);\n        }\n        if (!audit", "        if (!audit"],
-  ["lapse-silent-appeal-mediator-kept", D, "timeout", "if (c.appealMediator != address(0)) _slash(c.appealMediator, _params.silenceSlash, appellant);", ""],
-  ["lapse-fee-to-the-other-party", D, "timeout", "_unlockTo(appellant, _appealFees[id], appellant);", "_unlockTo(appellant, _appealFees[id], appellant == t.provider ? t.jobCreator : t.provider);"],
+  ["lapse-silent-appeal-mediator-kept", D, "timeout", "if (c.appealMediator != address(0)) _slash(c.appealMediator, _silenceSlash, appellant);", ""],
+  ["lapse-fee-to-the-other-party", D, "timeout", "_unlockTo(appellant, _appealFee, appellant);", "_unlockTo(appellant, _appealFee, appellant == t.provider ? t.jobCreator : t.provider);"],
   ["timeout-of-a-settled-deal", D, "timeout", "} else {\n            revert WrongState(id, from);\n        }", "} else {\n            return;\n        }"],
   ["timeout-wrong-mediators", D, "timeout", "} else if (from == State.Challenged || from == State.Audited) {\n            _checkMediators(id, t, mediators);", "} else if (from == State.Challenged || from == State.Audited) {"],
   // ── DcnDeals: reading ──
@@ -415,7 +423,10 @@ async function main() {
     console.log(`${MUTANTS.length} mutants over ${fns.size} external functions and constants; the list matches the sources`);
     return;
   }
-  const selected = MUTANTS.filter(([id, file]) => !only || id.includes(only) || file === `${only}.sol`);
+  const wanted = only ? only.split(",") : [];
+  const selected = MUTANTS.filter(
+    ([id, file]) => !only || wanted.some((w) => id.includes(w) || file === `${w}.sol`),
+  );
   const originals = checkList(selected);
   const env = {
     ...process.env,

@@ -127,7 +127,7 @@ contract DcnDeals is DcnEscrow, EIP712 {
         Appealed
     }
 
-    /// @notice The network's rules for new deals and disputes, set by the owner.
+    /// @notice The network's rules for deals and disputes, fixed at deployment.
     struct Params {
         /// Fewest mediators a deal names.
         uint8 minMediators;
@@ -182,14 +182,21 @@ contract DcnDeals is DcnEscrow, EIP712 {
     uint8 private constant MEDIATOR_ROLE = 1;
     uint256 private constant BLOCKHASH_WINDOW = 256;
 
-    Params private _params;
+    // The network's rules (`Params`), fixed by the constructor: one immutable per field,
+    // read from the code, never from storage. A network that wants other rules deploys
+    // anew (as a registry names its network once).
+    uint8 private immutable _minMediators;
+    uint32 private immutable _minAuditPpm;
+    uint32 private immutable _appealWindow;
+    uint96 private immutable _minMediationFee;
+    uint88 private immutable _silenceSlash;
+    uint96 private immutable _minBond;
+    uint96 private immutable _appealFee;
+
     /// @notice The registry whose approved mediators appeals are drawn from.
     IMediatorPool public registry;
     mapping(bytes32 => Slot) private _deals;
-    // What each open appeal locked of its appellant: `appealFee` may change meanwhile.
-    mapping(bytes32 => uint256) private _appealFees;
 
-    event ParamsChanged(Params params);
     event RegistrySet(address registry);
     event DealCreated(bytes32 indexed dealId, address indexed jobCreator, address indexed provider);
     event DealCancelled(bytes32 indexed dealId, address indexed provider);
@@ -235,20 +242,31 @@ contract DcnDeals is DcnEscrow, EIP712 {
     error RegistryAlreadySet();
     error InvalidParams();
 
+    /// @notice A network under the rules `params_`, fixed for the life of this contract.
     constructor(IERC20 token_, Params memory params_) DcnEscrow(token_) EIP712("DcnDeals", "1") {
-        _setParams(params_);
+        _checkParams(params_);
+        _minMediators = params_.minMediators;
+        _minAuditPpm = params_.minAuditPpm;
+        _appealWindow = params_.appealWindow;
+        _minMediationFee = params_.minMediationFee;
+        _silenceSlash = params_.silenceSlash;
+        _minBond = params_.minBond;
+        _appealFee = params_.appealFee;
     }
 
     // ─── The network's rules ──────────────────────────────────────────────────
 
-    /// @notice Changes the rules for deals created and disputes started from now on.
-    function setParams(Params calldata params_) external onlyOwner {
-        _setParams(params_);
-    }
-
-    /// @notice The network's rules.
+    /// @notice The network's rules, as the constructor fixed them.
     function params() external view returns (Params memory) {
-        return _params;
+        return Params({
+            minMediators: _minMediators,
+            minAuditPpm: _minAuditPpm,
+            appealWindow: _appealWindow,
+            minMediationFee: _minMediationFee,
+            silenceSlash: _silenceSlash,
+            minBond: _minBond,
+            appealFee: _appealFee
+        });
     }
 
     /// @notice Names the registry whose approved mediators appeals draw from; once.
@@ -258,12 +276,10 @@ contract DcnDeals is DcnEscrow, EIP712 {
         emit RegistrySet(address(registry_));
     }
 
-    function _setParams(Params memory p) private {
+    function _checkParams(Params memory p) private pure {
         if (p.minMediators == 0 || p.minMediators > MAX_MEDIATORS || p.minAuditPpm > PPM) revert InvalidParams();
         if (p.appealWindow == 0 || p.appealWindow > MAX_DISPUTE_TIMEOUT) revert InvalidParams();
         if (p.minBond == 0 || p.appealFee == 0) revert InvalidParams();
-        _params = p;
-        emit ParamsChanged(p);
     }
 
     // ─── Creation ─────────────────────────────────────────────────────────────
@@ -456,7 +472,7 @@ contract DcnDeals is DcnEscrow, EIP712 {
         }
         _settle(msg.sender, 0, fee);
         s.commit = _commitment(id, t, c.resultHash, c.excluded, msg.sender, c.appealMediator);
-        uint40 deadline = uint40(block.timestamp + _params.appealWindow);
+        uint40 deadline = uint40(block.timestamp + _appealWindow);
         s.deadline = deadline;
         s.drawn = 0;
         _put(id, s);
@@ -476,9 +492,7 @@ contract DcnDeals is DcnEscrow, EIP712 {
         bool byJobCreator = state == State.MediatedHonest;
         if (msg.sender != (byJobCreator ? t.jobCreator : t.provider)) revert NotLoser(msg.sender);
         _checkBeforeDeadline(id, s);
-        uint256 fee = _params.appealFee;
-        _appealFees[id] = fee;
-        _lock(msg.sender, fee);
+        _lock(msg.sender, _appealFee);
         s.state = State.Appealed;
         if (byJobCreator) s.flags |= FLAG_APPEAL_BY_JOB_CREATOR;
         _newRound(s, t.mediationTimeout);
@@ -529,14 +543,13 @@ contract DcnDeals is DcnEscrow, EIP712 {
         _checkBeforeDeadline(id, s);
         uint8 flags = s.flags;
         address appellant = flags & FLAG_APPEAL_BY_JOB_CREATOR != 0 ? t.jobCreator : t.provider;
-        uint256 fee = _appealFees[id];
-        delete _appealFees[id];
+        uint256 fee = _appealFee;
         bool overturned = providerHonest != (flags & FLAG_HONEST != 0);
         if (overturned) {
             _unlockTo(appellant, fee, appellant);
             // Up to `minBond` of the first mediator's bond: the appeal mediator's fee first,
             // the rest to the wronged party.
-            uint256 slash = _params.minBond;
+            uint256 slash = _minBond;
             uint256 feePart = fee < slash ? fee : slash;
             _slash(c.ruledBy, feePart, msg.sender);
             _slash(c.ruledBy, slash - feePart, appellant);
@@ -779,19 +792,6 @@ contract DcnDeals is DcnEscrow, EIP712 {
         }
     }
 
-    // The rules `createDeal` reads, all in the first word of `Params`: one read. The
-    // other fields are left zero.
-    function _paramsOfCreation() private view returns (Params memory p) {
-        Params storage q = _params;
-        uint256 w;
-        assembly ("memory-safe") {
-            w := sload(q.slot)
-        }
-        p.minMediators = uint8(w);
-        p.minAuditPpm = uint32(w >> 8);
-        p.minMediationFee = uint96(w >> 72);
-    }
-
     // The deal in `state`, after checking its commitment is `commit`.
     function _load(bytes32 id, bytes19 commit, State state) private view returns (Slot memory s) {
         _readChecked(id, commit, s);
@@ -872,7 +872,7 @@ contract DcnDeals is DcnEscrow, EIP712 {
         if (idx != 0) {
             address missed = mediators[idx - 1];
             excluded |= uint16(1 << (idx - 1));
-            _slash(missed, _params.silenceSlash, audit ? t.provider : t.jobCreator);
+            _slash(missed, _silenceSlash, audit ? t.provider : t.jobCreator);
             emit MediatorMissed(id, missed, excluded);
         }
         s.drawn = 0;
@@ -899,9 +899,8 @@ contract DcnDeals is DcnEscrow, EIP712 {
     function _lapseAppeal(bytes32 id, Terms calldata t, Case calldata c, Slot memory s) private {
         uint8 flags = s.flags;
         address appellant = flags & FLAG_APPEAL_BY_JOB_CREATOR != 0 ? t.jobCreator : t.provider;
-        _unlockTo(appellant, _appealFees[id], appellant);
-        delete _appealFees[id];
-        if (c.appealMediator != address(0)) _slash(c.appealMediator, _params.silenceSlash, appellant);
+        _unlockTo(appellant, _appealFee, appellant);
+        if (c.appealMediator != address(0)) _slash(c.appealMediator, _silenceSlash, appellant);
         _endAppeal(s, flags);
         _put(id, s);
         emit AppealLapsed(id, c.appealMediator);
@@ -918,7 +917,7 @@ contract DcnDeals is DcnEscrow, EIP712 {
         if (address(pool) == address(0)) return address(0);
         uint256 n = pool.approvedCount(MEDIATOR_ROLE);
         if (n == 0) return address(0);
-        uint256 minBond = _params.minBond;
+        uint256 minBond = _minBond;
         for (uint256 k = 0; k < APPEAL_DRAWS; k++) {
             address m = pool.approvedAt(MEDIATOR_ROLE, uint256(keccak256(abi.encode(h, id, "appeal", k))) % n);
             if (m != first && m != t.jobCreator && m != t.provider && _bonded(m, minBond)) return m;
@@ -941,7 +940,7 @@ contract DcnDeals is DcnEscrow, EIP712 {
         private
         returns (uint256 drawn, uint16 excludedNow)
     {
-        uint256 minBond = _params.minBond;
+        uint256 minBond = _minBond;
         while (true) {
             uint256 i = _pick(h, id, excluded, mediators.length);
             if (i == type(uint256).max) return (0, excluded);
@@ -975,9 +974,8 @@ contract DcnDeals is DcnEscrow, EIP712 {
     // words are read as they stand in calldata: each check below also bounds its word to
     // its type (the amounts to uint96, the chance and timeouts below uint32).
     function _checkTerms(Deal calldata deal) private view returns (bytes32 mediatorsHash) {
-        Params memory p = _paramsOfCreation();
         address[] calldata mediators = deal.mediators;
-        _checkMediators(mediators, deal.jobCreator, deal.provider, p.minMediators);
+        _checkMediators(mediators, deal.jobCreator, deal.provider, _minMediators);
         uint256 price;
         uint256 collateral;
         uint256 fee;
@@ -994,11 +992,11 @@ contract DcnDeals is DcnEscrow, EIP712 {
         _checkAmount(collateral);
         _checkAmount(fee);
         _checkAmount(auditFee);
-        if (fee < p.minMediationFee) revert FeeBelowFloor(fee, p.minMediationFee);
-        if (auditFee < p.minMediationFee) revert FeeBelowFloor(auditFee, p.minMediationFee);
+        if (fee < _minMediationFee) revert FeeBelowFloor(fee, _minMediationFee);
+        if (auditFee < _minMediationFee) revert FeeBelowFloor(auditFee, _minMediationFee);
         if (collateral < fee) revert CollateralBelowFee(collateral, fee);
         if (collateral < auditFee) revert CollateralBelowFee(collateral, auditFee);
-        if (auditPpm < p.minAuditPpm || auditPpm > PPM) revert AuditChanceTooLow(uint32(auditPpm), p.minAuditPpm);
+        if (auditPpm < _minAuditPpm || auditPpm > PPM) revert AuditChanceTooLow(uint32(auditPpm), _minAuditPpm);
         _checkTimeouts(deal);
         return _hashMediators(mediators);
     }
