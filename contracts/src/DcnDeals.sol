@@ -317,9 +317,9 @@ contract DcnDeals is DcnEscrow, EIP712 {
         if (block.timestamp > deal.createDeadline) revert DealExpired(deal.createDeadline);
         bytes32 mediatorsHash = _checkTerms(deal);
         id = _hashTypedDataV4(_hashDeal(deal, mediatorsHash));
-        Slot memory s = _get(id);
-        if (s.state != State.None) {
-            if (s.state == State.Cancelled) revert DealIsCancelled(id);
+        State state = _stateOf(id);
+        if (state != State.None) {
+            if (state == State.Cancelled) revert DealIsCancelled(id);
             revert DealExists(id);
         }
         if (!_signedBy(provider, id, providerSig)) revert BadSignature(provider);
@@ -327,10 +327,7 @@ contract DcnDeals is DcnEscrow, EIP712 {
         (uint256 price, uint256 collateral, uint256 auditFee, uint256 resultTimeout) = _amountsOf(deal);
         _lock(jobCreator, price + auditFee);
         _lock(provider, collateral);
-        s.commit = _commitment(id, deal, mediatorsHash);
-        s.state = State.Created;
-        s.deadline = uint40(block.timestamp + resultTimeout);
-        _put(id, s);
+        _putNew(id, _commitment(id, deal, mediatorsHash), uint40(block.timestamp + resultTimeout));
         emit DealCreated(id, jobCreator, provider);
     }
 
@@ -367,14 +364,20 @@ contract DcnDeals is DcnEscrow, EIP712 {
     function submitResult(bytes32 id, Terms calldata t, bytes32 resultHash) external {
         if (msg.sender != t.provider) revert NotProvider(msg.sender);
         if (resultHash == bytes32(0)) revert EmptyResultHash();
-        Slot memory s = _load(id, _commitment(id, t, bytes32(0), 0, address(0), address(0)), State.Created);
-        _checkBeforeDeadline(id, s);
-        uint40 deadline = uint40(block.timestamp + t.judgeTimeout);
-        s.commit = _commitment(id, t, resultHash, 0, address(0), address(0));
-        s.state = State.ResultSubmitted;
-        s.deadline = deadline;
-        s.mark = uint40(block.number);
-        _put(id, s);
+        // The deal's word, checked as `_load` checks it but not unpacked: this call
+        // rewrites all of it but `drawn` and `flags`.
+        (Slot storage p, uint256 w) = _loadWord(id, _commitment(id, t, bytes32(0), 0, address(0), address(0)), State.Created);
+        uint40 deadline = uint40(w >> 160);
+        if (block.timestamp > deadline) revert DeadlinePassed(id, deadline);
+        deadline = uint40(block.timestamp + t.judgeTimeout);
+        bytes19 commit = _commitment(id, t, resultHash, 0, address(0), address(0));
+        uint256 submitted = uint256(State.ResultSubmitted);
+        uint256 mark = block.number;
+        assembly ("memory-safe") {
+            // commit, state, deadline, mark (the draw block) as `_put` packs them.
+            w := or(or(shr(104, commit), shl(152, submitted)), and(w, shl(240, 0xffff)))
+            sstore(p.slot, or(w, or(shl(160, and(deadline, 0xffffffffff)), shl(200, and(mark, 0xffffffffff)))))
+        }
         emit ResultSubmitted(id, resultHash, uint64(deadline));
     }
 
@@ -779,6 +782,24 @@ contract DcnDeals is DcnEscrow, EIP712 {
         }
     }
 
+    // The state of deal `id`: one read of its word, nothing else unpacked.
+    function _stateOf(bytes32 id) private view returns (State state) {
+        Slot storage p = _deals[id];
+        assembly ("memory-safe") {
+            state := and(shr(152, sload(p.slot)), 0xff)
+        }
+    }
+
+    // Writes a new deal's word, as `_put` packs it: `commit`, state `Created`, `deadline`;
+    // mark, drawn and flags zero.
+    function _putNew(bytes32 id, bytes19 commit, uint40 deadline) private {
+        Slot storage p = _deals[id];
+        uint256 created = uint256(State.Created);
+        assembly ("memory-safe") {
+            sstore(p.slot, or(or(shr(104, commit), shl(152, created)), shl(160, and(deadline, 0xffffffffff))))
+        }
+    }
+
     // Packs `s` into the deal's storage word, one write.
     function _put(bytes32 id, Slot memory s) private {
         Slot storage p = _deals[id];
@@ -790,6 +811,19 @@ contract DcnDeals is DcnEscrow, EIP712 {
             w := or(w, shl(248, and(mload(add(s, 0xa0)), 0xff)))
             sstore(p.slot, w)
         }
+    }
+
+    // Deal `id`'s storage and word, after checking as `_load` does that it is in `state`
+    // with commitment `commit`.
+    function _loadWord(bytes32 id, bytes19 commit, State state) private view returns (Slot storage p, uint256 w) {
+        p = _deals[id];
+        assembly ("memory-safe") {
+            w := sload(p.slot)
+        }
+        State now_ = State(uint8(w >> 152));
+        if (now_ == State.None) revert WrongState(id, State.None);
+        if (bytes19(bytes32(w << 104)) != commit) revert WrongCommitment(id);
+        if (now_ != state) revert WrongState(id, now_);
     }
 
     // The deal in `state`, after checking its commitment is `commit`.
