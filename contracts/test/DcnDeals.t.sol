@@ -604,6 +604,12 @@ contract DcnDealsTest is DealsFixture {
         vm.prank(provider);
         vm.expectRevert(abi.encodeWithSelector(DcnDeals.DeadlinePassed.selector, h.id, d));
         deals.submitResult(h.id, h.t, RESULT);
+        // Once the deal timed out, the refusal names its state (its commitment is still the
+        // one submitResult checks).
+        timeout(h);
+        vm.prank(provider);
+        vm.expectRevert(abi.encodeWithSelector(DcnDeals.WrongState.selector, h.id, DcnDeals.State.TimedOutNoResult));
+        deals.submitResult(h.id, h.t, RESULT);
     }
 
     function test_wrong_terms_or_case_are_refused_by_every_call() public {
