@@ -127,7 +127,7 @@ contract DcnDeals is DcnEscrow, EIP712 {
         Appealed
     }
 
-    /// @notice The network's rules for new deals and disputes, set by the owner.
+    /// @notice The network's rules for deals and disputes, fixed at deployment.
     struct Params {
         /// Fewest mediators a deal names.
         uint8 minMediators;
@@ -182,14 +182,21 @@ contract DcnDeals is DcnEscrow, EIP712 {
     uint8 private constant MEDIATOR_ROLE = 1;
     uint256 private constant BLOCKHASH_WINDOW = 256;
 
-    Params private _params;
+    // The network's rules (`Params`), fixed by the constructor: one immutable per field,
+    // read from the code, never from storage. A network that wants other rules deploys
+    // anew (as a registry names its network once).
+    uint8 private immutable _minMediators;
+    uint32 private immutable _minAuditPpm;
+    uint32 private immutable _appealWindow;
+    uint96 private immutable _minMediationFee;
+    uint88 private immutable _silenceSlash;
+    uint96 private immutable _minBond;
+    uint96 private immutable _appealFee;
+
     /// @notice The registry whose approved mediators appeals are drawn from.
     IMediatorPool public registry;
     mapping(bytes32 => Slot) private _deals;
-    // What each open appeal locked of its appellant: `appealFee` may change meanwhile.
-    mapping(bytes32 => uint256) private _appealFees;
 
-    event ParamsChanged(Params params);
     event RegistrySet(address registry);
     event DealCreated(bytes32 indexed dealId, address indexed jobCreator, address indexed provider);
     event DealCancelled(bytes32 indexed dealId, address indexed provider);
@@ -235,20 +242,31 @@ contract DcnDeals is DcnEscrow, EIP712 {
     error RegistryAlreadySet();
     error InvalidParams();
 
+    /// @notice A network under the rules `params_`, fixed for the life of this contract.
     constructor(IERC20 token_, Params memory params_) DcnEscrow(token_) EIP712("DcnDeals", "1") {
-        _setParams(params_);
+        _checkParams(params_);
+        _minMediators = params_.minMediators;
+        _minAuditPpm = params_.minAuditPpm;
+        _appealWindow = params_.appealWindow;
+        _minMediationFee = params_.minMediationFee;
+        _silenceSlash = params_.silenceSlash;
+        _minBond = params_.minBond;
+        _appealFee = params_.appealFee;
     }
 
     // ─── The network's rules ──────────────────────────────────────────────────
 
-    /// @notice Changes the rules for deals created and disputes started from now on.
-    function setParams(Params calldata params_) external onlyOwner {
-        _setParams(params_);
-    }
-
-    /// @notice The network's rules.
+    /// @notice The network's rules, as the constructor fixed them.
     function params() external view returns (Params memory) {
-        return _params;
+        return Params({
+            minMediators: _minMediators,
+            minAuditPpm: _minAuditPpm,
+            appealWindow: _appealWindow,
+            minMediationFee: _minMediationFee,
+            silenceSlash: _silenceSlash,
+            minBond: _minBond,
+            appealFee: _appealFee
+        });
     }
 
     /// @notice Names the registry whose approved mediators appeals draw from; once.
@@ -258,12 +276,10 @@ contract DcnDeals is DcnEscrow, EIP712 {
         emit RegistrySet(address(registry_));
     }
 
-    function _setParams(Params memory p) private {
+    function _checkParams(Params memory p) private pure {
         if (p.minMediators == 0 || p.minMediators > MAX_MEDIATORS || p.minAuditPpm > PPM) revert InvalidParams();
         if (p.appealWindow == 0 || p.appealWindow > MAX_DISPUTE_TIMEOUT) revert InvalidParams();
         if (p.minBond == 0 || p.appealFee == 0) revert InvalidParams();
-        _params = p;
-        emit ParamsChanged(p);
     }
 
     // ─── Creation ─────────────────────────────────────────────────────────────
@@ -301,9 +317,9 @@ contract DcnDeals is DcnEscrow, EIP712 {
         if (block.timestamp > deal.createDeadline) revert DealExpired(deal.createDeadline);
         bytes32 mediatorsHash = _checkTerms(deal);
         id = _hashTypedDataV4(_hashDeal(deal, mediatorsHash));
-        Slot memory s = _get(id);
-        if (s.state != State.None) {
-            if (s.state == State.Cancelled) revert DealIsCancelled(id);
+        State state = _stateOf(id);
+        if (state != State.None) {
+            if (state == State.Cancelled) revert DealIsCancelled(id);
             revert DealExists(id);
         }
         if (!_signedBy(provider, id, providerSig)) revert BadSignature(provider);
@@ -311,10 +327,7 @@ contract DcnDeals is DcnEscrow, EIP712 {
         (uint256 price, uint256 collateral, uint256 auditFee, uint256 resultTimeout) = _amountsOf(deal);
         _lock(jobCreator, price + auditFee);
         _lock(provider, collateral);
-        s.commit = _commitment(id, deal, mediatorsHash);
-        s.state = State.Created;
-        s.deadline = uint40(block.timestamp + resultTimeout);
-        _put(id, s);
+        _putNew(id, _commitment(id, deal, mediatorsHash), uint40(block.timestamp + resultTimeout));
         emit DealCreated(id, jobCreator, provider);
     }
 
@@ -351,14 +364,20 @@ contract DcnDeals is DcnEscrow, EIP712 {
     function submitResult(bytes32 id, Terms calldata t, bytes32 resultHash) external {
         if (msg.sender != t.provider) revert NotProvider(msg.sender);
         if (resultHash == bytes32(0)) revert EmptyResultHash();
-        Slot memory s = _load(id, _commitment(id, t, bytes32(0), 0, address(0), address(0)), State.Created);
-        _checkBeforeDeadline(id, s);
-        uint40 deadline = uint40(block.timestamp + t.judgeTimeout);
-        s.commit = _commitment(id, t, resultHash, 0, address(0), address(0));
-        s.state = State.ResultSubmitted;
-        s.deadline = deadline;
-        s.mark = uint40(block.number);
-        _put(id, s);
+        // The deal's word, checked as `_load` checks it but not unpacked: this call
+        // rewrites all of it but `drawn` and `flags`.
+        (Slot storage p, uint256 w) = _loadWord(id, _commitment(id, t, bytes32(0), 0, address(0), address(0)), State.Created);
+        uint40 deadline = uint40(w >> 160);
+        if (block.timestamp > deadline) revert DeadlinePassed(id, deadline);
+        deadline = uint40(block.timestamp + t.judgeTimeout);
+        bytes19 commit = _commitment(id, t, resultHash, 0, address(0), address(0));
+        uint256 submitted = uint256(State.ResultSubmitted);
+        uint256 mark = block.number;
+        assembly ("memory-safe") {
+            // commit, state, deadline, mark (the draw block) as `_put` packs them.
+            w := or(or(shr(104, commit), shl(152, submitted)), and(w, shl(240, 0xffff)))
+            sstore(p.slot, or(w, or(shl(160, and(deadline, 0xffffffffff)), shl(200, and(mark, 0xffffffffff)))))
+        }
         emit ResultSubmitted(id, resultHash, uint64(deadline));
     }
 
@@ -456,7 +475,7 @@ contract DcnDeals is DcnEscrow, EIP712 {
         }
         _settle(msg.sender, 0, fee);
         s.commit = _commitment(id, t, c.resultHash, c.excluded, msg.sender, c.appealMediator);
-        uint40 deadline = uint40(block.timestamp + _params.appealWindow);
+        uint40 deadline = uint40(block.timestamp + _appealWindow);
         s.deadline = deadline;
         s.drawn = 0;
         _put(id, s);
@@ -476,9 +495,7 @@ contract DcnDeals is DcnEscrow, EIP712 {
         bool byJobCreator = state == State.MediatedHonest;
         if (msg.sender != (byJobCreator ? t.jobCreator : t.provider)) revert NotLoser(msg.sender);
         _checkBeforeDeadline(id, s);
-        uint256 fee = _params.appealFee;
-        _appealFees[id] = fee;
-        _lock(msg.sender, fee);
+        _lock(msg.sender, _appealFee);
         s.state = State.Appealed;
         if (byJobCreator) s.flags |= FLAG_APPEAL_BY_JOB_CREATOR;
         _newRound(s, t.mediationTimeout);
@@ -529,14 +546,13 @@ contract DcnDeals is DcnEscrow, EIP712 {
         _checkBeforeDeadline(id, s);
         uint8 flags = s.flags;
         address appellant = flags & FLAG_APPEAL_BY_JOB_CREATOR != 0 ? t.jobCreator : t.provider;
-        uint256 fee = _appealFees[id];
-        delete _appealFees[id];
+        uint256 fee = _appealFee;
         bool overturned = providerHonest != (flags & FLAG_HONEST != 0);
         if (overturned) {
             _unlockTo(appellant, fee, appellant);
             // Up to `minBond` of the first mediator's bond: the appeal mediator's fee first,
             // the rest to the wronged party.
-            uint256 slash = _params.minBond;
+            uint256 slash = _minBond;
             uint256 feePart = fee < slash ? fee : slash;
             _slash(c.ruledBy, feePart, msg.sender);
             _slash(c.ruledBy, slash - feePart, appellant);
@@ -766,6 +782,24 @@ contract DcnDeals is DcnEscrow, EIP712 {
         }
     }
 
+    // The state of deal `id`: one read of its word, nothing else unpacked.
+    function _stateOf(bytes32 id) private view returns (State state) {
+        Slot storage p = _deals[id];
+        assembly ("memory-safe") {
+            state := and(shr(152, sload(p.slot)), 0xff)
+        }
+    }
+
+    // Writes a new deal's word, as `_put` packs it: `commit`, state `Created`, `deadline`;
+    // mark, drawn and flags zero.
+    function _putNew(bytes32 id, bytes19 commit, uint40 deadline) private {
+        Slot storage p = _deals[id];
+        uint256 created = uint256(State.Created);
+        assembly ("memory-safe") {
+            sstore(p.slot, or(or(shr(104, commit), shl(152, created)), shl(160, and(deadline, 0xffffffffff))))
+        }
+    }
+
     // Packs `s` into the deal's storage word, one write.
     function _put(bytes32 id, Slot memory s) private {
         Slot storage p = _deals[id];
@@ -779,17 +813,17 @@ contract DcnDeals is DcnEscrow, EIP712 {
         }
     }
 
-    // The rules `createDeal` reads, all in the first word of `Params`: one read. The
-    // other fields are left zero.
-    function _paramsOfCreation() private view returns (Params memory p) {
-        Params storage q = _params;
-        uint256 w;
+    // Deal `id`'s storage and word, after checking as `_load` does that it is in `state`
+    // with commitment `commit`.
+    function _loadWord(bytes32 id, bytes19 commit, State state) private view returns (Slot storage p, uint256 w) {
+        p = _deals[id];
         assembly ("memory-safe") {
-            w := sload(q.slot)
+            w := sload(p.slot)
         }
-        p.minMediators = uint8(w);
-        p.minAuditPpm = uint32(w >> 8);
-        p.minMediationFee = uint96(w >> 72);
+        State now_ = State(uint8(w >> 152));
+        if (now_ == State.None) revert WrongState(id, State.None);
+        if (bytes19(bytes32(w << 104)) != commit) revert WrongCommitment(id);
+        if (now_ != state) revert WrongState(id, now_);
     }
 
     // The deal in `state`, after checking its commitment is `commit`.
@@ -872,7 +906,7 @@ contract DcnDeals is DcnEscrow, EIP712 {
         if (idx != 0) {
             address missed = mediators[idx - 1];
             excluded |= uint16(1 << (idx - 1));
-            _slash(missed, _params.silenceSlash, audit ? t.provider : t.jobCreator);
+            _slash(missed, _silenceSlash, audit ? t.provider : t.jobCreator);
             emit MediatorMissed(id, missed, excluded);
         }
         s.drawn = 0;
@@ -899,9 +933,8 @@ contract DcnDeals is DcnEscrow, EIP712 {
     function _lapseAppeal(bytes32 id, Terms calldata t, Case calldata c, Slot memory s) private {
         uint8 flags = s.flags;
         address appellant = flags & FLAG_APPEAL_BY_JOB_CREATOR != 0 ? t.jobCreator : t.provider;
-        _unlockTo(appellant, _appealFees[id], appellant);
-        delete _appealFees[id];
-        if (c.appealMediator != address(0)) _slash(c.appealMediator, _params.silenceSlash, appellant);
+        _unlockTo(appellant, _appealFee, appellant);
+        if (c.appealMediator != address(0)) _slash(c.appealMediator, _silenceSlash, appellant);
         _endAppeal(s, flags);
         _put(id, s);
         emit AppealLapsed(id, c.appealMediator);
@@ -918,7 +951,7 @@ contract DcnDeals is DcnEscrow, EIP712 {
         if (address(pool) == address(0)) return address(0);
         uint256 n = pool.approvedCount(MEDIATOR_ROLE);
         if (n == 0) return address(0);
-        uint256 minBond = _params.minBond;
+        uint256 minBond = _minBond;
         for (uint256 k = 0; k < APPEAL_DRAWS; k++) {
             address m = pool.approvedAt(MEDIATOR_ROLE, uint256(keccak256(abi.encode(h, id, "appeal", k))) % n);
             if (m != first && m != t.jobCreator && m != t.provider && _bonded(m, minBond)) return m;
@@ -941,7 +974,7 @@ contract DcnDeals is DcnEscrow, EIP712 {
         private
         returns (uint256 drawn, uint16 excludedNow)
     {
-        uint256 minBond = _params.minBond;
+        uint256 minBond = _minBond;
         while (true) {
             uint256 i = _pick(h, id, excluded, mediators.length);
             if (i == type(uint256).max) return (0, excluded);
@@ -975,9 +1008,8 @@ contract DcnDeals is DcnEscrow, EIP712 {
     // words are read as they stand in calldata: each check below also bounds its word to
     // its type (the amounts to uint96, the chance and timeouts below uint32).
     function _checkTerms(Deal calldata deal) private view returns (bytes32 mediatorsHash) {
-        Params memory p = _paramsOfCreation();
         address[] calldata mediators = deal.mediators;
-        _checkMediators(mediators, deal.jobCreator, deal.provider, p.minMediators);
+        _checkMediators(mediators, deal.jobCreator, deal.provider, _minMediators);
         uint256 price;
         uint256 collateral;
         uint256 fee;
@@ -994,11 +1026,11 @@ contract DcnDeals is DcnEscrow, EIP712 {
         _checkAmount(collateral);
         _checkAmount(fee);
         _checkAmount(auditFee);
-        if (fee < p.minMediationFee) revert FeeBelowFloor(fee, p.minMediationFee);
-        if (auditFee < p.minMediationFee) revert FeeBelowFloor(auditFee, p.minMediationFee);
+        if (fee < _minMediationFee) revert FeeBelowFloor(fee, _minMediationFee);
+        if (auditFee < _minMediationFee) revert FeeBelowFloor(auditFee, _minMediationFee);
         if (collateral < fee) revert CollateralBelowFee(collateral, fee);
         if (collateral < auditFee) revert CollateralBelowFee(collateral, auditFee);
-        if (auditPpm < p.minAuditPpm || auditPpm > PPM) revert AuditChanceTooLow(uint32(auditPpm), p.minAuditPpm);
+        if (auditPpm < _minAuditPpm || auditPpm > PPM) revert AuditChanceTooLow(uint32(auditPpm), _minAuditPpm);
         _checkTimeouts(deal);
         return _hashMediators(mediators);
     }

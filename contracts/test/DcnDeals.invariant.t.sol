@@ -15,8 +15,8 @@ import {WalletProvider} from "./utils/WalletProvider.sol";
 ///         withdrawals, bonds posted, unbonded and withdrawn, deals with random terms
 ///         (self-deals, 1 to 16 mediators, any audit chance), every transition (audits,
 ///         draws and redraws, verdicts, appeals, their draws and rulings, every timeout),
-///         the owner changing the network's params, time and blocks, stray tokens and
-///         skims, and calls that must revert. Actions the contract would refuse are
+///         time and blocks, stray tokens and skims, and calls that must revert, under the
+///         network's rules as its deployment fixed them. Actions the contract would refuse are
 ///         skipped so that each run goes deep. A ghost ledger applies the rules to every
 ///         account's free and locked escrow and bond on its own, drawing audits, mediators
 ///         and appeal mediators from the spec (`DrawSpec`) and its own record of bonds; the
@@ -38,6 +38,8 @@ contract DealsHandler is Test, DrawSpec {
     mapping(address => uint256) public ghostLocked;
     mapping(address => uint256) public ghostBond;
     mapping(address => uint64) public ghostUnbondAt;
+    /// The network's rules, as the test deployed DcnDeals with them (fixed for its life).
+    DcnDeals.Params internal rules;
 
     /// A deal as the handler carries it.
     struct Rec {
@@ -45,8 +47,6 @@ contract DealsHandler is Test, DrawSpec {
         DcnDeals.Terms t;
         DcnDeals.Case c;
         address[] ms;
-        /// The appeal fee its appellant locked.
-        uint256 appealFee;
     }
 
     Rec[] internal recs;
@@ -59,10 +59,11 @@ contract DealsHandler is Test, DrawSpec {
     mapping(string => uint256) public count;
     bool internal initialized;
 
-    constructor(DcnToken token_, DcnDeals deals_, DcnRegistry registry_) {
+    constructor(DcnToken token_, DcnDeals deals_, DcnRegistry registry_, DcnDeals.Params memory rules_) {
         token = token_;
         deals = deals_;
         registry = registry_;
+        rules = rules_;
         for (uint256 i = 0; i < 4; i++) {
             actors[i] = vm.addr(keys[i]);
         }
@@ -80,7 +81,7 @@ contract DealsHandler is Test, DrawSpec {
         for (uint256 i = 0; i < N; i++) _fund(actors[i], 2_000 ether);
         for (uint256 i = 0; i < M; i++) {
             if (i >= 12 && i < 16) continue;
-            uint256 amount = i % 6 == 0 ? deals.params().minBond : 30 ether;
+            uint256 amount = i % 6 == 0 ? rules.minBond : 30 ether;
             _fund(mediatorSet[i], amount);
             vm.prank(mediatorSet[i]);
             deals.postBond(amount);
@@ -123,7 +124,7 @@ contract DealsHandler is Test, DrawSpec {
 
     function _bondedGhost(address m) internal view returns (bool) {
         uint256 b = ghostBond[m];
-        return ghostUnbondAt[m] == 0 && b >= deals.params().minBond && b != 0;
+        return ghostUnbondAt[m] == 0 && b >= rules.minBond && b != 0;
     }
 
     // The draw among a deal's mediators, bonds as the ghost knows them.
@@ -206,7 +207,7 @@ contract DealsHandler is Test, DrawSpec {
             return uint256(r.t.price) + r.t.auditFee + r.t.collateral;
         }
         if (s == DcnDeals.State.Challenged) return uint256(r.t.price) + r.t.mediationFee + r.t.collateral;
-        if (s == DcnDeals.State.Appealed) return r.appealFee;
+        if (s == DcnDeals.State.Appealed) return rules.appealFee;
         return 0;
     }
 
@@ -371,22 +372,6 @@ contract DealsHandler is Test, DrawSpec {
         }
     }
 
-    // ─── the owner ───
-
-    /// The owner changes the network's rules (new deals and disputes follow them).
-    function setParams(uint256 seed) external {
-        DcnDeals.Params memory p;
-        p.minMediators = uint8(1 + seed % 3);
-        p.minAuditPpm = uint32(bound(seed >> 8, 0, 200_000));
-        p.appealWindow = uint32(bound(seed >> 40, 1, 7 days));
-        p.minMediationFee = uint96(bound(seed >> 72, 0, 2 ether));
-        p.silenceSlash = uint88(bound(seed >> 104, 0, 12 ether));
-        p.minBond = uint96(bound(seed >> 136, 1, 35 ether));
-        p.appealFee = uint96(bound(seed >> 168, 1, 10 ether));
-        deals.setParams(p);
-        count["setParams"]++;
-    }
-
     // ─── creating deals ───
 
     struct NewDeal {
@@ -424,7 +409,7 @@ contract DealsHandler is Test, DrawSpec {
         view
         returns (NewDeal memory x)
     {
-        uint256 floor = deals.params().minMediationFee;
+        uint256 floor = rules.minMediationFee;
         x.ci = creatorSeed % N;
         x.pi = providerSeed % N;
         // One deal in eight is a self-deal: one account is job creator and provider.
@@ -447,7 +432,7 @@ contract DealsHandler is Test, DrawSpec {
     // The deal: 1 to 16 of the mediators (at least the network's least), any audit chance
     // the network allows, timeouts up to 3 days.
     function _newDeal(NewDeal memory x, uint256 t) internal returns (DcnDeals.Deal memory d) {
-        DcnDeals.Params memory p = deals.params();
+        DcnDeals.Params memory p = rules;
         t = uint256(keccak256(abi.encode(t))); // the fuzzer favours small numbers: spread them
         uint256 n = p.minMediators + t % (17 - p.minMediators);
         address[] memory ms = new address[](n);
@@ -473,7 +458,7 @@ contract DealsHandler is Test, DrawSpec {
 
     /// A deal of actor 0 with `provider` for the least fees and mediators, 1 s timeouts.
     function _plainDeal(address provider, uint64 createDeadline) internal returns (DcnDeals.Deal memory d) {
-        DcnDeals.Params memory p = deals.params();
+        DcnDeals.Params memory p = rules;
         d.jobCreator = actors[0];
         d.provider = provider;
         d.mediators = new address[](p.minMediators);
@@ -671,12 +656,11 @@ contract DealsHandler is Test, DrawSpec {
         (DcnDeals.State s, uint64 deadline,,, uint8 flags) = _deal(r.id);
         if (flags & 4 != 0 || block.timestamp > deadline) return;
         address loser = s == DcnDeals.State.MediatedHonest ? r.t.jobCreator : r.t.provider;
-        uint256 fee = deals.params().appealFee;
+        uint256 fee = rules.appealFee;
         if (ghostFree[loser] < fee) return;
         vm.prank(loser);
         deals.appeal(r.id, r.t, r.c);
         _lockGhost(loser, fee);
-        r.appealFee = fee;
         count["appeal"]++;
     }
 
@@ -723,14 +707,14 @@ contract DealsHandler is Test, DrawSpec {
         deals.ruleAppeal(r.id, r.t, r.c, honest);
         address appellant = _appellant(r, flags);
         if (honest != (flags & 1 != 0)) {
-            _unlockGhost(appellant, r.appealFee, appellant);
-            uint256 minBond = deals.params().minBond;
-            uint256 feePart = r.appealFee < minBond ? r.appealFee : minBond;
+            _unlockGhost(appellant, rules.appealFee, appellant);
+            uint256 minBond = rules.minBond;
+            uint256 feePart = rules.appealFee < minBond ? rules.appealFee : minBond;
             _slashGhost(r.c.ruledBy, feePart, am);
             _slashGhost(r.c.ruledBy, minBond - feePart, appellant);
             count["overturned"]++;
         } else {
-            _unlockGhost(appellant, r.appealFee, am);
+            _unlockGhost(appellant, rules.appealFee, am);
             count["upheld"]++;
         }
     }
@@ -762,9 +746,9 @@ contract DealsHandler is Test, DrawSpec {
             deals.timeout(r.id, r.t, r.c, r.ms);
             (,,,, uint8 flags) = _deal(r.id);
             address appellant = _appellant(r, flags);
-            _unlockGhost(appellant, r.appealFee, appellant);
+            _unlockGhost(appellant, rules.appealFee, appellant);
             if (r.c.appealMediator != address(0)) {
-                _slashGhost(r.c.appealMediator, deals.params().silenceSlash, appellant);
+                _slashGhost(r.c.appealMediator, rules.silenceSlash, appellant);
             }
             count["appealLapsed"]++;
         }
@@ -780,7 +764,7 @@ contract DealsHandler is Test, DrawSpec {
         deals.timeout(r.id, r.t, r.c, r.ms);
         if (idx != 0) {
             excluded |= uint16(1 << (idx - 1));
-            _slashGhost(r.ms[idx - 1], deals.params().silenceSlash, audit ? r.t.provider : r.t.jobCreator);
+            _slashGhost(r.ms[idx - 1], rules.silenceSlash, audit ? r.t.provider : r.t.jobCreator);
         }
         r.c.excluded = excluded;
         _committed(r);
@@ -892,22 +876,20 @@ contract DcnDealsInvariantTest is Test {
         vm.warp(1_700_000_000);
         vm.roll(1_000);
         token = new DcnToken(1_000_000_000 ether);
-        deals = new DcnDeals(
-            token,
-            DcnDeals.Params({
-                minMediators: 1,
-                minAuditPpm: 50_000,
-                appealWindow: 1 days,
-                minMediationFee: 1 ether,
-                silenceSlash: 2 ether,
-                minBond: 10 ether,
-                appealFee: 3 ether
-            })
-        );
+        DcnDeals.Params memory rules = DcnDeals.Params({
+            minMediators: 1,
+            minAuditPpm: 50_000,
+            appealWindow: 1 days,
+            minMediationFee: 1 ether,
+            silenceSlash: 2 ether,
+            minBond: 10 ether,
+            appealFee: 3 ether
+        });
+        deals = new DcnDeals(token, rules);
         registry = new DcnRegistry();
         deals.setRegistry(IMediatorPool(address(registry)));
-        handler = new DealsHandler(token, deals, registry);
-        // The handler owns DcnDeals (two steps): it changes params and skims.
+        handler = new DealsHandler(token, deals, registry, rules);
+        // The handler owns DcnDeals (two steps): it skims.
         deals.transferOwnership(address(handler));
         vm.prank(address(handler));
         deals.acceptOwnership();
@@ -923,21 +905,20 @@ contract DcnDealsInvariantTest is Test {
         // What a run calls: each deal action is reached through `step` (named three times,
         // and `create` twice, so that runs go deep), bond and misuse actions through one
         // dispatcher each. `settleEverything` runs after each run.
-        bytes4[] memory selectors = new bytes4[](14);
+        bytes4[] memory selectors = new bytes4[](13);
         selectors[0] = DealsHandler.deposit.selector;
         selectors[1] = DealsHandler.depositWithPermit.selector;
         selectors[2] = DealsHandler.withdraw.selector;
         selectors[3] = DealsHandler.strayTokens.selector;
         selectors[4] = DealsHandler.bonds.selector;
-        selectors[5] = DealsHandler.setParams.selector;
-        selectors[6] = DealsHandler.create.selector;
-        selectors[7] = DealsHandler.step.selector;
-        selectors[8] = DealsHandler.timeout.selector;
-        selectors[9] = DealsHandler.passTime.selector;
-        selectors[10] = DealsHandler.step.selector;
-        selectors[11] = DealsHandler.misuse.selector;
-        selectors[12] = DealsHandler.create.selector;
-        selectors[13] = DealsHandler.step.selector;
+        selectors[5] = DealsHandler.create.selector;
+        selectors[6] = DealsHandler.step.selector;
+        selectors[7] = DealsHandler.timeout.selector;
+        selectors[8] = DealsHandler.passTime.selector;
+        selectors[9] = DealsHandler.step.selector;
+        selectors[10] = DealsHandler.misuse.selector;
+        selectors[11] = DealsHandler.create.selector;
+        selectors[12] = DealsHandler.step.selector;
         targetSelector(FuzzSelector(address(handler), selectors));
     }
 
@@ -1011,7 +992,6 @@ contract DcnDealsInvariantTest is Test {
             else if (kind == 13) handler.misuse(a, a >> 8, a >> 16);
             else if (kind == 14 && a % 2 == 0) handler.deposit(a, a >> 8);
             else if (kind == 14) handler.depositWithPermit(a, a >> 8, a >> 16);
-            else if (a % 8 == 0) handler.setParams(a >> 8);
             else handler.strayTokens(a);
             if (k % 50 == 0) {
                 invariant_the_books_equal_the_tokens_held();

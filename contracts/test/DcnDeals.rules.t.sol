@@ -407,7 +407,7 @@ contract DcnDealsRulesTest is DealsFixture {
         // its ruling, 7 days each. The bond must still be there for the overturn.
         DcnDeals.Params memory p = params();
         p.appealWindow = 7 days;
-        deals.setParams(p);
+        redeploy(p);
         DcnDeals.Deal memory d = newDeal();
         d.mediationTimeout = 7 days;
         Wealth memory w0 = snap();
@@ -488,6 +488,10 @@ contract DcnDealsRulesTest is DealsFixture {
     /// mediator1 rules `h` dishonest, then stays silent in another deal and keeps `left` of
     /// its bond; that deal is settled. Returns `h`, ready to be appealed.
     function _verdictThenShortBond(uint256 left) internal returns (H memory h) {
+        // A network whose silence slash leaves mediator1 `left` of its bond.
+        DcnDeals.Params memory p = params();
+        p.silenceSlash = uint88(BOND - left);
+        redeploy(p);
         h = createAndSubmit(newDeal());
         challengeAndDraw(h);
         mediate(h, false);
@@ -497,12 +501,8 @@ contract DcnDealsRulesTest is DealsFixture {
         challenge(g);
         steerDraw(g, 0);
         assertEq(draw(g), mediator1, "steered");
-        DcnDeals.Params memory p = params();
-        p.silenceSlash = uint88(BOND - left);
-        deals.setParams(p);
         pastDeadline(g);
         timeout(g);
-        deals.setParams(params());
         assertEq(bondOf(mediator1), left, "what is left of its bond");
         draw(g);
         mediate(g, true);

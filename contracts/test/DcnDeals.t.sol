@@ -184,20 +184,9 @@ contract DcnDealsTest is DealsFixture {
 
     // ─── the network's rules and its owner ───
 
-    function test_params_are_the_owners_and_checked() public {
+    function test_params_are_the_constructors_and_checked() public {
         DcnDeals.Params memory p = params();
-        DcnDeals.Params memory got = deals.params();
-        assertEq(got.minMediators, p.minMediators, "minMediators");
-        assertEq(got.minAuditPpm, p.minAuditPpm, "minAuditPpm");
-        assertEq(got.appealWindow, p.appealWindow, "appealWindow");
-        assertEq(got.minMediationFee, p.minMediationFee, "minMediationFee");
-        assertEq(got.silenceSlash, p.silenceSlash, "silenceSlash");
-        assertEq(got.minBond, p.minBond, "minBond");
-        assertEq(got.appealFee, p.appealFee, "appealFee");
-
-        vm.prank(other);
-        vm.expectRevert(abi.encodeWithSelector(Ownable.OwnableUnauthorizedAccount.selector, other));
-        deals.setParams(p);
+        _assertParams(deals.params(), p);
 
         p.minMediators = 0;
         _expectInvalid(p);
@@ -219,25 +208,44 @@ contract DcnDealsTest is DealsFixture {
         p = params();
         p.appealFee = 0;
         _expectInvalid(p);
-        p = params();
-        p.minMediators = 0;
-        vm.expectRevert(DcnDeals.InvalidParams.selector);
-        new DcnDeals(token, p);
 
-        // The edges are allowed.
-        p = params();
-        p.minMediators = 16;
-        p.minAuditPpm = PPM;
-        p.appealWindow = 7 days;
-        vm.expectEmit(false, false, false, true);
-        emit DcnDeals.ParamsChanged(p);
-        deals.setParams(p);
-        assertEq(deals.params().minAuditPpm, PPM, "changed");
+        // The edges are allowed, and every field is the deployment's own.
+        p = DcnDeals.Params({
+            minMediators: 16,
+            minAuditPpm: PPM,
+            appealWindow: 7 days,
+            minMediationFee: 0,
+            silenceSlash: 0,
+            minBond: 1,
+            appealFee: 1
+        });
+        _assertParams(new DcnDeals(token, p).params(), p);
+        p = DcnDeals.Params({
+            minMediators: 1,
+            minAuditPpm: 0,
+            appealWindow: 1,
+            minMediationFee: type(uint96).max,
+            silenceSlash: type(uint88).max,
+            minBond: type(uint96).max,
+            appealFee: type(uint96).max
+        });
+        _assertParams(new DcnDeals(token, p).params(), p);
+        _assertParams(deals.params(), params());
+    }
+
+    function _assertParams(DcnDeals.Params memory got, DcnDeals.Params memory p) private pure {
+        assertEq(got.minMediators, p.minMediators, "minMediators");
+        assertEq(got.minAuditPpm, p.minAuditPpm, "minAuditPpm");
+        assertEq(got.appealWindow, p.appealWindow, "appealWindow");
+        assertEq(got.minMediationFee, p.minMediationFee, "minMediationFee");
+        assertEq(got.silenceSlash, p.silenceSlash, "silenceSlash");
+        assertEq(got.minBond, p.minBond, "minBond");
+        assertEq(got.appealFee, p.appealFee, "appealFee");
     }
 
     function _expectInvalid(DcnDeals.Params memory p) private {
         vm.expectRevert(DcnDeals.InvalidParams.selector);
-        deals.setParams(p);
+        new DcnDeals(token, p);
     }
 
     function test_the_registry_is_set_once_by_the_owner() public {
@@ -259,7 +267,8 @@ contract DcnDealsTest is DealsFixture {
         assertEq(deals.owner(), address(this), "still the owner until accepted");
         assertEq(deals.pendingOwner(), next, "pending");
         // The old owner keeps its rights meanwhile; a stranger cannot accept.
-        deals.setParams(params());
+        token.transfer(address(deals), 1);
+        assertEq(deals.skim(address(this)), 1, "the old owner skims meanwhile");
         vm.prank(other);
         vm.expectRevert(abi.encodeWithSelector(Ownable.OwnableUnauthorizedAccount.selector, other));
         deals.acceptOwnership();
@@ -268,11 +277,12 @@ contract DcnDealsTest is DealsFixture {
         assertEq(deals.owner(), next, "accepted");
         assertEq(deals.pendingOwner(), address(0), "nobody pending");
         vm.expectRevert(abi.encodeWithSelector(Ownable.OwnableUnauthorizedAccount.selector, address(this)));
-        deals.setParams(params());
+        deals.setRegistry(IMediatorPool(address(1)));
         vm.expectRevert(abi.encodeWithSelector(Ownable.OwnableUnauthorizedAccount.selector, address(this)));
         deals.skim(address(this));
+        token.transfer(address(deals), 1);
         vm.prank(next);
-        deals.setParams(params());
+        assertEq(deals.skim(next), 1, "the new owner skims");
     }
 
     // ─── createDeal ───
@@ -409,7 +419,7 @@ contract DcnDealsTest is DealsFixture {
 
         DcnDeals.Params memory p = params();
         p.minMediators = 3;
-        deals.setParams(p);
+        redeploy(p);
         d = newDeal();
         d.mediators = mediators2();
         _expectCreateRevert(d, abi.encodeWithSelector(DcnDeals.TooFewMediators.selector, 2, 3));
@@ -593,6 +603,12 @@ contract DcnDealsTest is DealsFixture {
         vm.warp(d + 1);
         vm.prank(provider);
         vm.expectRevert(abi.encodeWithSelector(DcnDeals.DeadlinePassed.selector, h.id, d));
+        deals.submitResult(h.id, h.t, RESULT);
+        // Once the deal timed out, the refusal names its state (its commitment is still the
+        // one submitResult checks).
+        timeout(h);
+        vm.prank(provider);
+        vm.expectRevert(abi.encodeWithSelector(DcnDeals.WrongState.selector, h.id, DcnDeals.State.TimedOutNoResult));
         deals.submitResult(h.id, h.t, RESULT);
     }
 
@@ -1106,32 +1122,6 @@ contract DcnDealsTest is DealsFixture {
         vm.expectEmit(true, true, false, true);
         emit DcnDeals.AppealDecided(h.id, poolMediator, false);
         ruleAppeal(h, true);
-    }
-
-    function test_an_appeal_unlocks_the_fee_it_locked_when_the_owner_changes_it_meanwhile() public {
-        // Raised while the appeal runs: ruling it must not take more than was locked.
-        H memory h = mediated(false);
-        appealToPool(h);
-        DcnDeals.Params memory p = params();
-        p.appealFee = APPEAL_FEE * 2;
-        deals.setParams(p);
-        uint256 before = free(poolMediator);
-        ruleAppeal(h, false);
-        assertEq(free(poolMediator) - before, APPEAL_FEE, "the upheld appeal pays the fee that was locked");
-        assertEq(locked(provider), 0, "nothing left locked");
-
-        // Cut while it runs: a lapse must give back all that was locked.
-        h = mediated(false);
-        appeal(h, provider);
-        p.appealFee = APPEAL_FEE / 5;
-        deals.setParams(p);
-        pastDeadline(h);
-        timeout(h);
-        assertEq(locked(provider), 0, "the whole fee back");
-        // And the next appeal costs the new fee.
-        h = mediated(true);
-        appeal(h, jobCreator);
-        assertEq(locked(jobCreator), APPEAL_FEE / 5, "the new fee");
     }
 
     // ─── timeout ───

@@ -93,16 +93,29 @@ abstract contract DealsFixture is Test, DrawSpec {
         vm.label(mediator2, "mediator2");
         vm.label(mediator3, "mediator3");
         vm.label(poolMediator, "poolMediator");
+        _fundAndBond();
+        // The pool also holds a deal's usual mediator: an appeal must pass over the one
+        // whose verdict it judges.
+        registry.setApproved(DcnRegistry.Role.Mediator, mediator1, true);
+        registry.setApproved(DcnRegistry.Role.Mediator, poolMediator, true);
+    }
+
+    /// A network under the rules `p` in place of `setUp`'s (a deployment fixes its rules):
+    /// a new deals contract on the same token and registry, the parties funded and the
+    /// mediators bonded as `setUp` did.
+    function redeploy(DcnDeals.Params memory p) internal {
+        deals = new DcnDeals(token, p);
+        deals.setRegistry(IMediatorPool(address(registry)));
+        _fundAndBond();
+    }
+
+    function _fundAndBond() private {
         fund(jobCreator, FUNDS);
         fund(provider, FUNDS);
         bond(mediator1, BOND);
         bond(mediator2, BOND);
         bond(mediator3, BOND);
         bond(poolMediator, BOND);
-        // The pool also holds a deal's usual mediator: an appeal must pass over the one
-        // whose verdict it judges.
-        registry.setApproved(DcnRegistry.Role.Mediator, mediator1, true);
-        registry.setApproved(DcnRegistry.Role.Mediator, poolMediator, true);
     }
 
     // ─── money ───
