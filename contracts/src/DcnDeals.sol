@@ -40,7 +40,9 @@ interface IMediatorPool {
 /// the deal goes to mediation as if challenged, paid by the job creator's `auditFee`
 /// (locked at creation and returned when no audit is drawn); the provider is paid or
 /// slashed by the verdict, like a challenge. An audit has one round: a silent auditor
-/// leaves the result standing.
+/// leaves the result standing. A result judged when its block's hash is gone (more than
+/// 256 blocks later) is audited: the draw is never taken again from a later block, or a
+/// provider that saw its block draw an audit could wait and draw until none is drawn.
 ///
 /// Mediators answer for their verdicts (M3, M5): they are drawn only while bonded
 /// (`DcnEscrow`). A verdict settles the deal at once; within `appealWindow` the losing
@@ -202,7 +204,6 @@ contract DcnDeals is DcnEscrow, EIP712 {
     event DealCancelled(bytes32 indexed dealId, address indexed provider);
     event ResultSubmitted(bytes32 indexed dealId, bytes32 resultHash, uint64 judgeDeadline);
     event ResultAccepted(bytes32 indexed dealId);
-    event AuditPostponed(bytes32 indexed dealId, uint64 drawBlock);
     event DealAudited(bytes32 indexed dealId, bytes32 resultHash, uint64 drawBlock);
     event DealChallenged(bytes32 indexed dealId, bytes32 resultHash, uint64 drawBlock);
     event MediatorDrawn(bytes32 indexed dealId, address indexed mediator, uint64 mediationDeadline);
@@ -384,8 +385,7 @@ contract DcnDeals is DcnEscrow, EIP712 {
     /// @notice The job creator accepts the result: the provider is paid, its collateral
     ///         and the audit fee unlocked; unless the result's block drew an audit, which
     ///         then starts. From the block after `submitResult`; if that block is too old
-    ///         for its hash (256 blocks), the draw moves to this block and this returns
-    ///         `State.ResultSubmitted`: call again from the next block.
+    ///         for its hash (more than 256 blocks), the result is audited: judge in time.
     function acceptResult(bytes32 id, Terms calldata t, Case calldata c) external returns (State to) {
         if (msg.sender != t.jobCreator) revert NotJobCreator(msg.sender);
         Slot memory s = _load(id, _commitment(id, t, c), State.ResultSubmitted);
@@ -570,7 +570,7 @@ contract DcnDeals is DcnEscrow, EIP712 {
     /// @notice Settles a deal whose current deadline has passed; anyone may call it.
     ///         Created: the job creator is refunded and gets the provider's collateral.
     ///         ResultSubmitted: the provider is paid as if accepted, unless the result's
-    ///         block drew an audit, which then starts.
+    ///         block drew an audit (or its hash is gone), which then starts.
     ///         Challenged: the round's mediator (drawn now if nobody drew it) missed its
     ///         deadline: it is excluded, loses `silenceSlash` of its bond to the job
     ///         creator, and another is drawn in a new round; with none left the result
@@ -627,12 +627,13 @@ contract DcnDeals is DcnEscrow, EIP712 {
     }
 
     /// @notice Whether the result of deal `id` (submitted in block `mark`) is audited at
-    ///         the chance `auditPpm`, as `acceptResult` will draw it; false while the block
-    ///         hash is unknown.
+    ///         the chance `auditPpm`, as `acceptResult` and `timeout` draw it in this block:
+    ///         false while block `mark` is not sealed; true once its hash is gone (more than
+    ///         256 blocks old): such a result is audited.
     function auditDrawn(bytes32 id, uint64 mark, uint32 auditPpm) public view returns (bool) {
-        bytes32 h = blockhash(mark);
-        if (h == bytes32(0)) return false;
-        return _auditRoll(h, id) % PPM < auditPpm;
+        if (block.number <= mark) return false;
+        if (block.number - mark > BLOCKHASH_WINDOW) return true;
+        return _auditRoll(blockhash(mark), id) % PPM < auditPpm;
     }
 
     // ─── Internals ────────────────────────────────────────────────────────────
@@ -857,19 +858,15 @@ contract DcnDeals is DcnEscrow, EIP712 {
     }
 
     // The result is judged by the job creator's acceptance or by its deadline: the provider
-    // is paid as `paid` unless the audit draw says otherwise. Writes the deal.
+    // is paid as `paid` unless the audit draw says otherwise, or the draw's block hash is
+    // gone (`auditDrawn`): then the result is audited, never drawn again from a later block
+    // (THREATS A1). Writes the deal.
     function _judgeOrAudit(bytes32 id, Terms calldata t, Case calldata c, Slot memory s, State paid)
         private
         returns (State)
     {
         uint256 b = s.mark;
         if (block.number <= b) revert DrawNotReady(id, uint64(b));
-        if (block.number - b > BLOCKHASH_WINDOW) {
-            s.mark = uint40(block.number);
-            _put(id, s);
-            emit AuditPostponed(id, uint64(block.number));
-            return State.ResultSubmitted;
-        }
         if (auditDrawn(id, uint64(b), t.auditPpm)) {
             s.state = State.Audited;
             s.flags = FLAG_AUDIT;
