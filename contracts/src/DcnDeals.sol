@@ -40,7 +40,9 @@ interface IMediatorPool {
 /// the deal goes to mediation as if challenged, paid by the job creator's `auditFee`
 /// (locked at creation and returned when no audit is drawn); the provider is paid or
 /// slashed by the verdict, like a challenge. An audit has one round: a silent auditor
-/// leaves the result standing.
+/// leaves the result standing. A result judged when its block's hash is gone (more than
+/// 256 blocks later) is audited: the draw is never taken again from a later block, or a
+/// provider that saw its block draw an audit could wait and draw until none is drawn.
 ///
 /// Mediators answer for their verdicts (M3, M5): they are drawn only while bonded
 /// (`DcnEscrow`). A verdict settles the deal at once; within `appealWindow` the losing
@@ -202,7 +204,6 @@ contract DcnDeals is DcnEscrow, EIP712 {
     event DealCancelled(bytes32 indexed dealId, address indexed provider);
     event ResultSubmitted(bytes32 indexed dealId, bytes32 resultHash, uint64 judgeDeadline);
     event ResultAccepted(bytes32 indexed dealId);
-    event AuditPostponed(bytes32 indexed dealId, uint64 drawBlock);
     event DealAudited(bytes32 indexed dealId, bytes32 resultHash, uint64 drawBlock);
     event DealChallenged(bytes32 indexed dealId, bytes32 resultHash, uint64 drawBlock);
     event MediatorDrawn(bytes32 indexed dealId, address indexed mediator, uint64 mediationDeadline);
@@ -369,7 +370,8 @@ contract DcnDeals is DcnEscrow, EIP712 {
         (Slot storage p, uint256 w) = _loadWord(id, _commitment(id, t, bytes32(0), 0, address(0), address(0)), State.Created);
         uint40 deadline = uint40(w >> 160);
         if (block.timestamp > deadline) revert DeadlinePassed(id, deadline);
-        deadline = uint40(block.timestamp + t.judgeTimeout);
+        // `t` matched the commitment: its judge timeout is read as it stands in calldata.
+        deadline = uint40(block.timestamp + _wordOf(t, 0xe0));
         bytes19 commit = _commitment(id, t, resultHash, 0, address(0), address(0));
         uint256 submitted = uint256(State.ResultSubmitted);
         uint256 mark = block.number;
@@ -384,12 +386,12 @@ contract DcnDeals is DcnEscrow, EIP712 {
     /// @notice The job creator accepts the result: the provider is paid, its collateral
     ///         and the audit fee unlocked; unless the result's block drew an audit, which
     ///         then starts. From the block after `submitResult`; if that block is too old
-    ///         for its hash (256 blocks), the draw moves to this block and this returns
-    ///         `State.ResultSubmitted`: call again from the next block.
+    ///         for its hash (more than 256 blocks), the result is audited: judge in time.
     function acceptResult(bytes32 id, Terms calldata t, Case calldata c) external returns (State to) {
         if (msg.sender != t.jobCreator) revert NotJobCreator(msg.sender);
-        Slot memory s = _load(id, _commitment(id, t, c), State.ResultSubmitted);
-        to = _judgeOrAudit(id, t, c, s, State.Accepted);
+        // The deal's word, checked as `_load` checks it but not unpacked.
+        (Slot storage p, uint256 w) = _loadWord(id, _commitment(id, t, c), State.ResultSubmitted);
+        to = _judgeOrAudit(id, t, c, p, w, State.Accepted);
         if (to == State.Accepted) emit ResultAccepted(id);
     }
 
@@ -570,7 +572,7 @@ contract DcnDeals is DcnEscrow, EIP712 {
     /// @notice Settles a deal whose current deadline has passed; anyone may call it.
     ///         Created: the job creator is refunded and gets the provider's collateral.
     ///         ResultSubmitted: the provider is paid as if accepted, unless the result's
-    ///         block drew an audit, which then starts.
+    ///         block drew an audit (or its hash is gone), which then starts.
     ///         Challenged: the round's mediator (drawn now if nobody drew it) missed its
     ///         deadline: it is excluded, loses `silenceSlash` of its bond to the job
     ///         creator, and another is drawn in a new round; with none left the result
@@ -591,7 +593,9 @@ contract DcnDeals is DcnEscrow, EIP712 {
             _settle(t.jobCreator, uint256(t.price) + t.auditFee, uint256(t.price) + t.auditFee + t.collateral);
             _settle(t.provider, t.collateral, 0);
         } else if (from == State.ResultSubmitted) {
-            if (_judgeOrAudit(id, t, c, s, State.TimedOutAccepted) != State.TimedOutAccepted) return;
+            (Slot storage p, uint256 w) = _word(id);
+            s.state = _judgeOrAudit(id, t, c, p, w, State.TimedOutAccepted);
+            if (s.state != State.TimedOutAccepted) return;
         } else if (from == State.Challenged || from == State.Audited) {
             _checkMediators(id, t, mediators);
             if (!_silentRound(id, t, c, s, mediators)) return;
@@ -627,12 +631,13 @@ contract DcnDeals is DcnEscrow, EIP712 {
     }
 
     /// @notice Whether the result of deal `id` (submitted in block `mark`) is audited at
-    ///         the chance `auditPpm`, as `acceptResult` will draw it; false while the block
-    ///         hash is unknown.
+    ///         the chance `auditPpm`, as `acceptResult` and `timeout` draw it in this block:
+    ///         false while block `mark` is not sealed; true once its hash is gone (more than
+    ///         256 blocks old): such a result is audited.
     function auditDrawn(bytes32 id, uint64 mark, uint32 auditPpm) public view returns (bool) {
-        bytes32 h = blockhash(mark);
-        if (h == bytes32(0)) return false;
-        return _auditRoll(h, id) % PPM < auditPpm;
+        if (block.number <= mark) return false;
+        if (block.number - mark > BLOCKHASH_WINDOW) return true;
+        return _auditRoll(blockhash(mark), id) % PPM < auditPpm;
     }
 
     // ─── Internals ────────────────────────────────────────────────────────────
@@ -813,13 +818,18 @@ contract DcnDeals is DcnEscrow, EIP712 {
         }
     }
 
-    // Deal `id`'s storage and word, after checking as `_load` does that it is in `state`
-    // with commitment `commit`.
-    function _loadWord(bytes32 id, bytes19 commit, State state) private view returns (Slot storage p, uint256 w) {
+    // Deal `id`'s storage and its word, as `_put` packs it, unchecked.
+    function _word(bytes32 id) private view returns (Slot storage p, uint256 w) {
         p = _deals[id];
         assembly ("memory-safe") {
             w := sload(p.slot)
         }
+    }
+
+    // Deal `id`'s storage and word, after checking as `_load` does that it is in `state`
+    // with commitment `commit`.
+    function _loadWord(bytes32 id, bytes19 commit, State state) private view returns (Slot storage p, uint256 w) {
+        (p, w) = _word(id);
         State now_ = State(uint8(w >> 152));
         if (now_ == State.None) revert WrongState(id, State.None);
         if (bytes19(bytes32(w << 104)) != commit) revert WrongCommitment(id);
@@ -857,33 +867,70 @@ contract DcnDeals is DcnEscrow, EIP712 {
     }
 
     // The result is judged by the job creator's acceptance or by its deadline: the provider
-    // is paid as `paid` unless the audit draw says otherwise. Writes the deal.
-    function _judgeOrAudit(bytes32 id, Terms calldata t, Case calldata c, Slot memory s, State paid)
+    // is paid as `paid` unless the audit draw says otherwise, or the draw's block hash is
+    // gone (`auditDrawn`): then the result is audited, never drawn again from a later block
+    // (THREATS A1). `w` is the deal's word at `p`, in state `ResultSubmitted` (so `drawn`
+    // and `flags` are zero); this writes it without unpacking it.
+    function _judgeOrAudit(bytes32 id, Terms calldata t, Case calldata c, Slot storage p, uint256 w, State paid)
         private
         returns (State)
     {
-        uint256 b = s.mark;
+        uint256 b = uint40(w >> 200);
         if (block.number <= b) revert DrawNotReady(id, uint64(b));
-        if (block.number - b > BLOCKHASH_WINDOW) {
-            s.mark = uint40(block.number);
-            _put(id, s);
-            emit AuditPostponed(id, uint64(block.number));
-            return State.ResultSubmitted;
-        }
-        if (auditDrawn(id, uint64(b), t.auditPpm)) {
-            s.state = State.Audited;
-            s.flags = FLAG_AUDIT;
-            _newRound(s, t.mediationTimeout);
-            _put(id, s);
+        // The caller checked `t` against the deal's commitment, made of clean words: its
+        // words are read as they stand in calldata, without checking each again.
+        if (auditDrawn(id, uint64(b), uint32(_wordOf(t, 0xc0)))) {
+            uint256 audited = uint256(State.Audited);
+            uint256 flags = FLAG_AUDIT;
+            // A new round, as `_newRound` starts it: its mediator from this block's hash,
+            // drawn and ruling by `mediationTimeout` from now.
+            uint256 deadline = uint40(block.timestamp + _wordOf(t, 0x100));
+            uint256 mark = uint40(block.number);
+            assembly ("memory-safe") {
+                // The commit kept; state, deadline, mark, drawn (zero) and flags as `_put`
+                // packs them.
+                w := or(and(w, 0xffffffffffffffffffffffffffffffffffffff), shl(152, audited))
+                w := or(w, or(shl(160, deadline), shl(200, mark)))
+                sstore(p.slot, or(w, shl(248, flags)))
+            }
             emit DealAudited(id, c.resultHash, uint64(block.number));
             return State.Audited;
         }
-        s.state = paid;
-        _put(id, s);
-        // The provider gets the price and its collateral; the job creator its audit fee.
-        _settle(t.jobCreator, uint256(t.price) + t.auditFee, t.auditFee);
-        _settle(t.provider, t.collateral, uint256(t.price) + t.collateral);
+        uint256 state = uint256(paid);
+        assembly ("memory-safe") {
+            // Only the state changes.
+            sstore(p.slot, or(and(w, not(shl(152, 0xff))), shl(152, state)))
+        }
+        // The provider gets the price and its collateral; the job creator its audit fee
+        // (three uint96 amounts: no sum overflows).
+        (address jobCreator, address provider, uint256 price, uint256 collateral, uint256 auditFee) = _amountsOf(t);
+        unchecked {
+            _settle(jobCreator, price + auditFee, auditFee);
+            _settle(provider, collateral, price + collateral);
+        }
         return paid;
+    }
+
+    // The words of `t` that judging a result settles with, as they stand in calldata.
+    function _amountsOf(Terms calldata t)
+        private
+        pure
+        returns (address jobCreator, address provider, uint256 price, uint256 collateral, uint256 auditFee)
+    {
+        assembly ("memory-safe") {
+            jobCreator := calldataload(t)
+            provider := calldataload(add(t, 0x20))
+            price := calldataload(add(t, 0x40))
+            collateral := calldataload(add(t, 0x60))
+            auditFee := calldataload(add(t, 0xa0))
+        }
+    }
+
+    // The word at `offset` in `t`, as it stands in calldata.
+    function _wordOf(Terms calldata t, uint256 offset) private pure returns (uint256 word) {
+        assembly ("memory-safe") {
+            word := calldataload(add(t, offset))
+        }
     }
 
     // The current round's mediator missed its deadline. Returns whether the deal settled.

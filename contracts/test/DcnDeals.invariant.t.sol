@@ -509,7 +509,8 @@ contract DealsHandler is Test, DrawSpec {
         count["submit"]++;
     }
 
-    /// What reading the audit draw of `r`'s result gives now: 0 postponed, 1 audited, 2 not.
+    /// What reading the audit draw of `r`'s result gives now: 0 audited because its block
+    /// hash is gone (never drawn again), 1 audited by the draw, 2 not.
     function _auditOutcome(Rec storage r) internal view returns (uint256) {
         (,, uint64 mark,,) = _deal(r.id);
         if (block.number - mark > 256) return 0;
@@ -520,12 +521,12 @@ contract DealsHandler is Test, DrawSpec {
     // The result was judged (accepted, or its deadline passed) with `outcome`.
     function _judgedGhost(Rec storage r, uint256 outcome, DcnDeals.State paid) internal {
         DcnDeals.State s = _state(r.id);
-        if (outcome == 0) {
-            assertEq(uint256(s), uint256(DcnDeals.State.ResultSubmitted), "postponed");
-            count["auditPostponed"]++;
-        } else if (outcome == 1) {
+        if (outcome < 2) {
+            // Nothing moves: the price, audit fee and collateral stay locked for the audit.
             assertEq(uint256(s), uint256(DcnDeals.State.Audited), "audited");
-            count["audited"]++;
+            (,, uint64 mark,,) = _deal(r.id);
+            assertEq(mark, block.number, "the audit's round starts in this block");
+            count[outcome == 0 ? "auditedHashGone" : "audited"]++;
         } else {
             assertEq(uint256(s), uint256(paid), "paid");
             _payProviderGhost(r.t);
@@ -1004,7 +1005,7 @@ contract DcnDealsInvariantTest is Test {
             "submit",
             "accept",
             "audited",
-            "auditPostponed",
+            "auditedHashGone",
             "challenge",
             "draw",
             "drawPostponed",

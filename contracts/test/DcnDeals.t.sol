@@ -723,25 +723,73 @@ contract DcnDealsTest is DealsFixture {
         assertCommitted(h);
     }
 
-    function test_an_audit_draw_older_than_256_blocks_is_postponed() public {
+    function test_a_result_accepted_after_its_block_hash_is_gone_is_audited() public {
+        // Its block drew no audit, but nobody can tell once the hash is gone: audited.
+        H memory h = createAndSubmit(newDeal());
+        uint64 submitted = mark(h.id);
+        vm.roll(submitted + 257);
+        assertTrue(deals.auditDrawn(h.id, submitted, AUDIT_PPM), "a gone hash draws an audit");
+        assertTrue(deals.auditDrawn(h.id, submitted, 0), "at any chance");
+        uint256 jcFree = free(jobCreator);
+        vm.expectEmit(true, false, false, true);
+        emit DcnDeals.DealAudited(h.id, RESULT, uint64(block.number));
+        assertEq(uint256(accept(h)), uint256(DcnDeals.State.Audited), "audited, not drawn again");
+        assertState(h.id, DcnDeals.State.Audited);
+        assertEq(flags(h.id), deals.FLAG_AUDIT(), "an audit");
+        assertEq(mark(h.id), block.number, "its mediator is drawn from this block");
+        assertEq(deadline(h.id), block.timestamp + MEDIATION_TIMEOUT, "to be drawn and rule in time");
+        assertEq(locked(jobCreator), PRICE + AUDIT_FEE, "price and audit fee stay locked");
+        assertEq(locked(provider), COLLATERAL, "nothing paid yet");
+        assertEq(free(jobCreator), jcFree, "nothing moved");
+        assertCommitted(h);
+        // No second roll: the result is judged once.
+        vm.roll(block.number + 1);
+        vm.prank(jobCreator);
+        vm.expectRevert(abi.encodeWithSelector(DcnDeals.WrongState.selector, h.id, DcnDeals.State.Audited));
+        deals.acceptResult(h.id, h.t, h.c);
+        // The audit passes and pays the provider.
+        assertEq(draw(h), mediator1, "drawn");
+        mediate(h, true);
+        assertState(h.id, DcnDeals.State.MediatedHonest);
+        assertEq(free(provider), FUNDS + PRICE, "an honest provider loses only time");
+    }
+
+    function test_a_result_whose_block_drew_an_audit_cannot_wait_for_a_second_roll() public {
+        // The provider saw its block draw an audit and lets more than 256 blocks pass
+        // before anyone judges: the audit stands; `timeout` draws nothing anew.
         H memory h = create(newDeal());
         submitAudited(h);
         uint64 submitted = mark(h.id);
-        vm.roll(submitted + 257);
+        vm.roll(submitted + 1000);
+        pastDeadline(h);
         vm.expectEmit(true, false, false, true);
-        emit DcnDeals.AuditPostponed(h.id, uint64(block.number));
-        assertEq(uint256(accept(h)), uint256(DcnDeals.State.ResultSubmitted), "postponed");
-        assertEq(mark(h.id), block.number, "drawn from this block");
-        assertEq(locked(provider), COLLATERAL, "nothing paid yet");
-        // The postponed one draws from its new block.
-        steerAudit(h, false);
-        vm.roll(block.number + 1);
-        assertEq(uint256(accept(h)), uint256(DcnDeals.State.Accepted), "drawn from the new block");
-        // Exactly 256 blocks old is still drawn.
+        emit DcnDeals.DealAudited(h.id, RESULT, uint64(block.number));
+        timeout(h);
+        assertState(h.id, DcnDeals.State.Audited);
+        assertEq(mark(h.id), block.number, "its mediator is drawn from this block");
+        assertEq(deadline(h.id), block.timestamp + MEDIATION_TIMEOUT, "the audit's round");
+        assertEq(locked(provider), COLLATERAL, "nothing paid");
+        assertEq(locked(jobCreator), PRICE + AUDIT_FEE, "the audit fee stays locked");
+        // Nor does a block that drew no audit help, by timeout either.
+        H memory g = createAndSubmit(newDeal());
+        vm.roll(mark(g.id) + 257);
+        pastDeadline(g);
+        timeout(g);
+        assertState(g.id, DcnDeals.State.Audited);
+        vm.prank(jobCreator);
+        vm.expectRevert(abi.encodeWithSelector(DcnDeals.WrongState.selector, g.id, DcnDeals.State.Audited));
+        deals.acceptResult(g.id, g.t, g.c);
+    }
+
+    function test_a_result_judged_256_blocks_after_its_block_is_drawn_from_its_hash() public {
+        H memory h = createAndSubmit(newDeal());
+        vm.roll(mark(h.id) + 256);
+        assertTrue(!deals.auditDrawn(h.id, mark(h.id), AUDIT_PPM), "the hash still draws");
+        assertEq(uint256(accept(h)), uint256(DcnDeals.State.Accepted), "256 blocks: no audit drawn");
         H memory g = create(newDeal());
         submitAudited(g);
         vm.roll(mark(g.id) + 256);
-        assertEq(uint256(accept(g)), uint256(DcnDeals.State.Audited), "256 blocks: drawn");
+        assertEq(uint256(accept(g)), uint256(DcnDeals.State.Audited), "256 blocks: an audit drawn");
     }
 
     function test_audit_drawn_reads_the_result_blocks_hash() public {
