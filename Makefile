@@ -52,7 +52,7 @@ bench: setup images ## Print the product metrics (`name value unit` per line)
 bench-compare: setup images ## Benches of REF=<commit> and of the working tree, interleaved: medians and ratios (ROUNDS=3, BENCHES=e2e,solver)
 	@node scripts/bench-compare.js $(REF) $(if $(ROUNDS),--rounds $(ROUNDS)) $(if $(BENCHES),--benches $(BENCHES))
 
-mutants: setup ## Mutation run of the contracts: prints contract_mutants_killed <killed>/<total> (about 15 min)
+mutants: setup ## Mutation run of the contracts: prints contract_mutants_killed <killed>/<total> (1 to 2.5 hours on two cores)
 	node scripts/mutants.js
 
 lint: setup ## rustfmt and clippy, warnings are errors
